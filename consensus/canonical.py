@@ -1,0 +1,158 @@
+"""Canonical encoding, hashing and domain-separated Ed25519 signatures.
+
+Everything jangbu hashes or signs goes through this module, so that two honest nodes (or an
+integrator in another language, see ``docs/protocol.md``) always produce the same bytes.
+
+Why it lives in ``consensus/``: it is the lowest layer that both the consensus core (votes,
+proposals, certificates) and the node (transactions, blocks, receipts) need, and it does no
+I/O. Contracts never see bytes: their context hashes and verifies for them.
+
+The canonical form is msgpack with these rules:
+
+* maps have ``str`` keys only, and are written with keys sorted by their UTF-8 bytes;
+* no floats (amounts are integer minor units; decimals travel as strings);
+* integers fit in a signed or unsigned 64-bit range;
+* ``bytes`` are msgpack ``bin``, ``str`` is msgpack ``str`` (UTF-8), lists are arrays;
+* ``True``/``False``/``None`` are themselves.
+
+Hash: SHA-256. Signed bytes: ``tag || 0x00 || chain_id || 0x00 || canonical(body)``, where
+the tag names what is signed (``jangbu/tx/v1``, ``jangbu/vote/v1``...), so a signature made
+for one purpose or one network can never be replayed as another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgpack
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Upper bound of any single canonical object we agree to decode (a whole block fits)."""
+
+MAX_DEPTH = 32
+"""Nesting deeper than this is refused: nothing legitimate needs it, and it bounds recursion."""
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+HASH_SIZE = 32
+PUBKEY_SIZE = 32
+SIGNATURE_SIZE = 64
+
+
+class CanonicalError(ValueError):
+    """Input that is not in canonical form (wrong type, float, bad key, too big or too deep).
+
+    Always the fault of whoever sent the bytes; callers turn it into a stable error code.
+    """
+
+    code = "E_ENCODING"
+
+
+def _normalise(obj: Any, depth: int) -> Any:
+    """Return ``obj`` with every map's keys sorted, checking each value is allowed."""
+    if depth > MAX_DEPTH:
+        raise CanonicalError("nesting too deep")
+    # bool is a subclass of int, so it must be tested first.
+    if obj is None or obj is True or obj is False:
+        return obj
+    if isinstance(obj, int):
+        if obj < _INT_MIN or obj > _INT_MAX:
+            raise CanonicalError(f"integer out of 64-bit range: {obj}")
+        return obj
+    if isinstance(obj, str | bytes):
+        return obj
+    if isinstance(obj, float):
+        raise CanonicalError("floats are not allowed in canonical data; use integers or strings")
+    if isinstance(obj, Mapping):
+        items = []
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise CanonicalError(f"map keys must be strings, got {type(key).__name__}")
+            items.append((key.encode("utf-8"), key, _normalise(value, depth + 1)))
+        items.sort(key=lambda item: item[0])
+        return {key: value for _, key, value in items}
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj)
+    if isinstance(obj, Sequence):
+        return [_normalise(item, depth + 1) for item in obj]
+    raise CanonicalError(f"type {type(obj).__name__} cannot be encoded canonically")
+
+
+def encode(obj: Any) -> bytes:
+    """Encode ``obj`` in canonical msgpack form (raises :class:`CanonicalError`)."""
+    data: bytes = msgpack.packb(_normalise(obj, 0), use_bin_type=True)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise CanonicalError(f"encoded object is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
+    """Decode bytes that must be canonical msgpack; anything else raises CanonicalError.
+
+    Re-encoding the result must give back the same bytes: this refuses unsorted maps,
+    floats, non-string keys, trailing bytes and non-minimal integer forms, so a value has
+    exactly one byte representation and one hash.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CanonicalError("expected bytes")
+    if len(data) > max_bytes:
+        raise CanonicalError(f"message is {len(data)} bytes, limit {max_bytes}")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+        )
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise CanonicalError(f"malformed msgpack: {exc}") from None
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise CanonicalError(f"malformed msgpack: {exc}") from None
+    if encode(obj) != bytes(data):
+        raise CanonicalError("bytes are not in canonical form")
+    return obj
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256 of ``data``: the one hash function of the protocol."""
+    return hashlib.sha256(data).digest()
+
+
+def hash_obj(obj: Any) -> bytes:
+    """SHA-256 of the canonical encoding of ``obj``."""
+    return digest(encode(obj))
+
+
+def sign_bytes(tag: str, chain_id: str, body: Any) -> bytes:
+    """The exact bytes an Ed25519 key signs for ``body`` under purpose ``tag`` on ``chain_id``."""
+    return tag.encode("ascii") + b"\x00" + chain_id.encode("utf-8") + b"\x00" + encode(body)
+
+
+def sign(key: SigningKey, tag: str, chain_id: str, body: Any) -> bytes:
+    """Sign ``body`` for purpose ``tag`` on ``chain_id``; returns the 64-byte signature."""
+    return bytes(key.sign(sign_bytes(tag, chain_id, body)).signature)
+
+
+def verify_raw(pubkey: bytes, message: bytes, signature: bytes) -> bool:
+    """True when ``signature`` is a valid Ed25519 signature of ``message`` by ``pubkey``."""
+    if len(pubkey) != PUBKEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        VerifyKey(pubkey).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+def verify(pubkey: bytes, tag: str, chain_id: str, body: Any, signature: bytes) -> bool:
+    """True when ``signature`` signs ``body`` under ``tag`` on ``chain_id`` with ``pubkey``."""
+    try:
+        message = sign_bytes(tag, chain_id, body)
+    except CanonicalError:
+        return False
+    return verify_raw(pubkey, message, signature)

@@ -1,0 +1,163 @@
+"""Running contract calls against layered state, one call or one whole block.
+
+``execute_call`` is the single place where a call meets a contract: it resolves the signer
+through membership, builds the :class:`~contracts.sdk.Context`, runs ``apply`` on a
+transaction overlay and keeps the writes and events only when the contract succeeds. The
+outcome is a :class:`Receipt` either way, so every node records the same failure code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensus import canonical
+from contracts import membership
+from contracts.sdk import (
+    E_UNKNOWN_SIGNER,
+    Call,
+    Context,
+    Contract,
+    ContractError,
+    Event,
+    Member,
+    QueryContext,
+    StateReader,
+)
+from node.state import ContractState, KVReader, Overlay
+
+OK = "OK"
+E_UNKNOWN_CONTRACT = "E_UNKNOWN_CONTRACT"
+E_REVOKED_SIGNER = "E_REVOKED_SIGNER"
+E_INTERNAL = "E_CONTRACT_FAILURE"
+
+TAG_TX = "jangbu/tx/v1"
+TAG_DEVICE = "jangbu/device/v1"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The outcome of one transaction: ``code`` is ``"OK"`` or a stable error code."""
+
+    code: str
+    message: str = ""
+    events: tuple[Event, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == OK
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "events": [event.to_obj() for event in self.events],
+        }
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> Receipt:
+        return cls(
+            code=str(obj["code"]),
+            message=str(obj["message"]),
+            events=tuple(
+                Event(e["contract"], e["type"], e["attrs"], tuple(e["keys"])) for e in obj["events"]
+            ),
+        )
+
+
+def make_signature_checker(chain_id: str) -> Any:
+    """The ``check_signature`` a Context gets: domain-tagged Ed25519 on this chain."""
+
+    def check(pubkey: bytes, tag: str, body: Any, signature: bytes) -> bool:
+        return canonical.verify(pubkey, tag, chain_id, body, signature)
+
+    return check
+
+
+def member_lookup(source: KVReader) -> Any:
+    """A ``lookup_member`` function reading membership state from ``source``."""
+    reader = ContractState(source, membership.NAME)
+
+    def lookup(pubkey: bytes) -> Member | None:
+        return membership.lookup_member(reader, pubkey)
+
+    return lookup
+
+
+def reader_factory(source: KVReader) -> Any:
+    def read_other(contract: str) -> StateReader:
+        return ContractState(source, contract)
+
+    return read_other
+
+
+def execute_call(
+    contracts: Mapping[str, Contract],
+    block: Overlay,
+    *,
+    chain_id: str,
+    height: int,
+    time_ms: int,
+    call: Call,
+) -> Receipt:
+    """Apply ``call`` on top of ``block``; merge its writes only if the contract succeeds."""
+    contract = contracts.get(call.contract)
+    if contract is None:
+        return Receipt(E_UNKNOWN_CONTRACT, f"contract {call.contract!r} is not enabled")
+    lookup = member_lookup(block)
+    signer = lookup(call.signer)
+    if signer is None:
+        return Receipt(E_UNKNOWN_SIGNER, "signer is not a registered member key")
+    if signer.revoked:
+        return Receipt(E_REVOKED_SIGNER, "signer key has been revoked")
+    tx_overlay = Overlay(block)
+    ctx = Context(
+        contract=call.contract,
+        chain_id=chain_id,
+        height=height,
+        time_ms=time_ms,
+        signer=signer,
+        state=ContractState(tx_overlay, call.contract),
+        lookup_member=lookup,
+        check_signature=make_signature_checker(chain_id),
+        read_other=reader_factory(tx_overlay),
+    )
+    try:
+        contract.check(call)
+        contract.apply(ctx, call)
+    except ContractError as exc:
+        return Receipt(exc.code, exc.message)
+    except canonical.CanonicalError as exc:
+        return Receipt(exc.code, str(exc))
+    tx_overlay.merge_into(block)
+    return Receipt(OK, "", tuple(ctx.events))
+
+
+def run_query(
+    contracts: Mapping[str, Contract],
+    source: KVReader,
+    *,
+    chain_id: str,
+    height: int,
+    time_ms: int,
+    contract_name: str,
+    name: str,
+    args: Mapping[str, Any],
+    caller: Member | None,
+) -> Any:
+    """Answer a read-only contract query (raises ContractError on refusal)."""
+    contract = contracts.get(contract_name)
+    if contract is None:
+        raise ContractError(E_UNKNOWN_CONTRACT, f"contract {contract_name!r} is not enabled")
+    ctx = QueryContext(
+        contract=contract_name,
+        chain_id=chain_id,
+        height=height,
+        time_ms=time_ms,
+        state=ContractState(source, contract_name),
+        caller=caller,
+        lookup_member=member_lookup(source),
+        read_other=reader_factory(source),
+    )
+    return contract.query(ctx, name, args)
