@@ -1,0 +1,161 @@
+"""Block header and block: what consensus orders and the store keeps.
+
+The block hash is SHA-256 of the canonical header. The header commits to everything else:
+``txs_root`` (Merkle over transaction hashes), ``results_root`` (Merkle over receipts),
+``state_root`` (the authenticated state *after* this block), ``last_commit_hash`` (the
+certificate of the previous block carried in this one, like CometBFT's LastCommit) and
+``validators_hash``. A block's own certificate is stored beside it by the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from consensus import canonical
+from node import merkle
+from node.tx import Transaction, TxError
+
+MAX_BLOCK_BYTES = 8 * 1024 * 1024 - 64 * 1024  # fits a transport frame with headroom
+ZERO_HASH = b"\x00" * 32
+
+E_BAD_BLOCK = "E_BAD_BLOCK"
+
+
+class BlockError(ValueError):
+    """A block that is malformed or does not fit the chain."""
+
+    code = E_BAD_BLOCK
+
+
+@dataclass(frozen=True)
+class Header:
+    chain_id: str
+    height: int
+    time_ms: int
+    prev_hash: bytes
+    proposer: bytes
+    txs_root: bytes
+    state_root: bytes
+    results_root: bytes
+    last_commit_hash: bytes
+    validators_hash: bytes
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "height": self.height,
+            "time_ms": self.time_ms,
+            "prev_hash": self.prev_hash,
+            "proposer": self.proposer,
+            "txs_root": self.txs_root,
+            "state_root": self.state_root,
+            "results_root": self.results_root,
+            "last_commit_hash": self.last_commit_hash,
+            "validators_hash": self.validators_hash,
+        }
+
+    @cached_property
+    def hash(self) -> bytes:
+        return canonical.hash_obj(self.to_obj())
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Header:
+        if not isinstance(obj, Mapping):
+            raise BlockError("header must be a map")
+        try:
+            header = cls(**{name: obj[name] for name in _HEADER_FIELDS})
+        except KeyError as exc:
+            raise BlockError(f"header field missing: {exc.args[0]}") from None
+        header.validate_basic()
+        return header
+
+    def validate_basic(self) -> None:
+        if not isinstance(self.chain_id, str):
+            raise BlockError("header.chain_id must be a string")
+        for name in ("height", "time_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BlockError(f"header.{name} must be a non-negative integer")
+        for name in _HASH_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bytes) or len(value) != 32:
+                raise BlockError(f"header.{name} must be 32 bytes")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in self.to_obj().items():
+            out[name] = value.hex() if isinstance(value, bytes) else value
+        out["hash"] = self.hash.hex()
+        return out
+
+
+_HEADER_FIELDS = (
+    "chain_id", "height", "time_ms", "prev_hash", "proposer", "txs_root", "state_root",
+    "results_root", "last_commit_hash", "validators_hash",
+)
+_HASH_FIELDS = (
+    "prev_hash", "proposer", "txs_root", "state_root", "results_root", "last_commit_hash",
+    "validators_hash",
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    header: Header
+    txs: tuple[Transaction, ...]
+    last_commit: Any  # the previous block's certificate as a canonical object, or None
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "header": self.header.to_obj(),
+            "txs": [tx.to_obj() for tx in self.txs],
+            "last_commit": self.last_commit,
+        }
+
+    @cached_property
+    def encoded(self) -> bytes:
+        return canonical.encode(self.to_obj())
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Block:
+        if not isinstance(obj, Mapping) or set(obj) != {"header", "txs", "last_commit"}:
+            raise BlockError("block must be a map of header, txs, last_commit")
+        if not isinstance(obj["txs"], list):
+            raise BlockError("block.txs must be a list")
+        try:
+            txs = tuple(Transaction.from_obj(tx) for tx in obj["txs"])
+        except TxError as exc:
+            raise BlockError(f"bad transaction in block: {exc}") from None
+        return cls(Header.from_obj(obj["header"]), txs, obj["last_commit"])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Block:
+        try:
+            obj = canonical.decode(data)
+        except canonical.CanonicalError as exc:
+            raise BlockError(str(exc)) from None
+        return cls.from_obj(obj)
+
+
+def compute_txs_root(txs: Sequence[Transaction]) -> bytes:
+    return merkle.merkle_root([tx.hash for tx in txs])
+
+
+def result_leaf(tx_hash: bytes, receipt_obj: Mapping[str, Any]) -> bytes:
+    """The leaf of ``results_root`` for one transaction: canonical {tx, receipt}."""
+    return canonical.encode({"tx": tx_hash, "receipt": dict(receipt_obj)})
+
+
+def compute_last_commit_hash(last_commit: Any) -> bytes:
+    return ZERO_HASH if last_commit is None else canonical.hash_obj(last_commit)

@@ -1,0 +1,253 @@
+"""Block execution: build a candidate block, validate a proposed one, commit a decided one.
+
+The proposer executes its candidate against an overlay of the committed state to fill
+``state_root`` and ``results_root``; every validator re-executes a proposal before it
+prevotes and rejects a block whose roots differ. Because contracts are deterministic, the
+roots agree byte for byte on honest nodes. Results are cached by block hash so that the
+commit of a block this node already executed costs no second execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consensus import canonical
+from contracts.sdk import Call, Contract
+from node import merkle
+from node.block import (
+    ZERO_HASH,
+    Block,
+    BlockError,
+    Header,
+    compute_last_commit_hash,
+    compute_txs_root,
+    result_leaf,
+)
+from node.execution import Receipt, execute_call
+from node.state import Overlay
+from node.state_tree import StateDelta, StateTree
+from node.store import LedgerStore
+from node.tx import Transaction
+
+CommitVerifier = Callable[[int, bytes, Any], None]
+"""``verify(height, block_hash, certificate)`` raises if the certificate is not valid."""
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    receipts: tuple[Receipt, ...]
+    state_writes: Mapping[bytes, bytes | None]
+    delta: StateDelta
+    results_root: bytes
+
+    @property
+    def state_root(self) -> bytes:
+        return self.delta.root
+
+
+class SignatureCache:
+    """Transaction hashes whose signatures this node has already verified.
+
+    Signature checks are paid once per node per transaction (at mempool admission); a
+    proposal carrying an already-checked transaction is not verified again. Bounded FIFO.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._seen: dict[bytes, None] = {}
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._seen
+
+    def add(self, tx_hash: bytes) -> None:
+        self._seen[tx_hash] = None
+        if len(self._seen) > self.capacity:
+            for old in list(self._seen)[: len(self._seen) - self.capacity]:
+                del self._seen[old]
+
+    def check(self, tx: Transaction, chain_id: str) -> None:
+        """Full check unless already verified (raises TxError)."""
+        if tx.hash in self._seen:
+            return
+        tx.check(chain_id)
+        self.add(tx.hash)
+
+
+class Engine:
+    """Executes blocks for one node over its store and in-memory state tree."""
+
+    def __init__(
+        self,
+        *,
+        chain_id: str,
+        contracts: Mapping[str, Contract],
+        store: LedgerStore,
+        tree: StateTree,
+        validators_hash: bytes,
+        validators: Sequence[bytes],
+        max_block_txs: int,
+        max_block_bytes: int,
+        verify_commit: CommitVerifier | None = None,
+        sig_cache: SignatureCache | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.contracts = contracts
+        self.store = store
+        self.tree = tree
+        self.validators_hash = validators_hash
+        self.validators = set(validators)
+        self.max_block_txs = max_block_txs
+        self.max_block_bytes = max_block_bytes
+        self.verify_commit = verify_commit
+        self.sig_cache = sig_cache or SignatureCache()
+        self._results: dict[bytes, ExecutionResult] = {}
+
+    # --- the chain tip ----------------------------------------------------------------------
+
+    def tip(self) -> tuple[int, bytes, int]:
+        """(height, block hash, block time) of the last committed block (0, zeros, 0)."""
+        height = self.store.height
+        if height == 0:
+            return 0, ZERO_HASH, 0
+        block = self.store.get_block(height)
+        if block is None:
+            raise BlockError(f"store claims height {height} but has no block")
+        return height, block.hash, block.header.time_ms
+
+    # --- execution --------------------------------------------------------------------------
+
+    def execute_txs(self, height: int, time_ms: int, txs: Sequence[Transaction]) -> ExecutionResult:
+        """Run ``txs`` in order on an overlay of committed state; nothing is written."""
+        block_overlay = Overlay(self.store.state)
+        receipts: list[Receipt] = []
+        for tx in txs:
+            call = Call(tx.contract, tx.action, tx.args, tx.signer, tx.nonce, tx.hash)
+            receipts.append(
+                execute_call(self.contracts, block_overlay, chain_id=self.chain_id,
+                             height=height, time_ms=time_ms, call=call)
+            )
+        delta = self.tree.preview(block_overlay.writes, self.store.leaves)
+        results_root = merkle.merkle_root(
+            [result_leaf(tx.hash, r.to_obj()) for tx, r in zip(txs, receipts, strict=True)]
+        )
+        return ExecutionResult(tuple(receipts), dict(block_overlay.writes), delta, results_root)
+
+    def build_block(
+        self, *, proposer: bytes, time_ms: int, txs: Sequence[Transaction], last_commit: Any
+    ) -> Block:
+        """The proposer's candidate for the next height, with its roots filled in."""
+        height, prev_hash, prev_time = self.tip()
+        time_ms = max(time_ms, prev_time + 1)
+        chosen = self._admissible(txs)
+        result = self.execute_txs(height + 1, time_ms, chosen)
+        header = Header(
+            chain_id=self.chain_id,
+            height=height + 1,
+            time_ms=time_ms,
+            prev_hash=prev_hash,
+            proposer=proposer,
+            txs_root=compute_txs_root(chosen),
+            state_root=result.state_root,
+            results_root=result.results_root,
+            last_commit_hash=compute_last_commit_hash(last_commit),
+            validators_hash=self.validators_hash,
+        )
+        block = Block(header, tuple(chosen), last_commit)
+        self._results[block.hash] = result
+        return block
+
+    def _admissible(self, txs: Sequence[Transaction]) -> list[Transaction]:
+        """Drop duplicates and committed hashes and stay within the block limits."""
+        chosen: list[Transaction] = []
+        seen: set[bytes] = set()
+        size = 0
+        for tx in txs:
+            if len(chosen) >= self.max_block_txs:
+                break
+            if tx.hash in seen or self.store.has_tx(tx.hash):
+                continue
+            if size + len(tx.encoded) > self.max_block_bytes:
+                break
+            seen.add(tx.hash)
+            size += len(tx.encoded)
+            chosen.append(tx)
+        return chosen
+
+    def validate_block(self, block: Block, *, now_ms: int | None = None,
+                       max_future_ms: int = 30_000) -> ExecutionResult:
+        """Every check a validator makes before it prevotes; raises BlockError.
+
+        Re-executes the transactions and compares the roots with the header.
+        """
+        cached = self._results.get(block.hash)
+        header = block.header
+        height, prev_hash, prev_time = self.tip()
+        # Verify the block extends our chain.
+        if header.chain_id != self.chain_id:
+            raise BlockError(f"block is for chain {header.chain_id!r}")
+        if header.height != height + 1:
+            raise BlockError(f"block height {header.height}, expected {height + 1}")
+        if header.prev_hash != prev_hash:
+            raise BlockError("block does not extend the last committed block")
+        if header.time_ms <= prev_time:
+            raise BlockError("block time does not advance")
+        if now_ms is not None and header.time_ms > now_ms + max_future_ms:
+            raise BlockError("block time is too far in the future")
+        if header.proposer not in self.validators:
+            raise BlockError("proposer is not a validator")
+        if header.validators_hash != self.validators_hash:
+            raise BlockError("validators_hash does not match the validator set")
+        # Verify the previous block's certificate carried in this one.
+        if header.last_commit_hash != compute_last_commit_hash(block.last_commit):
+            raise BlockError("last_commit_hash does not match last_commit")
+        if height >= 1:
+            if block.last_commit is None:
+                raise BlockError("block must carry the previous block's certificate")
+            if self.verify_commit is not None:
+                try:
+                    self.verify_commit(height, prev_hash, block.last_commit)
+                except Exception as exc:  # any failure of the remote certificate is theirs
+                    raise BlockError(f"last_commit does not verify: {exc}") from None
+        # Verify the transactions: limits, uniqueness, signatures.
+        if len(block.txs) > self.max_block_txs:
+            raise BlockError("too many transactions")
+        if sum(len(tx.encoded) for tx in block.txs) > self.max_block_bytes:
+            raise BlockError("block too large")
+        if header.txs_root != compute_txs_root(block.txs):
+            raise BlockError("txs_root does not match the transactions")
+        seen: set[bytes] = set()
+        for tx in block.txs:
+            if tx.hash in seen:
+                raise BlockError("duplicate transaction in block")
+            seen.add(tx.hash)
+            if self.store.has_tx(tx.hash):
+                raise BlockError("block replays a committed transaction")
+            try:
+                self.sig_cache.check(tx, self.chain_id)
+            except ValueError as exc:
+                raise BlockError(f"invalid transaction {tx.hash.hex()[:16]}: {exc}") from None
+        result = cached or self.execute_txs(header.height, header.time_ms, block.txs)
+        # Verify the roots the proposer claims are the ones we compute.
+        if result.state_root != header.state_root:
+            raise BlockError("state_root differs from re-execution")
+        if result.results_root != header.results_root:
+            raise BlockError("results_root differs from re-execution")
+        self._results[block.hash] = result
+        return result
+
+    def commit(self, block: Block, certificate: Any) -> ExecutionResult:
+        """Write a decided block (validated here if it was not already) in one batch."""
+        result = self._results.get(block.hash)
+        if result is None:
+            result = self.validate_block(block)
+        self.store.commit_block(block, certificate, result.receipts, result.state_writes,
+                                result.delta)
+        self.tree.apply(result.delta)
+        self._results.clear()
+        return result
+
+
+def genesis_validators_hash(validators: Sequence[bytes]) -> bytes:
+    return canonical.hash_obj(list(validators))

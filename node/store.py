@@ -1,0 +1,267 @@
+"""The ledger store on LevelDB (plyvel): blocks, certificates, receipts, tx index, state.
+
+Every block is committed in **one** ``WriteBatch(sync=True)`` holding the block, its
+certificate, its receipts, the transaction index, the state changes, the state-tree leaf
+index and the new height. LevelDB applies a batch atomically and its log is replayed on
+open, so after a crash the store is at the old height or the new one, never between.
+
+Key layout (all heights are 8-byte big-endian so they sort numerically):
+
+==================  ===============================================================
+``m/chain_id``      chain id (utf-8)            ``m/genesis_hash``  SHA-256 of genesis
+``m/height``        last committed height        ``m/format``        store format version
+``b/<h>``           canonical block              ``h/<block hash>``  height
+``c/<h>``           certificate of block h        ``t/<tx hash>``     canonical [h, index]
+``r/<h><i:4>``      canonical receipt            ``s/<contract>/<key>`` state value
+``l/<key hash>``    state-tree leaf (value hash)  ``w/...``, ``v/...``  consensus WAL, signer guard
+==================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import plyvel
+
+from consensus import canonical
+from node.block import Block
+from node.execution import Receipt
+from node.state_tree import LEAF_PREFIX, StateDelta, StateTree
+
+FORMAT = b"1"
+META_CHAIN = b"m/chain_id"
+META_GENESIS = b"m/genesis_hash"
+META_HEIGHT = b"m/height"
+META_FORMAT = b"m/format"
+STATE_PREFIX = b"s/"
+
+
+class StoreError(RuntimeError):
+    """The data directory cannot be used as it is (locked, corrupt, another chain...).
+
+    The message says what is wrong and what an operator can do; it is shown without a
+    traceback by the CLI.
+    """
+
+
+def height_key(prefix: bytes, height: int) -> bytes:
+    return prefix + height.to_bytes(8, "big")
+
+
+class _PrefixReader:
+    """A KVReader over one key prefix of the live database (prefix stripped)."""
+
+    def __init__(self, db: Any, prefix: bytes) -> None:
+        self._db = db
+        self._prefix = prefix
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(self._prefix + key)
+        return value
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        cut = len(self._prefix)
+        for key, value in self._db.iterator(prefix=self._prefix + prefix):
+            yield key[cut:], value
+
+
+class LedgerStore:
+    """One node's copy of the ledger."""
+
+    def __init__(self, db: Any, path: str) -> None:
+        self.db = db
+        self.path = path
+        self.state = _PrefixReader(db, STATE_PREFIX)
+        self.leaves = _PrefixReader(db, b"")  # StateTree scans b"l/..." itself
+        self._height = self._read_height()
+
+    # --- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str, *, chain_id: str, genesis_hash: bytes) -> LedgerStore:
+        """Open (or create) the store at ``path`` for this chain; raises StoreError."""
+        os.makedirs(path, exist_ok=True)
+        try:
+            db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"data directory {path} is in use by another process (LevelDB lock held); "
+                    "is this node already running?"
+                ) from None
+            raise StoreError(f"cannot open data directory {path}: {exc}") from None
+        except plyvel.CorruptionError as exc:
+            raise StoreError(
+                f"data directory {path} is corrupt ({exc}); restore it from a backup or "
+                "remove it and let the node catch up from its peers (docs/operations.md)"
+            ) from None
+        try:
+            store_chain = db.get(META_CHAIN)
+            if store_chain is None:
+                if any(True for _ in db.iterator(include_value=False)):
+                    raise StoreError(f"data directory {path} holds data but no chain id; "
+                                     "it is not a jangbu ledger")
+            else:
+                if store_chain != chain_id.encode():
+                    raise StoreError(
+                        f"data directory {path} belongs to chain {store_chain.decode()!r}, "
+                        f"not {chain_id!r}"
+                    )
+                if db.get(META_GENESIS) != genesis_hash:
+                    raise StoreError(
+                        f"data directory {path} was created from a different genesis file "
+                        f"for chain {chain_id!r}"
+                    )
+                if db.get(META_FORMAT) != FORMAT:
+                    raise StoreError(f"data directory {path} has an unknown store format")
+        except StoreError:
+            db.close()
+            raise
+        return cls(db, path)
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+    @property
+    def initialised(self) -> bool:
+        return self.db.get(META_CHAIN) is not None
+
+    def initialise(
+        self, *, chain_id: str, genesis_hash: bytes, state: Mapping[bytes, bytes]
+    ) -> StateTree:
+        """Write genesis state and meta at height 0 (one synced batch)."""
+        if self.initialised:
+            raise StoreError("store is already initialised")
+        tree = StateTree()
+        delta = tree.preview(dict(state), self.leaves)
+        with self.db.write_batch(sync=True) as batch:
+            for key, value in state.items():
+                batch.put(STATE_PREFIX + key, value)
+            for key, vhash in delta.leaf_writes.items():
+                if vhash is not None:
+                    batch.put(key, vhash)
+            batch.put(META_FORMAT, FORMAT)
+            batch.put(META_GENESIS, genesis_hash)
+            batch.put(META_HEIGHT, (0).to_bytes(8, "big"))
+            batch.put(META_CHAIN, chain_id.encode())
+        tree.apply(delta)
+        self._height = 0
+        return tree
+
+    def load_state_tree(self) -> StateTree:
+        return StateTree.load(self.leaves)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def _read_height(self) -> int:
+        raw = self.db.get(META_HEIGHT)
+        return 0 if raw is None else int.from_bytes(raw, "big")
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        value: bytes | None = self.db.get(height_key(b"b/", height))
+        return value
+
+    def get_block(self, height: int) -> Block | None:
+        raw = self.get_block_bytes(height)
+        return None if raw is None else Block.decode(raw)
+
+    def get_commit(self, height: int) -> Any | None:
+        raw = self.db.get(height_key(b"c/", height))
+        return None if raw is None else canonical.decode(raw)
+
+    def height_of_block(self, block_hash: bytes) -> int | None:
+        raw = self.db.get(b"h/" + block_hash)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        raw = self.db.get(b"t/" + tx_hash)
+        if raw is None:
+            return None
+        height, index = canonical.decode(raw)
+        return int(height), int(index)
+
+    def has_tx(self, tx_hash: bytes) -> bool:
+        return self.db.get(b"t/" + tx_hash) is not None
+
+    def get_receipt(self, height: int, index: int) -> Receipt | None:
+        raw = self.db.get(height_key(b"r/", height) + index.to_bytes(4, "big"))
+        return None if raw is None else Receipt.from_obj(canonical.decode(raw))
+
+    def receipts_of(self, height: int) -> list[Receipt]:
+        return [
+            Receipt.from_obj(canonical.decode(value))
+            for _, value in self.db.iterator(prefix=height_key(b"r/", height))
+        ]
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self.state.get(key)
+
+    # --- small synced records for consensus (WAL, signer guard) ---------------------------
+
+    def put_record(self, key: bytes, value: bytes, *, sync: bool) -> None:
+        self.db.put(key, value, sync=sync)
+
+    def get_record(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def delete_prefix(self, prefix: bytes) -> None:
+        with self.db.write_batch() as batch:
+            for key in self.db.iterator(prefix=prefix, include_value=False):
+                batch.delete(key)
+
+    def scan_records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        yield from self.db.iterator(prefix=prefix)
+
+    # --- commit -----------------------------------------------------------------------------
+
+    def commit_block(
+        self,
+        block: Block,
+        commit: Any,
+        receipts: Sequence[Receipt],
+        state_writes: Mapping[bytes, bytes | None],
+        delta: StateDelta,
+    ) -> None:
+        """Write everything block ``block.height`` changes in one synced batch.
+
+        Raises StoreError if the height is not the next one (a bug in the caller: committing
+        on top of the wrong state is never allowed).
+        """
+        height = block.height
+        if height != self._height + 1:
+            raise StoreError(f"refusing to commit height {height} on top of {self._height}")
+        if len(receipts) != len(block.txs):
+            raise StoreError("receipt count does not match transaction count")
+        with self.db.write_batch(sync=True) as batch:
+            batch.put(height_key(b"b/", height), block.encoded)
+            batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
+            batch.put(height_key(b"c/", height), canonical.encode(commit))
+            for index, (tx, receipt) in enumerate(zip(block.txs, receipts, strict=True)):
+                batch.put(b"t/" + tx.hash, canonical.encode([height, index]))
+                batch.put(
+                    height_key(b"r/", height) + index.to_bytes(4, "big"),
+                    canonical.encode(receipt.to_obj()),
+                )
+            for key, value in state_writes.items():
+                if value is None:
+                    batch.delete(STATE_PREFIX + key)
+                else:
+                    batch.put(STATE_PREFIX + key, value)
+            for key, vhash in delta.leaf_writes.items():
+                if vhash is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, vhash)
+            batch.put(META_HEIGHT, height.to_bytes(8, "big"))
+        self._height = height
+
+
+__all__ = ["LEAF_PREFIX", "LedgerStore", "StoreError"]

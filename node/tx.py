@@ -1,0 +1,192 @@
+"""The signed transaction envelope: canonical form, JSON form, hash and signature.
+
+``{chain_id, contract, action, args, signer, nonce, sig}``. The signature covers
+``sign_bytes("jangbu/tx/v1", chain_id, body)`` where ``body`` is the envelope without
+``sig``; the transaction hash is SHA-256 of those same signed bytes. Hashing what is signed
+(not the signature) means a second signature over the same body is the same transaction,
+so replay protection cannot be dodged by re-signing. ``docs/protocol.md`` has vectors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from consensus import canonical
+
+TAG_TX = "jangbu/tx/v1"
+MAX_TX_BYTES = 64 * 1024
+MAX_NONCE = 2**64 - 1
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+CHAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+HEX_RE = re.compile(r"[0-9a-f]*")
+
+E_MALFORMED = "E_MALFORMED_TX"
+E_TOO_LARGE = "E_TX_TOO_LARGE"
+E_BAD_SIGNATURE = "E_BAD_SIGNATURE"
+E_WRONG_CHAIN = "E_WRONG_CHAIN"
+
+
+class TxError(ValueError):
+    """A transaction that can never be valid (malformed, too large, badly signed)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Transaction:
+    chain_id: str
+    contract: str
+    action: str
+    args: Mapping[str, Any]
+    signer: bytes
+    nonce: int
+    sig: bytes
+
+    # --- canonical forms ------------------------------------------------------------------
+
+    def body(self) -> dict[str, Any]:
+        """The signed part: everything but ``sig``."""
+        return {
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "action": self.action,
+            "args": dict(self.args),
+            "signer": self.signer,
+            "nonce": self.nonce,
+        }
+
+    def to_obj(self) -> dict[str, Any]:
+        return {**self.body(), "sig": self.sig}
+
+    @cached_property
+    def signed_bytes(self) -> bytes:
+        return canonical.sign_bytes(TAG_TX, self.chain_id, self.body())
+
+    @cached_property
+    def encoded(self) -> bytes:
+        return canonical.encode(self.to_obj())
+
+    @cached_property
+    def hash(self) -> bytes:
+        return canonical.digest(self.signed_bytes)
+
+    # --- checks -----------------------------------------------------------------------------
+
+    def validate_basic(self, chain_id: str | None = None) -> None:
+        """Every check that needs no state and no signature verification."""
+        if not isinstance(self.chain_id, str) or not CHAIN_ID_RE.fullmatch(self.chain_id):
+            raise TxError(E_MALFORMED, "chain_id must be a short identifier string")
+        if chain_id is not None and self.chain_id != chain_id:
+            raise TxError(E_WRONG_CHAIN, f"transaction is for chain {self.chain_id!r}")
+        for field_name in ("contract", "action"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+                raise TxError(E_MALFORMED, f"{field_name} must match {NAME_RE.pattern}")
+        if not isinstance(self.args, Mapping):
+            raise TxError(E_MALFORMED, "args must be a map")
+        if not isinstance(self.signer, bytes) or len(self.signer) != canonical.PUBKEY_SIZE:
+            raise TxError(E_MALFORMED, "signer must be a 32-byte Ed25519 public key")
+        if not isinstance(self.sig, bytes) or len(self.sig) != canonical.SIGNATURE_SIZE:
+            raise TxError(E_MALFORMED, "sig must be a 64-byte Ed25519 signature")
+        if isinstance(self.nonce, bool) or not isinstance(self.nonce, int):
+            raise TxError(E_MALFORMED, "nonce must be an integer")
+        if not 0 <= self.nonce <= MAX_NONCE:
+            raise TxError(E_MALFORMED, "nonce must be an unsigned 64-bit integer")
+        try:
+            size = len(self.encoded)
+        except canonical.CanonicalError as exc:
+            raise TxError(E_MALFORMED, str(exc)) from None
+        if size > MAX_TX_BYTES:
+            raise TxError(E_TOO_LARGE, f"transaction is {size} bytes, limit {MAX_TX_BYTES}")
+
+    def verify_signature(self) -> bool:
+        return canonical.verify_raw(self.signer, self.signed_bytes, self.sig)
+
+    def check(self, chain_id: str) -> None:
+        """validate_basic plus the signature: what the mempool runs once per transaction."""
+        self.validate_basic(chain_id)
+        if not self.verify_signature():
+            raise TxError(E_BAD_SIGNATURE, "signature does not verify for this signer and body")
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        key: SigningKey,
+        chain_id: str,
+        contract: str,
+        action: str,
+        args: Mapping[str, Any],
+        nonce: int,
+    ) -> Transaction:
+        """Build and sign a transaction (what a client SDK does)."""
+        unsigned = cls(chain_id, contract, action, dict(args), key.verify_key.encode(), nonce,
+                       b"\x00" * 64)
+        sig = bytes(key.sign(unsigned.signed_bytes).signature)
+        return cls(chain_id, contract, action, dict(args), unsigned.signer, nonce, sig)
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Transaction:
+        """From the canonical map (wire/disk form); raises TxError on a wrong shape."""
+        if not isinstance(obj, Mapping):
+            raise TxError(E_MALFORMED, "transaction must be a map")
+        expected = {"chain_id", "contract", "action", "args", "signer", "nonce", "sig"}
+        keys = set(obj)
+        if keys != expected:
+            missing = sorted(expected - keys)
+            extra = sorted(keys - expected)
+            raise TxError(E_MALFORMED, f"transaction fields wrong: missing {missing}, "
+                                       f"unexpected {extra}")
+        tx = cls(obj["chain_id"], obj["contract"], obj["action"], obj["args"], obj["signer"],
+                 obj["nonce"], obj["sig"])
+        tx.validate_basic()
+        return tx
+
+    @classmethod
+    def decode(cls, data: bytes) -> Transaction:
+        if len(data) > MAX_TX_BYTES:
+            raise TxError(E_TOO_LARGE, f"transaction is {len(data)} bytes, limit {MAX_TX_BYTES}")
+        try:
+            obj = canonical.decode(data, MAX_TX_BYTES)
+        except canonical.CanonicalError as exc:
+            raise TxError(E_MALFORMED, str(exc)) from None
+        return cls.from_obj(obj)
+
+    # --- JSON (HTTP) form -------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "action": self.action,
+            "args": dict(self.args),
+            "signer": self.signer.hex(),
+            "nonce": self.nonce,
+            "sig": self.sig.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Transaction:
+        """From the JSON form: ``signer``/``sig`` as lowercase hex; args JSON (no floats)."""
+        if not isinstance(obj, Mapping):
+            raise TxError(E_MALFORMED, "transaction must be a JSON object")
+        fields = dict(obj)
+        for name in ("signer", "sig"):
+            value = fields.get(name)
+            if not isinstance(value, str) or not HEX_RE.fullmatch(value) or len(value) % 2:
+                raise TxError(E_MALFORMED, f"{name} must be a lowercase hex string")
+            fields[name] = bytes.fromhex(value)
+        nonce = fields.get("nonce")
+        if isinstance(nonce, str) and nonce.isdigit():
+            fields["nonce"] = int(nonce)  # large nonces survive JavaScript clients as strings
+        return cls.from_obj(fields)

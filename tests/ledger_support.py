@@ -1,0 +1,82 @@
+"""Helpers shared by ledger tests: a one-validator chain driven without the network.
+
+Real parts only: real LevelDB store, real engine and contracts, real Ed25519 certificates
+built from signed precommits exactly as consensus produces them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from consensus import canonical
+from consensus.types import Commit, Height, Round, ValidatorSet, Vote, VoteType, verify_commit
+from node.engine import Engine
+from node.genesis import Genesis, parse_genesis
+from node.registry import load_contracts
+from node.store import LedgerStore
+from node.tx import Transaction
+
+CHAIN_ID = "ledger-test"
+T0 = 1_767_225_600_000
+
+
+def seed_key(name: str) -> SigningKey:
+    return SigningKey(canonical.digest(name.encode()))
+
+
+def make_genesis(validator_names: list[str] | None = None) -> Genesis:
+    names = validator_names or ["v0"]
+    admin = seed_key("admin")
+    return parse_genesis({
+        "chain_id": CHAIN_ID,
+        "genesis_time_ms": T0,
+        "validators": [
+            {"name": n, "org": "operator", "pubkey": seed_key(n).verify_key.encode().hex(),
+             "p2p": f"127.0.0.1:{27000 + i}", "api": f"http://127.0.0.1:{28000 + i}"}
+            for i, n in enumerate(names)
+        ],
+        "orgs": [{"id": "operator", "name": "Operator", "roles": ["operator"],
+                  "keys": [{"pubkey": admin.verify_key.encode().hex(),
+                            "roles": ["operator", "admin"]}]}],
+        "contracts": [{"name": "membership", "version": "1"}],
+    })
+
+
+def open_engine(path: str, genesis: Genesis) -> tuple[LedgerStore, Engine]:
+    store = LedgerStore.open(path, chain_id=genesis.chain_id, genesis_hash=genesis.hash)
+    if not store.initialised:
+        tree = store.initialise(chain_id=genesis.chain_id, genesis_hash=genesis.hash,
+                                state=genesis.initial_state())
+    else:
+        tree = store.load_state_tree()
+    vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
+
+    def verify(height: int, block_hash: bytes, cert: Any) -> None:
+        commit = Commit.from_obj(cert)
+        if commit.height != height or commit.block_hash != block_hash:
+            raise ValueError("certificate is for another block")
+        verify_commit(genesis.chain_id, vset, commit)
+
+    engine = Engine(chain_id=genesis.chain_id, contracts=load_contracts(genesis.contracts),
+                    store=store, tree=tree, validators_hash=vset.hash(),
+                    validators=vset.validators, max_block_txs=genesis.params.max_block_txs,
+                    max_block_bytes=genesis.params.max_block_bytes, verify_commit=verify)
+    return store, engine
+
+
+def certify(height: int, block_hash: bytes, keys: list[SigningKey]) -> dict[str, Any]:
+    """A commit certificate signed by ``keys`` (precommits in round 0)."""
+    sigs = []
+    for key in keys:
+        vote = Vote(VoteType.PRECOMMIT, Height(height), Round(0), block_hash,
+                    key.verify_key.encode())
+        sigs.append((vote.validator, bytes(key.sign(vote.sign_bytes(CHAIN_ID)).signature)))
+    return Commit(Height(height), Round(0), block_hash, tuple(sorted(sigs))).to_obj()
+
+
+def add_member_tx(admin: SigningKey, name: str, nonce: int) -> Transaction:
+    return Transaction.create(admin, CHAIN_ID, "membership", "add_member",
+                              {"pubkey": seed_key(name).verify_key.encode().hex(),
+                               "label": name}, nonce)

@@ -1,0 +1,86 @@
+"""Transaction envelope: every malformed input has a stable code."""
+
+from __future__ import annotations
+
+import pytest
+from nacl.signing import SigningKey
+
+from node.tx import Transaction, TxError
+
+KEY = SigningKey(b"\x07" * 32)
+
+
+def make(**over):
+    tx = Transaction.create(KEY, "chain-a", "membership", "add_member", {"pubkey": "ab"}, 1)
+    obj = tx.to_obj()
+    obj.update(over)
+    return obj
+
+
+def test_signed_transaction_checks():
+    tx = Transaction.from_obj(make())
+    tx.check("chain-a")
+    assert Transaction.decode(tx.encoded) == tx
+
+
+def test_json_round_trip():
+    tx = Transaction.from_obj(make())
+    assert Transaction.from_json(tx.to_json()).hash == tx.hash
+
+
+def test_hash_ignores_signature_so_resigning_is_a_replay():
+    tx = Transaction.from_obj(make())
+    other = Transaction.from_obj(make(sig=b"\x01" * 64))
+    assert tx.hash == other.hash
+
+
+@pytest.mark.parametrize("field,value,code", [
+    ("chain_id", "", "E_MALFORMED_TX"),
+    ("contract", "Bad Name", "E_MALFORMED_TX"),
+    ("action", 5, "E_MALFORMED_TX"),
+    ("args", [1], "E_MALFORMED_TX"),
+    ("signer", b"\x00" * 31, "E_MALFORMED_TX"),
+    ("sig", b"\x00" * 10, "E_MALFORMED_TX"),
+    ("nonce", -1, "E_MALFORMED_TX"),
+    ("nonce", True, "E_MALFORMED_TX"),
+])
+def test_invalid_fields_are_refused(field, value, code):
+    with pytest.raises(TxError) as err:
+        Transaction.from_obj(make(**{field: value}))
+    assert err.value.code == code
+
+
+def test_invalid_signature_is_refused():
+    tx = Transaction.from_obj(make(sig=b"\x01" * 64))
+    with pytest.raises(TxError) as err:
+        tx.check("chain-a")
+    assert err.value.code == "E_BAD_SIGNATURE"
+
+
+def test_invalid_chain_is_refused():
+    tx = Transaction.from_obj(make())
+    with pytest.raises(TxError) as err:
+        tx.check("chain-b")
+    assert err.value.code == "E_WRONG_CHAIN"
+
+
+def test_invalid_oversized_transaction_is_refused():
+    with pytest.raises(TxError) as err:
+        Transaction.from_obj(make(args={"blob": "x" * 70_000}))
+    assert err.value.code == "E_TX_TOO_LARGE"
+
+
+def test_invalid_float_argument_is_refused():
+    with pytest.raises(TxError) as err:
+        Transaction.from_json({**Transaction.from_obj(make()).to_json(), "args": {"v": 1.5}})
+    assert err.value.code == "E_MALFORMED_TX"
+
+
+def test_invalid_extra_field_is_refused():
+    with pytest.raises(TxError, match="unexpected"):
+        Transaction.from_obj(make(extra=1))
+
+
+def test_invalid_garbage_bytes_are_refused():
+    with pytest.raises(TxError):
+        Transaction.decode(b"\xc1garbage")
