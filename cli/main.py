@@ -1,0 +1,142 @@
+"""The ``jangbu`` command line: keys, networks, nodes (more commands in cli/commands_*)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
+from cli.presets import PRESETS, parse_orgs
+from node.keys import KeyFileError, write_key_file
+
+
+class CliError(Exception):
+    """A one-line reason shown to the user; exit code 1."""
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    key = SigningKey.generate()
+    try:
+        write_key_file(args.out, key, args.kind)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+    print(f"wrote {args.kind} key {args.out}")
+    print(f"public key: {key.verify_key.encode().hex()}")
+    return 0
+
+
+def cmd_network_init(args: argparse.Namespace) -> int:
+    try:
+        orgs = parse_orgs(args.orgs) if args.orgs else PRESETS[args.preset]
+        contracts = preset_contracts(args.preset)
+        if args.orgs and args.contracts:
+            contracts = ["membership", *[c for c in args.contracts.split(",") if c != "membership"]]
+        genesis = init_network(Path(args.dir), orgs, contracts,
+                               chain_id=args.chain_id or f"jangbu-{args.preset}",
+                               base_port=args.base_port, force=args.force)
+    except (FileExistsError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"created network {genesis.parent} ({len(orgs)} validators)")
+    for i, (org_id, _, roles) in enumerate(orgs):
+        print(f"  {org_id:<16} roles={'+'.join(roles):<22} p2p=:{args.base_port + 2 * i}"
+              f"  api=http://127.0.0.1:{args.base_port + 2 * i + 1}")
+    print(f"start one node with: jangbu node start --home {Path(args.dir) / orgs[0][0]}")
+    return 0
+
+
+def cmd_node_start(args: argparse.Namespace) -> int:
+    from node.app import NodeStartError, run_node, setup_logging
+    from node.config import ConfigError, load_config
+    from node.registry import ContractLoadError
+    from node.store import StoreError
+    try:
+        config = load_config(args.home).with_overrides(
+            p2p_listen=args.p2p_listen, api_listen=args.api_listen, log_level=args.log_level,
+            log_format=args.log_format)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    setup_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(run_node(config))
+    except (NodeStartError, StoreError, ContractLoadError, ConfigError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jangbu", description="jangbu (장부): a permissioned multi-party ledger node")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("keygen", help="create an Ed25519 key file (mode 0600)")
+    p.add_argument("--out", required=True, help="key file to create (never overwritten)")
+    p.add_argument("--kind", choices=["node", "member", "device"], default="member")
+    p.set_defaults(func=cmd_keygen)
+
+    net = sub.add_parser("network", help="create a network").add_subparsers(
+        dest="network_command", metavar="SUBCOMMAND")
+    p = net.add_parser("init", help="write genesis and one node home per organisation")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="customs")
+    p.add_argument("--dir", required=True, help="directory for the network")
+    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
+    p.add_argument("--orgs", help='custom organisations: "org:role1+role2,org2:role3"')
+    p.add_argument("--contracts", help="with --orgs: comma-separated contract names")
+    p.add_argument("--chain-id")
+    p.add_argument("--force", action="store_true", help="replace an existing directory")
+    p.set_defaults(func=cmd_network_init)
+
+    node = sub.add_parser("node", help="run a node").add_subparsers(
+        dest="node_command", metavar="SUBCOMMAND")
+    p = node.add_parser("start", help="run a node in the foreground (SIGTERM stops it)")
+    p.add_argument("--home", required=True, help="the node's home directory")
+    p.add_argument("--p2p-listen", help="override p2p.listen (host:port)")
+    p.add_argument("--api-listen", help="override api.listen (host:port)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.set_defaults(func=cmd_node_start)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def _load_extra_commands() -> None:
+    """Commands that live in their own modules (devnet, client commands, demos, bench)."""
+    import importlib
+    for name in ("cli.devnet", "cli.client_commands", "cli.demo", "cli.bench"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        EXTRA_COMMANDS.append(module.register)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0 if argv is None and len(sys.argv) == 1 else 2
+    try:
+        return int(func(args))
+    except CliError as exc:
+        print(f"jangbu: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

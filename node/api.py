@@ -1,0 +1,383 @@
+"""The HTTP API (aiohttp, JSON, versioned under ``/v1``).
+
+Errors are always JSON ``{"code": "E_...", "message": "..."}`` with a 4xx status for the
+caller's mistakes (400 malformed, 401/403 auth, 404 unknown, 409 replay, 413 too large) and
+503 with ``Retry-After`` when the mempool is full. Reads of private records need a request
+signed by a member key (see ``docs/protocol.md``, "Signed reads").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from consensus import canonical
+from contracts.sdk import ContractError, Member
+from node import merkle
+from node.block import result_leaf
+from node.events import EventFilter, event_records
+from node.execution import member_lookup, run_query
+from node.jsonform import to_json
+from node.mempool import AdmissionError, MempoolFull
+from node.openapi import OPENAPI
+from node.state import state_key
+from node.tx import Transaction, TxError
+
+if TYPE_CHECKING:
+    from node.app import Node
+
+TAG_READ = "jangbu/read/v1"
+MAX_BATCH = 5000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+
+
+_CONTRACT_STATUS = {"E_NOT_FOUND": 404, "E_FORBIDDEN": 403, "E_ROLE": 403,
+                    "E_UNKNOWN_CONTRACT": 404, "E_UNKNOWN_QUERY": 404}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except ContractError as exc:
+        return error_response(_CONTRACT_STATUS.get(exc.code, 400), exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "E_NOT_FOUND", 405: "E_METHOD", 413: "E_TOO_LARGE"}.get(exc.status, "E_HTTP")
+        return error_response(exc.status, code, exc.reason)
+
+
+class Api:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_middleware],
+                              client_max_size=self.node.config.max_request_bytes)
+        r = app.router
+        r.add_post("/v1/txs", self.post_tx)
+        r.add_post("/v1/txs/batch", self.post_batch)
+        r.add_get("/v1/txs/{hash}", self.get_tx)
+        r.add_get("/v1/blocks/latest", self.get_latest_block)
+        r.add_get("/v1/blocks/{height}", self.get_block)
+        r.add_get("/v1/status", self.get_status)
+        r.add_get("/v1/state/{contract}/{key:.+}", self.get_state)
+        r.add_get("/v1/query/{contract}/{name}", self.get_query)
+        r.add_get("/v1/events", self.get_events)
+        r.add_get("/v1/openapi.json", self.get_openapi)
+        r.add_get("/metrics", self.get_metrics)
+        r.add_get("/healthz", self.get_health)
+        return app
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _json_body(self, request: web.Request) -> Any:
+        if request.content_type == "application/msgpack":
+            raw = await request.read()
+            try:
+                return ("msgpack", canonical.decode(raw))
+            except canonical.CanonicalError as exc:
+                raise ApiError(400, "E_MALFORMED", str(exc)) from None
+        try:
+            return ("json", json.loads(await request.read()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "E_MALFORMED", f"body is not valid JSON: {exc}") from None
+
+    @staticmethod
+    def _parse_tx(form: str, obj: Any) -> Transaction:
+        return Transaction.from_obj(obj) if form == "msgpack" else Transaction.from_json(obj)
+
+    def _admit(self, tx: Transaction) -> None:
+        try:
+            self.node.driver.submit_local(tx)
+        except MempoolFull as exc:
+            raise ApiError(503, exc.code, exc.message, {"Retry-After": "1"}) from None
+        except AdmissionError as exc:
+            status = 409 if exc.code in ("E_ALREADY_COMMITTED", "E_DUPLICATE") else 400
+            raise ApiError(status, exc.code, exc.message) from None
+
+    def _committed_json(self, tx_hash: bytes, height: int, index: int) -> dict[str, Any]:
+        store = self.node.store
+        block = store.get_block(height)
+        receipts = store.receipts_of(height)
+        assert block is not None
+        leaves = [result_leaf(tx.hash, r.to_obj()) for tx, r in zip(block.txs, receipts,
+                                                                   strict=True)]
+        receipt = receipts[index]
+        return {
+            "hash": tx_hash.hex(),
+            "status": "committed",
+            "height": height,
+            "index": index,
+            "block_hash": block.hash.hex(),
+            "code": receipt.code,
+            "message": receipt.message,
+            "events": to_json([e.to_obj() for e in receipt.events]),
+            "proof": {
+                "results_root": block.header.results_root.hex(),
+                "leaf": leaves[index].hex(),
+                "index": index,
+                "size": len(leaves),
+                "path": [p.hex() for p in merkle.inclusion_proof(leaves, index)],
+            },
+        }
+
+    # --- transactions -----------------------------------------------------------------------
+
+    async def post_tx(self, request: web.Request) -> web.Response:
+        form, obj = await self._json_body(request)
+        try:
+            tx = self._parse_tx(form, obj)
+        except TxError as exc:
+            raise ApiError(400 if exc.code != "E_TX_TOO_LARGE" else 413, exc.code,
+                           exc.message) from None
+        wait = request.query.get("wait", "")
+        if wait not in ("", "none", "commit"):
+            raise ApiError(400, "E_ARGS", "wait must be 'commit' or absent")
+        if wait != "commit":
+            self._admit(tx)
+            return web.json_response({"hash": tx.hash.hex(), "status": "pending"}, status=202)
+        timeout = self._timeout(request)
+        fut = self.node.driver.wait_for(tx.hash)
+        try:
+            self._admit(tx)
+            committed = await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise ApiError(504, "E_TIMEOUT", "not committed within the timeout; the transaction "
+                           "is still pending: poll GET /v1/txs/{hash}",
+                           {"X-Tx-Hash": tx.hash.hex()}) from None
+        finally:
+            self.node.driver.forget_waiter(tx.hash, fut)
+        return web.json_response(self._committed_json(tx.hash, committed.height,
+                                                      committed.index))
+
+    def _timeout(self, request: web.Request) -> float:
+        raw = request.query.get("timeout", str(self.node.config.wait_commit_timeout_s))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ApiError(400, "E_ARGS", "timeout must be a number of seconds") from None
+        if not 0 < value <= 300:
+            raise ApiError(400, "E_ARGS", "timeout must be in (0, 300] seconds")
+        return value
+
+    async def post_batch(self, request: web.Request) -> web.Response:
+        form, obj = await self._json_body(request)
+        items = obj.get("txs") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, "E_MALFORMED", "body must be {\"txs\": [...]} with transactions")
+        if len(items) > MAX_BATCH:
+            raise ApiError(413, "E_TOO_LARGE", f"at most {MAX_BATCH} transactions per batch")
+        results = []
+        accepted = 0
+        for item in items:
+            try:
+                tx = self._parse_tx(form, item)
+                self._admit(tx)
+                results.append({"hash": tx.hash.hex(), "status": "pending"})
+                accepted += 1
+            except TxError as exc:
+                results.append({"status": "rejected", "code": exc.code, "message": exc.message})
+            except ApiError as exc:
+                results.append({"status": "rejected", "code": exc.code, "message": exc.message,
+                                **({"hash": tx.hash.hex()} if exc.code != "E_MALFORMED" else {})})
+        return web.json_response({"accepted": accepted, "results": results}, status=200)
+
+    async def get_tx(self, request: web.Request) -> web.Response:
+        raw = request.match_info["hash"]
+        try:
+            tx_hash = bytes.fromhex(raw)
+            if len(tx_hash) != 32:
+                raise ValueError
+        except ValueError:
+            raise ApiError(400, "E_ARGS", "hash must be 64 hex characters") from None
+        location = self.node.store.tx_location(tx_hash)
+        if location is not None:
+            return web.json_response(self._committed_json(tx_hash, *location))
+        if tx_hash in self.node.mempool:
+            return web.json_response({"hash": raw, "status": "pending"})
+        return web.json_response({"hash": raw, "status": "unknown", "code": "E_UNKNOWN_TX",
+                                  "message": "this node has not seen the transaction"},
+                                 status=404)
+
+    # --- blocks and status ------------------------------------------------------------------
+
+    def _block_json(self, height: int) -> dict[str, Any]:
+        block = self.node.store.get_block(height)
+        if block is None:
+            raise ApiError(404, "E_NOT_FOUND", f"no block at height {height}")
+        return {
+            "header": block.header.to_json(),
+            "hash": block.hash.hex(),
+            "txs": [{**tx.to_json(), "hash": tx.hash.hex()} for tx in block.txs],
+            "last_commit": to_json(block.last_commit),
+            "certificate": to_json(self.node.store.get_commit(height)),
+        }
+
+    async def get_latest_block(self, request: web.Request) -> web.Response:
+        height = self.node.store.height
+        if height == 0:
+            raise ApiError(404, "E_NOT_FOUND", "no block committed yet")
+        return web.json_response(self._block_json(height))
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        try:
+            height = int(request.match_info["height"])
+        except ValueError:
+            raise ApiError(400, "E_ARGS", "height must be an integer") from None
+        return web.json_response(self._block_json(height))
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.node.status())
+
+    async def get_health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "height": self.node.store.height})
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.node.metrics.render(),
+                            content_type="text/plain", charset="utf-8")
+
+    async def get_openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    # --- state and queries ------------------------------------------------------------------
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        contract = request.match_info["contract"]
+        key = request.match_info["key"]
+        if contract not in self.node.contracts:
+            raise ApiError(404, "E_UNKNOWN_CONTRACT", f"contract {contract!r} is not enabled")
+        full_key = state_key(contract, key)
+        raw = self.node.store.get_state(full_key)
+        proof = self.node.engine.tree.prove(full_key, self.node.store.leaves)
+        body = {
+            "contract": contract,
+            "key": key,
+            "height": self.node.store.height,
+            "state_root": self.node.engine.tree.root.hex(),
+            "value": None if raw is None else to_json(canonical.decode(raw)),
+            "value_bytes": None if raw is None else raw.hex(),
+            "proof": proof.to_json(),
+        }
+        return web.json_response(body, status=200 if raw is not None else 404)
+
+    def _caller(self, request: web.Request) -> Member | None:
+        key_hex = request.headers.get("X-Jangbu-Key")
+        if key_hex is None:
+            return None
+        sig_hex = request.headers.get("X-Jangbu-Signature", "")
+        time_raw = request.headers.get("X-Jangbu-Time", "")
+        try:
+            pubkey = bytes.fromhex(key_hex)
+            sig = bytes.fromhex(sig_hex)
+            time_ms = int(time_raw)
+        except ValueError:
+            raise ApiError(401, "E_AUTH", "X-Jangbu-Key/-Time/-Signature are malformed") from None
+        window = self.node.config.read_auth_window_s * 1000
+        if abs(int(time.time() * 1000) - time_ms) > window:
+            raise ApiError(401, "E_AUTH_EXPIRED", "signed request is outside the time window")
+        body = {"method": request.method, "path": request.path_qs, "time_ms": time_ms}
+        if not canonical.verify(pubkey, TAG_READ, self.node.chain_id, body, sig):
+            raise ApiError(401, "E_AUTH", "request signature does not verify")
+        member = member_lookup(self.node.store.state)(pubkey)
+        if member is None or member.revoked:
+            raise ApiError(403, "E_FORBIDDEN", "signer is not an active member")
+        return member
+
+    async def get_query(self, request: web.Request) -> web.Response:
+        args: dict[str, Any] = {k: v for k, v in request.query.items() if k != "args"}
+        if "args" in request.query:
+            try:
+                extra = json.loads(request.query["args"])
+            except json.JSONDecodeError:
+                raise ApiError(400, "E_ARGS", "args must be a JSON object") from None
+            if not isinstance(extra, dict):
+                raise ApiError(400, "E_ARGS", "args must be a JSON object")
+            args.update(extra)
+        caller = self._caller(request)
+        store = self.node.store
+        result = run_query(self.node.contracts, store.state, chain_id=self.node.chain_id,
+                           height=store.height, time_ms=self.node.last_block_time(),
+                           contract_name=request.match_info["contract"],
+                           name=request.match_info["name"], args=args, caller=caller)
+        return web.json_response({"height": store.height, "result": to_json(result)})
+
+    # --- events -----------------------------------------------------------------------------
+
+    async def get_events(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        flt = EventFilter(contract=q.get("contract"), type=q.get("type"), key=q.get("key"))
+        from_height = None
+        if "from_height" in q:
+            try:
+                from_height = int(q["from_height"])
+            except ValueError:
+                raise ApiError(400, "E_ARGS", "from_height must be an integer") from None
+        sub = self.node.bus.subscribe(flt)
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        last_height = 0
+        try:
+            if from_height is not None:
+                store = self.node.store
+                top = store.height
+                for height in range(max(1, from_height), top + 1):
+                    block = store.get_block(height)
+                    if block is None:
+                        continue
+                    records = event_records(height, block.header.time_ms,
+                                            [tx.hash for tx in block.txs],
+                                            store.receipts_of(height))
+                    for record in records:
+                        if flt.matches(record):
+                            await self._sse(response, record)
+                    last_height = height
+            await response.write(b": live\n\n")
+            while True:
+                try:
+                    record = await asyncio.wait_for(sub.queue.get(), 15)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if sub.overflowed and sub.queue.empty():
+                    await response.write(b"event: overflow\ndata: {}\n\n")
+                    break
+                if record is None or record["height"] <= last_height:
+                    continue
+                await self._sse(response, record)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            sub.close()
+        return response
+
+    @staticmethod
+    async def _sse(response: web.StreamResponse, record: dict[str, Any]) -> None:
+        data = json.dumps(to_json(record), separators=(",", ":"))
+        event_id = f"{record['height']}:{record['index']}:{record['seq']}"
+        await response.write(f"id: {event_id}\nevent: {record['type']}\ndata: {data}\n\n".encode())

@@ -1,0 +1,216 @@
+"""Wiring: a thin module that builds a node from its home and runs it.
+
+Explicit dependencies, nothing global: config -> genesis -> key -> store -> contracts ->
+engine -> mempool -> consensus driver -> transport -> HTTP API. ``run_node`` adds signal
+handling: SIGTERM/SIGINT stop accepting requests, let the commit in flight finish, close
+the transport and LevelDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from consensus.types import Commit, ValidatorSet, verify_commit
+from contracts.sdk import Contract
+from node.api import Api
+from node.config import NodeConfig, split_address
+from node.driver import ConsensusDriver
+from node.engine import Engine, SignatureCache
+from node.events import EventBus
+from node.execution import member_lookup
+from node.genesis import Genesis, load_genesis
+from node.keys import load_key_file
+from node.mempool import Mempool, MempoolLimits
+from node.metrics import Metrics
+from node.p2p.peer_manager import PeerManager
+from node.registry import load_contracts
+from node.store import LedgerStore
+
+log = logging.getLogger("jangbu.node")
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start; the message is for the operator (no traceback)."""
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        try:
+            self.genesis: Genesis = load_genesis(config.genesis_file)
+            self.key = load_key_file(config.node_key_file)
+        except ValueError as exc:
+            raise NodeStartError(str(exc)) from None
+        self.chain_id = self.genesis.chain_id
+        self.pubkey = self.key.verify_key.encode()
+        self.contracts: dict[str, Contract] = load_contracts(self.genesis.contracts)
+        self.store = LedgerStore.open(str(config.data_dir), chain_id=self.chain_id,
+                                      genesis_hash=self.genesis.hash)
+        if not self.store.initialised:
+            tree = self.store.initialise(chain_id=self.chain_id, genesis_hash=self.genesis.hash,
+                                         state=self.genesis.initial_state())
+        else:
+            tree = self.store.load_state_tree()
+        self.vset = ValidatorSet(tuple(self.genesis.validator_pubkeys()))
+        self.sig_cache = SignatureCache()
+        self.engine = Engine(
+            chain_id=self.chain_id, contracts=self.contracts, store=self.store, tree=tree,
+            validators_hash=self.vset.hash(), validators=self.vset.validators,
+            max_block_txs=self.genesis.params.max_block_txs,
+            max_block_bytes=self.genesis.params.max_block_bytes,
+            verify_commit=self._verify_certificate, sig_cache=self.sig_cache)
+        if self.store.height and engine_root_mismatch(self):
+            raise NodeStartError(
+                "the state in the data directory does not match the last block's state_root; "
+                "the store is damaged: restore a backup or resync (docs/operations.md)")
+        self.metrics = Metrics()
+        self.bus = EventBus()
+        self.mempool = Mempool(
+            chain_id=self.chain_id, contracts=self.contracts, is_committed=self.store.has_tx,
+            lookup_member=member_lookup(self.store.state), sig_cache=self.sig_cache,
+            limits=MempoolLimits(config.mempool_max_txs, config.mempool_max_bytes))
+        self.driver = ConsensusDriver(genesis=self.genesis, node_key=self.key, store=self.store,
+                                      engine=self.engine, mempool=self.mempool, bus=self.bus,
+                                      metrics=self.metrics)
+        allowed = {}
+        for info in self.genesis.validators:
+            host, port = split_address(info.p2p, "p2p")
+            allowed[info.pubkey] = (info.name, host, port)
+        self.p2p = PeerManager(self.chain_id, self.key, allowed, host=config.p2p_host,
+                               port=config.p2p_port, on_message=self.driver.on_peer_message)
+        self.driver.send = self._send
+        self.driver.broadcast = self.p2p.broadcast
+        self.driver.connected_peers = self.p2p.connected_peers
+        self.started_at = time.time()
+        self._runner: web.AppRunner | None = None
+        self._register_gauges()
+
+    def _send(self, peer: bytes, msg: Any) -> None:
+        with contextlib.suppress(KeyError):
+            self.p2p.send(peer, msg)
+
+    def _verify_certificate(self, height: int, block_hash: bytes, cert: Any) -> None:
+        commit = Commit.from_obj(cert)
+        if commit.height != height or commit.block_hash != block_hash:
+            raise ValueError("certificate is for another block")
+        verify_commit(self.chain_id, self.vset, commit)
+
+    def _register_gauges(self) -> None:
+        m = self.metrics
+        m.gauge("jangbu_height", lambda: self.store.height, "last committed height")
+        m.gauge("jangbu_round", lambda: self.driver.round, "current consensus round")
+        m.gauge("jangbu_mempool_txs", lambda: len(self.mempool), "pending transactions")
+        m.gauge("jangbu_mempool_bytes", lambda: self.mempool.size_bytes, "pending bytes")
+        m.gauge("jangbu_peers", lambda: len(self.p2p.connected_peers()), "connected peers")
+        m.gauge("jangbu_event_subscribers", lambda: self.bus.subscribers, "SSE subscribers")
+        m.gauge("jangbu_syncing", lambda: int(self.driver.syncing), "1 while block-syncing")
+
+    def last_block_time(self) -> int:
+        if self.store.height == 0:
+            return self.genesis.genesis_time_ms
+        block = self.store.get_block(self.store.height)
+        return block.header.time_ms if block else self.genesis.genesis_time_ms
+
+    def status(self) -> dict[str, Any]:
+        height = self.store.height
+        block = self.store.get_block(height) if height else None
+        me = self.genesis.validator_by_pubkey(self.pubkey)
+        connected = set(self.p2p.connected_peers())
+        return {
+            "chain_id": self.chain_id,
+            "node_id": self.pubkey.hex(),
+            "name": me.name if me else self.config.name,
+            "height": height,
+            "latest_block_hash": block.hash.hex() if block else None,
+            "latest_block_time_ms": block.header.time_ms if block else None,
+            "state_root": self.engine.tree.root.hex(),
+            "round": self.driver.round,
+            "peers": [
+                {"node_id": v.pubkey.hex(), "name": v.name, "org": v.org}
+                for v in self.genesis.validators if v.pubkey in connected
+            ],
+            "validators": [
+                {"node_id": v.pubkey.hex(), "name": v.name, "org": v.org, "api": v.api,
+                 "connected": v.pubkey in connected or v.pubkey == self.pubkey}
+                for v in self.genesis.validators
+            ],
+            "syncing": self.driver.syncing,
+            "mempool": len(self.mempool),
+            "contracts": sorted(self.contracts),
+            "uptime_s": int(time.time() - self.started_at),
+        }
+
+    async def start(self) -> None:
+        await self.p2p.start()
+        await self.driver.start()
+        app = Api(self).app()
+        from node.web import add_web_routes  # the web page lives beside the API
+        add_web_routes(app, self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.api_host, self.config.api_port,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise NodeStartError(f"cannot listen on {self.config.api_listen}: {exc.strerror}") \
+                from None
+        log.info("node %s listening: api http://%s p2p %s, height %d", self.config.name,
+                 self.config.api_listen, self.config.p2p_listen, self.store.height)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.driver.stop()
+        await self.p2p.stop()
+        self.store.close()
+
+
+def engine_root_mismatch(node: Node) -> bool:
+    block = node.store.get_block(node.store.height)
+    return block is None or block.header.state_root != node.engine.tree.root
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"ts": round(record.created, 3), "level": record.levelname.lower(),
+                           "logger": record.name, "msg": record.getMessage()})
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel("WARNING")
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Run until SIGTERM/SIGINT, then shut down cleanly."""
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await node.stop()
+        log.info("stopped at height %d", node.store.height)

@@ -1,0 +1,160 @@
+"""Node configuration: one ``config.toml`` per node home, validated at start.
+
+A node home looks like::
+
+    HOME/
+      config.toml     this file (paths inside are relative to HOME)
+      genesis.json    the network's genesis (identical on every node)
+      node.key        the node's Ed25519 key (mode 0600)
+      data/           LevelDB ledger store
+
+Every value can be overridden by a ``jangbu node start`` flag. Errors name the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """config.toml (or a flag) is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path
+    name: str
+    genesis_file: Path
+    node_key_file: Path
+    data_dir: Path
+    p2p_listen: str
+    api_listen: str
+    log_level: str = "info"
+    log_format: str = "text"
+    mempool_max_txs: int = 100_000
+    mempool_max_bytes: int = 128 * 1024 * 1024
+    max_request_bytes: int = 8 * 1024 * 1024
+    wait_commit_timeout_s: int = 30
+    read_auth_window_s: int = 60
+
+    @property
+    def p2p_host(self) -> str:
+        return split_address(self.p2p_listen, "p2p.listen")[0]
+
+    @property
+    def p2p_port(self) -> int:
+        return split_address(self.p2p_listen, "p2p.listen")[1]
+
+    @property
+    def api_host(self) -> str:
+        return split_address(self.api_listen, "api.listen")[0]
+
+    @property
+    def api_port(self) -> int:
+        return split_address(self.api_listen, "api.listen")[1]
+
+    def with_overrides(self, **overrides: Any) -> NodeConfig:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        config = replace(self, **clean)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        split_address(self.p2p_listen, "p2p.listen")
+        split_address(self.api_listen, "api.listen")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"node.log_level: must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("node.log_format: must be 'text' or 'json'")
+        for name in ("mempool_max_txs", "mempool_max_bytes", "max_request_bytes",
+                     "wait_commit_timeout_s", "read_auth_window_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+
+
+def split_address(value: str, key: str) -> tuple[str, int]:
+    match = ADDRESS.fullmatch(value or "")
+    if match is None:
+        raise ConfigError(f"{key}: expected host:port, got {value!r}")
+    port = int(match.group("port"))
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} out of range")
+    return match.group("host").strip("[]"), port
+
+
+def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
+    value = table.get(section, {}).get(key, default)
+    if value is None:
+        raise ConfigError(f"{section}.{key}: missing")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{section}.{key}: must be an integer")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{section}.{key}: must be a string")
+    return value
+
+
+def load_config(home: str | Path) -> NodeConfig:
+    home = Path(home).resolve()
+    path = home / "config.toml"
+    if not home.is_dir():
+        raise ConfigError(f"node home {home} does not exist (create it with `jangbu network init`)")
+    try:
+        table = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist; is {home} a node home?") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for section in table:
+        if section not in ("node", "p2p", "api", "mempool"):
+            raise ConfigError(f"{path}: unknown section [{section}]")
+    config = NodeConfig(
+        home=home,
+        name=_get(table, "node", "name", str, home.name),
+        genesis_file=home / _get(table, "node", "genesis", str, "genesis.json"),
+        node_key_file=home / _get(table, "node", "node_key", str, "node.key"),
+        data_dir=home / _get(table, "node", "data_dir", str, "data"),
+        log_level=_get(table, "node", "log_level", str, "info"),
+        log_format=_get(table, "node", "log_format", str, "text"),
+        p2p_listen=_get(table, "p2p", "listen", str, None),
+        api_listen=_get(table, "api", "listen", str, None),
+        mempool_max_txs=_get(table, "mempool", "max_txs", int, 100_000),
+        mempool_max_bytes=_get(table, "mempool", "max_bytes", int, 128 * 1024 * 1024),
+        max_request_bytes=_get(table, "api", "max_request_bytes", int, 8 * 1024 * 1024),
+        wait_commit_timeout_s=_get(table, "api", "wait_commit_timeout_s", int, 30),
+        read_auth_window_s=_get(table, "api", "read_auth_window_s", int, 60),
+    )
+    config.validate()
+    return config
+
+
+def render_config(*, name: str, p2p_listen: str, api_listen: str) -> str:
+    """The config.toml that ``jangbu network init`` writes for one node."""
+    return f"""# jangbu node configuration (paths are relative to this directory)
+[node]
+name = "{name}"
+genesis = "genesis.json"
+node_key = "node.key"
+data_dir = "data"
+log_level = "info"      # debug | info | warning | error
+log_format = "text"     # text | json
+
+[p2p]
+listen = "{p2p_listen}"
+
+[api]
+listen = "{api_listen}"
+max_request_bytes = 8388608
+wait_commit_timeout_s = 30
+read_auth_window_s = 60   # signed read requests must be this fresh (seconds)
+
+[mempool]
+max_txs = 100000
+max_bytes = 134217728
+"""

@@ -1,0 +1,540 @@
+"""The consensus driver: the one ordered input loop around the sans-I/O core.
+
+Every input (peer message, timer, answer to a request) becomes an event on one asyncio
+queue. The loop takes them one at a time: append the event to the WAL, ``core.step(event)``,
+then perform the returned actions in order (raft's Ready rule: persist, then send). Our own
+signatures are persisted by the signer guard before the core ever sees them.
+
+Besides the core's actions the driver owns three chores:
+
+* **empty-block policy**: after a commit, the next height starts only when there is work
+  (a pending transaction, or a peer already working on it), or after
+  ``empty_block_interval_ms`` when that is set, so an idle network makes no blocks;
+* **block sync**: peers exchange their committed height; a node that is behind fetches
+  decided blocks with certificates, verifies and commits them, then joins the live height;
+* **re-gossip**: our own votes and the proposals we hold are re-sent while a height makes
+  no progress, so dropped messages and reconnecting peers cannot stall consensus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from consensus import canonical
+from consensus.actions import (
+    Action,
+    Broadcast,
+    Decide,
+    RequestBlock,
+    RequestProposalValue,
+    ReportEvidence,
+    ScheduleTimeout,
+    ValidateBlock,
+)
+from consensus.core import ConsensusCore
+from consensus.core import ConsensusParams as CoreParams
+from consensus.events import (
+    BlockValidated,
+    Event,
+    ProposalReceived,
+    ProposalValueReady,
+    Start,
+    TimeoutFired,
+    VoteReceived,
+)
+from consensus.signer import GuardedSigner, GuardState, SignGuard
+from consensus.types import (
+    Commit,
+    InvalidMessage,
+    Proposal,
+    ValidatorSet,
+    Vote,
+    message_from_obj,
+    message_to_obj,
+    verify_commit,
+)
+from consensus.wal import WalRecord, replay
+from node.block import Block, BlockError
+from node.engine import Engine, ExecutionResult
+from node.events import EventBus, event_records
+from node.genesis import Genesis
+from node.mempool import AdmissionError, Mempool
+from node.metrics import Metrics
+from node.store import LedgerStore
+from node.tx import Transaction, TxError
+
+log = logging.getLogger("jangbu.consensus")
+
+GUARD_KEY = b"v/guard"
+WAL_PREFIX = b"w/"
+EVIDENCE_PREFIX = b"e/"
+SYNC_BATCH_BLOCKS = 64
+SYNC_BATCH_BYTES = 6 * 1024 * 1024
+STATUS_INTERVAL_S = 1.0
+REGOSSIP_AFTER_S = 1.5
+TX_GOSSIP_INTERVAL_S = 0.01
+TX_GOSSIP_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class _SyncBlocks:
+    """Blocks with certificates received from a peer (handled by the driver, not the core)."""
+
+    sender: bytes
+    items: list[Any]
+
+
+@dataclass(frozen=True)
+class _StartIfIdle:
+    height: int
+
+
+@dataclass(frozen=True)
+class Committed:
+    height: int
+    index: int
+    receipt: Any
+    block_hash: bytes
+
+
+class ConsensusDriver:
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        node_key: SigningKey,
+        store: LedgerStore,
+        engine: Engine,
+        mempool: Mempool,
+        bus: EventBus,
+        metrics: Metrics,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.store = store
+        self.engine = engine
+        self.mempool = mempool
+        self.bus = bus
+        self.metrics = metrics
+        self.clock_ms = clock_ms
+        self.vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
+        self.pubkey = node_key.verify_key.encode()
+        self.is_validator = self.pubkey in self.vset
+        raw_guard = store.get_record(GUARD_KEY)
+        guard = SignGuard(GuardState.from_obj(canonical.decode(raw_guard)) if raw_guard else None)
+        self.signer = GuardedSigner(node_key, self.chain_id, guard, self._persist_guard)
+        p = genesis.params
+        self.core_params = CoreParams(
+            timeout_propose_ms=p.timeout_propose_ms,
+            timeout_propose_delta_ms=p.timeout_propose_delta_ms,
+            timeout_prevote_ms=p.timeout_prevote_ms,
+            timeout_prevote_delta_ms=p.timeout_prevote_delta_ms,
+            timeout_precommit_ms=p.timeout_precommit_ms,
+            timeout_precommit_delta_ms=p.timeout_precommit_delta_ms,
+        )
+        self.core = self._new_core()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.send: Callable[[bytes, Any], None] = lambda peer, msg: None
+        self.broadcast: Callable[[Any], None] = lambda msg: None
+        self.connected_peers: Callable[[], list[bytes]] = list
+        self.started_height = 0  # the last height we fed Start for
+        self.peer_heights: dict[bytes, int] = {}
+        self.syncing = False
+        self._sync_peer: bytes | None = None
+        self._sync_requested_at = 0.0
+        self._wal_seq = 0
+        self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
+        self._gossip_txs: list[bytes] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._last_progress = time.monotonic()
+        self._last_commit_at = time.monotonic()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self.commit_listeners: list[Callable[[Block, ExecutionResult], None]] = []
+
+    def _new_core(self) -> ConsensusCore:
+        return ConsensusCore(
+            self.chain_id, self.vset, self.pubkey if self.is_validator else None,
+            self.signer if self.is_validator else None, self.core_params,
+            height=self.store.height + 1,
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Replay the WAL of the uncommitted height, then run the input loop."""
+        events = self._load_wal()
+        if events:
+            log.info("replaying %d WAL records for height %d", len(events),
+                     self.store.height + 1)
+            self.started_height = self.store.height + 1
+            for action in replay(self.core, events):
+                self._perform(action)
+        self._tasks = [
+            asyncio.create_task(self._run(), name="consensus-loop"),
+            asyncio.create_task(self._housekeeping(), name="consensus-housekeeping"),
+        ]
+        if not events:
+            self._consider_start()
+
+    async def stop(self) -> None:
+        """Stop after the event in flight (a commit in progress completes first)."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.cancel()
+
+    def _load_wal(self) -> list[Event]:
+        events: list[Event] = []
+        height = self.store.height
+        for key, value in self.store.scan_records(WAL_PREFIX):
+            self._wal_seq = max(self._wal_seq, int.from_bytes(key[len(WAL_PREFIX):], "big") + 1)
+            try:
+                event = WalRecord.from_obj(canonical.decode(value)).event
+            except (InvalidMessage, canonical.CanonicalError, ValueError) as exc:
+                log.error("WAL record %s is corrupt (%s); ignoring the rest", key.hex(), exc)
+                break
+            event_height = getattr(event, "height", None)
+            if event_height is None:
+                inner = getattr(event, "vote", None) or getattr(event, "proposal", None)
+                event_height = getattr(inner, "height", None)
+            if event_height is not None and event_height <= height:
+                continue  # belongs to a height that is already committed
+            events.append(event)
+        if events and not isinstance(events[0], Start):
+            events.insert(0, Start(height + 1))  # type: ignore[arg-type]
+        return events
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def submit_local(self, tx: Transaction) -> None:
+        """Admit a client's transaction and gossip it (raises AdmissionError)."""
+        self.mempool.add(tx)
+        self._gossip_txs.append(tx.encoded)
+        self._consider_start()
+
+    def on_peer_message(self, sender: bytes, msg: Any) -> None:
+        """Everything peers send arrives here (called by the transport)."""
+        if not isinstance(msg, dict):
+            self.metrics.inc("jangbu_p2p_bad_messages_total")
+            return
+        kind = msg.get("t")
+        try:
+            if kind == "c":
+                self._on_consensus_message(msg.get("m"))
+            elif kind == "txs":
+                self._on_gossiped_txs(msg.get("txs"))
+            elif kind == "status":
+                self._on_status(sender, msg.get("height"))
+            elif kind == "get_blocks":
+                self._serve_blocks(sender, msg.get("from"))
+            elif kind == "blocks":
+                items = msg.get("items")
+                if isinstance(items, list):
+                    self.queue.put_nowait(_SyncBlocks(sender, items))
+            else:
+                self.metrics.inc("jangbu_p2p_bad_messages_total")
+        except (InvalidMessage, TypeError, ValueError, KeyError) as exc:
+            self.metrics.inc("jangbu_p2p_bad_messages_total")
+            log.debug("bad message from %s: %s", sender.hex()[:12], exc)
+
+    def _on_consensus_message(self, obj: Any) -> None:
+        message = message_from_obj(obj)
+        if message.height == self.store.height + 1 and self.started_height <= self.store.height:
+            self._start_height(message.height)  # a peer is already working on it
+        if isinstance(message, Vote):
+            self.queue.put_nowait(VoteReceived(message))
+        else:
+            self.queue.put_nowait(ProposalReceived(message))
+
+    def _on_gossiped_txs(self, items: Any) -> None:
+        if not isinstance(items, list):
+            raise ValueError("txs must be a list")
+        for raw in items[:TX_GOSSIP_BATCH]:
+            try:
+                self.mempool.add(Transaction.decode(raw))
+            except (AdmissionError, TxError, TypeError):
+                continue
+        self._consider_start()
+
+    def _on_status(self, sender: bytes, height: Any) -> None:
+        if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+            raise ValueError("bad status height")
+        self.peer_heights[sender] = height
+        if height > self.store.height and not self.syncing:
+            self._begin_sync(sender)
+
+    def _serve_blocks(self, sender: bytes, start: Any) -> None:
+        if not isinstance(start, int) or start < 1:
+            raise ValueError("bad get_blocks start")
+        items: list[Any] = []
+        size = 0
+        for height in range(start, min(self.store.height, start + SYNC_BATCH_BLOCKS - 1) + 1):
+            raw = self.store.get_block_bytes(height)
+            commit = self.store.get_commit(height)
+            if raw is None or commit is None:
+                break
+            size += len(raw)
+            items.append([raw, commit])
+            if size > SYNC_BATCH_BYTES:
+                break
+        self.send(sender, {"t": "blocks", "items": items})
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                self._handle(event)
+            except (BlockError, InvalidMessage) as exc:
+                log.warning("dropped input %s: %s", type(event).__name__, exc)
+
+    def _handle(self, event: Any) -> None:
+        if isinstance(event, _SyncBlocks):
+            self._apply_sync_blocks(event)
+            return
+        if isinstance(event, _StartIfIdle):
+            if event.height == self.store.height + 1:
+                self._start_height(event.height)
+            return
+        if isinstance(event, Start):
+            if event.height != self.store.height + 1:
+                return
+        self._wal_append(event)
+        for action in self.core.step(event):
+            self._perform(action)
+
+    def _wal_append(self, event: Event) -> None:
+        key = WAL_PREFIX + self._wal_seq.to_bytes(8, "big")
+        self._wal_seq += 1
+        self.store.put_record(key, canonical.encode(WalRecord(event).to_obj()), sync=False)
+
+    def _persist_guard(self, state: GuardState) -> None:
+        self.store.put_record(GUARD_KEY, canonical.encode(state.to_obj()), sync=True)
+
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, Broadcast):
+            self.broadcast({"t": "c", "m": message_to_obj(action.message)})
+        elif isinstance(action, ScheduleTimeout):
+            event = TimeoutFired(action.height, action.round, action.step)
+            asyncio.get_running_loop().call_later(
+                action.duration_ms / 1000, self.queue.put_nowait, event)
+        elif isinstance(action, RequestProposalValue):
+            self.queue.put_nowait(self._build_proposal(action))
+        elif isinstance(action, ValidateBlock):
+            self.queue.put_nowait(self._validate(action))
+        elif isinstance(action, Decide):
+            self._decide(action)
+        elif isinstance(action, RequestBlock):
+            self._request_blocks()
+        elif isinstance(action, ReportEvidence):
+            self._record_evidence(action.vote_a, action.vote_b)
+
+    # --- proposals and validation -----------------------------------------------------------
+
+    def _build_proposal(self, action: RequestProposalValue) -> ProposalValueReady:
+        started = time.perf_counter()
+        p = self.genesis.params
+        txs = self.mempool.reap(p.max_block_txs, p.max_block_bytes)
+        last_commit = self.store.get_commit(self.store.height) if self.store.height else None
+        block = self.engine.build_block(proposer=self.pubkey, time_ms=self.clock_ms(), txs=txs,
+                                        last_commit=last_commit)
+        self.metrics.histogram("jangbu_block_build_seconds").observe(
+            time.perf_counter() - started)
+        return ProposalValueReady(action.height, action.round, block.hash, block.encoded)
+
+    def _validate(self, action: ValidateBlock) -> BlockValidated:
+        started = time.perf_counter()
+        valid = False
+        try:
+            block = Block.decode(action.block)
+            if block.hash != action.block_hash:
+                raise BlockError("block does not hash to the proposed hash")
+            self.engine.validate_block(block, now_ms=self.clock_ms())
+            valid = True
+        except BlockError as exc:
+            self.metrics.inc("jangbu_invalid_proposals_total")
+            log.warning("invalid proposal at height %d round %d: %s", action.height,
+                        action.round, exc)
+        self.metrics.histogram("jangbu_block_validate_seconds").observe(
+            time.perf_counter() - started)
+        return BlockValidated(action.height, action.round, action.block_hash, valid)
+
+    # --- commit -----------------------------------------------------------------------------
+
+    def _decide(self, action: Decide) -> None:
+        if action.height != self.store.height + 1:
+            return  # already committed through block sync
+        block = Block.decode(action.block)
+        self._commit(block, action.commit.to_obj())
+
+    def _commit(self, block: Block, certificate: Any) -> None:
+        started = time.perf_counter()
+        result = self.engine.commit(block, certificate)
+        self.store.delete_prefix(WAL_PREFIX)
+        self._wal_seq = 0
+        hashes = [tx.hash for tx in block.txs]
+        self.mempool.remove(hashes)
+        now = time.monotonic()
+        self.metrics.inc("jangbu_blocks_committed_total")
+        self.metrics.inc("jangbu_txs_committed_total", len(block.txs))
+        self.metrics.histogram("jangbu_commit_seconds").observe(time.perf_counter() - started)
+        self.metrics.histogram("jangbu_block_interval_seconds").observe(
+            now - self._last_commit_at)
+        self._last_commit_at = now
+        self._last_progress = now
+        for index, (tx_hash, receipt) in enumerate(zip(hashes, result.receipts, strict=True)):
+            for fut in self._waiters.pop(tx_hash, []):
+                if not fut.done():
+                    fut.set_result(Committed(block.height, index, receipt, block.hash))
+        self.bus.publish(event_records(block.height, block.header.time_ms, hashes,
+                                       result.receipts))
+        for listener in self.commit_listeners:
+            listener(block, result)
+        log.info("committed height %d (%d txs) %s", block.height, len(block.txs),
+                 block.hash.hex()[:16])
+        self._consider_start()
+
+    def _consider_start(self) -> None:
+        """Start the next height now if there is work, else arm the empty-block timer."""
+        next_height = self.store.height + 1
+        if self.started_height >= next_height or self.syncing or self._stopping:
+            return
+        interval = self.genesis.params.empty_block_interval_ms
+        if len(self.mempool) > 0:
+            self._start_height(next_height)
+        elif interval > 0 and self._idle_timer is None:
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                interval / 1000, self._fire_idle, next_height)
+
+    def _fire_idle(self, height: int) -> None:
+        self._idle_timer = None
+        self.queue.put_nowait(_StartIfIdle(height))
+
+    def _start_height(self, height: int) -> None:
+        if self.started_height >= height or height != self.store.height + 1:
+            return
+        self.started_height = height
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self.queue.put_nowait(Start(height))  # type: ignore[arg-type]
+
+    # --- block sync -------------------------------------------------------------------------
+
+    def _request_blocks(self) -> None:
+        peers = sorted(self.peer_heights.items(), key=lambda item: -item[1])
+        target = peers[0][0] if peers else None
+        if target is None:
+            connected = self.connected_peers()
+            target = connected[0] if connected else None
+        if target is not None:
+            self._begin_sync(target)
+
+    def _begin_sync(self, peer: bytes) -> None:
+        if self.syncing and time.monotonic() - self._sync_requested_at < 5:
+            return
+        self.syncing = True
+        self._sync_peer = peer
+        self._sync_requested_at = time.monotonic()
+        self.send(peer, {"t": "get_blocks", "from": self.store.height + 1})
+
+    def _apply_sync_blocks(self, event: _SyncBlocks) -> None:
+        applied = 0
+        for item in event.items:
+            try:
+                raw, cert = item
+                block = Block.decode(raw)
+                if block.height <= self.store.height:
+                    continue
+                if block.height != self.store.height + 1:
+                    break
+                commit = Commit.from_obj(cert)
+                if commit.height != block.height or commit.block_hash != block.hash:
+                    raise BlockError("certificate is for another block")
+                verify_commit(self.chain_id, self.vset, commit)
+                self.engine.validate_block(block)
+            except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
+                self.metrics.inc("jangbu_sync_rejected_total")
+                log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)
+                break
+            self._commit(block, cert)
+            applied += 1
+        self.metrics.inc("jangbu_sync_blocks_total", applied)
+        behind = max(self.peer_heights.values(), default=0) > self.store.height
+        if applied and behind:
+            self._sync_requested_at = 0
+            self._begin_sync(event.sender)
+            return
+        self.syncing = False
+        if applied or self.core.height <= self.store.height:
+            # Join the live height with a fresh core: the old one was for a past height.
+            self.core = self._new_core()
+            self.started_height = self.store.height
+            self._wal_seq = 0
+            self._consider_start()
+
+    # --- evidence ---------------------------------------------------------------------------
+
+    def _record_evidence(self, a: Vote, b: Vote) -> None:
+        self.metrics.inc("jangbu_evidence_total")
+        key = EVIDENCE_PREFIX + a.height.to_bytes(8, "big") + a.validator
+        self.store.put_record(key, canonical.encode([a.to_obj(), b.to_obj()]), sync=False)
+        log.warning("evidence: validator %s signed conflicting votes at height %d round %d",
+                    a.validator.hex()[:16], a.height, a.round)
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        last_status = 0.0
+        while True:
+            await asyncio.sleep(TX_GOSSIP_INTERVAL_S)
+            if self._gossip_txs:
+                batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
+                    self._gossip_txs[TX_GOSSIP_BATCH:]
+                self.broadcast({"t": "txs", "txs": batch})
+            now = time.monotonic()
+            if now - last_status >= STATUS_INTERVAL_S:
+                last_status = now
+                self.broadcast({"t": "status", "height": self.store.height})
+                if self.syncing and now - self._sync_requested_at > 5:
+                    self.syncing = False  # the peer did not answer; try again
+                    self._request_blocks()
+                stalled = now - self._last_progress > REGOSSIP_AFTER_S
+                if stalled and self.started_height > self.store.height:
+                    for message in self.core.gossip_messages():
+                        self.broadcast({"t": "c", "m": message_to_obj(message)})
+
+    # --- waiting for commits ----------------------------------------------------------------
+
+    def wait_for(self, tx_hash: bytes) -> asyncio.Future[Committed]:
+        fut: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(fut)
+        return fut
+
+    def forget_waiter(self, tx_hash: bytes, fut: asyncio.Future[Committed]) -> None:
+        waiters = self._waiters.get(tx_hash)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[tx_hash]
+
+    @property
+    def round(self) -> int:
+        return int(self.core.round)
+
+
+__all__ = ["Committed", "ConsensusDriver", "Proposal"]

@@ -1,0 +1,159 @@
+"""The mempool: signed transactions waiting for a block.
+
+Rules (DESIGN.md section 6):
+
+* bounded by count and by bytes; when full, admission fails with :class:`MempoolFull` (the
+  API answers 503 with a retry hint): a transaction answered "accepted" is never dropped
+  silently, it stays until committed or until it can no longer be valid;
+* the signature is checked once at admission (the shared :class:`SignatureCache` spares
+  the proposal path a second check);
+* duplicates and already-committed hashes are refused;
+* fair across signers: blocks are filled round-robin over per-signer FIFO queues, so one
+  busy integrator cannot starve the others.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from contracts.sdk import Call, Contract, ContractError, Member
+from node.engine import SignatureCache
+from node.tx import Transaction, TxError
+
+E_DUPLICATE = "E_DUPLICATE"
+E_COMMITTED = "E_ALREADY_COMMITTED"
+E_MEMPOOL_FULL = "E_MEMPOOL_FULL"
+E_UNKNOWN_CONTRACT = "E_UNKNOWN_CONTRACT"
+
+
+class AdmissionError(ValueError):
+    """The transaction is refused for good (bad envelope, signature, check, replay)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class MempoolFull(AdmissionError):
+    """Temporarily refused: the pool is at its count or byte limit. Retry later."""
+
+
+@dataclass(frozen=True)
+class MempoolLimits:
+    max_txs: int = 100_000
+    max_bytes: int = 128 * 1024 * 1024
+
+
+class Mempool:
+    def __init__(
+        self,
+        *,
+        chain_id: str,
+        contracts: Mapping[str, Contract],
+        is_committed: Callable[[bytes], bool],
+        lookup_member: Callable[[bytes], Member | None],
+        sig_cache: SignatureCache,
+        limits: MempoolLimits | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.contracts = contracts
+        self.is_committed = is_committed
+        self.lookup_member = lookup_member
+        self.sig_cache = sig_cache
+        self.limits = limits or MempoolLimits()
+        self._txs: dict[bytes, Transaction] = {}
+        self._by_signer: OrderedDict[bytes, deque[bytes]] = OrderedDict()
+        self._bytes = 0
+        self.admitted_total = 0
+        self.rejected_total: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._txs
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        return self._txs.get(tx_hash)
+
+    def _reject(self, code: str, message: str, full: bool = False) -> AdmissionError:
+        self.rejected_total[code] = self.rejected_total.get(code, 0) + 1
+        return (MempoolFull if full else AdmissionError)(code, message)
+
+    def add(self, tx: Transaction) -> None:
+        """Admit ``tx`` or raise AdmissionError/MempoolFull with a stable code."""
+        if tx.hash in self._txs:
+            raise self._reject(E_DUPLICATE, "transaction is already pending")
+        if self.is_committed(tx.hash):
+            raise self._reject(E_COMMITTED, "transaction is already committed")
+        size = len(tx.encoded)
+        if len(self._txs) >= self.limits.max_txs or self._bytes + size > self.limits.max_bytes:
+            raise self._reject(E_MEMPOOL_FULL, "mempool is full; retry later", full=True)
+        try:
+            self.sig_cache.check(tx, self.chain_id)
+        except TxError as exc:
+            raise self._reject(exc.code, exc.message) from None
+        contract = self.contracts.get(tx.contract)
+        if contract is None:
+            raise self._reject(E_UNKNOWN_CONTRACT, f"contract {tx.contract!r} is not enabled")
+        member = self.lookup_member(tx.signer)
+        if member is None or member.revoked:
+            code = "E_UNKNOWN_SIGNER" if member is None else "E_REVOKED_SIGNER"
+            raise self._reject(code, "signer is not an active member key")
+        try:
+            contract.check(Call(tx.contract, tx.action, tx.args, tx.signer, tx.nonce, tx.hash))
+        except ContractError as exc:
+            raise self._reject(exc.code, exc.message) from None
+        self._txs[tx.hash] = tx
+        self._by_signer.setdefault(tx.signer, deque()).append(tx.hash)
+        self._bytes += size
+        self.admitted_total += 1
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
+        """Up to the limits, round-robin across signers, each signer's in arrival order.
+
+        Nothing is removed: a proposal may fail to commit; ``remove`` runs on commit.
+        """
+        chosen: list[Transaction] = []
+        size = 0
+        cursors = {signer: iter(list(queue)) for signer, queue in self._by_signer.items()}
+        while cursors and len(chosen) < max_txs:
+            for signer in list(cursors):
+                tx_hash = next(cursors[signer], None)
+                if tx_hash is None:
+                    del cursors[signer]
+                    continue
+                tx = self._txs[tx_hash]
+                if size + len(tx.encoded) > max_bytes:
+                    return chosen
+                chosen.append(tx)
+                size += len(tx.encoded)
+                if len(chosen) >= max_txs:
+                    break
+        return chosen
+
+    def remove(self, tx_hashes: Iterable[bytes]) -> None:
+        """Forget committed transactions."""
+        touched: set[bytes] = set()
+        for tx_hash in tx_hashes:
+            tx = self._txs.pop(tx_hash, None)
+            if tx is None:
+                continue
+            self._bytes -= len(tx.encoded)
+            touched.add(tx.signer)
+        for signer in touched:
+            queue = self._by_signer.get(signer)
+            if queue is None:
+                continue
+            kept = deque(h for h in queue if h in self._txs)
+            if kept:
+                self._by_signer[signer] = kept
+            else:
+                del self._by_signer[signer]

@@ -1,0 +1,73 @@
+"""Prometheus text-format metrics without a dependency: counters, gauges, one histogram.
+
+Names follow Prometheus conventions (``jangbu_`` prefix, ``_total`` counters, ``_seconds``
+units). Rendering is cheap and happens only when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counters: dict[str, float] = {}
+        self.gauges: dict[str, Callable[[], float]] = {}
+        self.help: dict[str, str] = {}
+        self.histograms: dict[str, Histogram] = {}
+
+    def inc(self, name: str, amount: float = 1.0) -> None:
+        self.counters[name] = self.counters.get(name, 0.0) + amount
+
+    def gauge(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
+        self.gauges[name] = read
+        if help_text:
+            self.help[name] = help_text
+
+    def histogram(self, name: str, help_text: str = "") -> Histogram:
+        if name not in self.histograms:
+            self.histograms[name] = Histogram()
+            if help_text:
+                self.help[name] = help_text
+        return self.histograms[name]
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name in sorted(self.counters):
+            base = name.split("{")[0]
+            lines.append(f"# TYPE {base} counter")
+            lines.append(f"{name} {self.counters[name]:g}")
+        for name in sorted(self.gauges):
+            if name in self.help:
+                lines.append(f"# HELP {name} {self.help[name]}")
+            lines.append(f"# TYPE {name} gauge")
+            lines.append(f"{name} {float(self.gauges[name]()):g}")
+        for name in sorted(self.histograms):
+            hist = self.histograms[name]
+            if name in self.help:
+                lines.append(f"# HELP {name} {self.help[name]}")
+            lines.append(f"# TYPE {name} histogram")
+            cumulative = 0
+            for bound, count in zip(hist.buckets, hist.counts, strict=False):
+                cumulative += count
+                lines.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative}')
+            lines.append(f'{name}_bucket{{le="+Inf"}} {hist.count}')
+            lines.append(f"{name}_sum {hist.sum:g}")
+            lines.append(f"{name}_count {hist.count}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _op(summary: str, responses: dict[str, str], *, params: list[dict[str, Any]] | None = None,
+        body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            code: {"description": text,
+                   "content": {"application/json": {"schema": _ERROR if code[0] in "45"
+                                                    else {"type": "object"}}}}
+            for code, text in responses.items()
+        },
+    }
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+TX_SCHEMA = {
+    "type": "object",
+    "required": ["chain_id", "contract", "action", "args", "signer", "nonce", "sig"],
+    "additionalProperties": False,
+    "properties": {
+        "chain_id": {"type": "string"},
+        "contract": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+        "action": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+        "args": {"type": "object"},
+        "signer": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "nonce": {"type": "integer", "minimum": 0, "maximum": 18446744073709551615},
+        "sig": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+    },
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "jangbu node API", "version": "1",
+             "description": "Submit signed transactions, read blocks, state with proofs, "
+                            "contract queries and the committed event stream."},
+    "components": {"schemas": {
+        "Error": {"type": "object", "required": ["code", "message"],
+                  "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        "Transaction": TX_SCHEMA,
+    }},
+    "paths": {
+        "/v1/txs": {"post": _op(
+            "Submit one signed transaction (?wait=commit waits for its receipt)",
+            {"200": "committed (wait=commit)", "202": "accepted into the mempool",
+             "400": "malformed, bad signature, refused by the contract's check",
+             "409": "duplicate or already committed", "413": "too large",
+             "503": "mempool full (Retry-After)", "504": "not committed within the timeout"},
+            params=[_query_param("wait", {"type": "string", "enum": ["commit"]}),
+                    _query_param("timeout", {"type": "number"})],
+            body={"$ref": "#/components/schemas/Transaction"})},
+        "/v1/txs/batch": {"post": _op(
+            "Submit many transactions; one result per transaction",
+            {"200": "per-transaction results", "400": "malformed body", "413": "too many"},
+            body={"type": "object", "required": ["txs"], "properties": {
+                "txs": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}})},
+        "/v1/txs/{hash}": {"get": _op(
+            "Transaction status: pending, committed (with receipt and Merkle proof) or unknown",
+            {"200": "pending or committed", "400": "bad hash", "404": "unknown"},
+            params=[_path_param("hash", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})])},
+        "/v1/blocks/latest": {"get": _op("The last committed block with its certificate",
+                                         {"200": "block", "404": "no block yet"})},
+        "/v1/blocks/{height}": {"get": _op(
+            "A committed block with its certificate", {"200": "block", "400": "bad height",
+                                                        "404": "no such block"},
+            params=[_path_param("height", {"type": "integer", "minimum": 1})])},
+        "/v1/status": {"get": _op("Chain id, height, peers, validators, sync state",
+                                  {"200": "status"})},
+        "/v1/state/{contract}/{key}": {"get": _op(
+            "One state value with its proof against state_root",
+            {"200": "value and proof", "404": "absent (proof of absence) or unknown contract"},
+            params=[_path_param("contract", {"type": "string"}),
+                    _path_param("key", {"type": "string"})])},
+        "/v1/query/{contract}/{name}": {"get": _op(
+            "A contract query; private ones need a signed request (X-Jangbu-* headers)",
+            {"200": "result", "400": "bad arguments", "401": "bad signature",
+             "403": "not allowed", "404": "unknown contract, query or record"},
+            params=[_path_param("contract", {"type": "string"}),
+                    _path_param("name", {"type": "string"}),
+                    _query_param("args", {"type": "string", "description": "JSON object"})])},
+        "/v1/events": {"get": {
+            "summary": "Server-Sent Events of committed contract events (filterable, resumable)",
+            "parameters": [_query_param("contract", {"type": "string"}),
+                           _query_param("type", {"type": "string"}),
+                           _query_param("key", {"type": "string"}),
+                           _query_param("from_height", {"type": "integer", "minimum": 0})],
+            "responses": {"200": {"description": "text/event-stream",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                          "400": {"description": "bad filter",
+                                  "content": {"application/json": {"schema": _ERROR}}}}}},
+        "/v1/openapi.json": {"get": _op("This document", {"200": "OpenAPI document"})},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/healthz": {"get": _op("Liveness", {"200": "ok"})},
+    },
+}
