@@ -73,6 +73,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 class Api:
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._trees: dict[int, Any] = {}
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[errors_middleware],
@@ -119,13 +120,27 @@ class Api:
             status = 409 if exc.code in ("E_ALREADY_COMMITTED", "E_DUPLICATE") else 400
             raise ApiError(status, exc.code, exc.message) from None
 
+    def _results_tree(self, height: int) -> tuple[Any, list[Any], merkle.MerkleTree]:
+        """Block, receipts and results Merkle tree of ``height``, cached for a few blocks."""
+        cached = self._trees.get(height)
+        if cached is None:
+            store = self.node.store
+            block = store.get_block(height)
+            if block is None:
+                raise ApiError(404, "E_NOT_FOUND", f"no block at height {height}")
+            receipts = store.receipts_of(height)
+            leaves = [result_leaf(tx.hash, r.to_obj())
+                      for tx, r in zip(block.txs, receipts, strict=True)]
+            cached = (block, receipts, merkle.MerkleTree(leaves), leaves)
+            self._trees[height] = cached
+            while len(self._trees) > 16:
+                del self._trees[next(iter(self._trees))]
+        block, receipts, tree, _ = cached
+        return block, receipts, tree
+
     def _committed_json(self, tx_hash: bytes, height: int, index: int) -> dict[str, Any]:
-        store = self.node.store
-        block = store.get_block(height)
-        receipts = store.receipts_of(height)
-        assert block is not None
-        leaves = [result_leaf(tx.hash, r.to_obj()) for tx, r in zip(block.txs, receipts,
-                                                                   strict=True)]
+        block, receipts, tree = self._results_tree(height)
+        leaves = self._trees[height][3]
         receipt = receipts[index]
         return {
             "hash": tx_hash.hex(),
@@ -141,7 +156,7 @@ class Api:
                 "leaf": leaves[index].hex(),
                 "index": index,
                 "size": len(leaves),
-                "path": [p.hex() for p in merkle.inclusion_proof(leaves, index)],
+                "path": [p.hex() for p in tree.proof(index)],
             },
         }
 

@@ -134,6 +134,8 @@ class Node:
             "latest_block_time_ms": block.header.time_ms if block else None,
             "state_root": self.engine.tree.root.hex(),
             "round": self.driver.round,
+            "step": self.driver.core.step_name.name.lower(),
+            "started_height": self.driver.started_height,
             "peers": [
                 {"node_id": v.pubkey.hex(), "name": v.name, "org": v.org}
                 for v in self.genesis.validators if v.pubkey in connected

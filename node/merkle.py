@@ -95,3 +95,47 @@ def verify_inclusion(
 ) -> bool:
     """True when ``data`` is leaf ``index`` of a ``size``-leaf tree with ``root``."""
     return root_from_proof(leaf_hash(data), index, size, proof) == root
+
+
+class MerkleTree:
+    """A tree built once over many leaves, answering each proof in O(log n).
+
+    Subtree roots are memoised by leaf range, so building costs one hash per inner node and
+    a proof costs only dictionary look-ups: what the API needs when many clients ask for
+    receipts of the same large block.
+    """
+
+    def __init__(self, items: Sequence[bytes]) -> None:
+        self.size = len(items)
+        self._leaves = [leaf_hash(item) for item in items]
+        self._memo: dict[tuple[int, int], bytes] = {}
+        self.root = self._root(0, self.size)
+
+    def _root(self, lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n == 0:
+            return EMPTY_ROOT
+        if n == 1:
+            return self._leaves[lo]
+        cached = self._memo.get((lo, hi))
+        if cached is None:
+            k = _split(n)
+            cached = node_hash(self._root(lo, lo + k), self._root(lo + k, hi))
+            self._memo[(lo, hi)] = cached
+        return cached
+
+    def proof(self, index: int) -> list[bytes]:
+        if not 0 <= index < self.size:
+            raise IndexError("leaf index out of range")
+        path: list[bytes] = []
+        lo, hi = 0, self.size
+        while hi - lo > 1:
+            k = _split(hi - lo)
+            if index < lo + k:
+                path.append(self._root(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self._root(lo, lo + k))
+                lo = lo + k
+        path.reverse()
+        return path

@@ -352,13 +352,18 @@ class PeerManager:
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
                 writer.write(hs.hello())
-                await asyncio.wait_for(writer.drain(), step)
-                hello = await asyncio.wait_for(reader.readexactly(HELLO_SIZE), step)
+                async with asyncio.timeout(step):
+                    await writer.drain()
+                async with asyncio.timeout(step):
+                    hello = await reader.readexactly(HELLO_SIZE)
                 writer.write(hs.receive_hello(hello))
-                await asyncio.wait_for(writer.drain(), step)
-                header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), step)
+                async with asyncio.timeout(step):
+                    await writer.drain()
+                async with asyncio.timeout(step):
+                    header = await reader.readexactly(HEADER_SIZE)
                 length = hs.auth_body_length(header)
-                body = await asyncio.wait_for(reader.readexactly(length), step)
+                async with asyncio.timeout(step):
+                    body = await reader.readexactly(length)
                 result = hs.receive_auth(header, body)
         except TimeoutError:
             raise HandshakeError("timeout", "handshake step took too long") from None
@@ -409,9 +414,8 @@ class PeerManager:
                 self._inbound_tasks.discard(task)
 
     async def _dial(self, peer: _Peer) -> None:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(peer.host, peer.port), self.config.dial_timeout
-        )
+        async with asyncio.timeout(self.config.dial_timeout):
+            reader, writer = await asyncio.open_connection(peer.host, peer.port)
         try:
             result = await self._handshake(reader, writer, peer.pubkey)
         except HandshakeError as exc:
@@ -424,7 +428,9 @@ class PeerManager:
         self._register(peer, _Link(peer.pubkey, self.pubkey, reader, writer, result))
 
     async def _dial_loop(self, peer: _Peer) -> None:
-        while True:
+        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
+        # races with the inner await finishing, which would make stop() hang.
+        while self._running:
             peer.changed.clear()
             if peer.link is not None or not peer.port:
                 await peer.changed.wait()
@@ -432,7 +438,8 @@ class PeerManager:
             delay = peer.next_dial_at - time.monotonic()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(peer.changed.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await peer.changed.wait()
                 continue
             try:
                 await self._dial(peer)
@@ -504,9 +511,11 @@ class PeerManager:
         timeout = self.config.dead_timeout
         try:
             while True:
-                header = await asyncio.wait_for(link.reader.readexactly(HEADER_SIZE), timeout)
+                async with asyncio.timeout(timeout):
+                    header = await link.reader.readexactly(HEADER_SIZE)
                 length = link.opener.body_length(header)
-                body = await asyncio.wait_for(link.reader.readexactly(length), timeout)
+                async with asyncio.timeout(timeout):
+                    body = await link.reader.readexactly(length)
                 plaintext = link.opener.open(header, body)
                 peer.stats.frames_in += 1
                 peer.stats.bytes_in += HEADER_SIZE + length
@@ -567,7 +576,8 @@ class PeerManager:
                 peer.stats.bytes_out += len(frame)
                 if is_message:
                     peer.stats.messages_out += 1
-                await asyncio.wait_for(link.writer.drain(), self.config.write_timeout)
+                async with asyncio.timeout(self.config.write_timeout):
+                    await link.writer.drain()
         except TimeoutError:
             reason = "write_stall"
         except ConnectionError:

@@ -71,3 +71,11 @@ def test_root_depends_on_content_not_write_order():
     second = {b"k2": b"v2", b"k1": b"v1"}
     da, db = a.preview(first, leaves_a), b.preview(second, leaves_b)
     assert da.root == db.root
+
+
+@given(st.lists(st.binary(max_size=8), min_size=1, max_size=70))
+def test_built_tree_matches_recursive_proofs(items):
+    tree = merkle.MerkleTree(items)
+    assert tree.root == merkle.merkle_root(items)
+    for index in range(len(items)):
+        assert tree.proof(index) == merkle.inclusion_proof(items, index)

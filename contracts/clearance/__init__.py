@@ -1,0 +1,11 @@
+"""The ``clearance`` contract: e-commerce import clearance in Korea.
+
+See ``docs/contracts-clearance.md`` and ``/work/shared/workflows/customs-clearance.md``.
+"""
+
+from __future__ import annotations
+
+from contracts.clearance.contract import NAME, ClearanceContract
+from contracts.clearance.privacy import buyer_payload, buyer_ref, is_valid_pccc
+
+__all__ = ["NAME", "ClearanceContract", "buyer_payload", "buyer_ref", "is_valid_pccc"]

@@ -1,0 +1,747 @@
+"""The ``clearance`` contract: e-commerce import clearance in Korea.
+
+The business rules are those of ``workflows/customs-clearance.md``.
+
+Each party writes its own facts about a parcel, in order and signed; the contract checks
+the signer's role and ownership, the parcel's state (``states.EDGES``) and the data, and
+rejects anything else with a stable error code.
+
+State layout (namespace ``clearance``):
+
+* ``order/<order_id>`` -> the parcel record (public fields, sealed buyer blob, screening,
+  shipment, declaration, inspection, payment, history)
+* ``waybill/<waybill>`` -> order id
+* ``buyer/<buyer_ref>/<order_id>`` -> buyer platform org
+* ``queue/<state>/<order_id>`` -> 1 (customs' work queue: ``states.QUEUE_STATES``)
+* ``group/<buyer_ref>/<seller>/<kst date>/<order_id>`` -> ``{"usd_cents", "threshold_usd_cents"}``
+* ``restricted/hs/<prefix>``, ``restricted/kw/<keyword>`` -> ``{"note", "height"}``
+* ``rate/<currency>`` -> ``{"usd_micro", "krw_centi", "height"}``
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts import membership
+from contracts.clearance import duty, queries, rules, screening
+from contracts.clearance.rules import (
+    BUYER,
+    COURIER,
+    CUSTOMS,
+    E_AMOUNT,
+    E_DUTY_UNPAID,
+    E_INVALID_BUYER_REF,
+    E_INVALID_COUNTRY,
+    E_INVALID_CURRENCY,
+    E_INVALID_KIND,
+    E_INVALID_SEALED,
+    E_INVALID_WAYBILL,
+    E_NO_DUTY,
+    E_NO_RATE,
+    E_NOT_OWNER,
+    SELLER,
+)
+from contracts.clearance.states import (
+    AUTO,
+    DUTY_DUE,
+    HELD,
+    NO_DUTY_DUE,
+    ORDERED,
+    QUEUE_STATES,
+    REASSESSABLE,
+    RELEASED,
+    RETURNED,
+    SCREENED,
+    SEIZED,
+    UNDER_INSPECTION,
+    get_edges,
+    get_roles,
+)
+from contracts.sdk import (
+    E_ARGS,
+    E_EXISTS,
+    E_NOT_FOUND,
+    E_STATE,
+    E_UNKNOWN_ACTION,
+    Call,
+    Context,
+    Contract,
+    ContractError,
+    Member,
+    QueryContext,
+    arg_int,
+    arg_list,
+    arg_map,
+    arg_str,
+)
+
+NAME = "clearance"
+INSPECTION_RESULTS = (RELEASED, HELD, SEIZED)
+HOLD_RESOLUTIONS = (UNDER_INSPECTION, RELEASED, SEIZED, RETURNED)
+GUARD_ERRORS = {DUTY_DUE: E_NO_DUTY, NO_DUTY_DUE: E_DUTY_UNPAID}
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def order_key(order_id: str) -> str:
+    return f"order/{order_id}"
+
+
+def group_prefix(order: Mapping[str, Any]) -> str:
+    return f"group/{order['buyer_ref']}/{order['seller']}/{order['date']}/"
+
+
+# --- stateless argument parsing (shared by check and apply) ------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderArgs:
+    order_id: str
+    courier: str
+    buyer_platform: str
+    buyer_ref: str
+    buyer_sealed: str
+    currency: str
+    ship_from: str
+    items: tuple[dict[str, Any], ...]
+
+    @property
+    def goods_value(self) -> int:
+        return sum(int(item["amount"]) for item in self.items)
+
+
+def parse_order_id(args: Mapping[str, Any]) -> str:
+    return arg_str(args, "order_id", pattern=rules.ORDER_ID, max_len=64)
+
+
+def parse_text(args: Mapping[str, Any], name: str, *, optional: bool = False) -> str:
+    value = arg_str(args, name, max_len=rules.MAX_TEXT, optional=optional)
+    if not optional and not value.strip():
+        raise ContractError(E_ARGS, f"argument {name!r} must not be empty")
+    return value
+
+
+def parse_currency(value: str) -> str:
+    if value not in rules.CURRENCY_EXPONENT:
+        raise ContractError(E_INVALID_CURRENCY, f"unsupported currency {value!r}")
+    return value
+
+
+def parse_sealed(args: Mapping[str, Any]) -> str:
+    text = arg_str(args, "buyer_sealed", max_len=4 * (rules.SEALED_MAX_BYTES // 3 + 1))
+    if not rules.BASE64.fullmatch(text):
+        raise ContractError(E_INVALID_SEALED, "buyer_sealed must be standard base64")
+    try:
+        size = len(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        raise ContractError(E_INVALID_SEALED, "buyer_sealed must be standard base64") from None
+    if not rules.SEALED_MIN_BYTES <= size <= rules.SEALED_MAX_BYTES:
+        raise ContractError(
+            E_INVALID_SEALED,
+            f"sealed buyer data must be {rules.SEALED_MIN_BYTES}-{rules.SEALED_MAX_BYTES} bytes",
+        )
+    return text
+
+
+def parse_item(index: int, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ContractError(E_ARGS, f"item {index} must be a map")
+    hs = rules.normalise_hs(arg_str(raw, "hs", max_len=16))
+    description = parse_text(raw, "description")
+    kind = arg_str(raw, "kind", max_len=32)
+    if kind not in rules.KINDS:
+        raise ContractError(E_INVALID_KIND, f"item {index}: unknown kind {kind!r}")
+    quantity = arg_int(raw, "quantity", minimum=1, maximum=rules.MAX_QUANTITY)
+    unit_price = arg_int(raw, "unit_price", maximum=rules.MAX_AMOUNT)
+    amount = quantity * unit_price
+    if amount > rules.MAX_AMOUNT:
+        raise ContractError(E_ARGS, f"item {index}: amount too large")
+    return {
+        "hs": hs,
+        "description": description,
+        "kind": kind,
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "amount": amount,
+    }
+
+
+def parse_create_order(args: Mapping[str, Any]) -> OrderArgs:
+    raw_items = arg_list(args, "items", max_items=rules.MAX_ITEMS)
+    parsed = OrderArgs(
+        order_id=parse_order_id(args),
+        courier=arg_str(args, "courier", pattern=rules.ORG_ID, max_len=64),
+        buyer_platform=arg_str(args, "buyer_platform", pattern=rules.ORG_ID, max_len=64),
+        buyer_ref=arg_str(args, "buyer_ref", pattern=rules.BUYER_REF, code=E_INVALID_BUYER_REF),
+        buyer_sealed=parse_sealed(args),
+        currency=parse_currency(arg_str(args, "currency", max_len=3)),
+        ship_from=arg_str(args, "ship_from", pattern=rules.COUNTRY, code=E_INVALID_COUNTRY),
+        items=tuple(parse_item(index, raw) for index, raw in enumerate(raw_items)),
+    )
+    if parsed.goods_value > rules.MAX_AMOUNT:
+        raise ContractError(E_ARGS, "order value too large")
+    return parsed
+
+
+def parse_rates(args: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    raw = arg_map(args, "rates")
+    if not raw or len(raw) > len(rules.CURRENCY_EXPONENT):
+        raise ContractError(E_ARGS, "rates must map 1 or more supported currencies")
+    rates: dict[str, dict[str, int]] = {}
+    for currency, entry in raw.items():
+        parse_currency(str(currency))
+        if not isinstance(entry, Mapping):
+            raise ContractError(E_ARGS, f"rate of {currency} must be a map")
+        usd_micro = arg_int(entry, "usd_micro", minimum=1, maximum=rules.MAX_RATE)
+        krw_centi = arg_int(entry, "krw_centi", minimum=1, maximum=rules.MAX_RATE)
+        # Verify the identities: a dollar is a dollar, a won is a won.
+        if currency == "USD" and usd_micro != rules.USD_MICRO_PER_USD:
+            raise ContractError(E_ARGS, f"USD usd_micro must be {rules.USD_MICRO_PER_USD}")
+        if currency == "KRW" and krw_centi != rules.KRW_CENTI_PER_KRW:
+            raise ContractError(E_ARGS, f"KRW krw_centi must be {rules.KRW_CENTI_PER_KRW}")
+        rates[str(currency)] = {"usd_micro": usd_micro, "krw_centi": krw_centi}
+    return rates
+
+
+def parse_restricted(args: Mapping[str, Any]) -> tuple[str, list[str], list[str], str]:
+    op = arg_str(args, "op", max_len=8)
+    if op not in ("add", "remove"):
+        raise ContractError(E_ARGS, "op must be 'add' or 'remove'")
+    hs_raw = args.get("hs") or []
+    kw_raw = args.get("keywords") or []
+    if not isinstance(hs_raw, list) or not isinstance(kw_raw, list):
+        raise ContractError(E_ARGS, "hs and keywords must be lists")
+    if not hs_raw and not kw_raw:
+        raise ContractError(E_ARGS, "give at least one HS prefix or keyword")
+    if len(hs_raw) + len(kw_raw) > rules.MAX_RESTRICTED_PER_CALL:
+        raise ContractError(E_ARGS, f"at most {rules.MAX_RESTRICTED_PER_CALL} entries per call")
+    hs_codes = []
+    for code in hs_raw:
+        if not isinstance(code, str) or len(code) > 16:
+            raise ContractError(rules.E_INVALID_HS, f"invalid HS prefix {code!r}")
+        hs_codes.append(rules.normalise_hs(code, pattern=rules.HS_PREFIX_DIGITS))
+    keywords = []
+    for word in kw_raw:
+        if not isinstance(word, str) or not 2 <= len(word.strip()) <= 64 or "/" in word:
+            raise ContractError(E_ARGS, f"invalid keyword {word!r} (2-64 characters, no '/')")
+        keywords.append(word.strip().casefold())
+    note = arg_str(args, "note", max_len=rules.MAX_TEXT, optional=True)
+    return op, sorted(set(hs_codes)), sorted(set(keywords)), note
+
+
+def parse_ship(args: Mapping[str, Any]) -> tuple[str, str, int, str, str]:
+    return (
+        parse_order_id(args),
+        arg_str(args, "waybill", pattern=rules.WAYBILL, code=E_INVALID_WAYBILL),
+        arg_int(args, "weight_g", minimum=1, maximum=rules.MAX_WEIGHT_G),
+        arg_str(args, "origin", pattern=rules.COUNTRY, code=E_INVALID_COUNTRY),
+        parse_text(args, "carrier"),
+    )
+
+
+def parse_choice(args: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str:
+    value = arg_str(args, name, max_len=32)
+    if value not in choices:
+        raise ContractError(E_ARGS, f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def parse_inspection_result(args: Mapping[str, Any]) -> tuple[str, str, str, list[str]]:
+    order_id = parse_order_id(args)
+    result = parse_choice(args, "result", INSPECTION_RESULTS)
+    reason = parse_text(args, "reason", optional=result == RELEASED)
+    documents: list[str] = []
+    if result == HELD:
+        for doc in arg_list(args, "documents", max_items=32):
+            if not isinstance(doc, str) or not doc.strip() or len(doc) > rules.MAX_TEXT:
+                raise ContractError(E_ARGS, "documents must be non-empty strings")
+            documents.append(doc)
+    return order_id, result, reason, documents
+
+
+def parse_pay_duty(args: Mapping[str, Any]) -> tuple[str, int, str]:
+    return (
+        parse_order_id(args),
+        arg_int(args, "amount_krw", minimum=1, maximum=rules.MAX_AMOUNT),
+        arg_str(args, "payment_ref", pattern=rules.ORDER_ID, max_len=64),
+    )
+
+
+def parse_simple(args: Mapping[str, Any]) -> str:
+    return parse_order_id(args)
+
+
+PARSERS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "set_rates": parse_rates,
+    "set_restricted": parse_restricted,
+    "create_order": parse_create_order,
+    "cancel": lambda a: (parse_order_id(a), parse_text(a, "reason", optional=True)),
+    "warn": lambda a: (parse_order_id(a), parse_text(a, "reason")),
+    "ship": parse_ship,
+    "declare": parse_simple,
+    "arrive": lambda a: (
+        parse_order_id(a),
+        arg_str(a, "port", pattern=rules.PORT, optional=True, max_len=5),
+    ),
+    "select_inspection": lambda a: (parse_order_id(a), parse_text(a, "reason", optional=True)),
+    "release": parse_simple,
+    "inspection_result": parse_inspection_result,
+    "resolve_hold": lambda a: (
+        parse_order_id(a),
+        parse_choice(a, "to", HOLD_RESOLUTIONS),
+        parse_text(a, "note", optional=True),
+    ),
+    "pay_duty": parse_pay_duty,
+    "out_for_delivery": parse_simple,
+    "deliver": parse_simple,
+    "confirm_receipt": parse_simple,
+}
+
+
+# --- state helpers ---------------------------------------------------------------------------
+
+
+def get_order(ctx: Context, order_id: str) -> dict[str, Any]:
+    order = ctx.state.get(order_key(order_id))
+    if order is None:
+        raise ContractError(E_NOT_FOUND, f"no order {order_id!r}")
+    return dict(order)
+
+
+def get_rate(ctx: Context, currency: str) -> dict[str, int]:
+    rate = ctx.state.get(f"rate/{currency}")
+    if rate is None:
+        raise ContractError(E_NO_RATE, f"customs has set no exchange rate for {currency}")
+    return {"usd_micro": int(rate["usd_micro"]), "krw_centi": int(rate["krw_centi"])}
+
+
+def get_group_others(ctx: Context, order: Mapping[str, Any]) -> list[screening.GroupMember]:
+    return [
+        screening.GroupMember(key.rsplit("/", 1)[1], int(v["usd_cents"]),
+                              int(v["threshold_usd_cents"]))
+        for key, v in ctx.state.scan(group_prefix(order))
+        if key.rsplit("/", 1)[1] != order["order_id"]
+    ]
+
+
+def get_origin(order: Mapping[str, Any]) -> str:
+    """Where the goods come from: the courier's shipment record, else the seller's word."""
+    shipment = order.get("shipment")
+    return str(shipment["origin"]) if shipment else str(order["ship_from"])
+
+
+def get_kinds(order: Mapping[str, Any]) -> list[str]:
+    return screening.get_kinds(order["items"])
+
+
+def is_duty_due(order: Mapping[str, Any]) -> bool:
+    declaration = order.get("declaration")
+    if not declaration:
+        return False
+    return int(declaration["assessment"]["total_krw"]) > 0
+
+
+def is_owner(signer: Member, order: Mapping[str, Any], roles: tuple[str, ...]) -> bool:
+    """Customs acts on every parcel; others only on their own (by the role they act in)."""
+    owner_field = {SELLER: "seller", COURIER: "courier", BUYER: "buyer_platform"}
+    for role in roles:
+        if not signer.has_role(role):
+            continue
+        if role == CUSTOMS or order.get(owner_field.get(role, "")) == signer.org:
+            return True
+    return False
+
+
+def event_keys(order: Mapping[str, Any]) -> tuple[str, ...]:
+    shipment = order.get("shipment")
+    keys = [str(order["order_id"])]
+    if shipment:
+        keys.append(str(shipment["waybill"]))
+    keys += [order["seller"], order["courier"], order["buyer_platform"], order["buyer_ref"]]
+    return tuple(keys)
+
+
+def require_org_role(ctx: Context, org_id: str, role: str) -> None:
+    org = ctx.read_other(membership.NAME).get(membership.org_key(org_id))
+    if org is None:
+        raise ContractError(E_NOT_FOUND, f"organisation {org_id!r} not found")
+    if role not in org["roles"]:
+        raise ContractError(E_ARGS, f"organisation {org_id!r} does not hold role {role!r}")
+
+
+def make_declaration(ctx: Context, order: Mapping[str, Any]) -> dict[str, Any]:
+    """The declaration, assembled from the order's ledger data (nothing is retyped)."""
+    rate = get_rate(ctx, str(order["currency"]))
+    others = get_group_others(ctx, order)
+    route = screening.compute_route(
+        get_kinds(order), get_origin(order), int(order["value_usd_cents"]), others
+    )
+    lines = [duty.Line(str(item["hs"]), int(item["amount"])) for item in order["items"]]
+    assessment = duty.compute_assessment(
+        lines, str(order["currency"]), rate["krw_centi"], taxable=route.taxable
+    )
+    shipment = order["shipment"]
+    return {
+        "type": route.route,
+        "declarant": order["courier"],
+        "waybill": shipment["waybill"],
+        "seller": order["seller"],
+        "buyer_ref": order["buyer_ref"],
+        "origin": shipment["origin"],
+        "weight_g": shipment["weight_g"],
+        "carrier": shipment["carrier"],
+        "currency": order["currency"],
+        "items": [
+            {k: item[k] for k in ("hs", "description", "kind", "quantity", "amount")}
+            for item in order["items"]
+        ],
+        "goods_value": order["goods_value"],
+        "value_usd_cents": order["value_usd_cents"],
+        "route": route.to_obj(),
+        "combined_with": [member.order_id for member in others] if route.combined else [],
+        "assessment": assessment,
+        "height": ctx.height,
+    }
+
+
+# --- the contract ------------------------------------------------------------------------------
+
+
+class ClearanceContract(Contract):
+    """Import clearance of e-commerce parcels: seller, courier, customs and buyer platform."""
+
+    name = NAME
+    version = "1"
+
+    def check(self, call: Call) -> None:
+        parser = PARSERS.get(call.action)
+        if parser is None:
+            raise ContractError(E_UNKNOWN_ACTION, f"clearance has no action {call.action!r}")
+        parser(call.args)
+
+    def apply(self, ctx: Context, call: Call) -> None:
+        if call.action not in PARSERS:
+            raise ContractError(E_UNKNOWN_ACTION, f"clearance has no action {call.action!r}")
+        handler: Callable[[Context, Mapping[str, Any]], None] = getattr(
+            self, f"process_{call.action}")
+        handler(ctx, call.args)
+
+    def query(self, ctx: QueryContext, name: str, args: Mapping[str, Any]) -> Any:
+        return queries.run(ctx, name, args)
+
+    # --- reference data kept by customs --------------------------------------------------------
+
+    def process_set_rates(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        ctx.require_role(CUSTOMS)
+        rates = parse_rates(args)
+        for currency, rate in sorted(rates.items()):
+            ctx.state.put(f"rate/{currency}", {**rate, "height": ctx.height})
+        ctx.emit("rates_set", {"rates": rates, "org": ctx.signer.org}, keys=tuple(sorted(rates)))
+
+    def process_set_restricted(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        ctx.require_role(CUSTOMS)
+        op, hs_codes, keywords, note = parse_restricted(args)
+        keys = [f"restricted/hs/{code}" for code in hs_codes]
+        keys += [f"restricted/kw/{word}" for word in keywords]
+        for key in keys:
+            if op == "add":
+                ctx.state.put(key, {"note": note, "height": ctx.height, "org": ctx.signer.org})
+            elif ctx.state.get(key) is None:
+                raise ContractError(E_NOT_FOUND, f"{key} is not on the restricted list")
+            else:
+                ctx.state.delete(key)
+        ctx.emit("restricted_updated",
+                 {"op": op, "hs": hs_codes, "keywords": keywords, "org": ctx.signer.org})
+
+    # --- the seller's order and its automatic screening ------------------------------------
+
+    def process_create_order(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        ctx.require_role(SELLER)
+        parsed = parse_create_order(args)
+        # Verify the order id is new and the named parties hold their roles.
+        if ctx.state.get(order_key(parsed.order_id)) is not None:
+            raise ContractError(E_EXISTS, f"order {parsed.order_id!r} already exists")
+        require_org_role(ctx, parsed.courier, COURIER)
+        require_org_role(ctx, parsed.buyer_platform, BUYER)
+        rate = get_rate(ctx, parsed.currency)
+        value_usd_cents = duty.compute_usd_cents(
+            parsed.goods_value, parsed.currency, rate["usd_micro"]
+        )
+        order: dict[str, Any] = {
+            "order_id": parsed.order_id,
+            "seller": ctx.signer.org,
+            "courier": parsed.courier,
+            "buyer_platform": parsed.buyer_platform,
+            "buyer_ref": parsed.buyer_ref,
+            "buyer_sealed": parsed.buyer_sealed,
+            "currency": parsed.currency,
+            "ship_from": parsed.ship_from,
+            "items": list(parsed.items),
+            "goods_value": parsed.goods_value,
+            "usd_micro": rate["usd_micro"],
+            "value_usd_cents": value_usd_cents,
+            "date": rules.compute_kst_date(ctx.time_ms),
+            "state": ORDERED,
+            "screening": None,
+            "warnings": [],
+            "shipment": None,
+            "declaration": None,
+            "inspection": None,
+            "payment": None,
+            "created_height": ctx.height,
+            "created_time_ms": ctx.time_ms,
+            "history": [],
+        }
+        self.record(ctx, order, "create_order", ORDERED, ctx.signer.org)
+        ctx.emit("create_order",
+                 {"order_id": parsed.order_id, "from": None, "state": ORDERED,
+                  "org": ctx.signer.org, "value_usd_cents": value_usd_cents},
+                 keys=event_keys(order))
+        # Screen at once: restricted list, thresholds, excluded kinds, quantity caps.
+        others = get_group_others(ctx, order)
+        route = screening.compute_route(
+            get_kinds(order), parsed.ship_from, value_usd_cents, others
+        )
+        order["screening"] = screening.screen_order(
+            order["items"],
+            route,
+            (key.rsplit("/", 1)[1] for key, _ in ctx.state.scan("restricted/hs/")),
+            (key.rsplit("/", 1)[1] for key, _ in ctx.state.scan("restricted/kw/")),
+        )
+        self.transition(ctx, order, "screen", SCREENED, org=NAME,
+                        detail={"result": order["screening"]["result"]})
+        ctx.state.put(f"buyer/{parsed.buyer_ref}/{parsed.order_id}", parsed.buyer_platform)
+        self.put_group_member(ctx, order)
+        if order["screening"]["result"] == screening.WARN:
+            self.emit_pre_alert(ctx, order, order["screening"]["reasons"])
+        if route.taxable and others:
+            self.reassess_group(ctx, order)
+
+    def process_cancel(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "cancel")
+        reason = parse_text(args, "reason", optional=True)
+        self.transition(ctx, order, "cancel", target, detail={"reason": reason})
+        ctx.state.delete(group_prefix(order) + order["order_id"])
+        # The buyer platform learns of it from the event stream at once.
+        ctx.emit(
+            "buyer_notice",
+            {"order_id": order["order_id"], "buyer_platform": order["buyer_platform"],
+             "buyer_ref": order["buyer_ref"], "notice": "order cancelled by seller",
+             "reason": reason},
+            keys=event_keys(order),
+        )
+
+    def process_warn(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "warn")
+        warning = screening.reason("MANUAL", parse_text(args, "reason"))
+        order["warnings"] = [*order["warnings"], {**warning, "org": ctx.signer.org,
+                                                  "height": ctx.height}]
+        if order["state"] == SCREENED:
+            screened = dict(order["screening"])
+            screened["result"] = screening.WARN
+            screened["reasons"] = [*screened["reasons"], warning]
+            order["screening"] = screened
+        self.transition(ctx, order, "warn", target, detail=warning)
+        self.emit_pre_alert(ctx, order, [warning])
+
+    # --- the courier -----------------------------------------------------------------------------
+
+    def process_ship(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "ship")
+        _, waybill, weight_g, origin, carrier = parse_ship(args)
+        # Verify the house waybill is not already used by another parcel.
+        if ctx.state.get(f"waybill/{waybill}") is not None:
+            raise ContractError(E_EXISTS, f"waybill {waybill} already used")
+        order["shipment"] = {"waybill": waybill, "weight_g": weight_g, "origin": origin,
+                             "carrier": carrier, "height": ctx.height}
+        ctx.state.put(f"waybill/{waybill}", order["order_id"])
+        self.transition(ctx, order, "ship", target, detail={"waybill": waybill,
+                                                            "origin": origin})
+        self.put_group_member(ctx, order)
+        self.reassess_group(ctx, order)
+
+    def process_declare(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "declare")
+        order["declaration"] = make_declaration(ctx, order)
+        self.transition(ctx, order, "declare", target,
+                        detail={"type": order["declaration"]["type"]})
+        self.emit_assessment(ctx, order)
+        self.reassess_group(ctx, order)
+
+    def process_arrive(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "arrive")
+        port = arg_str(args, "port", pattern=rules.PORT, optional=True, max_len=5)
+        self.transition(ctx, order, "arrive", target, detail={"port": port})
+
+    def process_out_for_delivery(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "out_for_delivery")
+        self.transition(ctx, order, "out_for_delivery", target)
+
+    def process_deliver(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "deliver")
+        self.transition(ctx, order, "deliver", target)
+
+    # --- customs ---------------------------------------------------------------------------------
+
+    def process_select_inspection(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "select_inspection")
+        reason = parse_text(args, "reason", optional=True)
+        order["inspection"] = {"selected_height": ctx.height, "reason": reason}
+        self.transition(ctx, order, "select_inspection", target, detail={"reason": reason})
+
+    def process_release(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "release")
+        self.transition(ctx, order, "release", target)
+
+    def process_inspection_result(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        _, result, reason, documents = parse_inspection_result(args)
+        order, target = self.begin(ctx, args, "inspection_result", result)
+        inspection = dict(order["inspection"] or {})
+        inspection.update({"result": result, "reason": reason, "documents": documents,
+                           "result_height": ctx.height})
+        order["inspection"] = inspection
+        self.transition(ctx, order, "inspection_result", target,
+                        detail={"reason": reason, "documents": documents})
+
+    def process_resolve_hold(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        to = parse_choice(args, "to", HOLD_RESOLUTIONS)
+        order, target = self.begin(ctx, args, "resolve_hold", to)
+        note = parse_text(args, "note", optional=True)
+        self.transition(ctx, order, "resolve_hold", target, detail={"note": note})
+
+    # --- the buyer platform --------------------------------------------------------------------
+
+    def process_pay_duty(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        _, amount, payment_ref = parse_pay_duty(args)
+        order, target = self.begin(ctx, args, "pay_duty")
+        due = int(order["declaration"]["assessment"]["total_krw"])
+        # Verify the payment matches the assessment exactly (duty + VAT, in won).
+        if amount != due:
+            raise ContractError(E_AMOUNT, f"duty and VAT due are {due} KRW, not {amount}")
+        order["payment"] = {"amount_krw": amount, "payment_ref": payment_ref,
+                            "org": ctx.signer.org, "height": ctx.height}
+        self.transition(ctx, order, "pay_duty", target,
+                        detail={"amount_krw": amount, "payment_ref": payment_ref})
+
+    def process_confirm_receipt(self, ctx: Context, args: Mapping[str, Any]) -> None:
+        order, target = self.begin(ctx, args, "confirm_receipt")
+        self.transition(ctx, order, "confirm_receipt", target)
+
+    # --- the machinery every transition shares ----------------------------------------------
+
+    def begin(self, ctx: Context, args: Mapping[str, Any], action: str,
+              wanted: str | None = None) -> tuple[dict[str, Any], str]:
+        """Check role, existence, ownership, state and guard; return the order and target."""
+        roles = get_roles(action)
+        # Verify the signer's organisation may take this action at all.
+        ctx.require_role(*roles)
+        order = get_order(ctx, parse_order_id(args))
+        # Verify the signer acts on its own parcel (customs acts on every parcel).
+        if not is_owner(ctx.signer, order, roles):
+            raise ContractError(E_NOT_OWNER, f"{ctx.signer.org} is not a party to this parcel")
+        # Verify the state table has a row for this action from the current state.
+        edges = [edge for edge in get_edges(order["state"], action)
+                 if wanted is None or edge.target == wanted]
+        if not edges:
+            raise ContractError(E_STATE, f"{action} not allowed in state {order['state']}"
+                                + (f" to {wanted}" if wanted else ""))
+        edge = edges[0]
+        # Verify the row's data guard (duty due / no duty due).
+        if edge.guard and (edge.guard == DUTY_DUE) != is_duty_due(order):
+            raise ContractError(GUARD_ERRORS[edge.guard],
+                                "duty is due first" if edge.guard == NO_DUTY_DUE
+                                else "no duty is due on this parcel")
+        return order, edge.target
+
+    def record(self, ctx: Context, order: dict[str, Any], action: str, state: str, org: str,
+               detail: Mapping[str, Any] | None = None) -> None:
+        entry = {"action": action, "state": state, "org": org, "height": ctx.height,
+                 "time_ms": ctx.time_ms}
+        if detail:
+            entry["detail"] = dict(detail)
+        order["history"] = [*order["history"], entry]
+
+    def transition(self, ctx: Context, order: dict[str, Any], action: str, target: str, *,
+                   org: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
+        """Move ``order`` along a table row, write it with its indexes, and emit the event."""
+        source = order["state"]
+        edges = [edge for edge in get_edges(source, action) if edge.target == target]
+        if not edges or (org is None and edges[0].roles == (AUTO,)):
+            raise AssertionError(f"no transition {source} --{action}--> {target}")  # our bug
+        if source in QUEUE_STATES:
+            ctx.state.delete(f"queue/{source}/{order['order_id']}")
+        if target in QUEUE_STATES:
+            ctx.state.put(f"queue/{target}/{order['order_id']}", 1)
+        order["state"] = target
+        by = org if org is not None else ctx.signer.org
+        self.record(ctx, order, action, target, by, detail)
+        ctx.state.put(order_key(order["order_id"]), order)
+        ctx.emit(
+            action,
+            {"order_id": order["order_id"], "from": source, "state": target, "org": by,
+             **(dict(detail) if detail else {})},
+            keys=event_keys(order),
+        )
+
+    def put_group_member(self, ctx: Context, order: Mapping[str, Any]) -> None:
+        threshold = rules.get_threshold_usd_cents(get_origin(order),
+                                                  frozenset(get_kinds(order)))
+        ctx.state.put(group_prefix(order) + order["order_id"],
+                      {"usd_cents": order["value_usd_cents"], "threshold_usd_cents": threshold})
+
+    def reassess_group(self, ctx: Context, changed: Mapping[str, Any]) -> None:
+        """Combined taxation: re-assess list-cleared parcels the group has pushed over.
+
+        Parcels still before release that were declared for list clearance are re-declared
+        as general imports with duty; those already released are only reported to customs.
+        """
+        others = get_group_others(ctx, changed)
+        if not others:
+            return
+        for member in others:
+            order = get_order(ctx, member.order_id)
+            declaration = order.get("declaration")
+            if not declaration or declaration["type"] != screening.LIST:
+                continue
+            fresh = make_declaration(ctx, order)
+            if fresh["type"] == screening.LIST:
+                continue
+            if order["state"] not in REASSESSABLE:
+                ctx.emit("combined_taxation_late",
+                         {"order_id": order["order_id"], "state": order["state"],
+                          "group_usd_cents": fresh["route"]["assessed_usd_cents"]},
+                         keys=event_keys(order))
+                continue
+            order["declaration"] = fresh
+            self.record(ctx, order, "reassess", order["state"], NAME,
+                        {"type": fresh["type"], "reason": "COMBINED_TAXATION"})
+            ctx.state.put(order_key(order["order_id"]), order)
+            self.emit_assessment(ctx, order)
+
+    def emit_assessment(self, ctx: Context, order: Mapping[str, Any]) -> None:
+        declaration = order["declaration"]
+        if declaration["type"] != screening.GENERAL:
+            return
+        assessment = declaration["assessment"]
+        ctx.emit(
+            "duty_assessed",
+            {"order_id": order["order_id"], "customs_value_krw": assessment["customs_value_krw"],
+             "duty_krw": assessment["duty_krw"], "vat_krw": assessment["vat_krw"],
+             "total_krw": assessment["total_krw"],
+             "combined_with": declaration["combined_with"]},
+            keys=event_keys(order),
+        )
+
+    def emit_pre_alert(self, ctx: Context, order: Mapping[str, Any],
+                       reasons: list[dict[str, str]]) -> None:
+        ctx.emit(
+            "pre_alert",
+            {"order_id": order["order_id"], "seller": order["seller"],
+             "state": order["state"], "reasons": reasons},
+            keys=event_keys(order),
+        )

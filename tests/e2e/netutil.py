@@ -1,0 +1,160 @@
+"""Real multi-process networks for end-to-end tests: init, start, stop, wait.
+
+Everything goes through the public surfaces: ``jangbu network init`` code, ``jangbu node
+start`` processes, and the HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cli.network import init_network
+from cli.presets import CONTRACTS, PRESETS
+from node.keys import load_key_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(count: int) -> int:
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 60000, 2)
+        if all(port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@dataclass
+class Network:
+    directory: Path
+    orgs: list[str]
+    base_port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def home(self, org: str) -> Path:
+        return self.directory / org
+
+    def api(self, org: str) -> str:
+        return f"http://127.0.0.1:{self.base_port + 2 * self.orgs.index(org) + 1}"
+
+    def member_key(self, org: str):  # noqa: ANN201
+        return load_key_file(self.home(org) / "member.key")
+
+    def start(self, org: str, extra_env: dict[str, str] | None = None) -> None:
+        log = open(self.home(org) / "node.log", "ab")  # noqa: SIM115 - owned by the process
+        self.procs[org] = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "node", "start", "--home", str(self.home(org))],
+            cwd=ROOT, stdout=log, stderr=log, env={**os.environ, **(extra_env or {})})
+
+    def start_all(self) -> None:
+        for org in self.orgs:
+            self.start(org)
+        self.wait_connected()
+
+    def status(self, org: str) -> dict[str, Any]:
+        return http_json(self.api(org) + "/v1/status")
+
+    def wait_ready(self, org: str, timeout: float = 30) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            proc = self.procs.get(org)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{org} exited: {self.log_tail(org)}")
+            try:
+                self.status(org)
+                return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        raise TimeoutError(f"{org} not ready: {self.log_tail(org)}")
+
+    def wait_connected(self, timeout: float = 30) -> None:
+        for org in self.orgs:
+            self.wait_ready(org, timeout)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if all(len(self.status(o)["peers"]) == len(self.orgs) - 1 for o in self.orgs):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("nodes did not connect to each other")
+
+    def kill(self, org: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(org)
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
+
+    def stop_all(self) -> None:
+        for org in list(self.procs):
+            proc = self.procs.pop(org)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def log_tail(self, org: str, lines: int = 20) -> str:
+        path = self.home(org) / "node.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def heights(self) -> dict[str, int]:
+        return {org: self.status(org)["height"] for org in self.procs}
+
+    def wait_height(self, height: int, orgs: list[str] | None = None, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        targets = orgs or list(self.procs)
+        while time.time() < deadline:
+            if all(self.status(o)["height"] >= height for o in targets):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"height {height} not reached: {self.heights()}")
+
+    def assert_identical_chains(self, orgs: list[str] | None = None) -> int:
+        """Every node has the same block hash and state root at every height."""
+        targets = orgs or list(self.procs)
+        top = min(self.status(o)["height"] for o in targets)
+        for height in range(1, top + 1):
+            seen = {(b["hash"], b["header"]["state_root"]) for b in
+                    (http_json(f"{self.api(o)}/v1/blocks/{height}") for o in targets)}
+            assert len(seen) == 1, f"divergence at height {height}: {seen}"
+        return top
+
+
+def make_network(directory: Path, preset: str = "customs", consensus: dict[str, int] | None = None
+                 ) -> Network:
+    orgs = PRESETS[preset]
+    base = free_base_port(2 * len(orgs))
+    init_network(directory, orgs, CONTRACTS[preset], chain_id=f"e2e-{preset}", base_port=base,
+                 consensus=consensus)
+    return Network(directory, [o[0] for o in orgs], base)

@@ -1,0 +1,114 @@
+"""Four real node processes: agreement under load, a SIGKILLed node, catch-up, intruders."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from nacl.signing import SigningKey
+
+from netutil import Network, http_json, make_network
+from node.client import Client
+from node.tx import Transaction
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def network(tmp_path):
+    net = make_network(tmp_path / "net")
+    net.start_all()
+    yield net
+    net.stop_all()
+
+
+def member_txs(net: Network, org: str, count: int, start: int = 0) -> list[Transaction]:
+    key = net.member_key(org)
+    return [Transaction.create(key, "e2e-customs", "membership", "add_member",
+                               {"pubkey": SigningKey.generate().verify_key.encode().hex()},
+                               start + i) for i in range(count)]
+
+
+async def submit_all(net: Network, per_org: dict[str, list[Transaction]]) -> None:
+    async def push(org: str, txs: list[Transaction]) -> None:
+        async with Client(net.api(org)) as client:
+            for i in range(0, len(txs), 50):
+                result = await client.submit_batch(txs[i:i + 50])
+                assert result["accepted"] == len(txs[i:i + 50]), result
+    await asyncio.gather(*(push(org, txs) for org, txs in per_org.items()))
+
+
+def wait_committed(net: Network, org: str, txs: list[Transaction], timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    pending = [tx.hash.hex() for tx in txs]
+    while pending and time.time() < deadline:
+        try:
+            status = http_json(f"{net.api(org)}/v1/txs/{pending[-1]}")["status"]
+        except Exception:  # 404 while unknown to this node yet
+            status = "unknown"
+        if status == "committed":
+            pending.pop()
+        else:
+            time.sleep(0.05)
+    assert not pending, f"{len(pending)} transactions not committed"
+
+
+def test_thousand_transactions_commit_identically_on_all_nodes(network):
+    per_org = {org: member_txs(network, org, 250) for org in network.orgs}
+    asyncio.run(submit_all(network, per_org))
+    everything = [tx for txs in per_org.values() for tx in txs]
+    wait_committed(network, "customs", everything)
+    network.wait_height(network.status("customs")["height"])
+    top = network.assert_identical_chains()
+    total = sum(len(http_json(f"{network.api('customs')}/v1/blocks/{h}")["txs"])
+                for h in range(1, top + 1))
+    assert total == 1000
+    receipt = http_json(f"{network.api('buyer')}/v1/txs/{everything[0].hash.hex()}")
+    assert receipt["code"] == "OK" and receipt["proof"]["size"] >= 1
+
+
+def test_killed_node_rejoins_and_agrees(network):
+    first = {org: member_txs(network, org, 20) for org in network.orgs}
+    asyncio.run(submit_all(network, first))
+    wait_committed(network, "customs", [tx for t in first.values() for tx in t])
+    network.kill("buyer")  # SIGKILL under load
+    survivors = ["customs", "seller", "courier"]
+    second = {org: member_txs(network, org, 40, start=1000) for org in survivors}
+    asyncio.run(submit_all(network, second))
+    all_second = [tx for t in second.values() for tx in t]
+    wait_committed(network, "customs", all_second)
+    height = network.status("customs")["height"]
+    network.start("buyer")
+    network.wait_ready("buyer")
+    network.wait_height(height, ["buyer"], timeout=60)
+    network.assert_identical_chains()
+    # and it takes part again: a transaction submitted to the restarted node commits
+    tx = member_txs(network, "buyer", 1, start=5000)[0]
+    result = http_json(f"{network.api('buyer')}/v1/txs?wait=commit", tx.to_json(), timeout=30)
+    assert result["status"] == "committed"
+
+
+def test_node_with_key_not_in_genesis_cannot_join(network, tmp_path):
+    intruder = tmp_path / "net" / "intruder"
+    import shutil
+    shutil.copytree(network.home("buyer"), intruder, ignore=shutil.ignore_patterns("data", "*.log"))
+    (intruder / "node.key").unlink()
+    from node.keys import write_key_file
+    write_key_file(intruder / "node.key", SigningKey.generate(), "node")
+    config = (intruder / "config.toml").read_text()
+    free = network.base_port + 100
+    config = config.replace(f":{network.base_port + 6}\"", f":{free}\"").replace(
+        f":{network.base_port + 7}\"", f":{free + 1}\"")
+    (intruder / "config.toml").write_text(config)
+    network.orgs.append("intruder")
+    try:
+        network.start("intruder")
+        time.sleep(3)
+        status = http_json(f"http://127.0.0.1:{free + 1}/v1/status")
+        assert status["peers"] == []
+        for org in ["customs", "seller", "courier", "buyer"]:
+            assert all(p["name"] != "intruder" for p in network.status(org)["peers"])
+    finally:
+        network.kill("intruder")
+        network.orgs.remove("intruder")

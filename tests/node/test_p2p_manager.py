@@ -1,0 +1,431 @@
+"""PeerManager over real TCP on 127.0.0.1 (ephemeral ports), several managers per loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+from node.p2p.frames import HEADER_SIZE, TAG_SIZE
+from node.p2p.handshake import HELLO_SIZE, Handshake, HandshakeResult
+from node.p2p.peer_manager import P2PConfig, PeerManager, encode_message
+
+CHAIN = "jangbu-test"
+HOST = "127.0.0.1"
+FAST = P2PConfig(
+    handshake_timeout=1.0,
+    handshake_step_timeout=0.6,
+    dial_timeout=1.0,
+    ping_interval=0.2,
+    dead_timeout=1.0,
+    write_timeout=5.0,
+    backoff_base=0.02,
+    backoff_cap=0.3,
+    stable_after=0.5,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def make_key(seed: int) -> SigningKey:
+    return SigningKey(bytes([seed]) * 32)
+
+
+def pub(key: SigningKey) -> bytes:
+    return bytes(key.verify_key)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll a condition (not a fixed sleep) until it holds or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+class Node:
+    """A PeerManager plus an inbox recording (sender, msg) in arrival order."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        allowed: dict[bytes, tuple[str, str, int]],
+        port: int = 0,
+        config: P2PConfig = FAST,
+        chain_id: str = CHAIN,
+    ) -> None:
+        self.key = key
+        self.pubkey = pub(key)
+        self.inbox: dict[bytes, list[Any]] = defaultdict(list)
+        self.mgr = PeerManager(chain_id, key, allowed, HOST, port, self.on_message, config=config)
+
+    async def on_message(self, sender: bytes, msg: Any) -> None:
+        self.inbox[sender].append(msg)
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+
+    async def add(self, node: Node) -> Node:
+        await node.mgr.start()
+        self.nodes.append(node)
+        return node
+
+    async def stop_all(self) -> None:
+        for node in self.nodes:
+            await node.mgr.stop()
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    c = Cluster()
+    yield c
+    await c.stop_all()
+
+
+def allowed_for(keys: list[SigningKey]) -> dict[bytes, tuple[str, str, int]]:
+    return {pub(k): (f"n{i}", HOST, 0) for i, k in enumerate(keys)}
+
+
+async def start_mesh(
+    cluster: Cluster,
+    keys: list[SigningKey],
+    extra_allowed: list[SigningKey] | None = None,
+    config: P2PConfig = FAST,
+) -> list[Node]:
+    """Start one manager per key on ephemeral ports, then tell each where the others are."""
+    allowed = allowed_for(keys + (extra_allowed or []))
+    nodes = [await cluster.add(Node(k, allowed, config=config)) for k in keys]
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                node.mgr.set_address(other.pubkey, HOST, other.mgr.port)
+    await wait_until(lambda: all(len(n.mgr.connected_peers()) == len(nodes) - 1 for n in nodes))
+    return nodes
+
+
+async def raw_handshake(
+    port: int, key: SigningKey, allowed: set[bytes], chain_id: str = CHAIN
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, HandshakeResult]:
+    """A hand-driven peer (for attacks): the sans-I/O Handshake over a raw socket."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    hs = Handshake(chain_id=chain_id, node_key=key, allowed=allowed)
+    writer.write(hs.hello())
+    writer.write(hs.receive_hello(await reader.readexactly(HELLO_SIZE)))
+    header = await reader.readexactly(HEADER_SIZE)
+    body = await reader.readexactly(hs.auth_body_length(header))
+    return reader, writer, hs.receive_auth(header, body)
+
+
+async def assert_closed_by_peer(reader: asyncio.StreamReader) -> None:
+    try:
+        data = await asyncio.wait_for(reader.read(1 << 16), 3.0)
+        while data:
+            data = await asyncio.wait_for(reader.read(1 << 16), 3.0)
+    except ConnectionError:
+        pass
+
+
+async def assert_link_works(a: Node, b: Node, tag: str) -> None:
+    a.mgr.send(b.pubkey, {"check": tag})
+    await wait_until(lambda: {"check": tag} in b.inbox[a.pubkey])
+
+
+def share_one_socket(a: Node, b: Node) -> bool:
+    """Both ends see exactly one link to each other, and it is the same TCP connection."""
+    info_a, info_b = a.mgr.link_info(b.pubkey), b.mgr.link_info(a.pubkey)
+    return (
+        a.mgr.connected_peers() == [b.pubkey]
+        and b.mgr.connected_peers() == [a.pubkey]
+        and info_a is not None
+        and info_b is not None
+        and info_a["local"] == info_b["remote"]
+        and info_a["remote"] == info_b["local"]
+    )
+
+
+# --------------------------------------------------------------------------- happy paths
+
+
+async def test_four_managers_connect_and_deliver_in_order(cluster: Cluster) -> None:
+    keys = [make_key(i) for i in range(1, 5)]
+    nodes = await start_mesh(cluster, keys)
+    for node in nodes:
+        assert node.mgr.connected_peers() == sorted(pub(k) for k in keys if k is not node.key)
+    for sender in nodes:
+        for receiver in nodes:
+            if receiver is not sender:
+                for i in range(100):
+                    sender.mgr.send(receiver.pubkey, {"seq": i, "blob": bytes(i)})
+    expected = [{"seq": i, "blob": bytes(i)} for i in range(100)]
+    await wait_until(
+        lambda: all(len(r.inbox[s.pubkey]) == 100 for r in nodes for s in nodes if r is not s)
+    )
+    for receiver in nodes:
+        for sender in nodes:
+            if sender is not receiver:
+                assert receiver.inbox[sender.pubkey] == expected
+    stats = nodes[0].mgr.peer_stats(nodes[1].pubkey)
+    assert stats.messages_out >= 100 and stats.messages_in >= 100
+    assert stats.bytes_out > 0 and stats.frames_in >= 100
+
+
+async def test_broadcast_reaches_every_peer(cluster: Cluster) -> None:
+    nodes = await start_mesh(cluster, [make_key(i) for i in range(1, 5)])
+    assert nodes[0].mgr.broadcast({"kind": "proposal", "h": 7}) == 3
+    await wait_until(
+        lambda: all(n.inbox[nodes[0].pubkey] == [{"kind": "proposal", "h": 7}] for n in nodes[1:])
+    )
+    assert nodes[0].pubkey not in nodes[0].inbox
+
+
+async def test_handler_errors_do_not_break_the_link(cluster: Cluster) -> None:
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+    seen: list[Any] = []
+
+    def flaky(sender: bytes, msg: Any) -> None:
+        seen.append(msg)
+        if msg == 1:
+            raise RuntimeError("handler bug")
+
+    b.mgr.on_message = flaky
+    for i in range(3):
+        a.mgr.send(b.pubkey, i)
+    await wait_until(lambda: seen == [0, 1, 2])
+    assert b.mgr.connected_peers() == [a.pubkey]
+
+
+async def test_simultaneous_dial_keeps_exactly_one_connection(cluster: Cluster) -> None:
+    tie_breaks = 0
+    for round_ in range(5):
+        ka, kb = make_key(10 + 2 * round_), make_key(11 + 2 * round_)
+        allowed = allowed_for([ka, kb])
+        a = await cluster.add(Node(ka, allowed))
+        b = await cluster.add(Node(kb, allowed))
+        # Both learn the other's address in the same tick: both dial at once.
+        a.mgr.set_address(b.pubkey, HOST, b.mgr.port)
+        b.mgr.set_address(a.pubkey, HOST, a.mgr.port)
+        await wait_until(functools.partial(share_one_socket, a, b))
+        info_a = a.mgr.link_info(b.pubkey)
+        assert info_a is not None
+        assert info_a["dialer"] == min(a.pubkey, b.pubkey)
+        await assert_link_works(a, b, f"r{round_}")
+        await assert_link_works(b, a, f"r{round_}")
+        assert a.mgr.connected_peers() == [b.pubkey]
+        for mgr in (a.mgr, b.mgr):
+            tie_breaks += mgr.rejected["duplicate"] + mgr.closed["replaced"]
+    assert tie_breaks >= 1  # the race really happened (in practice: every round)
+
+
+async def test_restarted_manager_on_same_port_is_reconnected(cluster: Cluster) -> None:
+    keys = [make_key(i) for i in range(1, 4)]
+    a, b, c = await start_mesh(cluster, keys)
+    port = c.mgr.port
+    await c.mgr.stop()
+    cluster.nodes.remove(c)
+    await wait_until(
+        lambda: c.pubkey not in a.mgr.connected_peers() and c.pubkey not in b.mgr.connected_peers()
+    )
+    allowed = allowed_for(keys)
+    allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
+    allowed[b.pubkey] = ("n1", HOST, b.mgr.port)
+    c2 = await cluster.add(Node(keys[2], allowed, port=port))
+    assert c2.mgr.port == port
+    await wait_until(
+        lambda: (
+            len(c2.mgr.connected_peers()) == 2
+            and c2.pubkey in a.mgr.connected_peers()
+            and c2.pubkey in b.mgr.connected_peers()
+        )
+    )
+    await assert_link_works(a, c2, "after-restart")
+    await assert_link_works(c2, b, "after-restart")
+
+
+async def test_messages_queued_while_peer_down_are_sent_on_reconnect(cluster: Cluster) -> None:
+    keys = [make_key(1), make_key(2)]
+    a, b = await start_mesh(cluster, keys)
+    port = b.mgr.port
+    await b.mgr.stop()
+    cluster.nodes.remove(b)
+    await wait_until(lambda: a.mgr.connected_peers() == [])
+    for i in range(5):
+        a.mgr.send(b.pubkey, {"while_down": i})
+    b2 = await cluster.add(Node(keys[1], allowed_for(keys), port=port))
+    await wait_until(lambda: b2.inbox[a.pubkey] == [{"while_down": i} for i in range(5)])
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+async def test_invalid_unknown_key_is_refused_and_cannot_inject(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+    intruder_key = make_key(66)
+    with caplog.at_level(logging.WARNING, logger="node.p2p"):
+        reader, writer, result = await raw_handshake(a.mgr.port, intruder_key, {a.pubkey})
+        assert result.peer_pubkey == a.pubkey  # the intruder can check us, not vice versa
+        writer.write(result.sealer.seal(encode_message({"evil": True})))
+        await assert_closed_by_peer(reader)
+        writer.close()
+    assert a.mgr.rejected["unknown_key"] == 1
+    assert any("unknown_key" in r.getMessage() for r in caplog.records)
+    assert all(msg != {"evil": True} for msgs in a.inbox.values() for msg in msgs)
+    assert pub(intruder_key) not in a.inbox
+    await assert_link_works(b, a, "still-serving")
+
+
+async def test_invalid_unknown_manager_never_gets_a_link(cluster: Cluster) -> None:
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+    intruder_key = make_key(66)
+    intruder = await cluster.add(
+        Node(intruder_key, {a.pubkey: ("a", HOST, a.mgr.port), pub(intruder_key): ("x", HOST, 0)})
+    )
+    await wait_until(lambda: a.mgr.rejected["unknown_key"] >= 2)
+    intruder.mgr.send(a.pubkey, {"evil": True})
+    await assert_link_works(b, a, "still-serving")
+    assert pub(intruder_key) not in a.inbox
+    assert a.mgr.connected_peers() == [b.pubkey]
+
+
+async def test_invalid_wrong_chain_id_is_refused(cluster: Cluster) -> None:
+    keys = [make_key(1), make_key(2)]
+    a = await cluster.add(Node(keys[0], allowed_for(keys)))
+    allowed = allowed_for(keys)
+    allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
+    b = await cluster.add(Node(keys[1], allowed, chain_id="other-chain"))
+    await wait_until(lambda: a.mgr.rejected["chain_id"] >= 1 and b.mgr.rejected["chain_id"] >= 1)
+    assert a.mgr.connected_peers() == [] and b.mgr.connected_peers() == []
+
+
+async def test_invalid_garbage_bytes_close_only_that_connection(cluster: Cluster) -> None:
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+    reader, writer = await asyncio.open_connection(HOST, a.mgr.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: jangbu\r\n\r\n" + bytes(64))
+    await assert_closed_by_peer(reader)
+    writer.close()
+    assert a.mgr.rejected["bad_hello"] == 1
+    await assert_link_works(a, b, "after-garbage")
+
+
+async def test_invalid_slowloris_handshake_times_out(cluster: Cluster) -> None:
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+    reader, writer = await asyncio.open_connection(HOST, a.mgr.port)
+    writer.write(b"JBP")  # a few bytes, then silence
+    await assert_closed_by_peer(reader)
+    writer.close()
+    assert a.mgr.rejected["timeout"] == 1
+    await assert_link_works(b, a, "after-slowloris")
+
+
+async def test_invalid_too_many_pending_handshakes_are_refused(cluster: Cluster) -> None:
+    config = P2PConfig(**{**FAST.__dict__, "max_pending_handshakes": 2})
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)], config=config)
+    idle = [await asyncio.open_connection(HOST, a.mgr.port) for _ in range(3)]
+    await wait_until(lambda: a.mgr.rejected["too_many_handshakes"] >= 1)
+    await assert_link_works(b, a, "slots")
+    for reader, writer in idle:
+        await assert_closed_by_peer(reader)
+        writer.close()
+
+
+async def test_invalid_oversized_frame_closes_that_link(cluster: Cluster) -> None:
+    config = P2PConfig(**{**FAST.__dict__, "max_frame": 64 * 1024})
+    extra = make_key(9)
+    a, b = await start_mesh(
+        cluster, [make_key(1), make_key(2)], extra_allowed=[extra], config=config
+    )
+    reader, writer, result = await raw_handshake(a.mgr.port, extra, {a.pubkey})
+    writer.write(result.sealer.seal(encode_message({"ok": 1})))
+    await wait_until(lambda: a.inbox[pub(extra)] == [{"ok": 1}])
+    # Announce a body one byte over the limit, and send no body at all.
+    writer.write((64 * 1024 + TAG_SIZE + 1).to_bytes(4, "big"))
+    await assert_closed_by_peer(reader)
+    writer.close()
+    assert a.mgr.closed["frame_too_large"] == 1
+    await assert_link_works(a, b, "after-oversize")
+
+
+async def test_invalid_forged_frame_closes_that_link(cluster: Cluster) -> None:
+    extra = make_key(9)
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)], extra_allowed=[extra])
+    reader, writer, result = await raw_handshake(a.mgr.port, extra, {a.pubkey})
+    frame = bytearray(result.sealer.seal(encode_message({"n": 1})))
+    frame[-3] ^= 0x40
+    writer.write(bytes(frame))
+    await assert_closed_by_peer(reader)
+    writer.close()
+    assert a.mgr.closed["bad_frame"] == 1
+    assert pub(extra) not in a.inbox
+    await assert_link_works(b, a, "after-forgery")
+
+
+async def test_invalid_non_canonical_message_closes_that_link(cluster: Cluster) -> None:
+    extra = make_key(9)
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)], extra_allowed=[extra])
+    reader, writer, result = await raw_handshake(a.mgr.port, extra, {a.pubkey})
+    writer.write(result.sealer.seal(b"\xc1 not msgpack"))
+    await assert_closed_by_peer(reader)
+    writer.close()
+    assert a.mgr.closed["bad_message"] == 1
+    await assert_link_works(a, b, "after-bad-message")
+
+
+async def test_silent_peer_is_dropped_after_dead_timeout(cluster: Cluster) -> None:
+    extra = make_key(9)
+    a, _ = await start_mesh(cluster, [make_key(1), make_key(2)], extra_allowed=[extra])
+    reader, writer, _ = await raw_handshake(a.mgr.port, extra, {a.pubkey})
+    await wait_until(lambda: pub(extra) in a.mgr.connected_peers())
+    await assert_closed_by_peer(reader)  # we never send a frame, not even a pong
+    writer.close()
+    assert a.mgr.closed["dead_peer_timeout"] == 1
+
+
+async def test_slow_peer_does_not_block_others(cluster: Cluster) -> None:
+    config = P2PConfig(**{**FAST.__dict__, "dead_timeout": 5.0})
+    slow_key = make_key(9)
+    a, b, c = await start_mesh(
+        cluster, [make_key(i) for i in range(1, 4)], extra_allowed=[slow_key], config=config
+    )
+    # The slow peer authenticates and then never reads a byte.
+    _reader, writer, _ = await raw_handshake(a.mgr.port, slow_key, {a.pubkey})
+    await wait_until(lambda: pub(slow_key) in a.mgr.connected_peers())
+    blob = bytes(256 * 1024)
+    for i in range(150):  # ~37 MiB to the slow peer: far beyond socket buffers
+        a.mgr.broadcast({"i": i, "blob": blob})  # never blocks
+    expected = [{"i": i, "blob": blob} for i in range(150)]
+    await wait_until(
+        lambda: b.inbox[a.pubkey] == expected and c.inbox[a.pubkey] == expected, timeout=10.0
+    )
+    slow = a.mgr.stats()["peers"][pub(slow_key).hex()]
+    assert slow["connected"] and slow["messages_out"] < 150 and slow["queued"] > 0
+    writer.close()
+
+
+async def test_slow_peer_queue_drops_oldest_beyond_its_limit(cluster: Cluster) -> None:
+    config = P2PConfig(**{**FAST.__dict__, "dead_timeout": 5.0, "queue_max_messages": 10})
+    slow_key = make_key(9)
+    a, b = await start_mesh(
+        cluster, [make_key(1), make_key(2)], extra_allowed=[slow_key], config=config
+    )
+    _reader, writer, _ = await raw_handshake(a.mgr.port, slow_key, {a.pubkey})
+    await wait_until(lambda: pub(slow_key) in a.mgr.connected_peers())
+    blob = bytes(1024 * 1024)
+    for i in range(40):
+        a.mgr.send(pub(slow_key), {"i": i, "blob": blob})
+        await asyncio.sleep(0)
+    slow = a.mgr.peer_stats(pub(slow_key))
+    await wait_until(lambda: slow.messages_dropped > 0)
+    assert a.mgr.stats()["peers"][pub(slow_key).hex()]["queued"] <= 10
+    await assert_link_works(a, b, "after-drops")
+    writer.close()
