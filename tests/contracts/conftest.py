@@ -35,19 +35,23 @@ class Ledger:
     time_ms: int = T0
     receipts: list[Receipt] = field(default_factory=list)
 
-    def add_org(self, org_id: str, roles: Iterable[str], business_ids: Iterable[str] = ()) -> SigningKey:
+    def add_org(
+        self, org_id: str, roles: Iterable[str], business_ids: Iterable[str] = ()
+    ) -> SigningKey:
         """Seed an organisation with one admin key (named ``org_id``) straight into state."""
         key = SigningKey(bytes(canonical.digest(org_id.encode()))[:32])
         self.keys[org_id] = key
         roles = sorted(roles)
         entries = membership.seed_records(
-            [{
-                "id": org_id,
-                "name": org_id,
-                "roles": roles,
-                "business_ids": list(business_ids),
-                "keys": [{"pubkey": key.verify_key.encode().hex(), "roles": [*roles, "admin"]}],
-            }]
+            [
+                {
+                    "id": org_id,
+                    "name": org_id,
+                    "roles": roles,
+                    "business_ids": list(business_ids),
+                    "keys": [{"pubkey": key.verify_key.encode().hex(), "roles": [*roles, "admin"]}],
+                }
+            ]
         )
         overlay = Overlay(self.base)
         view = ContractState(overlay, membership.NAME)
@@ -64,29 +68,63 @@ class Ledger:
     def pub(self, name: str) -> bytes:
         return self.keys[name].verify_key.encode()
 
-    def apply(self, signer: str, contract: str, action: str, args: Mapping[str, Any],
-              *, advance_ms: int = 1000, nonce: int | None = None) -> Receipt:
+    def apply(
+        self,
+        signer: str,
+        contract: str,
+        action: str,
+        args: Mapping[str, Any],
+        *,
+        advance_ms: int = 1000,
+        nonce: int | None = None,
+    ) -> Receipt:
         """Commit one call in its own block; returns its receipt."""
         self.height += 1
         self.time_ms += advance_ms
         overlay = Overlay(self.base)
-        call = Call(contract=contract, action=action, args=dict(args), signer=self.pub(signer),
-                    nonce=nonce if nonce is not None else self.height,
-                    tx_hash=canonical.hash_obj([contract, action, dict(args), self.height]))
-        receipt = execute_call(self.contracts, overlay, chain_id=CHAIN_ID, height=self.height,
-                               time_ms=self.time_ms, call=call)
+        call = Call(
+            contract=contract,
+            action=action,
+            args=dict(args),
+            signer=self.pub(signer),
+            nonce=nonce if nonce is not None else self.height,
+            tx_hash=canonical.hash_obj([contract, action, dict(args), self.height]),
+        )
+        receipt = execute_call(
+            self.contracts,
+            overlay,
+            chain_id=CHAIN_ID,
+            height=self.height,
+            time_ms=self.time_ms,
+            call=call,
+        )
         self.base.apply(overlay.writes)
         self.receipts.append(receipt)
         return receipt
 
-    def query(self, contract: str, name: str, args: Mapping[str, Any] | None = None,
-              caller: str | None = None) -> Any:
+    def query(
+        self,
+        contract: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        caller: str | None = None,
+    ) -> Any:
         member: Member | None = None
         if caller is not None:
-            member = membership.lookup_member(ContractState(self.base, membership.NAME), self.pub(caller))
-        return run_query(self.contracts, self.base, chain_id=CHAIN_ID, height=self.height,
-                         time_ms=self.time_ms, contract_name=contract, name=name,
-                         args=dict(args or {}), caller=member)
+            member = membership.lookup_member(
+                ContractState(self.base, membership.NAME), self.pub(caller)
+            )
+        return run_query(
+            self.contracts,
+            self.base,
+            chain_id=CHAIN_ID,
+            height=self.height,
+            time_ms=self.time_ms,
+            contract_name=contract,
+            name=name,
+            args=dict(args or {}),
+            caller=member,
+        )
 
     def sign_device(self, device: str, body: Any) -> str:
         """A device's hex signature over ``body`` (tag jangbu/device/v1, this chain)."""
