@@ -54,38 +54,87 @@ class CanonicalError(ValueError):
 
 
 def _normalise(obj: Any, depth: int) -> Any:
-    """Return ``obj`` with every map's keys sorted, checking each value is allowed."""
-    if depth > MAX_DEPTH:
-        raise CanonicalError("nesting too deep")
-    # bool is a subclass of int, so it must be tested first.
-    if obj is None or obj is True or obj is False:
+    """Return ``obj`` with every map's keys sorted, checking each value is allowed.
+
+    Keys are sorted as Python strings: code-point order equals UTF-8 byte order for every
+    encodable string, so this is the byte order the protocol specifies. Exact built-in
+    types take a fast path (this runs for every hash and state write).
+    """
+    kind = type(obj)
+    if kind is str or kind is bytes or obj is None or kind is bool:
         return obj
-    if isinstance(obj, int):
+    if kind is int:
         if obj < _INT_MIN or obj > _INT_MAX:
             raise CanonicalError(f"integer out of 64-bit range: {obj}")
         return obj
-    if isinstance(obj, str | bytes):
-        return obj
+    if depth > MAX_DEPTH:
+        raise CanonicalError("nesting too deep")
+    if kind is dict:
+        try:
+            keys = sorted(obj)
+        except TypeError:
+            raise CanonicalError("map keys must be strings") from None
+        if keys and type(keys[0]) is not str:
+            raise CanonicalError(f"map keys must be strings, got {type(keys[0]).__name__}")
+        depth += 1
+        out = {}
+        for key in keys:
+            value = obj[key]
+            vkind = type(value)
+            # Leaves inline: most values are strings and small ints, and a call per leaf
+            # would dominate the cost of hashing and storing state.
+            if vkind is str or vkind is bytes or vkind is bool or value is None:
+                out[key] = value
+            elif vkind is int and _INT_MIN <= value <= _INT_MAX:
+                out[key] = value
+            else:
+                out[key] = _normalise(value, depth)
+        return out
+    if kind is list or kind is tuple:
+        depth += 1
+        items = []
+        for item in obj:
+            ikind = type(item)
+            if ikind is str or ikind is bytes or ikind is bool or item is None:
+                items.append(item)
+            elif ikind is int and _INT_MIN <= item <= _INT_MAX:
+                items.append(item)
+            else:
+                items.append(_normalise(item, depth))
+        return items
+    return _normalise_slow(obj, depth)
+
+
+def _normalise_slow(obj: Any, depth: int) -> Any:
+    """Subclasses and other containers: same rules, checked one by one."""
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return _normalise(int(obj), depth)
+    if isinstance(obj, str):
+        return str(obj)
     if isinstance(obj, float):
         raise CanonicalError("floats are not allowed in canonical data; use integers or strings")
-    if isinstance(obj, Mapping):
-        items = []
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise CanonicalError(f"map keys must be strings, got {type(key).__name__}")
-            items.append((key.encode("utf-8"), key, _normalise(value, depth + 1)))
-        items.sort(key=lambda item: item[0])
-        return {key: value for _, key, value in items}
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
+    if isinstance(obj, Mapping):
+        for key in obj:
+            if not isinstance(key, str):
+                raise CanonicalError(f"map keys must be strings, got {type(key).__name__}")
+        return _normalise({str(k): v for k, v in obj.items()}, depth)
+    if isinstance(obj, bytes):
+        return bytes(obj)
     if isinstance(obj, Sequence):
-        return [_normalise(item, depth + 1) for item in obj]
+        return _normalise(list(obj), depth)
     raise CanonicalError(f"type {type(obj).__name__} cannot be encoded canonically")
 
 
 def encode(obj: Any) -> bytes:
     """Encode ``obj`` in canonical msgpack form (raises :class:`CanonicalError`)."""
-    data: bytes = msgpack.packb(_normalise(obj, 0), use_bin_type=True)
+    try:
+        data: bytes = msgpack.packb(_normalise(obj, 0), use_bin_type=True)
+    except UnicodeEncodeError:
+        raise CanonicalError("strings must be valid Unicode (no lone surrogates)") from None
     if len(data) > MAX_MESSAGE_BYTES:
         raise CanonicalError(f"encoded object is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
     return data

@@ -11,6 +11,7 @@ Keys in this module are full state keys ``b"<contract>/<key>"``; values are cano
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -55,6 +56,7 @@ class Overlay:
     def __init__(self, base: KVReader) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
+        self._keys: list[bytes] = []  # sorted keys of ``writes``, for prefix scans
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
@@ -62,16 +64,28 @@ class Overlay:
         return self.base.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        if key not in self.writes:
+            bisect.insort(self._keys, key)
         self.writes[key] = value
 
     def delete(self, key: bytes) -> None:
+        if key not in self.writes:
+            bisect.insort(self._keys, key)
         self.writes[key] = _DELETED
+
+    def _pending(self, prefix: bytes) -> list[tuple[bytes, bytes | None]]:
+        keys = self._keys
+        out = []
+        for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+            key = keys[i]
+            if not key.startswith(prefix):
+                break
+            out.append((key, self.writes[key]))
+        return out
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Merge the base's sorted scan with this overlay's writes, in key order."""
-        pending = sorted(
-            (key, value) for key, value in self.writes.items() if key.startswith(prefix)
-        )
+        pending = self._pending(prefix)
         base_iter = self.base.scan(prefix)
         base_item = next(base_iter, None)
         index = 0
@@ -90,7 +104,11 @@ class Overlay:
 
     def merge_into(self, parent: Overlay) -> None:
         """Fold these writes into ``parent`` (a successful call into its block)."""
-        parent.writes.update(self.writes)
+        for key, value in self.writes.items():
+            if value is None:
+                parent.delete(key)
+            else:
+                parent.put(key, value)
 
 
 def state_key(contract: str, key: str) -> bytes:

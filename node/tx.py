@@ -136,8 +136,12 @@ class Transaction:
         return cls(chain_id, contract, action, dict(args), unsigned.signer, nonce, sig)
 
     @classmethod
-    def from_obj(cls, obj: Any) -> Transaction:
-        """From the canonical map (wire/disk form); raises TxError on a wrong shape."""
+    def from_obj(cls, obj: Any, raw: bytes | None = None) -> Transaction:
+        """From the canonical map (wire/disk form); raises TxError on a wrong shape.
+
+        ``raw``, when given, is the canonical encoding ``obj`` was decoded from: it is kept
+        as ``encoded`` and the signed body is cut out of it instead of being re-encoded.
+        """
         if not isinstance(obj, Mapping):
             raise TxError(E_MALFORMED, "transaction must be a map")
         expected = {"chain_id", "contract", "action", "args", "signer", "nonce", "sig"}
@@ -149,6 +153,12 @@ class Transaction:
                                        f"unexpected {extra}")
         tx = cls(obj["chain_id"], obj["contract"], obj["action"], obj["args"], obj["signer"],
                  obj["nonce"], obj["sig"])
+        if raw is not None:
+            tx.__dict__["encoded"] = raw
+            body = _body_from_encoded(raw)
+            if body is not None and isinstance(tx.chain_id, str):
+                tx.__dict__["signed_bytes"] = (TAG_TX.encode() + b"\x00"
+                                               + tx.chain_id.encode() + b"\x00" + body)
         tx.validate_basic()
         return tx
 
@@ -160,7 +170,7 @@ class Transaction:
             obj = canonical.decode(data, MAX_TX_BYTES)
         except canonical.CanonicalError as exc:
             raise TxError(E_MALFORMED, str(exc)) from None
-        return cls.from_obj(obj)
+        return cls.from_obj(obj, bytes(data))
 
     # --- JSON (HTTP) form -------------------------------------------------------------------
 
@@ -190,3 +200,22 @@ class Transaction:
         if isinstance(nonce, str) and nonce.isdigit():
             fields["nonce"] = int(nonce)  # large nonces survive JavaScript clients as strings
         return cls.from_obj(fields)
+
+
+_SIG_ENTRY = b"\xa3sig\xc4\x40"
+_SIGNER_ENTRY = b"\xa6signer\xc4\x20"
+
+
+def _body_from_encoded(raw: bytes) -> bytes | None:
+    """The canonical body (the map without ``sig``) cut out of a canonical transaction.
+
+    Keys are sorted, so the last two entries are always ``sig`` (64-byte bin) and
+    ``signer`` (32-byte bin): dropping the 70 bytes of the ``sig`` entry and turning the
+    7-entry map header into a 6-entry one gives exactly ``encode(body)``. This spares a
+    re-encoding of every received transaction; anything unexpected falls back to it.
+    """
+    if len(raw) < 113 or raw[0] != 0x87:
+        return None
+    if raw[-112:-106] != _SIG_ENTRY or raw[-42:-34] != _SIGNER_ENTRY:
+        return None
+    return b"\x86" + raw[1:-112] + raw[-42:]

@@ -84,3 +84,20 @@ def test_invalid_extra_field_is_refused():
 def test_invalid_garbage_bytes_are_refused():
     with pytest.raises(TxError):
         Transaction.decode(b"\xc1garbage")
+
+
+def test_body_cut_from_wire_bytes_equals_reencoded_body():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=50)
+    @given(st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63) | st.text(max_size=5),
+                           max_size=4), st.integers(0, 2**64 - 1))
+    def check(args, nonce):
+        tx = Transaction.create(KEY, "chain-a", "membership", "add_member", args, nonce)
+        wire = Transaction.decode(tx.encoded)
+        assert wire.signed_bytes == tx.signed_bytes
+        assert wire.hash == tx.hash
+        wire.check("chain-a")
+
+    check()

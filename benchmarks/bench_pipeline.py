@@ -1,0 +1,150 @@
+"""Per-node CPU cost of the transaction pipeline, in one process (no network).
+
+Prints microseconds per transaction for each stage a node runs on every transaction:
+decode, admission (signature + checks), block build (execute + roots), validation
+(re-execute on a second store), commit (LevelDB batch). Run:
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--txs 2000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from nacl.signing import SigningKey  # noqa: E402
+
+from consensus import canonical  # noqa: E402
+from consensus.types import ValidatorSet  # noqa: E402
+from node.engine import Engine, SignatureCache  # noqa: E402
+from node.execution import Receipt, member_lookup  # noqa: E402
+from node.genesis import parse_genesis  # noqa: E402
+from node.mempool import Mempool  # noqa: E402
+from node.registry import load_contracts  # noqa: E402
+from node.store import LedgerStore  # noqa: E402
+from node.tx import Transaction  # noqa: E402
+
+CHAIN = "bench"
+
+
+def key(name: str) -> SigningKey:
+    return SigningKey(canonical.digest(name.encode()))
+
+
+def genesis():
+    orgs = []
+    for org, role in [("customs", "customs"), ("seller", "seller"), ("courier", "courier"),
+                      ("buyer", "buyer")]:
+        orgs.append({"id": org, "roles": [role], "keys": [
+            {"pubkey": key(org).verify_key.encode().hex(), "roles": [role, "admin"]}]})
+    return parse_genesis({
+        "chain_id": CHAIN, "genesis_time_ms": 0, "orgs": orgs,
+        "validators": [{"name": "v", "org": "customs",
+                        "pubkey": key("v").verify_key.encode().hex(),
+                        "p2p": "127.0.0.1:1", "api": "http://127.0.0.1:2"}],
+        "contracts": [{"name": "membership", "version": "1"},
+                      {"name": "clearance", "version": "1"}],
+    })
+
+
+def open_engine(path: str, g):
+    store = LedgerStore.open(path, chain_id=CHAIN, genesis_hash=g.hash)
+    tree = store.initialise(chain_id=CHAIN, genesis_hash=g.hash, state=g.initial_state())
+    vset = ValidatorSet(tuple(g.validator_pubkeys()))
+    contracts = load_contracts(g.contracts)
+    cache = SignatureCache()
+    engine = Engine(chain_id=CHAIN, contracts=contracts, store=store, tree=tree,
+                    validators_hash=vset.hash(), validators=vset.validators,
+                    max_block_txs=100_000, max_block_bytes=64 * 1024 * 1024, sig_cache=cache)
+    pool = Mempool(chain_id=CHAIN, contracts=contracts, is_committed=store.has_tx,
+                   lookup_member=member_lookup(store.state), sig_cache=cache)
+    return store, engine, pool
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--txs", type=int, default=2000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    g = genesis()
+    tmp = tempfile.mkdtemp()
+    store_a, engine_a, pool_a = open_engine(tmp + "/a", g)
+    store_b, engine_b, pool_b = open_engine(tmp + "/b", g)
+    proposer = key("v").verify_key.encode()
+    # set-up block: exchange rates
+    rates = Transaction.create(key("customs"), CHAIN, "clearance", "set_rates",
+                               {"rates": {"USD": {"usd_micro": 1_000_000, "krw_centi": 145_025}}},
+                               1)
+    from ledger_support import certify  # type: ignore
+    import ledger_support
+    ledger_support.CHAIN_ID = CHAIN
+    block = engine_a.build_block(proposer=proposer, time_ms=1000, txs=[rates], last_commit=None)
+    cert = certify(1, block.hash, [key("v")])
+    engine_a.commit(block, cert)
+    engine_b.commit(block, cert)
+    sealed = base64.b64encode(b"s" * 120).decode()
+    txs = [Transaction.create(key("seller"), CHAIN, "clearance", "create_order", {
+        "order_id": f"O-{i}", "courier": "courier", "buyer_platform": "buyer",
+        "buyer_ref": canonical.digest(f"b{i}".encode()).hex(), "buyer_sealed": sealed,
+        "currency": "USD", "ship_from": "US",
+        "items": [{"hs": "6109.10-0000", "description": "cotton T-shirt", "kind": "general",
+                   "quantity": 1, "unit_price": 1500}]}, i + 10) for i in range(args.txs)]
+    wire = [tx.encoded for tx in txs]
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    n = len(txs)
+    timings = {}
+    t = time.perf_counter()
+    decoded_a = [Transaction.decode(raw) for raw in wire]
+    timings["decode"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for tx in decoded_a:
+        pool_a.add(tx)
+    timings["admit (sig+check)"] = time.perf_counter() - t
+    decoded_b = [Transaction.decode(raw) for raw in wire]
+    for tx in decoded_b:
+        pool_b.add(tx)
+    t = time.perf_counter()
+    block = engine_a.build_block(proposer=proposer, time_ms=2000,
+                                 txs=pool_a.reap(100_000, 64 * 1024 * 1024), last_commit=cert)
+    timings["build (execute+roots)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    encoded = block.encoded
+    timings["encode block"] = time.perf_counter() - t
+    from node.block import Block
+    t = time.perf_counter()
+    received = Block.decode(encoded)
+    timings["decode block"] = time.perf_counter() - t
+    t = time.perf_counter()
+    engine_b.validate_block(received)
+    timings["validate (re-execute)"] = time.perf_counter() - t
+    cert2 = certify(2, block.hash, [key("v")])
+    t = time.perf_counter()
+    engine_b.commit(received, cert2)
+    timings["commit (LevelDB batch)"] = time.perf_counter() - t
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    total = 0.0
+    print(f"transactions: {n}, block bytes: {len(encoded)}")
+    for stage, seconds in timings.items():
+        if stage != "build (execute+roots)":
+            total += seconds
+        print(f"{stage:<24} {seconds * 1e6 / n:8.1f} us/tx")
+    print(f"{'validator total':<24} {total * 1e6 / n:8.1f} us/tx "
+          f"(=> {n / total:,.0f} tx/s per node core)")
+    assert all(isinstance(r, Receipt) and r.ok for r in store_b.receipts_of(2)), "failures"
+
+
+if __name__ == "__main__":
+    main()

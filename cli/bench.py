@@ -1,0 +1,283 @@
+"""``jangbu bench``: committed throughput and submit-to-commit latency of a running devnet.
+
+Method (so the numbers mean something):
+
+1. set-up transactions (exchange rates) are committed first, outside the clock;
+2. N realistic ``clearance.create_order`` transactions (each screened on commit) are signed
+   *before* the clock starts, spread over several seller member keys;
+3. they are offered at ``--rate`` tx/s (0 = as fast as possible) by ``--clients``
+   concurrent HTTP clients, round-robin over every node's ``POST /v1/txs/batch``;
+4. commits are observed through each node's event stream (``/v1/events``): a
+   transaction's latency is from the moment its batch was sent to the first commit event
+   of it seen on the node it was sent to;
+5. the Ed25519 verification bound is measured in the same run on the same machine:
+   ``verifies/s per core x cores / nodes`` (every node checks every transaction once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nacl.public import PublicKey, SealedBox
+from nacl.signing import SigningKey, VerifyKey
+
+from cli.main import CliError
+from consensus import canonical
+from node.client import Client, ClientError
+from node.keys import load_key_file
+from node.tx import Transaction
+
+
+def measure_verify_rate(seconds: float = 1.0) -> float:
+    """Ed25519 verifications per second on one core (same code path as the mempool)."""
+    key = SigningKey(b"\x11" * 32)
+    message = b"x" * 200
+    sig = key.sign(message).signature
+    pub = key.verify_key.encode()
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(200):
+            canonical.verify_raw(pub, message, sig)
+        count += 200
+    return count / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Bench:
+    def __init__(self, directory: Path, txs: int, rate: float, clients: int, batch: int) -> None:
+        self.directory = directory
+        self.genesis = json.loads((directory / "genesis.json").read_text())
+        self.chain_id = self.genesis["chain_id"]
+        self.urls = [v["api"] for v in self.genesis["validators"]]
+        self.txs = txs
+        self.rate = rate
+        self.clients = clients
+        self.batch = batch
+        self.sent_at: dict[str, float] = {}
+        self.node_of: dict[str, int] = {}
+        self.committed_at: dict[str, float] = {}
+        self.rejected = 0
+        self.rejected_codes: dict[str, int] = {}
+
+    def key(self, org: str) -> SigningKey:
+        return load_key_file(self.directory / org / "member.key")
+
+    def org_with_role(self, role: str) -> str:
+        for org in self.genesis["orgs"]:
+            if role in org["roles"]:
+                return str(org["id"])
+        raise CliError(f"the network has no organisation with role {role!r} "
+                       "(bench runs the customs preset)")
+
+    async def setup(self) -> tuple[str, str, str, list[SigningKey]]:
+        customs, seller = self.org_with_role("customs"), self.org_with_role("seller")
+        courier, buyer = self.org_with_role("courier"), self.org_with_role("buyer")
+        async with Client(self.urls[0], key=self.key(customs), chain_id=self.chain_id) as c:
+            await c.call("clearance", "set_rates", {"rates": {
+                "USD": {"usd_micro": 1_000_000, "krw_centi": 145_025}}})
+        # Several seller member keys: one integrator per key, like a real platform fleet.
+        admin = self.key(seller)
+        sellers = [SigningKey(canonical.digest(f"bench-{self.chain_id}-{i}".encode()))
+                   for i in range(8)]
+        async with Client(self.urls[1 % len(self.urls)], key=admin,
+                          chain_id=self.chain_id) as c:
+            members = await c.query("membership", "members", {"org": seller})
+            known = {m["pubkey"] for m in members}
+            for key in sellers:
+                pub = key.verify_key.encode().hex()
+                if pub not in known:
+                    await c.call("membership", "add_member", {"pubkey": pub,
+                                                              "label": "bench seller"})
+        return customs, courier, buyer, sellers
+
+    def presign(self, customs: str, courier: str, buyer: str,
+                sellers: list[SigningKey]) -> list[Transaction]:
+        customs_pub = next(k["pubkey"] for o in self.genesis["orgs"] if o["id"] == customs
+                           for k in o["keys"])
+        box = SealedBox(PublicKey(bytes(VerifyKey(bytes.fromhex(customs_pub))
+                                        .to_curve25519_public_key())))
+        import base64
+        sealed = base64.b64encode(box.encrypt(b'{"pccc":"P123456789012","name":"bench"}')
+                                  ).decode()
+        run = f"{int(time.time())}"
+        out = []
+        for i in range(self.txs):
+            args = {
+                "order_id": f"B{run}-{i}", "courier": courier, "buyer_platform": buyer,
+                "buyer_ref": canonical.digest(f"buyer-{i % 5000}".encode()).hex(),
+                "buyer_sealed": sealed, "currency": "USD", "ship_from": "US",
+                "items": [{"hs": "6109.10-0000", "description": "cotton T-shirt",
+                           "kind": "general", "quantity": 1, "unit_price": 1_500 + i % 500}],
+            }
+            out.append(Transaction.create(sellers[i % len(sellers)], self.chain_id,
+                                          "clearance", "create_order", args, i + 1))
+        return out
+
+    async def follow(self, index: int, stop: asyncio.Event) -> None:
+        async with Client(self.urls[index]) as client:
+            async for record in client.events(contract="clearance", type_="create_order"):
+                tx = record["tx"]
+                if tx not in self.committed_at and self.node_of.get(tx) == index:
+                    self.committed_at[tx] = time.perf_counter()
+                if stop.is_set():
+                    return
+
+    async def offer(self, txs: list[Transaction], progress: Any) -> float:
+        batches = [txs[i:i + self.batch] for i in range(0, len(txs), self.batch)]
+        queue: asyncio.Queue[tuple[int, list[Transaction]]] = asyncio.Queue()
+        for i, b in enumerate(batches):
+            queue.put_nowait((i, b))
+        started = time.perf_counter()
+
+        async def client_task(worker: int) -> None:
+            clients = [Client(url, chain_id=self.chain_id) for url in self.urls]
+            try:
+                while not queue.empty():
+                    i, chunk = queue.get_nowait()
+                    if self.rate > 0:
+                        due = started + (i * self.batch) / self.rate
+                        delay = due - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    node = i % len(self.urls)
+                    sent = time.perf_counter()
+                    for tx in chunk:
+                        h = tx.hash.hex()
+                        self.sent_at[h] = sent
+                        self.node_of[h] = node
+                    while True:
+                        try:
+                            result = await clients[node].submit_batch(chunk)
+                            break
+                        except ClientError as exc:
+                            if exc.status == 503:
+                                await asyncio.sleep(0.05)
+                                continue
+                            raise
+                    for item in result["results"]:
+                        if item["status"] != "pending":
+                            self.rejected += 1
+                            code = item.get("code", "?")
+                            self.rejected_codes[code] = self.rejected_codes.get(code, 0) + 1
+                    progress(len(chunk))
+            finally:
+                for c in clients:
+                    await c.close()
+
+        await asyncio.gather(*(client_task(w) for w in range(self.clients)))
+        return time.perf_counter() - started
+
+    async def run(self, quiet: bool) -> dict[str, Any]:
+        customs, courier, buyer, sellers = await self.setup()
+        txs = self.presign(customs, courier, buyer, sellers)
+        async with Client(self.urls[0]) as c:
+            start_height = (await c.status())["height"]
+        stop = asyncio.Event()
+        followers = [asyncio.create_task(self.follow(i, stop)) for i in range(len(self.urls))]
+        await asyncio.sleep(0.3)  # let the event streams attach
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if not quiet:
+                bar = "#" * int(30 * done / len(txs))
+                print(f"\r  offered [{bar:<30}] {done}/{len(txs)}  committed "
+                      f"{len(self.committed_at)}", end="", file=sys.stderr, flush=True)
+
+        t0 = time.perf_counter()
+        offer_s = await self.offer(txs, progress)
+        expected = len(txs) - self.rejected
+        deadline = time.perf_counter() + 60
+        while len(self.committed_at) < expected and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+            if not quiet:
+                print(f"\r  offered {done}/{len(txs)}  committed {len(self.committed_at)}"
+                      + " " * 20, end="", file=sys.stderr, flush=True)
+        if not quiet:
+            print(file=sys.stderr)
+        stop.set()
+        for task in followers:
+            task.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+        last_commit = max(self.committed_at.values(), default=t0)
+        latencies = [(self.committed_at[h] - self.sent_at[h]) * 1000 for h in self.committed_at]
+        async with Client(self.urls[0]) as c:
+            end_height = (await c.status())["height"]
+        blocks = end_height - start_height
+        verify_rate = measure_verify_rate()
+        cores = os.cpu_count() or 1
+        bound = verify_rate * cores / len(self.urls)
+        elapsed = max(1e-9, last_commit - t0)
+        tps = len(self.committed_at) / elapsed
+        return {
+            "nodes": len(self.urls),
+            "offered": len(txs),
+            "offered_rate": round(len(txs) / offer_s, 1) if self.rate == 0 else self.rate,
+            "committed": len(self.committed_at),
+            "rejected": self.rejected,
+            "rejected_codes": self.rejected_codes,
+            "tx_per_s": round(tps, 1),
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p95_ms": round(percentile(latencies, 95), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+            "mean_ms": round(statistics.fmean(latencies), 1) if latencies else 0.0,
+            "blocks": blocks,
+            "mean_block_txs": round(len(self.committed_at) / blocks, 1) if blocks else 0.0,
+            "elapsed_s": round(elapsed, 2),
+            "verify_per_s_per_core": round(verify_rate),
+            "verify_bound_tx_per_s": round(bound),
+            "bound_fraction": round(tps / bound, 3) if bound else 0.0,
+        }
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if not (directory / "genesis.json").exists():
+        raise CliError(f"{directory} has no genesis.json; start a devnet first "
+                       "(jangbu devnet up --preset customs --dir DIR)")
+    if args.txs < 1 or args.clients < 1 or args.rate < 0 or args.batch < 1:
+        raise CliError("--txs, --clients and --batch must be positive, --rate >= 0")
+    bench = Bench(directory, args.txs, args.rate, args.clients, args.batch)
+    try:
+        result = asyncio.run(bench.run(quiet=args.json))
+    except ClientError as exc:
+        raise CliError(f"node refused: {exc}") from None
+    except OSError as exc:
+        raise CliError(f"cannot reach the devnet: {exc}") from None
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    width = max(len(k) for k in result)
+    for name, value in result.items():
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bench", help="measure committed tx/s and latency on a running devnet")
+    p.add_argument("--dir", required=True, help="the devnet directory (with genesis.json)")
+    p.add_argument("--txs", type=int, default=5000, help="transactions to offer")
+    p.add_argument("--rate", type=float, default=0, help="offered tx/s (0 = as fast as possible)")
+    p.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    p.add_argument("--batch", type=int, default=100, help="transactions per batch request")
+    p.add_argument("--preset", choices=["customs"], default="customs",
+                   help="workload (the clearance workflow)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
