@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consensus import canonical
 from contracts.sdk import Call, Contract
 from node import merkle
 from node.block import (
@@ -248,6 +247,3 @@ class Engine:
         self._results.clear()
         return result
 
-
-def genesis_validators_hash(validators: Sequence[bytes]) -> bytes:
-    return canonical.hash_obj(list(validators))

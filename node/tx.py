@@ -25,6 +25,7 @@ MAX_NONCE = 2**64 - 1
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 CHAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 HEX_RE = re.compile(r"[0-9a-f]*")
+DECIMAL_RE = re.compile(r"[0-9]{1,20}")
 
 E_MALFORMED = "E_MALFORMED_TX"
 E_TOO_LARGE = "E_TX_TOO_LARGE"
@@ -197,8 +198,11 @@ class Transaction:
                 raise TxError(E_MALFORMED, f"{name} must be a lowercase hex string")
             fields[name] = bytes.fromhex(value)
         nonce = fields.get("nonce")
-        if isinstance(nonce, str) and nonce.isdigit():
-            fields["nonce"] = int(nonce)  # large nonces survive JavaScript clients as strings
+        if isinstance(nonce, str):
+            # Large nonces survive JavaScript clients as decimal strings (ASCII digits only).
+            if not DECIMAL_RE.fullmatch(nonce):
+                raise TxError(E_MALFORMED, "nonce must be an integer or a decimal string")
+            fields["nonce"] = int(nonce)
         return cls.from_obj(fields)
 
 

@@ -529,3 +529,20 @@ def test_replay_with_conflicting_input_cannot_double_sign() -> None:
     actions = feed(fresh, Start(Height(1)), TimeoutFired(Height(1), Round(0), TimeoutStep.PROPOSE))
     assert my_votes(actions) == []
     assert fresh.stats["signer_refused"] == 1
+
+
+def test_gossip_includes_last_commit_after_restart() -> None:
+    core = started()
+    lock_on_a_in_round_0(core)
+    decide = [
+        a
+        for who in (1, 2)
+        for a in feed(core, VoteReceived(vote(who, VoteType.PRECOMMIT, 0, HASH_A)))
+        if isinstance(a, Decide)
+    ][0]
+    fresh = ConsensusCore(
+        CHAIN, VALIDATORS, PUBS[0], None, PARAMS, height=2, last_commit=decide.commit
+    )
+    feed(fresh, Start(Height(2)))
+    gossiped = {m for m in fresh.gossip_messages() if isinstance(m, Vote) and m.height == 1}
+    assert len(gossiped) == 3 and all(v.block_hash == HASH_A for v in gossiped)

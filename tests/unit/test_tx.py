@@ -101,3 +101,16 @@ def test_body_cut_from_wire_bytes_equals_reencoded_body():
         wire.check("chain-a")
 
     check()
+
+
+@pytest.mark.parametrize("nonce", ["²", "١", "12a", "", "1" * 21])
+def test_invalid_nonce_strings_are_refused(nonce):
+    body = {**Transaction.from_obj(make()).to_json(), "nonce": nonce}
+    with pytest.raises(TxError) as err:
+        Transaction.from_json(body)
+    assert err.value.code == "E_MALFORMED_TX"
+
+
+def test_nonce_as_decimal_string_is_accepted():
+    tx = Transaction.create(KEY, "chain-a", "membership", "add_member", {}, 2**64 - 1)
+    assert Transaction.from_json({**tx.to_json(), "nonce": str(2**64 - 1)}).hash == tx.hash
