@@ -155,7 +155,7 @@ class Node:
         await self.p2p.start()
         await self.driver.start()
         app = Api(self).app()
-        from node.web import add_web_routes  # the web page lives beside the API
+        from node.webpage import add_web_routes  # the web page lives beside the API
         add_web_routes(app, self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
