@@ -12,11 +12,9 @@ from nacl.signing import SigningKey
 
 from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
 from cli.presets import PRESETS, parse_orgs
+from cli.errors import CliError
 from node.keys import KeyFileError, write_key_file
 
-
-class CliError(Exception):
-    """A one-line reason shown to the user; exit code 1."""
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from contracts.livestock.scenario import DEMO_ORGS
+
+LIVESTOCK_NAMES: dict[str, str] = {
+    "farm-a": "Hanwoo farm A",
+    "farm-b": "Hanwoo farm B",
+    "plant": "Slaughterhouse",
+    "meatco": "Meat packer and shop",
+    "mafra": "Agriculture ministry (MAFRA)",
+}
+
 PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
     # (org id, display name, roles)
     "customs": [
@@ -10,13 +20,9 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("courier", "Express courier", ["courier"]),
         ("buyer", "Buyer platform", ["buyer"]),
     ],
-    "livestock": [
-        ("farm-a", "Hanwoo farm A", ["farm"]),
-        ("farm-b", "Hanwoo farm B", ["farm"]),
-        ("slaughterhouse", "Slaughterhouse", ["slaughterhouse"]),
-        ("packer-shop", "Meat packer and shop", ["packer", "shop"]),
-        ("regulator", "Agriculture ministry", ["regulator"]),
-    ],
+    # The organisations of the livestock demo (contracts/livestock/scenario.py).
+    "livestock": [(str(org["id"]), LIVESTOCK_NAMES.get(str(org["id"]), str(org["id"])),
+                   list(org["roles"])) for org in DEMO_ORGS],
 }
 
 CONTRACTS: dict[str, list[str]] = {
@@ -25,11 +31,9 @@ CONTRACTS: dict[str, list[str]] = {
 }
 
 BUSINESS_IDS: dict[str, list[str]] = {
-    "farm-a": ["100001"],
-    "farm-b": ["100002"],
-    "slaughterhouse": ["2001"],
-    "packer-shop": ["3001", "4001"],
+    str(org["id"]): list(org["business_ids"]) for org in DEMO_ORGS if org["business_ids"]
 }
+"""Farm numbers and business codes by organisation id (those of the livestock demo)."""
 
 
 def parse_orgs(spec: str) -> list[tuple[str, str, list[str]]]:

@@ -314,7 +314,8 @@ class Api:
         window = self.node.config.read_auth_window_s * 1000
         if abs(int(time.time() * 1000) - time_ms) > window:
             raise ApiError(401, "E_AUTH_EXPIRED", "signed request is outside the time window")
-        body = {"method": request.method, "path": request.path_qs, "time_ms": time_ms}
+        # The target exactly as sent (percent-encoding included): what the client signed.
+        body = {"method": request.method, "path": request.raw_path, "time_ms": time_ms}
         if not canonical.verify(pubkey, TAG_READ, self.node.chain_id, body, sig):
             raise ApiError(401, "E_AUTH", "request signature does not verify")
         member = member_lookup(self.node.store.state)(pubkey)
@@ -382,7 +383,9 @@ class Api:
                 if sub.overflowed and sub.queue.empty():
                     await response.write(b"event: overflow\ndata: {}\n\n")
                     break
-                if record is None or record["height"] <= last_height:
+                if record is None:
+                    break  # the node is shutting down
+                if record["height"] <= last_height:
                     continue
                 await self._sse(response, record)
         except (ConnectionResetError, asyncio.CancelledError):

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+import plyvel
 from aiohttp import web
 
 from consensus.types import Commit, ValidatorSet, verify_commit
@@ -33,6 +34,7 @@ from node.mempool import Mempool, MempoolLimits
 from node.metrics import Metrics
 from node.p2p.peer_manager import PeerManager
 from node.registry import load_contracts
+from node.state_tree import LEAF_PREFIX, key_hash, value_hash
 from node.store import LedgerStore
 
 log = logging.getLogger("jangbu.node")
@@ -55,23 +57,17 @@ class Node:
         self.contracts: dict[str, Contract] = load_contracts(self.genesis.contracts)
         self.store = LedgerStore.open(str(config.data_dir), chain_id=self.chain_id,
                                       genesis_hash=self.genesis.hash)
-        if not self.store.initialised:
-            tree = self.store.initialise(chain_id=self.chain_id, genesis_hash=self.genesis.hash,
-                                         state=self.genesis.initial_state())
-        else:
-            tree = self.store.load_state_tree()
-        self.vset = ValidatorSet(tuple(self.genesis.validator_pubkeys()))
-        self.sig_cache = SignatureCache()
-        self.engine = Engine(
-            chain_id=self.chain_id, contracts=self.contracts, store=self.store, tree=tree,
-            validators_hash=self.vset.hash(), validators=self.vset.validators,
-            max_block_txs=self.genesis.params.max_block_txs,
-            max_block_bytes=self.genesis.params.max_block_bytes,
-            verify_commit=self._verify_certificate, sig_cache=self.sig_cache)
-        if self.store.height and engine_root_mismatch(self):
+        try:
+            self._open_state()
+        except plyvel.Error as exc:
+            self.store.close()
             raise NodeStartError(
-                "the state in the data directory does not match the last block's state_root; "
-                "the store is damaged: restore a backup or resync (docs/operations.md)")
+                f"the data directory {config.data_dir} is damaged ({_plyvel_reason(exc)}); the "
+                "node will not start on it: restore a backup or remove it and let the node "
+                "resync from its peers (docs/operations.md)") from None
+        except NodeStartError:
+            self.store.close()
+            raise
         self.metrics = Metrics()
         self.bus = EventBus()
         self.mempool = Mempool(
@@ -93,6 +89,26 @@ class Node:
         self.started_at = time.time()
         self._runner: web.AppRunner | None = None
         self._register_gauges()
+
+    def _open_state(self) -> None:
+        """Load (or create) state, build the engine, check the store against its last block."""
+        if not self.store.initialised:
+            tree = self.store.initialise(chain_id=self.chain_id, genesis_hash=self.genesis.hash,
+                                         state=self.genesis.initial_state())
+        else:
+            tree = self.store.load_state_tree()
+        self.vset = ValidatorSet(tuple(self.genesis.validator_pubkeys()))
+        self.sig_cache = SignatureCache()
+        self.engine = Engine(
+            chain_id=self.chain_id, contracts=self.contracts, store=self.store, tree=tree,
+            validators_hash=self.vset.hash(), validators=self.vset.validators,
+            max_block_txs=self.genesis.params.max_block_txs,
+            max_block_bytes=self.genesis.params.max_block_bytes,
+            verify_commit=self._verify_certificate, sig_cache=self.sig_cache)
+        if self.store.height and (engine_root_mismatch(self) or state_values_damaged(self)):
+            raise NodeStartError(
+                "the state in the data directory does not match the last block's state_root; "
+                "the store is damaged: restore a backup or resync (docs/operations.md)")
 
     def _send(self, peer: bytes, msg: Any) -> None:
         with contextlib.suppress(KeyError):
@@ -152,7 +168,12 @@ class Node:
         }
 
     async def start(self) -> None:
-        await self.p2p.start()
+        try:
+            await self.p2p.start()
+        except OSError as exc:
+            self.store.close()
+            raise NodeStartError(
+                f"cannot listen for peers on {self.config.p2p_listen}: {exc.strerror}") from None
         await self.driver.start()
         app = Api(self).app()
         from node.webpage import add_web_routes  # the web page lives beside the API
@@ -171,12 +192,47 @@ class Node:
                  self.config.api_listen, self.config.p2p_listen, self.store.height)
 
     async def stop(self) -> None:
+        self.bus.close()  # end event streams first so the HTTP server can drain quickly
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.driver.stop()
         await self.p2p.stop()
         self.store.close()
+
+
+def _plyvel_reason(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
+def fatal_message(exc: BaseException, data_dir: Any) -> str:
+    """The operator's one-line reason when the consensus loop had to stop."""
+    if isinstance(exc, plyvel.CorruptionError):
+        return (f"the data directory {data_dir} is damaged ({_plyvel_reason(exc)}); the node "
+                "stopped without committing on top of it: restore a backup or remove it and "
+                "resync (docs/operations.md)")
+    if isinstance(exc, OSError | plyvel.Error):
+        return (f"cannot write to the data directory {data_dir} ({_plyvel_reason(exc)}); is the "
+                "disk full? Every block is written whole, so nothing is half-committed: free "
+                "space and start the node again (docs/operations.md)")
+    return (f"internal error in the consensus loop ({type(exc).__name__}: {exc}); the node "
+            "stopped rather than sign something wrong: please report it with the log")
+
+
+def state_values_damaged(node: Node) -> bool:
+    """Does any stored state value differ from the value hash the state tree commits to?
+
+    The tree (and so ``state_root``) is rebuilt from the leaf index alone, so a damaged
+    value would otherwise go unnoticed until a block touched it. One pass over the state.
+    """
+    values = 0
+    for key, value in node.store.state.scan(b""):
+        values += 1
+        if node.store.leaves.get(LEAF_PREFIX + key_hash(key)) != value_hash(value):
+            return True
+    leaves = sum(1 for _ in node.store.leaves.scan(LEAF_PREFIX))
+    return leaves != values
 
 
 def engine_root_mismatch(node: Node) -> bool:
@@ -209,10 +265,14 @@ async def run_node(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    node.driver.on_fatal = lambda exc: stop.set()
     await node.start()
     try:
         await stop.wait()
         log.info("shutting down")
     finally:
+        height = node.store.height
         await node.stop()
-        log.info("stopped at height %d", node.store.height)
+        log.info("stopped at height %d", height)
+    if node.driver.fatal is not None:
+        raise NodeStartError(fatal_message(node.driver.fatal, config.data_dir))

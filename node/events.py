@@ -79,6 +79,15 @@ class EventBus:
     def subscribers(self) -> int:
         return len(self._subs)
 
+    def close(self) -> None:
+        """End every stream (shutdown): each subscriber receives None and returns."""
+        for sub in list(self._subs):
+            try:
+                sub.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+        self._subs.clear()
+
     def publish(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
             self.published += 1

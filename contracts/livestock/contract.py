@@ -179,6 +179,8 @@ def parse_treat(args: Mapping[str, Any]) -> dict[str, Any]:
         "drug": drug,
         "kind": kind,
         "withdrawal_days": arg_int(args, "withdrawal_days", maximum=rules.MAX_WITHDRAWAL_DAYS),
+        "day": (identifiers.parse_date(arg_str(args, "date", max_len=10))
+                if args.get("date") is not None else None),
     }
 
 
@@ -562,17 +564,30 @@ class LivestockContract(Contract):
 
     def process_treat(self, ctx: Context, args: dict[str, Any]) -> None:
         ctx.require_role(FARM)
-        until = ctx.time_ms + args["withdrawal_days"] * identifiers.DAY_MS
+        today = get_kst_today(ctx)
+        day = today if args["day"] is None else args["day"]
+        # Verify the treatment date is not after the block's KST date.
+        if day > today:
+            raise ContractError(E_INVALID_DATE, "treatment date is after the block date")
+        until = rules.compute_withdrawal_until_ms(ctx.time_ms, day, args["withdrawal_days"])
         details = {"drug": args["drug"], "kind": args["kind"],
-                   "withdrawal_days": args["withdrawal_days"], "withdrawal_until_ms": until}
+                   "withdrawal_days": args["withdrawal_days"], "withdrawal_until_ms": until,
+                   "date": identifiers.format_day(day)}
+        late = rules.is_late(day, today)
         if args["animal"]:
             number = args["animal"]
             animal = self.get_own_animal(ctx, number)
             put_state(ctx, f"animal/{number}", animal, ANIMAL, "treat")
+            # Verify the animal was born by the treatment date.
+            if day < identifiers.parse_date(animal["birth_date"]):
+                raise ContractError(E_INVALID_DATE, "treatment date is before the birth date")
             animal["withdrawal_until_ms"] = max(int(animal["withdrawal_until_ms"]), until)
             ctx.state.put(f"animal/{number}", animal)
             append_log(ctx, trace.node(ANIMAL, number), "treat", **details)
             report(ctx, "treat", {"animal": number, **details}, number)
+            if late:
+                violation(ctx, "LATE_REPORT", {"animal": number, "treatment_date": details["date"],
+                                               "days_late": today - day}, number)
             return
         herd = args["herd"]
         # Verify the herd is one of the signer's farms.
@@ -586,6 +601,9 @@ class LivestockContract(Contract):
         ctx.state.put(f"herdlog/{herd}/{n:06d}", {"action": "treat", "time_ms": ctx.time_ms,
                                                  "org": ctx.signer.org, **details})
         report(ctx, "treat", {"herd": herd, **details}, herd)
+        if late:
+            violation(ctx, "LATE_REPORT", {"herd": herd, "treatment_date": details["date"],
+                                           "days_late": today - day}, herd)
 
     # --- devices -------------------------------------------------------------------------------
 
@@ -670,6 +688,7 @@ class LivestockContract(Contract):
         today = get_kst_today(ctx)
         if args["day"] > today:
             raise ContractError(E_INVALID_DATE, "slaughter date is after the block date")
+        moment = rules.compute_slaughter_moment_ms(ctx.time_ms, args["day"], today)
         inspection_ok = rules.is_inspection_passed(args["passed"], args["residue"], args["bse"])
         record: dict[str, Any] = {
             "number": carcass_no, "species": args["species"], "animals": [],
@@ -695,8 +714,8 @@ class LivestockContract(Contract):
                 raise ContractError(E_INVALID_SPECIES, "species does not match the animal")
             animal["state"] = next_state(ANIMAL, "slaughter", animal["state"],
                                          recalled=animal["recalled"])
-            # Verify no drug withdrawal period is still running at block time.
-            if ctx.time_ms < int(animal["withdrawal_until_ms"]):
+            # Verify no drug withdrawal period was still running when the animal was slaughtered.
+            if moment < int(animal["withdrawal_until_ms"]):
                 raise ContractError(E_WITHDRAWAL, f"animal {number} is in a withdrawal period")
             if identifiers.parse_date(animal["birth_date"]) > args["day"]:
                 raise ContractError(E_INVALID_DATE, "slaughter date is before the birth date")
@@ -717,7 +736,7 @@ class LivestockContract(Contract):
                 raise ContractError(E_INVALID_TRACE_NO, "trace number collides with an animal")
             farm = self.find_farm(ctx, farm_no)
             herd = ctx.state.get(f"herd/{farm_no}")
-            if herd is not None and ctx.time_ms < int(herd["withdrawal_until_ms"]):
+            if herd is not None and moment < int(herd["withdrawal_until_ms"]):
                 raise ContractError(E_WITHDRAWAL, f"herd {farm_no} is in a withdrawal period")
             record.update(farm=farm, farm_no=farm_no, trace_no=trace_no,
                           head_count=args["head_count"])

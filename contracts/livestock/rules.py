@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from .identifiers import DAY_MS, KST_OFFSET_MS
+
 LATE_REPORT_DAYS: Final = 5
 """A birth (or slaughter) reported more than this many days after it happened is late."""
 
@@ -80,3 +82,29 @@ def is_late(event_day: int, report_day: int) -> bool:
 def is_inspection_passed(passed: bool, residue: str, bse: str) -> bool:
     """A carcass is fit for sale only if the inspector passed it and no test was positive."""
     return passed and residue != "positive" and bse != "positive"
+
+
+def compute_kst_day_start_ms(day: int) -> int:
+    """Block time (ms) at which the KST calendar day ``day`` (days since 1970-01-01) begins."""
+    return day * DAY_MS - KST_OFFSET_MS
+
+
+def compute_withdrawal_until_ms(time_ms: int, treatment_day: int, withdrawal_days: int) -> int:
+    """When the withdrawal period of a treatment reported at block time ``time_ms`` ends.
+
+    The treatment happened at the latest at the end of its KST day ``treatment_day`` and not
+    after the report: the period runs ``withdrawal_days`` x 24 h from the later of the two
+    bounds that is still possible, ``min(time_ms, end of treatment_day)``. A treatment dated
+    today therefore counts from block time; a back-dated one from the end of its day.
+    """
+    treated_ms = min(time_ms, compute_kst_day_start_ms(treatment_day + 1))
+    return treated_ms + withdrawal_days * DAY_MS
+
+
+def compute_slaughter_moment_ms(time_ms: int, slaughter_day: int, today: int) -> int:
+    """The moment checked against withdrawal periods for a slaughter dated ``slaughter_day``.
+
+    Dated today: block time. Dated earlier (a late report): the start of that KST day, the
+    earliest moment the date allows, so a late report never gains the benefit of the doubt.
+    """
+    return time_ms if slaughter_day >= today else compute_kst_day_start_ms(slaughter_day)

@@ -10,7 +10,7 @@ import base64
 from typing import Any
 
 import pytest
-from conftest import DAY_MS, Ledger, make_ledger
+from contract_harness import DAY_MS, Ledger, make_ledger
 from nacl.public import PrivateKey, SealedBox
 
 from contracts.clearance import ClearanceContract, buyer_payload, buyer_ref

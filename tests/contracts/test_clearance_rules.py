@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import DAY_MS
+from contract_harness import DAY_MS
 from test_clearance import (
     BUYER_1,
     BUYER_2,

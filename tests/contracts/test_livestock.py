@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import DAY_MS, make_ledger
+from contract_harness import DAY_MS, make_ledger
 
 from contracts.livestock import LivestockContract
 from contracts.livestock.identifiers import compute_kst_day, format_day, format_yymmdd

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import DAY_MS, T0
+from contract_harness import DAY_MS, T0
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_livestock import PASSED, setup_ledger

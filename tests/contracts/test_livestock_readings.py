@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import make_ledger
+from contract_harness import make_ledger
 from test_livestock import COW, birth, events, setup_ledger
 
 from contracts.livestock import LivestockContract

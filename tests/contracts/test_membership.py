@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_ledger
+from contract_harness import make_ledger
 
 
 def setup_ledger():

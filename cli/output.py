@@ -1,0 +1,143 @@
+"""Small output helpers for the CLI: tables, JSON, ages, and a progress line on stderr.
+
+Human output goes to stdout as aligned text; ``--json`` output is one JSON document (or one
+JSON object per line for streams). Progress and errors go to stderr so stdout stays clean
+for pipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
+
+
+def print_json(value: Any, *, compact: bool = False, file: TextIO | None = None) -> None:
+    """One JSON document on stdout (indented unless ``compact``)."""
+    text = (json.dumps(value, separators=(",", ":"), ensure_ascii=False) if compact
+            else json.dumps(value, indent=2, ensure_ascii=False))
+    print(text, file=file or sys.stdout)
+
+
+def cell(value: Any) -> str:
+    """How one value looks in a table cell."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ",".join(cell(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces, with a header line."""
+    text_rows = [[cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
+    for row in text_rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    print(table(headers, rows))
+
+
+def records_table(records: Sequence[dict[str, Any]]) -> str | None:
+    """A table for a list of flat-ish records (union of keys, in first-seen order), else None."""
+    if not records or not all(isinstance(r, dict) for r in records):
+        return None
+    headers: list[str] = [k for k in ("id", "name", "pubkey") if k in records[0]]
+    for record in records:
+        for key in record:
+            if key not in headers:
+                headers.append(key)
+    return table(headers, [[record.get(h) for h in headers] for record in records])
+
+
+def age(ms: int | None, *, now_ms: int | None = None) -> str:
+    """``12s``, ``3m04s``, ``2h05m``, ``3d04h`` since the given Unix time in milliseconds."""
+    if ms is None:
+        return "-"
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    seconds = max(0, (now - ms) // 1000)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def short(hex_value: str | None, length: int = 12) -> str:
+    return "-" if not hex_value else hex_value[:length]
+
+
+class Progress:
+    """A one-line progress indicator on stderr: a spinner on a terminal, dots otherwise."""
+
+    SPINNER = "|/-\\"
+
+    def __init__(self, label: str, *, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._frames = itertools.cycle(self.SPINNER)
+        self._last_dot = 0.0
+        self._width = 0
+        if not self.tty:
+            self.stream.write(label)
+            self.stream.flush()
+
+    def update(self, detail: str = "") -> None:
+        if self.tty:
+            line = f"\r{next(self._frames)} {self.label} {detail}"
+            self.stream.write(line.ljust(self._width))
+            self._width = len(line)
+        elif time.monotonic() - self._last_dot >= 1.0:
+            self._last_dot = time.monotonic()
+            self.stream.write(".")
+        self.stream.flush()
+
+    def done(self, message: str) -> None:
+        if self.tty:
+            self.stream.write(f"\r{message}".ljust(self._width) + "\n")
+        else:
+            self.stream.write(f" {message}\n")
+        self.stream.flush()
+
+
+def fail(reason: str) -> int:
+    """The CLI's one error line on stderr; returns exit code 1."""
+    print(f"jangbu: error: {reason}", file=sys.stderr)
+    return 1
+
+
+def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command so a ``CliError`` prints one line and exits 1.
+
+    ``cli.main.main`` does the same, but under ``python -m cli.main`` that module runs as
+    ``__main__`` and its ``CliError`` is a different class from ``cli.main.CliError``.
+    """
+    from cli.main import CliError
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except CliError as exc:
+            return fail(str(exc))
+
+    return wrapper

@@ -1,0 +1,143 @@
+"""The CLI without a running network: help, keys, network init, and client-side errors."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from cli_support import free_ports, jangbu
+
+from cli.presets import PRESETS
+
+
+def test_help_lists_every_command() -> None:
+    result = jangbu("--help")
+    assert result.returncode == 0
+    for name in ("keygen", "network", "node", "devnet", "status", "block", "tx", "query",
+                 "events", "member"):
+        assert name in result.stdout
+
+
+def test_subcommand_help() -> None:
+    for args in (("devnet", "up", "--help"), ("tx", "submit", "--help"),
+                 ("events", "--help"), ("member", "add", "--help")):
+        result = jangbu(*args)
+        assert result.returncode == 0, args
+        assert "usage: jangbu" in result.stdout
+
+
+def test_keygen_writes_a_0600_key_and_prints_the_public_key(tmp_path: Path) -> None:
+    out = tmp_path / "alice.key"
+    result = jangbu("keygen", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert json.loads(out.read_text())["public"] in result.stdout
+
+
+def test_invalid_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "alice.key"
+    assert jangbu("keygen", "--out", out).returncode == 0
+    before = out.read_text()
+    result = jangbu("keygen", "--out", out)
+    assert result.returncode == 1
+    assert result.stderr.startswith("jangbu: error: ")
+    assert "refusing to overwrite" in result.stderr
+    assert out.read_text() == before
+
+
+def test_network_init_presets(tmp_path: Path) -> None:
+    for preset in ("customs", "livestock"):
+        orgs = [org_id for org_id, _, _ in PRESETS[preset]]
+        directory = tmp_path / preset
+        result = jangbu("network", "init", "--preset", preset, "--dir", directory,
+                        "--base-port", 40000)
+        assert result.returncode == 0, result.stderr
+        genesis = json.loads((directory / "genesis.json").read_text())
+        assert [v["name"] for v in genesis["validators"]] == orgs
+        for org in orgs:
+            home = directory / org
+            assert {"config.toml", "genesis.json", "node.key", "member.key"} <= {
+                p.name for p in home.iterdir()}
+            assert stat.S_IMODE((home / "node.key").stat().st_mode) == 0o600
+
+
+def test_network_init_custom_orgs(tmp_path: Path) -> None:
+    result = jangbu("network", "init", "--orgs", "a:farm,b:regulator+shop", "--contracts",
+                    "livestock", "--dir", tmp_path / "n")
+    assert result.returncode == 0, result.stderr
+    genesis = json.loads((tmp_path / "n" / "genesis.json").read_text())
+    assert [o["roles"] for o in genesis["orgs"]] == [["farm"], ["regulator", "shop"]]
+    assert [c["name"] for c in genesis["contracts"]] == ["membership", "livestock"]
+
+
+def test_invalid_network_init_bad_orgs(tmp_path: Path) -> None:
+    for spec in ("justaname", "org:", ","):
+        result = jangbu("network", "init", "--orgs", spec, "--dir", tmp_path / "n")
+        assert result.returncode == 1, spec
+        assert result.stderr.startswith("jangbu: error: --orgs"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_network_init_existing_dir_needs_force(tmp_path: Path) -> None:
+    directory = tmp_path / "n"
+    assert jangbu("network", "init", "--dir", directory).returncode == 0
+    first = (directory / "genesis.json").read_text()
+    result = jangbu("network", "init", "--dir", directory)
+    assert result.returncode == 1
+    assert "--force" in result.stderr
+    assert (directory / "genesis.json").read_text() == first
+    assert jangbu("network", "init", "--dir", directory, "--force").returncode == 0
+    assert (directory / "genesis.json").read_text() != first
+
+
+def test_invalid_client_commands_unreachable_node(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_ports(1)}"
+    for args in (("status",), ("block", "latest"), ("query", "membership", "orgs"),
+                 ("events",)):
+        result = jangbu(*args, "--node", url)
+        assert result.returncode == 1, args
+        assert result.stderr == f"jangbu: error: cannot reach node at {url}\n", args
+
+
+def test_invalid_client_commands_bad_input_fails_before_any_request(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_ports(1)}"  # nothing listens: input errors come first
+    key = tmp_path / "m.key"
+    assert jangbu("keygen", "--out", key).returncode == 0
+    cases = [
+        (("tx", "submit", "--contract", "c", "--action", "a", "--args", "{bad",
+          "--key", key), "--args is not valid JSON"),
+        (("tx", "submit", "--contract", "c", "--action", "a", "--args", "[1]",
+          "--key", key), "--args must be a JSON object"),
+        (("tx", "submit", "--contract", "c", "--action", "a"), "--key FILE"),
+        (("tx", "submit", "--contract", "c", "--action", "a", "--key", tmp_path / "none"),
+         "does not exist"),
+        (("member", "add", "--pubkey", "ab" * 32, "--key", tmp_path / "none"),
+         "does not exist"),
+        (("tx", "get", "xyz"), "64 hex"),
+        (("query", "membership", "orgs", "--args", "nope"), "--args is not valid JSON"),
+    ]
+    for args, reason in cases:
+        result = jangbu(*args, "--node", url)
+        assert result.returncode == 1, args
+        assert result.stderr.startswith("jangbu: error: "), (args, result.stderr)
+        assert reason in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_invalid_key_file_readable_by_others(tmp_path: Path) -> None:
+    key = tmp_path / "m.key"
+    assert jangbu("keygen", "--out", key).returncode == 0
+    key.chmod(0o644)
+    result = jangbu("member", "revoke", "--pubkey", "ab" * 32, "--key", key,
+                    "--node", f"http://127.0.0.1:{free_ports(1)}")
+    assert result.returncode == 1
+    assert f"chmod 600 {key}" in result.stderr
+
+
+def test_invalid_devnet_status_without_network(tmp_path: Path) -> None:
+    result = jangbu("devnet", "status", "--dir", tmp_path / "none")
+    assert result.returncode == 1
+    assert "no genesis.json" in result.stderr
+    down = jangbu("devnet", "down", "--dir", tmp_path / "none")
+    assert down.returncode == 0

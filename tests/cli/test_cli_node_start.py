@@ -1,0 +1,92 @@
+"""``jangbu node start`` refuses to run with a clear one-line reason and exit code 1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cli_support import jangbu, start_jangbu, stop_process
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("jangbu: error: ")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def wait_api(port: int, timeout_s: float = 15.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=1) as r:
+                result: dict[str, object] = json.loads(r.read())
+                return result
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_invalid_node_start_missing_home(tmp_path: Path) -> None:
+    result = jangbu("node", "start", "--home", tmp_path / "nowhere")
+    assert result.returncode == 1
+    assert "does not exist" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_bad_config_value(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    config = directory / "solo" / "config.toml"
+    config.write_text(config.read_text().replace('log_level = "info"', 'log_level = "loud"'))
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert "node.log_level" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_key_readable_by_others(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    key = directory / "solo" / "node.key"
+    key.chmod(0o644)
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert f"chmod 600 {key}" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_api_port_in_use(network: tuple[Path, int]) -> None:
+    directory, base = network
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", base + 1))
+        sock.listen()
+        result = jangbu("node", "start", "--home", directory / "solo", timeout=20)
+    assert result.returncode == 1
+    error = one_line_error(result.stderr)
+    assert str(base + 1) in error and "in use" in error
+
+
+def test_invalid_node_start_p2p_port_in_use(network: tuple[Path, int]) -> None:
+    directory, base = network
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", base))
+        sock.listen()
+        result = jangbu("node", "start", "--home", directory / "solo", timeout=20)
+    assert result.returncode == 1
+    assert str(base) in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_twice_on_one_data_directory(network: tuple[Path, int]) -> None:
+    directory, base = network
+    first = start_jangbu("node", "start", "--home", directory / "solo")
+    try:
+        wait_api(base + 1)
+        second = jangbu("node", "start", "--home", directory / "solo",
+                        "--p2p-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+        assert second.returncode == 1
+        assert "in use" in one_line_error(second.stderr)
+        assert first.poll() is None  # the first node is unharmed
+    finally:
+        stop_process(first)
+    assert first.returncode == 0  # SIGTERM is a clean shutdown
