@@ -83,9 +83,8 @@ def _normalise(obj: Any, depth: int) -> Any:
             vkind = type(value)
             # Leaves inline: most values are strings and small ints, and a call per leaf
             # would dominate the cost of hashing and storing state.
-            if vkind is str or vkind is bytes or vkind is bool or value is None:
-                out[key] = value
-            elif vkind is int and _INT_MIN <= value <= _INT_MAX:
+            if (vkind is str or vkind is bytes or vkind is bool or value is None
+                    or (vkind is int and _INT_MIN <= value <= _INT_MAX)):
                 out[key] = value
             else:
                 out[key] = _normalise(value, depth)
@@ -95,9 +94,8 @@ def _normalise(obj: Any, depth: int) -> Any:
         items = []
         for item in obj:
             ikind = type(item)
-            if ikind is str or ikind is bytes or ikind is bool or item is None:
-                items.append(item)
-            elif ikind is int and _INT_MIN <= item <= _INT_MAX:
+            if (ikind is str or ikind is bytes or ikind is bool or item is None
+                    or (ikind is int and _INT_MIN <= item <= _INT_MAX)):
                 items.append(item)
             else:
                 items.append(_normalise(item, depth))

@@ -32,9 +32,9 @@ from consensus.actions import (
     Action,
     Broadcast,
     Decide,
+    ReportEvidence,
     RequestBlock,
     RequestProposalValue,
-    ReportEvidence,
     ScheduleTimeout,
     ValidateBlock,
 )
@@ -60,7 +60,7 @@ from consensus.types import (
     message_to_obj,
     verify_commit,
 )
-from consensus.wal import WalRecord, replay
+from consensus.wal import WalRecord, replay, wal_after_commit
 from node.block import Block, BlockError
 from node.engine import Engine, ExecutionResult
 from node.events import EventBus, event_records
@@ -78,9 +78,15 @@ EVIDENCE_PREFIX = b"e/"
 SYNC_BATCH_BLOCKS = 64
 SYNC_BATCH_BYTES = 6 * 1024 * 1024
 STATUS_INTERVAL_S = 1.0
-REGOSSIP_AFTER_S = 1.5
+REGOSSIP_AFTER_S = 0.5
 TX_GOSSIP_INTERVAL_S = 0.01
 TX_GOSSIP_BATCH = 2000
+PEER_TX_MUTE_S = 30.0
+SERVE_BLOCKS_RATE = 10.0  # get_blocks answers per second per peer (token bucket)
+SERVE_BLOCKS_BURST = 10.0
+# Honest peers gossip only transactions they admitted, so these prove a Byzantine sender.
+PROVABLY_BAD_TX = frozenset({"E_MALFORMED_TX", "E_TX_TOO_LARGE", "E_BAD_SIGNATURE",
+                             "E_WRONG_CHAIN"})
 
 
 @dataclass(frozen=True)
@@ -158,13 +164,19 @@ class ConsensusDriver:
         self._last_commit_at = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._stopping = False
+        self.fatal: BaseException | None = None
+        self.on_fatal: Callable[[BaseException], None] = lambda exc: None
+        self._tx_muted_until: dict[bytes, float] = {}
+        self._serve_budget: dict[bytes, tuple[float, float]] = {}
         self.commit_listeners: list[Callable[[Block, ExecutionResult], None]] = []
 
     def _new_core(self) -> ConsensusCore:
+        last = self.store.get_commit(self.store.height) if self.store.height else None
         return ConsensusCore(
             self.chain_id, self.vset, self.pubkey if self.is_validator else None,
             self.signer if self.is_validator else None, self.core_params,
             height=self.store.height + 1,
+            last_commit=Commit.from_obj(last) if last is not None else None,
         )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -213,8 +225,10 @@ class ConsensusDriver:
             if event_height is not None and event_height <= height:
                 continue  # belongs to a height that is already committed
             events.append(event)
-        if events and not isinstance(events[0], Start):
-            events.insert(0, Start(height + 1))  # type: ignore[arg-type]
+        if events and not any(isinstance(event, Start) for event in events):
+            # Crashed after a commit, before the next Start: the records are the messages
+            # for the next height the core had buffered; it must see them before Start.
+            events.append(Start(height + 1))  # type: ignore[arg-type]
         return events
 
     # --- inputs -----------------------------------------------------------------------------
@@ -235,7 +249,7 @@ class ConsensusDriver:
             if kind == "c":
                 self._on_consensus_message(msg.get("m"))
             elif kind == "txs":
-                self._on_gossiped_txs(msg.get("txs"))
+                self._on_gossiped_txs(sender, msg.get("txs"))
             elif kind == "status":
                 self._on_status(sender, msg.get("height"))
             elif kind == "get_blocks":
@@ -259,15 +273,41 @@ class ConsensusDriver:
         else:
             self.queue.put_nowait(ProposalReceived(message))
 
-    def _on_gossiped_txs(self, items: Any) -> None:
+    def _on_gossiped_txs(self, sender: bytes, items: Any) -> None:
         if not isinstance(items, list):
             raise ValueError("txs must be a list")
+        if self._tx_muted_until.get(sender, 0.0) > time.monotonic():
+            self.metrics.inc("jangbu_p2p_muted_txs_total")
+            return
         for raw in items[:TX_GOSSIP_BATCH]:
             try:
                 self.mempool.add(Transaction.decode(raw))
-            except (AdmissionError, TxError, TypeError):
-                continue
+            except AdmissionError as exc:
+                if exc.code in PROVABLY_BAD_TX:
+                    self._mute_tx_gossip(sender, exc.code)
+                    break
+            except (TxError, TypeError) as exc:
+                self._mute_tx_gossip(sender, getattr(exc, "code", "E_MALFORMED_TX"))
+                break
         self._consider_start()
+
+    def _mute_tx_gossip(self, sender: bytes, code: str) -> None:
+        """Ignore a peer's transaction gossip for a while: it sent one no honest node would
+        (each costs us a signature check, so a flood of them is a CPU attack)."""
+        self._tx_muted_until[sender] = time.monotonic() + PEER_TX_MUTE_S
+        self.metrics.inc("jangbu_p2p_bad_messages_total")
+        log.warning("peer %s gossiped an invalid transaction (%s): ignoring its transactions "
+                    "for %.0fs", sender.hex()[:12], code, PEER_TX_MUTE_S)
+
+    def _take_serve_token(self, sender: bytes) -> bool:
+        now = time.monotonic()
+        tokens, last = self._serve_budget.get(sender, (SERVE_BLOCKS_BURST, now))
+        tokens = min(SERVE_BLOCKS_BURST, tokens + (now - last) * SERVE_BLOCKS_RATE)
+        if tokens < 1:
+            self._serve_budget[sender] = (tokens, now)
+            return False
+        self._serve_budget[sender] = (tokens - 1, now)
+        return True
 
     def _on_status(self, sender: bytes, height: Any) -> None:
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
@@ -279,6 +319,9 @@ class ConsensusDriver:
     def _serve_blocks(self, sender: bytes, start: Any) -> None:
         if not isinstance(start, int) or start < 1:
             raise ValueError("bad get_blocks start")
+        if not self._take_serve_token(sender):
+            self.metrics.inc("jangbu_p2p_throttled_total")
+            return  # a flood of sync requests must not make us re-read the chain for it
         items: list[Any] = []
         size = 0
         for height in range(start, min(self.store.height, start + SYNC_BATCH_BLOCKS - 1) + 1):
@@ -301,6 +344,13 @@ class ConsensusDriver:
                 self._handle(event)
             except (BlockError, InvalidMessage) as exc:
                 log.warning("dropped input %s: %s", type(event).__name__, exc)
+            except Exception as exc:  # the disk or our own bug: stop loudly, never limp on
+                self.fatal = exc
+                self._stopping = True
+                log.critical("consensus stopped at height %d: %s: %s", self.store.height,
+                             type(exc).__name__, exc, exc_info=True)
+                self.on_fatal(exc)
+                return
 
     def _handle(self, event: Any) -> None:
         if isinstance(event, _SyncBlocks):
@@ -310,9 +360,8 @@ class ConsensusDriver:
             if event.height == self.store.height + 1:
                 self._start_height(event.height)
             return
-        if isinstance(event, Start):
-            if event.height != self.store.height + 1:
-                return
+        if isinstance(event, Start) and event.height != self.store.height + 1:
+            return
         self._wal_append(event)
         for action in self.core.step(event):
             self._perform(action)
@@ -384,8 +433,14 @@ class ConsensusDriver:
     def _commit(self, block: Block, certificate: Any) -> None:
         started = time.perf_counter()
         result = self.engine.commit(block, certificate)
+        # The WAL now holds only what the core buffered for the next height (see
+        # consensus.wal.wal_after_commit); a crash between these writes loses only peers'
+        # messages, which they re-gossip.
         self.store.delete_prefix(WAL_PREFIX)
         self._wal_seq = 0
+        if self.core.height == block.height:
+            for event in wal_after_commit(self.core):
+                self._wal_append(event)
         hashes = [tx.hash for tx in block.txs]
         self.mempool.remove(hashes)
         now = time.monotonic()
@@ -500,6 +555,7 @@ class ConsensusDriver:
 
     async def _housekeeping(self) -> None:
         last_status = 0.0
+        last_regossip = 0.0
         while True:
             await asyncio.sleep(TX_GOSSIP_INTERVAL_S)
             if self._gossip_txs:
@@ -513,10 +569,14 @@ class ConsensusDriver:
                 if self.syncing and now - self._sync_requested_at > 5:
                     self.syncing = False  # the peer did not answer; try again
                     self._request_blocks()
-                stalled = now - self._last_progress > REGOSSIP_AFTER_S
-                if stalled and self.started_height > self.store.height:
-                    for message in self.core.gossip_messages():
-                        self.broadcast({"t": "c", "m": message_to_obj(message)})
+            # Re-send our votes and the proposals we hold while a height makes no progress:
+            # liveness depends on it when messages were dropped or a peer reconnected.
+            stalled = now - self._last_progress > REGOSSIP_AFTER_S
+            if (stalled and now - last_regossip >= REGOSSIP_AFTER_S
+                    and self.started_height > self.store.height):
+                last_regossip = now
+                for message in self.core.gossip_messages():
+                    self.broadcast({"t": "c", "m": message_to_obj(message)})
 
     # --- waiting for commits ----------------------------------------------------------------
 

@@ -534,12 +534,10 @@ def test_replay_with_conflicting_input_cannot_double_sign() -> None:
 def test_gossip_includes_last_commit_after_restart() -> None:
     core = started()
     lock_on_a_in_round_0(core)
-    decide = [
-        a
-        for who in (1, 2)
-        for a in feed(core, VoteReceived(vote(who, VoteType.PRECOMMIT, 0, HASH_A)))
-        if isinstance(a, Decide)
-    ][0]
+    actions = feed(
+        core, *(VoteReceived(vote(who, VoteType.PRECOMMIT, 0, HASH_A)) for who in (1, 2))
+    )
+    decide = next(a for a in actions if isinstance(a, Decide))
     fresh = ConsensusCore(
         CHAIN, VALIDATORS, PUBS[0], None, PARAMS, height=2, last_commit=decide.commit
     )
