@@ -7,14 +7,12 @@ browser or Playwright is a failure, never a skip: ``.ci/run`` must install them.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import shutil
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +99,7 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield shot
 
 
-def run_async(coro: Any) -> Any:
-    """Run ``coro`` to completion in its own thread: Playwright's sync API owns this
-    thread's event loop once the browser is up."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
+from web_support import run_async  # noqa: E402  (shared with the test modules)
 
 # --- the customs devnet with the clearance demo --------------------------------------------
 

@@ -154,7 +154,7 @@ def test_explorer_lists_blocks_validators_and_transactions(
 
 def test_explorer_updates_live_when_a_block_commits(
         browser: Any, customs_net: dict[str, Any]) -> None:
-    from conftest import run_async
+    from web_support import run_async
 
     from node.client import Client
 
