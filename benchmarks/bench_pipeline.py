@@ -21,17 +21,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from nacl.signing import SigningKey  # noqa: E402
+from nacl.signing import SigningKey
 
-from consensus import canonical  # noqa: E402
-from consensus.types import ValidatorSet  # noqa: E402
-from node.engine import Engine, SignatureCache  # noqa: E402
-from node.execution import Receipt, member_lookup  # noqa: E402
-from node.genesis import parse_genesis  # noqa: E402
-from node.mempool import Mempool  # noqa: E402
-from node.registry import load_contracts  # noqa: E402
-from node.store import LedgerStore  # noqa: E402
-from node.tx import Transaction  # noqa: E402
+from consensus import canonical
+from consensus.types import ValidatorSet
+from node.engine import Engine, SignatureCache
+from node.execution import Receipt, member_lookup
+from node.genesis import parse_genesis
+from node.mempool import Mempool
+from node.registry import load_contracts
+from node.store import LedgerStore
+from node.tx import Transaction
 
 CHAIN = "bench"
 
@@ -77,15 +77,15 @@ def main() -> None:
     args = parser.parse_args()
     g = genesis()
     tmp = tempfile.mkdtemp()
-    store_a, engine_a, pool_a = open_engine(tmp + "/a", g)
+    _store_a, engine_a, pool_a = open_engine(tmp + "/a", g)
     store_b, engine_b, pool_b = open_engine(tmp + "/b", g)
     proposer = key("v").verify_key.encode()
     # set-up block: exchange rates
     rates = Transaction.create(key("customs"), CHAIN, "clearance", "set_rates",
                                {"rates": {"USD": {"usd_micro": 1_000_000, "krw_centi": 145_025}}},
                                1)
-    from ledger_support import certify  # type: ignore
     import ledger_support
+    from ledger_support import certify  # type: ignore
     ledger_support.CHAIN_ID = CHAIN
     block = engine_a.build_block(proposer=proposer, time_ms=1000, txs=[rates], last_commit=None)
     cert = certify(1, block.hash, [key("v")])

@@ -29,7 +29,7 @@ from typing import Any
 from nacl.public import PublicKey, SealedBox
 from nacl.signing import SigningKey, VerifyKey
 
-from cli.main import CliError
+from cli.errors import CliError
 from consensus import canonical
 from node.client import Client, ClientError
 from node.keys import load_key_file

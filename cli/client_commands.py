@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from cli.main import CliError
+from cli.errors import CliError
 from cli.output import age, command, print_json, records_table, short
 
 if TYPE_CHECKING:  # aiohttp and the client load only when a command talks to a node

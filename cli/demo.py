@@ -33,7 +33,7 @@ import aiohttp
 from nacl.public import SealedBox
 from nacl.signing import SigningKey, VerifyKey
 
-from cli.main import CliError
+from cli.errors import CliError
 from consensus import canonical
 from contracts.clearance import buyer_payload, buyer_ref
 from contracts.clearance import scenario as clearance_scenario

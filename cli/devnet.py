@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.main import CliError
+from cli.errors import CliError
 from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
 from cli.output import Progress, age, command, print_json, print_table
 from cli.presets import PRESETS

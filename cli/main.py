@@ -10,11 +10,10 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from cli.errors import CliError
 from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
 from cli.presets import PRESETS, parse_orgs
-from cli.errors import CliError
 from node.keys import KeyFileError, write_key_file
-
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

@@ -131,7 +131,7 @@ def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     ``cli.main.main`` does the same, but under ``python -m cli.main`` that module runs as
     ``__main__`` and its ``CliError`` is a different class from ``cli.main.CliError``.
     """
-    from cli.main import CliError
+    from cli.errors import CliError
 
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:

@@ -96,14 +96,18 @@ class Api:
     # --- helpers ----------------------------------------------------------------------------
 
     async def _json_body(self, request: web.Request) -> Any:
-        if request.content_type == "application/msgpack":
+        try:
             raw = await request.read()
+        except ConnectionResetError:  # the client went away mid-body: nobody to answer
+            raise ApiError(400, "E_MALFORMED", "connection lost while reading the body") \
+                from None
+        if request.content_type == "application/msgpack":
             try:
                 return ("msgpack", canonical.decode(raw))
             except canonical.CanonicalError as exc:
                 raise ApiError(400, "E_MALFORMED", str(exc)) from None
         try:
-            return ("json", json.loads(await request.read()))
+            return ("json", json.loads(raw))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, "E_MALFORMED", f"body is not valid JSON: {exc}") from None
 
@@ -263,6 +267,8 @@ class Api:
             height = int(request.match_info["height"])
         except ValueError:
             raise ApiError(400, "E_ARGS", "height must be an integer") from None
+        if not 0 <= height < 2**63:
+            raise ApiError(400, "E_ARGS", "height must be between 0 and 2^63-1")
         return web.json_response(self._block_json(height))
 
     async def get_status(self, request: web.Request) -> web.Response:
@@ -297,6 +303,9 @@ class Api:
             "value_bytes": None if raw is None else raw.hex(),
             "proof": proof.to_json(),
         }
+        if raw is None:  # still a proof (of absence), and like every 404 it has a code
+            body.update(code="E_NOT_FOUND", message=f"no value at {contract}/{key}; "
+                        "the proof shows its absence")
         return web.json_response(body, status=200 if raw is not None else 404)
 
     def _caller(self, request: web.Request) -> Member | None:
@@ -318,7 +327,7 @@ class Api:
         body = {"method": request.method, "path": request.raw_path, "time_ms": time_ms}
         if not canonical.verify(pubkey, TAG_READ, self.node.chain_id, body, sig):
             raise ApiError(401, "E_AUTH", "request signature does not verify")
-        member = member_lookup(self.node.store.state)(pubkey)
+        member: Member | None = member_lookup(self.node.store.state)(pubkey)
         if member is None or member.revoked:
             raise ApiError(403, "E_FORBIDDEN", "signer is not an active member")
         return member
@@ -369,14 +378,15 @@ class Api:
                     records = event_records(height, block.header.time_ms,
                                             [tx.hash for tx in block.txs],
                                             store.receipts_of(height))
-                    for record in records:
-                        if flt.matches(record):
-                            await self._sse(response, record)
+                    for past in records:
+                        if flt.matches(past):
+                            await self._sse(response, past)
                     last_height = height
             await response.write(b": live\n\n")
             while True:
                 try:
-                    record = await asyncio.wait_for(sub.queue.get(), 15)
+                    async with asyncio.timeout(15):
+                        record = await sub.queue.get()
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 from nacl.signing import SigningKey
+from yarl import URL
 
 from consensus import canonical
 from node.tx import Transaction
@@ -70,7 +71,10 @@ class Client:
                        ok: Sequence[int] = (200, 202)) -> Any:
         data = None if body is None else json.dumps(body).encode()
         hdrs = {"Content-Type": "application/json", **(headers or {})}
-        async with self.session.request(method, self.base_url + path, data=data,
+        # encoded=True: send the target byte for byte as built (and, for signed reads, as
+        # signed); yarl would otherwise re-quote it.
+        url = URL(self.base_url + path, encoded=True)
+        async with self.session.request(method, url, data=data,
                                         params=params, headers=hdrs) as resp:
             text = await resp.text()
             try:
@@ -136,7 +140,8 @@ class Client:
                                                      ok=(200, 404))
         return result
 
-    def read_headers(self, method: str, path_qs: str, key: SigningKey | None = None) -> dict[str, str]:
+    def read_headers(self, method: str, path_qs: str,
+                     key: SigningKey | None = None) -> dict[str, str]:
         """Headers of a signed read (see docs/protocol.md, "Signed reads")."""
         signer = key or self.key
         if signer is None or self.chain_id is None:

@@ -149,7 +149,7 @@ class ConsensusDriver:
         self.core = self._new_core()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.send: Callable[[bytes, Any], None] = lambda peer, msg: None
-        self.broadcast: Callable[[Any], None] = lambda msg: None
+        self.broadcast: Callable[[Any], object] = lambda msg: None
         self.connected_peers: Callable[[], list[bytes]] = list
         self.started_height = 0  # the last height we fed Start for
         self.peer_heights: dict[bytes, int] = {}
@@ -313,8 +313,10 @@ class ConsensusDriver:
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
             raise ValueError("bad status height")
         self.peer_heights[sender] = height
-        if height > self.store.height and not self.syncing:
-            self._begin_sync(sender)
+        if not self.syncing:
+            target = self._sync_target()
+            if target is not None:
+                self._begin_sync(target)
 
     def _serve_blocks(self, sender: bytes, start: Any) -> None:
         if not isinstance(start, int) or start < 1:
@@ -490,9 +492,22 @@ class ConsensusDriver:
 
     # --- block sync -------------------------------------------------------------------------
 
+    def _sync_target(self) -> bytes | None:
+        """A peer to fetch blocks from, if f+1 peers claim a height above ours.
+
+        A status is an unverifiable claim: one Byzantine peer announcing a huge height must
+        not keep us "syncing" (and so not starting heights) while it never answers. f+1
+        claims include an honest one; of the peers claiming at least that height we ask the
+        one with the lowest claim, so an exaggerating peer is never preferred.
+        """
+        claims = sorted(self.peer_heights.items(), key=lambda item: (-item[1], item[0]))
+        needed = self.vset.skip_threshold
+        if len(claims) < needed or claims[needed - 1][1] <= self.store.height:
+            return None
+        return claims[needed - 1][0]
+
     def _request_blocks(self) -> None:
-        peers = sorted(self.peer_heights.items(), key=lambda item: -item[1])
-        target = peers[0][0] if peers else None
+        target = self._sync_target()
         if target is None:
             connected = self.connected_peers()
             target = connected[0] if connected else None
@@ -529,7 +544,7 @@ class ConsensusDriver:
             self._commit(block, cert)
             applied += 1
         self.metrics.inc("jangbu_sync_blocks_total", applied)
-        behind = max(self.peer_heights.values(), default=0) > self.store.height
+        behind = self._sync_target() is not None
         if applied and behind:
             self._sync_requested_at = 0
             self._begin_sync(event.sender)
@@ -540,7 +555,7 @@ class ConsensusDriver:
             self.core = self._new_core()
             self.started_height = self.store.height
             self._wal_seq = 0
-            self._consider_start()
+        self._consider_start()  # heights held back while we were syncing may start now
 
     # --- evidence ---------------------------------------------------------------------------
 
@@ -568,7 +583,11 @@ class ConsensusDriver:
                 self.broadcast({"t": "status", "height": self.store.height})
                 if self.syncing and now - self._sync_requested_at > 5:
                     self.syncing = False  # the peer did not answer; try again
-                    self._request_blocks()
+                    target = self._sync_target()
+                    if target is not None:
+                        self._begin_sync(target)
+                    else:
+                        self._consider_start()
             # Re-send our votes and the proposals we hold while a height makes no progress:
             # liveness depends on it when messages were dropped or a peer reconnected.
             stalled = now - self._last_progress > REGOSSIP_AFTER_S

@@ -91,12 +91,13 @@ def _require(cond: bool, path: str, message: str) -> None:
         raise GenesisError(f"{path}: {message}")
 
 
-def _str(obj: Mapping[str, Any], name: str, path: str, pattern: re.Pattern[str] | None = None) -> str:
+def _str(obj: Mapping[str, Any], name: str, path: str,
+         pattern: re.Pattern[str] | None = None) -> str:
     value = obj.get(name)
     _require(isinstance(value, str) and bool(value), f"{path}.{name}".lstrip("."),
              "must be a non-empty string")
     if pattern is not None:
-        _require(bool(pattern.fullmatch(value)), f"{path}.{name}".lstrip("."),
+        _require(bool(pattern.fullmatch(str(value))), f"{path}.{name}".lstrip("."),
                  f"{value!r} does not match {pattern.pattern}")
     return str(value)
 
@@ -160,14 +161,14 @@ def parse_genesis(obj: Any) -> Genesis:
         seen_names.add(name)
         org = _str(val, "org", path)
         _require(org in org_ids, f"{path}.org", f"unknown organisation {org!r}")
-        pub = bytes.fromhex(_str(val, "pubkey", path, HEX64))
-        _require(pub not in seen_pub, f"{path}.pubkey", "validator key listed twice")
-        seen_pub.add(pub)
+        node_pubkey = bytes.fromhex(_str(val, "pubkey", path, HEX64))
+        _require(node_pubkey not in seen_pub, f"{path}.pubkey", "validator key listed twice")
+        seen_pub.add(node_pubkey)
         p2p = _str(val, "p2p", path, ADDRESS)
         api = _str(val, "api", path)
         _require(api.startswith(("http://", "https://")), f"{path}.api",
                  "must be an http:// or https:// URL")
-        validators.append(ValidatorInfo(name, org, pub, p2p, api))
+        validators.append(ValidatorInfo(name, org, node_pubkey, p2p, api))
 
     contracts_raw = obj.get("contracts")
     _require(isinstance(contracts_raw, list) and bool(contracts_raw), "contracts",

@@ -23,7 +23,8 @@ class KeyFileError(ValueError):
     """A key file that is missing, malformed, or readable by others."""
 
 
-def write_key_file(path: str | Path, key: SigningKey, kind: str, *, overwrite: bool = False) -> None:
+def write_key_file(path: str | Path, key: SigningKey, kind: str, *,
+                   overwrite: bool = False) -> None:
     """Write ``key`` to ``path`` with mode 0600; never replaces an existing file silently."""
     if kind not in KINDS:
         raise KeyFileError(f"key kind must be one of {', '.join(KINDS)}")

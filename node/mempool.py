@@ -37,7 +37,7 @@ class AdmissionError(ValueError):
         self.message = message
 
 
-class MempoolFull(AdmissionError):
+class MempoolFull(AdmissionError):  # noqa: N818 - reads as the condition it names
     """Temporarily refused: the pool is at its count or byte limit. Retry later."""
 
 

@@ -109,7 +109,8 @@ OPENAPI: dict[str, Any] = {
                                   "content": {"application/json": {"schema": _ERROR}}}}}},
         "/v1/openapi.json": {"get": _op("This document", {"200": "OpenAPI document"})},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "description": "text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/healthz": {"get": _op("Liveness", {"200": "ok"})},
     },
 }

@@ -119,6 +119,15 @@ class LedgerStore:
         except StoreError:
             db.close()
             raise
+        except plyvel.Error as exc:  # a damaged table file shows up on the first read
+            db.close()
+            reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+                exc.args[0], bytes) else str(exc)
+            raise StoreError(
+                f"data directory {path} is corrupt or unreadable ({reason}); restore it from a "
+                "backup or remove it and let the node catch up from its peers "
+                "(docs/operations.md)"
+            ) from None
         return cls(db, path)
 
     def close(self) -> None:

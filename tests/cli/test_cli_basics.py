@@ -6,9 +6,9 @@ import json
 import stat
 from pathlib import Path
 
-from cli_support import free_ports, jangbu
-
 from cli.presets import PRESETS
+
+from cli_support import free_ports, jangbu
 
 
 def test_help_lists_every_command() -> None:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import free_ports, jangbu
 from nacl.signing import SigningKey
+
+from cli_support import free_ports, jangbu
 
 ORGS = ["customs", "seller", "courier", "buyer"]
 

@@ -8,7 +8,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from cli_support import jangbu, start_jangbu, stop_process
 
 

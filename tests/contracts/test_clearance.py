@@ -10,7 +10,6 @@ import base64
 from typing import Any
 
 import pytest
-from contract_harness import DAY_MS, Ledger, make_ledger
 from nacl.public import PrivateKey, SealedBox
 
 from contracts.clearance import ClearanceContract, buyer_payload, buyer_ref
@@ -32,6 +31,8 @@ from contracts.clearance.states import (
     UNDER_INSPECTION,
 )
 from contracts.sdk import Call, ContractError
+
+from contract_harness import DAY_MS, Ledger, make_ledger
 
 C = "clearance"
 SALT = b"buyer-platform-salt-0001"

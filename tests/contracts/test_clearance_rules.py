@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from contract_harness import DAY_MS
 from test_clearance import (
     BUYER_1,
     BUYER_2,
@@ -23,6 +22,8 @@ from contracts.clearance import buyer_ref, duty, rules, states
 from contracts.clearance.privacy import buyer_payload, is_valid_pccc
 from contracts.clearance.screening import compute_route
 from contracts.sdk import ContractError
+
+from contract_harness import DAY_MS
 
 USD_KRW = 145_025  # 1 USD = 1,450.25 KRW (krw_centi)
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_harness import DAY_MS, make_ledger
 
 from contracts.livestock import LivestockContract
 from contracts.livestock.identifiers import compute_kst_day, format_day, format_yymmdd
 from contracts.livestock.scenario import with_check_digit
+
+from contract_harness import DAY_MS, make_ledger
 
 COW = with_check_digit("20000001")
 COW_2 = with_check_digit("20000002")

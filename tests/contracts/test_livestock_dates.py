@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_harness import DAY_MS
 from test_livestock import COW, birth, day, events, setup_ledger, slaughter, violations
 
 from contracts.livestock import rules
 from contracts.livestock.identifiers import compute_kst_day
+
+from contract_harness import DAY_MS
 
 
 def treat(ledger: Any, days_ago: int | None, withdrawal_days: int = 3, **extra: Any) -> Any:

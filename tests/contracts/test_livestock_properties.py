@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract_harness import DAY_MS, T0
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_livestock import PASSED, setup_ledger
@@ -14,6 +13,8 @@ from consensus import canonical
 from contracts.livestock.identifiers import compute_kst_day, format_day, format_yymmdd
 from contracts.livestock.scenario import with_check_digit
 from contracts.livestock.states import STATES
+
+from contract_harness import DAY_MS, T0
 
 ANIMALS = [with_check_digit(f"3000000{i}") for i in range(4)]
 FARMS = ["farm-a", "farm-b"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_harness import make_ledger
 from test_livestock import COW, birth, events, setup_ledger
 
 from contracts.livestock import LivestockContract
 from contracts.sdk import ContractError
+
+from contract_harness import make_ledger
 
 
 def add_device(ledger: Any, name: str, org: str = "farm-a") -> str:

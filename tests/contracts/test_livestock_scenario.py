@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_harness import DAY_MS, make_ledger
 
 from contracts.livestock import LivestockContract
 from contracts.livestock.scenario import (
@@ -16,6 +15,8 @@ from contracts.livestock.scenario import (
     demo_numbers,
     demo_steps,
 )
+
+from contract_harness import DAY_MS, make_ledger
 
 
 def new_demo_ledger() -> Any:

@@ -66,7 +66,7 @@ class Network:
     def api(self, org: str) -> str:
         return f"http://127.0.0.1:{self.base_port + 2 * self.orgs.index(org) + 1}"
 
-    def member_key(self, org: str):  # noqa: ANN201
+    def member_key(self, org: str):
         return load_key_file(self.home(org) / "member.key")
 
     def start(self, org: str, extra_env: dict[str, str] | None = None) -> None:

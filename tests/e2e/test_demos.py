@@ -12,10 +12,11 @@ import sys
 
 import pytest
 from nacl.signing import SigningKey
-from netutil import ROOT, make_network
 
 from cli.demo import DEMO_BUYERS, make_demo_buyers, open_as_member, seal_to_member
 from contracts.clearance import buyer_payload, buyer_ref
+
+from netutil import ROOT, make_network
 
 
 def run_demo(name: str, directory: object, *extra: str) -> subprocess.CompletedProcess[str]:

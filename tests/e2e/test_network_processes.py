@@ -8,9 +8,10 @@ import time
 import pytest
 from nacl.signing import SigningKey
 
-from netutil import Network, http_json, make_network
 from node.client import Client
 from node.tx import Transaction
+
+from netutil import Network, http_json, make_network
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key  # noqa: E402
+from ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key
 
 
 def main(path: str) -> None:

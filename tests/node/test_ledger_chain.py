@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from consensus import canonical
 from consensus.types import Commit, ValidatorSet, verify_commit
-from ledger_support import (
-    CHAIN_ID, T0, add_member_tx, certify, make_genesis, open_engine, seed_key,
-)
 from node import merkle
 from node.block import compute_last_commit_hash, compute_txs_root, result_leaf
 from node.state import state_key
 from node.state_tree import verify_state_proof
 from node.tx import Transaction
+
+from ledger_support import (
+    CHAIN_ID,
+    T0,
+    add_member_tx,
+    certify,
+    make_genesis,
+    open_engine,
+    seed_key,
+)
 
 
 def build_chain(path: str, blocks: int, txs_per_block: int) -> list[Transaction]:
@@ -55,7 +62,8 @@ def test_hundred_blocks_verify_after_reopen(tmp_path):
         assert block.header.txs_root == compute_txs_root(block.txs)
         assert block.header.last_commit_hash == compute_last_commit_hash(block.last_commit)
         receipts = store.receipts_of(h)
-        leaves = [result_leaf(tx.hash, r.to_obj()) for tx, r in zip(block.txs, receipts)]
+        pairs = zip(block.txs, receipts, strict=True)
+        leaves = [result_leaf(tx.hash, r.to_obj()) for tx, r in pairs]
         for i, leaf in enumerate(leaves):
             proof = merkle.inclusion_proof(leaves, i)
             assert merkle.verify_inclusion(leaf, i, len(leaves), proof, block.header.results_root)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from consensus.types import Commit
+
 from ledger_support import make_genesis, open_engine
 
 WRITER = Path(__file__).with_name("crash_writer.py")

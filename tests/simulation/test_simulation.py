@@ -6,6 +6,7 @@ Failing seeds are kept in ``REGRESSION_SEEDS`` and run every time; none is ever 
 from __future__ import annotations
 
 import pytest
+
 from jangbu_sim import SimConfig, Simulation, run_seed
 
 # (nodes, seed) pairs that failed at some point during development, with what they found.

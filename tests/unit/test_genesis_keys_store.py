@@ -8,10 +8,11 @@ import os
 import plyvel
 import pytest
 
-from ledger_support import make_genesis, seed_key
 from node.genesis import GenesisError, parse_genesis
 from node.keys import KeyFileError, load_key_file, write_key_file
 from node.store import LedgerStore, StoreError
+
+from ledger_support import make_genesis, seed_key
 
 
 def raw():

@@ -21,12 +21,12 @@ from nacl.public import PrivateKey, SealedBox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from netutil import ROOT, Network, free_base_port, make_network
-
 from contracts.clearance.privacy import buyer_payload, buyer_ref
 from contracts.clearance.rules import BUYER, COURIER, CUSTOMS, SELLER
 from contracts.clearance.scenario import DemoBuyer, demo_steps
 from node.client import Client
+
+from netutil import ROOT, Network, free_base_port, make_network
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -91,8 +91,9 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     def shot(page: Any, name: str) -> Path:
         path = directory / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
+        if os.environ.get("JANGBU_UPDATE_SCREENSHOTS"):  # refresh docs/screenshots on demand
+            DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
         return path
 
     shot.directory = directory  # type: ignore[attr-defined]

@@ -154,9 +154,9 @@ def test_explorer_lists_blocks_validators_and_transactions(
 
 def test_explorer_updates_live_when_a_block_commits(
         browser: Any, customs_net: dict[str, Any]) -> None:
-    from web_support import run_async
-
     from node.client import Client
+
+    from web_support import run_async
 
     net = customs_net["net"]
     context, page, errors = open_page(browser, f"{net.api('courier')}/explorer")
