@@ -165,6 +165,16 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     return obj
 
 
+def decode_trusted(data: bytes) -> Any:
+    """Decode bytes this node itself encoded canonically (its own state and records).
+
+    Skips the canonical-form check of :func:`decode` (a full re-encode), which matters on
+    the execution path where every state read would otherwise pay it. Never use it on
+    bytes that came from a peer or a client.
+    """
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+
+
 def digest(data: bytes) -> bytes:
     """SHA-256 of ``data``: the one hash function of the protocol."""
     return hashlib.sha256(data).digest()

@@ -37,8 +37,8 @@ class ConsensusParams:
     timeout_prevote_delta_ms: int = 250
     timeout_precommit_ms: int = 500
     timeout_precommit_delta_ms: int = 250
-    max_block_txs: int = 5000
-    max_block_bytes: int = 4 * 1024 * 1024
+    max_block_txs: int = 1000  # bounds the time one block takes to execute (~0.2 s)
+    max_block_bytes: int = 3 * 1024 * 1024  # a proposal must fit a 4 MiB canonical message
     empty_block_interval_ms: int = 0  # 0: never make empty blocks while idle
 
     def to_obj(self) -> dict[str, int]:

@@ -126,7 +126,8 @@ class ContractState:
 
     def get(self, key: str) -> Any | None:
         raw = self.source.get(self._prefix + key.encode("utf-8"))
-        return None if raw is None else canonical.decode(raw)
+        # State bytes were written by this node's canonical encoder: no re-check needed.
+        return None if raw is None else canonical.decode_trusted(raw)
 
     def put(self, key: str, value: Any) -> None:
         if not isinstance(self.source, Overlay):
@@ -141,4 +142,4 @@ class ContractState:
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         cut = len(self._prefix)
         for raw_key, raw_value in self.source.scan(self._prefix + prefix.encode("utf-8")):
-            yield raw_key[cut:].decode("utf-8"), canonical.decode(raw_value)
+            yield raw_key[cut:].decode("utf-8"), canonical.decode_trusted(raw_value)
