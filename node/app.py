@@ -74,6 +74,8 @@ class Node:
             chain_id=self.chain_id, contracts=self.contracts, is_committed=self.store.has_tx,
             lookup_member=member_lookup(self.store.state), sig_cache=self.sig_cache,
             limits=MempoolLimits(config.mempool_max_txs, config.mempool_max_bytes))
+        # What our mempool admitted already passed its contract check on this node.
+        self.engine.is_prechecked = self.mempool.__contains__
         self.driver = ConsensusDriver(genesis=self.genesis, node_key=self.key, store=self.store,
                                       engine=self.engine, mempool=self.mempool, bus=self.bus,
                                       metrics=self.metrics)

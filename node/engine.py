@@ -90,6 +90,7 @@ class Engine:
         max_block_bytes: int,
         verify_commit: CommitVerifier | None = None,
         sig_cache: SignatureCache | None = None,
+        is_prechecked: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.contracts = contracts
@@ -101,6 +102,8 @@ class Engine:
         self.max_block_bytes = max_block_bytes
         self.verify_commit = verify_commit
         self.sig_cache = sig_cache or SignatureCache()
+        # Transactions whose contract check already passed on this node (its mempool).
+        self.is_prechecked = is_prechecked or (lambda tx_hash: False)
         self._results: dict[bytes, ExecutionResult] = {}
 
     # --- the chain tip ----------------------------------------------------------------------
@@ -125,7 +128,8 @@ class Engine:
             call = Call(tx.contract, tx.action, tx.args, tx.signer, tx.nonce, tx.hash)
             receipts.append(
                 execute_call(self.contracts, block_overlay, chain_id=self.chain_id,
-                             height=height, time_ms=time_ms, call=call)
+                             height=height, time_ms=time_ms, call=call,
+                             prechecked=self.is_prechecked(tx.hash))
             )
         delta = self.tree.preview(block_overlay.writes, self.store.leaves)
         results_root = merkle.merkle_root(

@@ -100,3 +100,19 @@ def test_same_block_on_two_stores_gives_identical_roots(tmp_path):
     assert result.results_root == block.header.results_root
     store_a.close()
     store_b.close()
+
+
+def test_transaction_failing_its_check_gets_the_failure_code_in_a_block(tmp_path):
+    """A proposer may include a transaction our mempool never admitted: it is checked."""
+    genesis = make_genesis()
+    _, engine_a = open_engine(str(tmp_path / "a"), genesis)
+    _, engine_b = open_engine(str(tmp_path / "b"), genesis)
+    engine_b.is_prechecked = lambda tx_hash: False
+    admin, validator = seed_key("admin"), seed_key("v0")
+    bad = Transaction.create(admin, CHAIN_ID, "membership", "add_member", {"pubkey": "xyz"}, 1)
+    good = add_member_tx(admin, "fine", 2)
+    engine_a.is_prechecked = {good.hash}.__contains__
+    block = engine_a.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                                 txs=[bad, good], last_commit=None)
+    result = engine_b.validate_block(block)
+    assert [r.code for r in result.receipts] == ["E_ARGS", "OK"]
