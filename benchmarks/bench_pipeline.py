@@ -1,6 +1,7 @@
 """Per-node CPU cost of the transaction pipeline, in one process (no network).
 
-Prints CPU microseconds (process time, robust to other load) per transaction for each stage a node runs on every transaction:
+Prints CPU microseconds (process time, robust to other load) per transaction for each
+stage a node runs on every transaction:
 decode, admission (signature + checks), block build (execute + roots), validation
 (re-execute on a second store), commit (LevelDB batch). Run:
 
