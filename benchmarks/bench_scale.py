@@ -1,0 +1,87 @@
+"""The scale curve and the cost of catch-up, on real node processes on this machine.
+
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 4,7,10] [--txs 3000]
+
+For each validator count it creates a network (customs, seller, courier, buyer plus
+``observer`` organisations), runs ``jangbu bench --json`` against it and prints one line.
+Then, on the 4-validator network, it stops one node, wipes its data directory, restarts it
+and measures how fast it catches up (blocks/s and tx/s replayed through block sync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from cli.network import init_network  # noqa: E402
+
+from netutil import Network, free_base_port, http_json  # noqa: E402
+
+ROLES = [("customs", "customs"), ("seller", "seller"), ("courier", "courier"),
+         ("buyer", "buyer")]
+
+
+def make(directory: Path, n: int) -> Network:
+    orgs = [(org, org, [role]) for org, role in ROLES]
+    orgs += [(f"observer{i}", f"observer{i}", ["observer"]) for i in range(n - len(ROLES))]
+    base = free_base_port(2 * n)
+    init_network(directory, orgs, ["membership", "clearance"], chain_id=f"scale-{n}",
+                 base_port=base)
+    return Network(directory, [o[0] for o in orgs], base)
+
+
+def bench(directory: Path, txs: int) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir", str(directory),
+                          "--txs", str(txs), "--json"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def catch_up(net: Network) -> dict[str, float]:
+    target = net.status("customs")["height"]
+    total_txs = sum(len(http_json(f"{net.api('customs')}/v1/blocks/{h}")["txs"])
+                    for h in range(1, target + 1))
+    net.kill("buyer")
+    shutil.rmtree(net.home("buyer") / "data")
+    started = time.monotonic()
+    net.start("buyer")
+    net.wait_ready("buyer", timeout=60)
+    net.wait_height(target, ["buyer"], timeout=600)
+    elapsed = time.monotonic() - started
+    return {"blocks": target, "txs": total_txs, "seconds": round(elapsed, 2),
+            "blocks_per_s": round(target / elapsed, 1), "txs_per_s": round(total_txs / elapsed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="4,7,10")
+    parser.add_argument("--txs", type=int, default=3000)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="jangbu-scale-"))
+    for n in sizes:
+        net = make(work / f"n{n}", n)
+        try:
+            net.start_all()
+            result = bench(net.directory, args.txs)
+            print(json.dumps({"validators": n, **result}), flush=True)
+            if n == sizes[0]:
+                print(json.dumps({"catch_up": catch_up(net)}), flush=True)
+        finally:
+            net.stop_all()
+
+
+if __name__ == "__main__":
+    main()
