@@ -536,7 +536,7 @@ class ConsensusDriver:
                 if commit.height != block.height or commit.block_hash != block.hash:
                     raise BlockError("certificate is for another block")
                 verify_commit(self.chain_id, self.vset, commit)
-                self.engine.validate_block(block)
+                self.engine.validate_block(block, certified=True)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self.metrics.inc("jangbu_sync_rejected_total")
                 log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)

@@ -116,3 +116,23 @@ def test_transaction_failing_its_check_gets_the_failure_code_in_a_block(tmp_path
                                  txs=[bad, good], last_commit=None)
     result = engine_b.validate_block(block)
     assert [r.code for r in result.receipts] == ["E_ARGS", "OK"]
+
+
+def test_certified_block_still_fails_on_wrong_state_root(tmp_path):
+    """Block sync skips signature re-checks, never re-execution: a wrong root is refused."""
+    from dataclasses import replace
+
+    import pytest
+
+    from node.block import Block, BlockError
+
+    genesis = make_genesis()
+    _, engine_a = open_engine(str(tmp_path / "a"), genesis)
+    _, engine_b = open_engine(str(tmp_path / "b"), genesis)
+    admin, validator = seed_key("admin"), seed_key("v0")
+    block = engine_a.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                                 txs=[add_member_tx(admin, "x", 1)], last_commit=None)
+    forged = Block(replace(block.header, state_root=b"\x01" * 32), block.txs, None)
+    with pytest.raises(BlockError, match="state_root"):
+        engine_b.validate_block(forged, certified=True)
+    assert engine_b.validate_block(block, certified=True).state_root == block.header.state_root
