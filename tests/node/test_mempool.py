@@ -1,0 +1,107 @@
+"""Mempool rules: bounded, signature checked once, no duplicates or replays, fair."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.execution import member_lookup
+from node.mempool import AdmissionError, Mempool, MempoolFull, MempoolLimits
+from node.tx import Transaction
+
+from ledger_support import CHAIN_ID, add_member_tx, make_genesis, open_engine, seed_key
+
+
+@pytest.fixture
+def pool_parts(tmp_path):
+    genesis = make_genesis()
+    store, engine = open_engine(str(tmp_path / "data"), genesis)
+    yield store, engine
+    store.close()
+
+
+def make_pool(store, engine, **limits) -> Mempool:
+    return Mempool(chain_id=CHAIN_ID, contracts=engine.contracts, is_committed=store.has_tx,
+                   lookup_member=member_lookup(store.state), sig_cache=engine.sig_cache,
+                   limits=MempoolLimits(**limits) if limits else None)
+
+
+def test_admits_and_reaps_in_arrival_order(pool_parts):
+    pool = make_pool(*pool_parts)
+    txs = [add_member_tx(seed_key("admin"), f"m{i}", i) for i in range(5)]
+    for tx in txs:
+        pool.add(tx)
+    assert [tx.hash for tx in pool.reap(10, 10**9)] == [tx.hash for tx in txs]
+    assert len(pool) == 5  # reaping does not remove: the block may not commit
+
+
+def test_invalid_duplicate_is_refused(pool_parts):
+    pool = make_pool(*pool_parts)
+    tx = add_member_tx(seed_key("admin"), "m", 1)
+    pool.add(tx)
+    with pytest.raises(AdmissionError) as err:
+        pool.add(tx)
+    assert err.value.code == "E_DUPLICATE"
+
+
+def test_invalid_bad_signature_unknown_signer_and_bad_args_are_refused(pool_parts):
+    pool = make_pool(*pool_parts)
+    tx = add_member_tx(seed_key("admin"), "m", 1)
+    forged = Transaction(tx.chain_id, tx.contract, tx.action, tx.args, tx.signer, tx.nonce,
+                         b"\x01" * 64)
+    stranger = add_member_tx(seed_key("stranger"), "m", 2)
+    bad_args = Transaction.create(seed_key("admin"), CHAIN_ID, "membership", "add_member",
+                                  {"pubkey": "nothex"}, 3)
+    codes = []
+    for candidate in (forged, stranger, bad_args):
+        with pytest.raises(AdmissionError) as err:
+            pool.add(candidate)
+        codes.append(err.value.code)
+    assert codes == ["E_BAD_SIGNATURE", "E_UNKNOWN_SIGNER", "E_ARGS"]
+    assert len(pool) == 0
+
+
+def test_full_pool_refuses_with_retryable_error_and_keeps_what_it_accepted(pool_parts):
+    pool = make_pool(*pool_parts, max_txs=3, max_bytes=10**9)
+    accepted = [add_member_tx(seed_key("admin"), f"m{i}", i) for i in range(3)]
+    for tx in accepted:
+        pool.add(tx)
+    with pytest.raises(MempoolFull) as err:
+        pool.add(add_member_tx(seed_key("admin"), "late", 99))
+    assert err.value.code == "E_MEMPOOL_FULL"
+    assert all(tx.hash in pool for tx in accepted)
+
+
+def test_committed_transactions_are_removed_and_never_readmitted(pool_parts):
+    store, engine = pool_parts
+    pool = make_pool(store, engine)
+    tx = add_member_tx(seed_key("admin"), "m", 1)
+    pool.add(tx)
+    block = engine.build_block(proposer=seed_key("v0").verify_key.encode(), time_ms=10**12,
+                               txs=pool.reap(10, 10**9), last_commit=None)
+    from ledger_support import certify
+    engine.commit(block, certify(1, block.hash, [seed_key("v0")]))
+    pool.remove([tx.hash])
+    assert tx.hash not in pool
+    with pytest.raises(AdmissionError) as err:
+        pool.add(tx)
+    assert err.value.code == "E_ALREADY_COMMITTED"
+
+
+def test_reaping_is_fair_across_signers(pool_parts):
+    store, engine = pool_parts
+    pool = make_pool(store, engine)
+    # A busy signer with many transactions and a second signer with one: registered first.
+    admin = seed_key("admin")
+    other = seed_key("other")
+    block = engine.build_block(proposer=seed_key("v0").verify_key.encode(), time_ms=10**12,
+                               txs=[add_member_tx(admin, "other", 0)], last_commit=None)
+    from ledger_support import certify
+    engine.commit(block, certify(1, block.hash, [seed_key("v0")]))
+    busy = [add_member_tx(admin, f"b{i}", 100 + i) for i in range(10)]
+    for tx in busy:
+        pool.add(tx)
+    quiet = Transaction.create(other, CHAIN_ID, "membership", "revoke_member",
+                               {"pubkey": "00" * 32}, 1)
+    pool.add(quiet)
+    first_two = pool.reap(2, 10**9)
+    assert quiet.hash in {tx.hash for tx in first_two}
