@@ -169,6 +169,7 @@ class ConsensusDriver:
         self._tx_muted_until: dict[bytes, float] = {}
         self._serve_budget: dict[bytes, tuple[float, float]] = {}
         self.commit_listeners: list[Callable[[Block, ExecutionResult], None]] = []
+        self._submitted_at: dict[bytes, float] = {}
 
     def _new_core(self) -> ConsensusCore:
         last = self.store.get_commit(self.store.height) if self.store.height else None
@@ -237,6 +238,8 @@ class ConsensusDriver:
         """Admit a client's transaction and gossip it (raises AdmissionError)."""
         self.mempool.add(tx)
         self._gossip_txs.append(tx.encoded)
+        if len(self._submitted_at) < 200_000:  # for the submit-to-commit latency histogram
+            self._submitted_at[tx.hash] = time.monotonic()
         self._consider_start()
 
     def on_peer_message(self, sender: bytes, msg: Any) -> None:
@@ -453,7 +456,13 @@ class ConsensusDriver:
             now - self._last_commit_at)
         self._last_commit_at = now
         self._last_progress = now
+        latency = self.metrics.histogram(
+            "jangbu_tx_commit_latency_seconds",
+            "from admission through this node's API to commit")
         for index, (tx_hash, receipt) in enumerate(zip(hashes, result.receipts, strict=True)):
+            submitted = self._submitted_at.pop(tx_hash, None)
+            if submitted is not None:
+                latency.observe(now - submitted)
             for fut in self._waiters.pop(tx_hash, []):
                 if not fut.done():
                     fut.set_result(Committed(block.height, index, receipt, block.hash))

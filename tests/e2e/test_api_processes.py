@@ -57,3 +57,18 @@ def test_open_event_stream_does_not_delay_shutdown(network):
     assert time.monotonic() - started < 5
     network.start("buyer")
     network.wait_ready("buyer")
+
+
+def test_metrics_report_height_mempool_peers_and_commit_latency(network):
+    async def go():
+        async with Client(network.api("seller"), key=network.member_key("seller")) as c:
+            from nacl.signing import SigningKey
+            receipt = await c.call("membership", "add_member",
+                                   {"pubkey": SigningKey.generate().verify_key.encode().hex()})
+            assert receipt["code"] == "OK"
+    asyncio.run(go())
+    text = urllib.request.urlopen(network.api("seller") + "/metrics", timeout=10).read().decode()
+    for name in ("jangbu_height", "jangbu_round", "jangbu_mempool_txs", "jangbu_peers 3",
+                 "jangbu_txs_committed_total", "jangbu_tx_commit_latency_seconds_count 1",
+                 "jangbu_commit_seconds_bucket"):
+        assert name in text, name
