@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -138,14 +138,9 @@ class ConsensusDriver:
         guard = SignGuard(GuardState.from_obj(canonical.decode(raw_guard)) if raw_guard else None)
         self.signer = GuardedSigner(node_key, self.chain_id, guard, self._persist_guard)
         p = genesis.params
-        self.core_params = CoreParams(
-            timeout_propose_ms=p.timeout_propose_ms,
-            timeout_propose_delta_ms=p.timeout_propose_delta_ms,
-            timeout_prevote_ms=p.timeout_prevote_ms,
-            timeout_prevote_delta_ms=p.timeout_prevote_delta_ms,
-            timeout_precommit_ms=p.timeout_precommit_ms,
-            timeout_precommit_delta_ms=p.timeout_precommit_delta_ms,
-        )
+        # Genesis carries the core's timeouts under the same names (and block limits besides).
+        self.core_params = CoreParams(**{
+            f.name: getattr(p, f.name) for f in fields(CoreParams) if hasattr(p, f.name)})
         self.core = self._new_core()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.send: Callable[[bytes, Any], None] = lambda peer, msg: None
