@@ -205,11 +205,13 @@ class Bench:
         offer_s = await self.offer(txs, progress)
         expected = len(txs) - self.rejected
         deadline = time.perf_counter() + 60
+        shown = -1
         while len(self.committed_at) < expected and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-            if not quiet:
-                print(f"\r  offered {done}/{len(txs)}  committed {len(self.committed_at)}"
-                      + " " * 20, end="", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.25)
+            if not quiet and len(self.committed_at) != shown:
+                shown = len(self.committed_at)
+                print(f"\r  offered {done}/{len(txs)}  committed {shown}" + " " * 20,
+                      end="", file=sys.stderr, flush=True)
         if not quiet:
             print(file=sys.stderr)
         stop.set()
