@@ -72,3 +72,10 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
                  "jangbu_txs_committed_total", "jangbu_tx_commit_latency_seconds_count 1",
                  "jangbu_commit_seconds_bucket"):
         assert name in text, name
+
+
+def test_idle_network_makes_no_empty_blocks(network):
+    """With empty_block_interval_ms = 0 (the default) an idle network does not spin."""
+    before = {org: network.status(org)["height"] for org in network.orgs}
+    time.sleep(2.5)
+    assert {org: network.status(org)["height"] for org in network.orgs} == before
