@@ -96,10 +96,7 @@ class Mempool:
         size = len(tx.encoded)
         if len(self._txs) >= self.limits.max_txs or self._bytes + size > self.limits.max_bytes:
             raise self._reject(E_MEMPOOL_FULL, "mempool is full; retry later", full=True)
-        try:
-            self.sig_cache.check(tx, self.chain_id)
-        except TxError as exc:
-            raise self._reject(exc.code, exc.message) from None
+        # Cheap checks first: a stranger's junk must not cost every node a signature check.
         contract = self.contracts.get(tx.contract)
         if contract is None:
             raise self._reject(E_UNKNOWN_CONTRACT, f"contract {tx.contract!r} is not enabled")
@@ -107,6 +104,10 @@ class Mempool:
         if member is None or member.revoked:
             code = "E_UNKNOWN_SIGNER" if member is None else "E_REVOKED_SIGNER"
             raise self._reject(code, "signer is not an active member key")
+        try:
+            self.sig_cache.check(tx, self.chain_id)
+        except TxError as exc:
+            raise self._reject(exc.code, exc.message) from None
         try:
             contract.check(Call(tx.contract, tx.action, tx.args, tx.signer, tx.nonce, tx.hash))
         except ContractError as exc:

@@ -105,3 +105,24 @@ def test_reaping_is_fair_across_signers(pool_parts):
     pool.add(quiet)
     first_two = pool.reap(2, 10**9)
     assert quiet.hash in {tx.hash for tx in first_two}
+
+
+def test_stranger_junk_is_refused_before_any_signature_check(pool_parts):
+    """Regression: an unknown signer's transaction used to cost a signature verification."""
+    store, engine = pool_parts
+    pool = make_pool(store, engine)
+    calls = []
+    original = Transaction.verify_signature
+
+    def counting(self):
+        calls.append(self.hash)
+        return original(self)
+
+    Transaction.verify_signature = counting
+    try:
+        junk = add_member_tx(seed_key("stranger"), "x", 1)
+        with pytest.raises(AdmissionError) as err:
+            pool.add(junk)
+    finally:
+        Transaction.verify_signature = original
+    assert err.value.code == "E_UNKNOWN_SIGNER" and calls == []
