@@ -34,6 +34,8 @@ from node.mempool import Mempool, MempoolLimits
 from node.metrics import Metrics
 from node.p2p.peer_manager import PeerManager
 from node.registry import load_contracts
+from node.signer_state import FILE_NAME as GUARD_FILE
+from node.signer_state import SignerStateError, SignerStateFile
 from node.state_tree import LEAF_PREFIX, key_hash, value_hash
 from node.store import LedgerStore
 
@@ -76,9 +78,15 @@ class Node:
             limits=MempoolLimits(config.mempool_max_txs, config.mempool_max_bytes))
         # What our mempool admitted already passed its contract check on this node.
         self.engine.is_prechecked = self.mempool.__contains__
-        self.driver = ConsensusDriver(genesis=self.genesis, node_key=self.key, store=self.store,
-                                      engine=self.engine, mempool=self.mempool, bus=self.bus,
-                                      metrics=self.metrics)
+        try:
+            self.driver = ConsensusDriver(guard_file=SignerStateFile(config.home / GUARD_FILE),
+                                          genesis=self.genesis, node_key=self.key,
+                                          store=self.store,
+                                          engine=self.engine, mempool=self.mempool, bus=self.bus,
+                                          metrics=self.metrics)
+        except SignerStateError as exc:
+            self.store.close()
+            raise NodeStartError(str(exc)) from None
         allowed = {}
         for info in self.genesis.validators:
             host, port = split_address(info.p2p, "p2p")

@@ -67,6 +67,7 @@ from node.events import EventBus, event_records
 from node.genesis import Genesis
 from node.mempool import AdmissionError, Mempool
 from node.metrics import Metrics
+from node.signer_state import SignerStateFile
 from node.store import LedgerStore
 from node.tx import Transaction, TxError
 
@@ -122,6 +123,7 @@ class ConsensusDriver:
         bus: EventBus,
         metrics: Metrics,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        guard_file: SignerStateFile | None = None,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -134,9 +136,18 @@ class ConsensusDriver:
         self.vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
         self.pubkey = node_key.verify_key.encode()
         self.is_validator = self.pubkey in self.vset
-        raw_guard = store.get_record(GUARD_KEY)
-        guard = SignGuard(GuardState.from_obj(canonical.decode(raw_guard)) if raw_guard else None)
-        self.signer = GuardedSigner(node_key, self.chain_id, guard, self._persist_guard)
+        self.guard_file = guard_file
+        if guard_file is not None:
+            guard_state = guard_file.load()
+            if guard_state is None:  # first start, or a store from before the guard file
+                raw_guard = store.get_record(GUARD_KEY)
+                guard_state = GuardState.from_obj(canonical.decode(raw_guard)) \
+                    if raw_guard else None
+        else:
+            raw_guard = store.get_record(GUARD_KEY)
+            guard_state = GuardState.from_obj(canonical.decode(raw_guard)) if raw_guard else None
+        self.signer = GuardedSigner(node_key, self.chain_id, SignGuard(guard_state),
+                                    self._persist_guard)
         p = genesis.params
         # Genesis carries the core's timeouts under the same names (and block limits besides).
         self.core_params = CoreParams(**{
@@ -372,7 +383,11 @@ class ConsensusDriver:
         self.store.put_record(key, canonical.encode(WalRecord(event).to_obj()), sync=False)
 
     def _persist_guard(self, state: GuardState) -> None:
-        self.store.put_record(GUARD_KEY, canonical.encode(state.to_obj()), sync=True)
+        """Durably record what we are about to sign, before the signature exists."""
+        if self.guard_file is not None:
+            self.guard_file.save(state)
+        else:
+            self.store.put_record(GUARD_KEY, canonical.encode(state.to_obj()), sync=True)
 
     def _perform(self, action: Action) -> None:
         if isinstance(action, Broadcast):

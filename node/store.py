@@ -98,7 +98,9 @@ class LedgerStore:
                 "remove it and let the node catch up from its peers (docs/operations.md)"
             ) from None
         try:
-            store_chain = db.get(META_CHAIN)
+            # Checksums verified: a flipped byte in a table must read as corruption, not as
+            # "another chain" or "another genesis".
+            store_chain = db.get(META_CHAIN, verify_checksums=True)
             if store_chain is None:
                 if any(True for _ in db.iterator(include_value=False)):
                     raise StoreError(f"data directory {path} holds data but no chain id; "
@@ -109,12 +111,12 @@ class LedgerStore:
                         f"data directory {path} belongs to chain {store_chain.decode()!r}, "
                         f"not {chain_id!r}"
                     )
-                if db.get(META_GENESIS) != genesis_hash:
+                if db.get(META_GENESIS, verify_checksums=True) != genesis_hash:
                     raise StoreError(
                         f"data directory {path} was created from a different genesis file "
                         f"for chain {chain_id!r}"
                     )
-                if db.get(META_FORMAT) != FORMAT:
+                if db.get(META_FORMAT, verify_checksums=True) != FORMAT:
                     raise StoreError(f"data directory {path} has an unknown store format")
         except StoreError:
             db.close()
@@ -166,7 +168,7 @@ class LedgerStore:
     # --- reads ------------------------------------------------------------------------------
 
     def _read_height(self) -> int:
-        raw = self.db.get(META_HEIGHT)
+        raw = self.db.get(META_HEIGHT, verify_checksums=True)
         return 0 if raw is None else int.from_bytes(raw, "big")
 
     @property
