@@ -187,7 +187,12 @@ def hash_obj(obj: Any) -> bytes:
 
 def sign_bytes(tag: str, chain_id: str, body: Any) -> bytes:
     """The exact bytes an Ed25519 key signs for ``body`` under purpose ``tag`` on ``chain_id``."""
-    return tag.encode("ascii") + b"\x00" + chain_id.encode("utf-8") + b"\x00" + encode(body)
+    return sign_bytes_raw(tag, chain_id, encode(body))
+
+
+def sign_bytes_raw(tag: str, chain_id: str, encoded_body: bytes) -> bytes:
+    """:func:`sign_bytes` for a body already in canonical bytes."""
+    return tag.encode("ascii") + b"\x00" + chain_id.encode("utf-8") + b"\x00" + encoded_body
 
 
 def sign(key: SigningKey, tag: str, chain_id: str, body: Any) -> bytes:

@@ -9,14 +9,14 @@ certificate of the previous block carried in this one, like CometBFT's LastCommi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from consensus import canonical
 from node import merkle
-from node.tx import Transaction, TxError
+from node.tx import E_MALFORMED, TAG_TX, Transaction, TxError, body_from_encoded
 
 MAX_BLOCK_BYTES = 8 * 1024 * 1024 - 64 * 1024  # fits a transport frame with headroom
 ZERO_HASH = b"\x00" * 32
@@ -117,9 +117,11 @@ class Block:
         return self.header.hash
 
     def to_obj(self) -> dict[str, Any]:
+        """Transactions travel as their canonical bytes (``bin``), so a receiver that already
+        holds a transaction (its mempool) recognises it without decoding it again."""
         return {
             "header": self.header.to_obj(),
-            "txs": [tx.to_obj() for tx in self.txs],
+            "txs": [tx.encoded for tx in self.txs],
             "last_commit": self.last_commit,
         }
 
@@ -128,24 +130,43 @@ class Block:
         return canonical.encode(self.to_obj())
 
     @classmethod
-    def from_obj(cls, obj: Any) -> Block:
+    def from_obj(cls, obj: Any, known: KnownTx | None = None) -> Block:
+        """``known(tx_hash)`` may return an already checked transaction (the mempool's)."""
         if not isinstance(obj, Mapping) or set(obj) != {"header", "txs", "last_commit"}:
             raise BlockError("block must be a map of header, txs, last_commit")
         if not isinstance(obj["txs"], list):
             raise BlockError("block.txs must be a list")
+        header = Header.from_obj(obj["header"])
         try:
-            txs = tuple(Transaction.from_obj(tx) for tx in obj["txs"])
+            txs = tuple(_decode_tx(raw, header.chain_id, known) for raw in obj["txs"])
         except TxError as exc:
             raise BlockError(f"bad transaction in block: {exc}") from None
-        return cls(Header.from_obj(obj["header"]), txs, obj["last_commit"])
+        return cls(header, txs, obj["last_commit"])
 
     @classmethod
-    def decode(cls, data: bytes) -> Block:
+    def decode(cls, data: bytes, known: KnownTx | None = None) -> Block:
         try:
             obj = canonical.decode(data)
         except canonical.CanonicalError as exc:
             raise BlockError(str(exc)) from None
-        return cls.from_obj(obj)
+        return cls.from_obj(obj, known)
+
+
+KnownTx = Callable[[bytes], "Transaction | None"]
+
+
+def _decode_tx(raw: Any, chain_id: str, known: KnownTx | None) -> Transaction:
+    """One transaction of a block: reuse the known object when the bytes match exactly."""
+    if not isinstance(raw, bytes):
+        raise TxError(E_MALFORMED, "a block's transactions are canonical bytes")
+    if known is not None:
+        body = body_from_encoded(raw)
+        if body is not None:
+            tx_hash = canonical.digest(canonical.sign_bytes_raw(TAG_TX, chain_id, body))
+            held = known(tx_hash)
+            if held is not None and held.encoded == raw:
+                return held
+    return Transaction.decode(raw)
 
 
 def compute_txs_root(txs: Sequence[Transaction]) -> bytes:

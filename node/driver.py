@@ -176,6 +176,7 @@ class ConsensusDriver:
         self._serve_budget: dict[bytes, tuple[float, float]] = {}
         self.commit_listeners: list[Callable[[Block, ExecutionResult], None]] = []
         self._submitted_at: dict[bytes, float] = {}
+        self._blocks: dict[bytes, Block] = {}
 
     def _new_core(self) -> ConsensusCore:
         last = self.store.get_commit(self.store.height) if self.store.height else None
@@ -416,6 +417,7 @@ class ConsensusDriver:
         last_commit = self.store.get_commit(self.store.height) if self.store.height else None
         block = self.engine.build_block(proposer=self.pubkey, time_ms=self.clock_ms(), txs=txs,
                                         last_commit=last_commit)
+        self._remember(block)
         self.metrics.histogram("jangbu_block_build_seconds").observe(
             time.perf_counter() - started)
         return ProposalValueReady(action.height, action.round, block.hash, block.encoded)
@@ -424,10 +426,11 @@ class ConsensusDriver:
         started = time.perf_counter()
         valid = False
         try:
-            block = Block.decode(action.block)
+            block = self._decoded(action.block_hash, action.block)
             if block.hash != action.block_hash:
                 raise BlockError("block does not hash to the proposed hash")
             self.engine.validate_block(block, now_ms=self.clock_ms())
+            self._remember(block)
             valid = True
         except BlockError as exc:
             self.metrics.inc("jangbu_invalid_proposals_total")
@@ -442,8 +445,22 @@ class ConsensusDriver:
     def _decide(self, action: Decide) -> None:
         if action.height != self.store.height + 1:
             return  # already committed through block sync
-        block = Block.decode(action.block)
+        block = self._decoded(action.block_hash, action.block)
         self._commit(block, action.commit.to_obj())
+
+    def _remember(self, block: Block) -> None:
+        """Keep the blocks of the current height decoded: Decide carries the same bytes."""
+        if self._blocks and next(iter(self._blocks.values())).height != block.height:
+            self._blocks.clear()
+        self._blocks[block.hash] = block
+
+    def _decoded(self, block_hash: bytes, raw: bytes) -> Block:
+        """The block for these bytes: the one already decoded, else decode it, reusing
+        the mempool's already checked transactions."""
+        block = self._blocks.get(block_hash)
+        if block is not None and block.encoded == raw:
+            return block
+        return Block.decode(raw, known=self.mempool.get)
 
     def _commit(self, block: Block, certificate: Any) -> None:
         started = time.perf_counter()

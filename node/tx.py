@@ -156,10 +156,10 @@ class Transaction:
                  obj["nonce"], obj["sig"])
         if raw is not None:
             tx.__dict__["encoded"] = raw
-            body = _body_from_encoded(raw)
+            body = body_from_encoded(raw)
             if body is not None and isinstance(tx.chain_id, str):
-                tx.__dict__["signed_bytes"] = (TAG_TX.encode() + b"\x00"
-                                               + tx.chain_id.encode() + b"\x00" + body)
+                tx.__dict__["signed_bytes"] = canonical.sign_bytes_raw(TAG_TX, tx.chain_id,
+                                                                       body)
         tx.validate_basic()
         return tx
 
@@ -210,7 +210,7 @@ _SIG_ENTRY = b"\xa3sig\xc4\x40"
 _SIGNER_ENTRY = b"\xa6signer\xc4\x20"
 
 
-def _body_from_encoded(raw: bytes) -> bytes | None:
+def body_from_encoded(raw: bytes) -> bytes | None:
     """The canonical body (the map without ``sig``) cut out of a canonical transaction.
 
     Keys are sorted, so the last two entries are always ``sig`` (64-byte bin) and
