@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus import canonical
+from consensus.core import ConsensusParams as CoreParams
 from contracts import membership
 from node.state import state_key
 
@@ -29,14 +30,19 @@ class GenesisError(ValueError):
     """The genesis file is invalid; the message starts with the offending field's path."""
 
 
+_CORE = CoreParams()
+
+
 @dataclass(frozen=True)
 class ConsensusParams:
-    timeout_propose_ms: int = 1000
-    timeout_propose_delta_ms: int = 500
-    timeout_prevote_ms: int = 500
-    timeout_prevote_delta_ms: int = 250
-    timeout_precommit_ms: int = 500
-    timeout_precommit_delta_ms: int = 250
+    """Genesis' consensus section; timeout defaults are the consensus core's own."""
+
+    timeout_propose_ms: int = _CORE.timeout_propose_ms
+    timeout_propose_delta_ms: int = _CORE.timeout_propose_delta_ms
+    timeout_prevote_ms: int = _CORE.timeout_prevote_ms
+    timeout_prevote_delta_ms: int = _CORE.timeout_prevote_delta_ms
+    timeout_precommit_ms: int = _CORE.timeout_precommit_ms
+    timeout_precommit_delta_ms: int = _CORE.timeout_precommit_delta_ms
     max_block_txs: int = 1000  # bounds the time one block takes to execute (~0.2 s)
     max_block_bytes: int = 3 * 1024 * 1024  # a proposal must fit a 4 MiB canonical message
     empty_block_interval_ms: int = 0  # 0: never make empty blocks while idle

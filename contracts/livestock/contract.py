@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from contracts import membership
 from contracts.sdk import (
     E_ARGS,
     E_EXISTS,
@@ -81,7 +82,7 @@ E_DEVICE: Final = "E_DEVICE"
 E_SIGNATURE: Final = "E_SIGNATURE"
 E_REPLAY: Final = "E_REPLAY"
 
-PUBKEY_HEX = re.compile(r"[0-9a-f]{64}")
+PUBKEY_HEX = membership.PUBKEY_HEX
 SIG_HEX = re.compile(r"[0-9a-f]{128}")
 ANY_NUMBER = re.compile(r"[A-Za-z0-9-]{1,32}")
 
