@@ -208,18 +208,23 @@ class Transaction:
 
 _SIG_ENTRY = b"\xa3sig\xc4\x40"
 _SIGNER_ENTRY = b"\xa6signer\xc4\x20"
+_SIG_ENTRY_SIZE = len(_SIG_ENTRY) + canonical.SIGNATURE_SIZE  # 70
+_SIGNER_ENTRY_SIZE = len(_SIGNER_ENTRY) + canonical.PUBKEY_SIZE  # 41
 
 
 def body_from_encoded(raw: bytes) -> bytes | None:
     """The canonical body (the map without ``sig``) cut out of a canonical transaction.
 
     Keys are sorted, so the last two entries are always ``sig`` (64-byte bin) and
-    ``signer`` (32-byte bin): dropping the 70 bytes of the ``sig`` entry and turning the
-    7-entry map header into a 6-entry one gives exactly ``encode(body)``. This spares a
-    re-encoding of every received transaction; anything unexpected falls back to it.
+    ``signer`` (32-byte bin): dropping the ``sig`` entry and turning the 7-entry map header
+    into a 6-entry one gives exactly ``encode(body)``. This spares a re-encoding of every
+    received transaction; anything unexpected falls back to it.
     """
-    if len(raw) < 113 or raw[0] != 0x87:
+    if len(raw) < 1 + _SIG_ENTRY_SIZE + _SIGNER_ENTRY_SIZE or raw[0] != 0x87:
         return None
-    if raw[-112:-106] != _SIG_ENTRY or raw[-42:-34] != _SIGNER_ENTRY:
+    sig_at = -(_SIG_ENTRY_SIZE + _SIGNER_ENTRY_SIZE)
+    if (raw[sig_at:sig_at + len(_SIG_ENTRY)] != _SIG_ENTRY
+            or raw[-_SIGNER_ENTRY_SIZE:-_SIGNER_ENTRY_SIZE + len(_SIGNER_ENTRY)]
+            != _SIGNER_ENTRY):
         return None
-    return b"\x86" + raw[1:-112] + raw[-42:]
+    return b"\x86" + raw[1:sig_at] + raw[-_SIGNER_ENTRY_SIZE:]

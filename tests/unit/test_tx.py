@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from nacl.signing import SigningKey
 
-from node.tx import Transaction, TxError
+from consensus import canonical
+from node.tx import Transaction, TxError, body_from_encoded
 
 KEY = SigningKey(b"\x07" * 32)
 
@@ -95,12 +96,25 @@ def test_body_cut_from_wire_bytes_equals_reencoded_body():
                            max_size=4), st.integers(0, 2**64 - 1))
     def check(args, nonce):
         tx = Transaction.create(KEY, "chain-a", "membership", "add_member", args, nonce)
+        # The cut itself must work (not only the re-encoding fallback): it used to be off
+        # by one byte and silently return None for every transaction.
+        assert body_from_encoded(tx.encoded) == canonical.encode(tx.body())
         wire = Transaction.decode(tx.encoded)
         assert wire.signed_bytes == tx.signed_bytes
         assert wire.hash == tx.hash
         wire.check("chain-a")
 
     check()
+
+
+def test_body_cut_refuses_bytes_that_do_not_end_in_sig_and_signer():
+    raw = Transaction.create(KEY, "chain-a", "membership", "add_member", {}, 1).encoded
+    assert body_from_encoded(raw[:-1] + b"\x00") is not None  # signer bytes are opaque
+    assert body_from_encoded(raw[:50]) is None
+    assert body_from_encoded(b"\x86" + raw[1:]) is None
+    broken = bytearray(raw)
+    broken[-41] = 0xA5  # the signer key's header
+    assert body_from_encoded(bytes(broken)) is None
 
 
 @pytest.mark.parametrize("nonce", ["²", "١", "12a", "", "1" * 21])
@@ -114,3 +128,20 @@ def test_invalid_nonce_strings_are_refused(nonce):
 def test_nonce_as_decimal_string_is_accepted():
     tx = Transaction.create(KEY, "chain-a", "membership", "add_member", {}, 2**64 - 1)
     assert Transaction.from_json({**tx.to_json(), "nonce": str(2**64 - 1)}).hash == tx.hash
+
+
+def test_block_decode_reuses_transactions_the_node_already_holds():
+    """Regression: a validator decoded every transaction of a proposal again (and
+    recomputed its hash) although its mempool held the same checked object."""
+    from node.block import Block, Header
+
+    txs = [Transaction.create(KEY, "chain-a", "membership", "add_member", {"i": i}, i)
+           for i in range(3)]
+    held = {tx.hash: tx for tx in txs[:2]}
+    header = Header(chain_id="chain-a", height=1, time_ms=1, prev_hash=b"\0" * 32,
+                    proposer=b"\1" * 32, txs_root=b"\2" * 32, state_root=b"\3" * 32,
+                    results_root=b"\4" * 32, last_commit_hash=b"\5" * 32,
+                    validators_hash=b"\6" * 32)
+    block = Block.decode(Block(header, tuple(txs), None).encoded, known=held.get)
+    assert block.txs[0] is txs[0] and block.txs[1] is txs[1]
+    assert block.txs[2] is not txs[2] and block.txs[2] == txs[2]
