@@ -60,7 +60,8 @@ OPENAPI: dict[str, Any] = {
     }},
     "paths": {
         "/v1/txs": {"post": _op(
-            "Submit one signed transaction (?wait=commit waits for its receipt)",
+            "Submit one signed transaction (?wait=commit waits for its receipt). JSON, or "
+            "Content-Type application/msgpack with the transaction's canonical bytes",
             {"200": "committed (wait=commit)", "202": "accepted into the mempool",
              "400": "malformed, bad signature, refused by the contract's check",
              "409": "duplicate or already committed", "413": "too large",
@@ -69,7 +70,9 @@ OPENAPI: dict[str, Any] = {
                     _query_param("timeout", {"type": "number"})],
             body={"$ref": "#/components/schemas/Transaction"})},
         "/v1/txs/batch": {"post": _op(
-            "Submit many transactions; one result per transaction",
+            "Submit many transactions; one result per transaction. JSON, or "
+            "Content-Type application/msgpack: a canonical map {txs: [...]} whose items are "
+            "each transaction's canonical bytes (bin; the fastest form) or its map",
             {"200": "per-transaction results", "400": "malformed body", "413": "too many"},
             body={"type": "object", "required": ["txs"], "properties": {
                 "txs": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}})},

@@ -79,3 +79,46 @@ def test_idle_network_makes_no_empty_blocks(network):
     before = {org: network.status(org)["height"] for org in network.orgs}
     time.sleep(2.5)
     assert {org: network.status(org)["height"] for org in network.orgs} == before
+
+
+def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_msgpack_bodies_carry_canonical_transaction_bytes(network):
+    """The fast intake path: ``POST /v1/txs`` with the canonical bytes and a msgpack batch
+    whose items are those bytes (each decoded as it is); broken items get their own code."""
+    from consensus import canonical
+    from node.tx import Transaction
+
+    key = network.member_key("customs")
+    chain = network.status("customs")["chain_id"]
+    api = network.api("customs")
+
+    def tx(nonce: int) -> Transaction:
+        return Transaction.create(key, chain, "clearance", "set_rates", {"rates": {"USD": {
+            "usd_micro": 1_000_000, "krw_centi": 145_000 + nonce % 1000}}}, nonce)
+
+    one = tx(1_000_001)
+    status, body = _post(api + "/v1/txs", one.encoded, "application/msgpack")
+    assert status == 202 and body["hash"] == one.hash.hex(), body
+    status, body = _post(api + "/v1/txs", one.encoded + b"\x00", "application/msgpack")
+    assert status == 400 and body["code"] == "E_MALFORMED_TX", body
+    good = [tx(1_000_002), tx(1_000_003)]
+    batch = canonical.encode({"txs": [good[0].encoded, b"\x93\x01\x02\x03", good[1].encoded,
+                                      good[0].to_obj()]})
+    status, body = _post(api + "/v1/txs/batch", batch, "application/msgpack")
+    assert status == 200, body
+    assert [r["status"] for r in body["results"]] == ["pending", "rejected", "pending",
+                                                      "rejected"]
+    assert body["results"][1]["code"] == "E_MALFORMED_TX"
+    assert body["results"][3]["code"] == "E_DUPLICATE"
+    assert body["results"][0]["hash"] == good[0].hash.hex()
