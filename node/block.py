@@ -178,5 +178,20 @@ def result_leaf(tx_hash: bytes, receipt_obj: Mapping[str, Any]) -> bytes:
     return canonical.encode({"tx": tx_hash, "receipt": dict(receipt_obj)})
 
 
+_LEAF_HEAD = b"\x82\xa7receipt"  # a 2-entry map; "receipt" sorts before "tx"
+_LEAF_TX = b"\xa2tx\xc4\x20"  # "tx": a 32-byte bin
+
+
+def result_leaf_from_encoded(tx_hash: bytes, receipt_encoded: bytes) -> bytes:
+    """:func:`result_leaf` assembled from the receipt's canonical bytes.
+
+    Every node encodes each receipt once (it stores those bytes too); splicing them into
+    the two-entry leaf map spares a second normalisation of the receipt's events.
+    """
+    if len(tx_hash) != canonical.HASH_SIZE:
+        return result_leaf(tx_hash, canonical.decode_trusted(receipt_encoded))
+    return _LEAF_HEAD + receipt_encoded + _LEAF_TX + tx_hash
+
+
 def compute_last_commit_hash(last_commit: Any) -> bytes:
     return ZERO_HASH if last_commit is None else canonical.hash_obj(last_commit)

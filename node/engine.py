@@ -22,7 +22,7 @@ from node.block import (
     Header,
     compute_last_commit_hash,
     compute_txs_root,
-    result_leaf,
+    result_leaf_from_encoded,
 )
 from node.execution import Receipt, execute_call
 from node.state import Overlay
@@ -141,7 +141,8 @@ class Engine:
             )
         delta = self.tree.preview(block_overlay.writes, self.store.leaves)
         results_root = merkle.merkle_root(
-            [result_leaf(tx.hash, r.to_obj()) for tx, r in zip(txs, receipts, strict=True)]
+            [result_leaf_from_encoded(tx.hash, r.encoded)
+             for tx, r in zip(txs, receipts, strict=True)]
         )
         return ExecutionResult(tuple(receipts), dict(block_overlay.writes), delta, results_root)
 

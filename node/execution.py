@@ -8,8 +8,9 @@ outcome is a :class:`Receipt` either way, so every node records the same failure
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from consensus import canonical
@@ -55,6 +56,11 @@ class Receipt:
             "events": [event.to_obj() for event in self.events],
         }
 
+    @cached_property
+    def encoded(self) -> bytes:
+        """Canonical bytes, computed once: they are both hashed (results root) and stored."""
+        return canonical.encode(self.to_obj())
+
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any]) -> Receipt:
         return cls(
@@ -83,6 +89,33 @@ def member_lookup(source: KVReader) -> Any:
         return membership.lookup_member(reader, pubkey)
 
     return lookup
+
+
+def committed_member_lookup(source: KVReader, version: Callable[[], int],
+                            capacity: int = 10_000) -> Callable[[bytes], Member | None]:
+    """``member_lookup`` over committed state, remembered until ``version()`` changes.
+
+    Mempool admission looks up the signer of every gossiped transaction; membership only
+    changes when a block commits, so the answers of one height (the store's height is the
+    version) are reused. Bounded: past ``capacity`` keys, lookups go to the store.
+    """
+    lookup = member_lookup(source)
+    cache: dict[bytes, Member | None] = {}
+    seen = [version()]
+
+    def cached(pubkey: bytes) -> Member | None:
+        current = version()
+        if current != seen[0]:
+            cache.clear()
+            seen[0] = current
+        if pubkey in cache:
+            return cache[pubkey]
+        member: Member | None = lookup(pubkey)
+        if len(cache) < capacity:
+            cache[pubkey] = member
+        return member
+
+    return cached
 
 
 def reader_factory(source: KVReader) -> Any:

@@ -259,7 +259,7 @@ class LedgerStore:
                 batch.put(b"t/" + tx.hash, canonical.encode([height, index]))
                 batch.put(
                     height_key(b"r/", height) + index.to_bytes(4, "big"),
-                    canonical.encode(receipt.to_obj()),
+                    receipt.encoded,
                 )
             for key, value in state_writes.items():
                 if value is None:

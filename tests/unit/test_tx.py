@@ -145,3 +145,29 @@ def test_block_decode_reuses_transactions_the_node_already_holds():
     block = Block.decode(Block(header, tuple(txs), None).encoded, known=held.get)
     assert block.txs[0] is txs[0] and block.txs[1] is txs[1]
     assert block.txs[2] is not txs[2] and block.txs[2] == txs[2]
+
+
+def test_result_leaf_spliced_from_receipt_bytes_equals_the_canonical_leaf():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from contracts.sdk import Event
+    from node.block import result_leaf, result_leaf_from_encoded
+    from node.execution import Receipt
+
+    events = st.lists(st.builds(
+        lambda t, a, k: Event("clearance", t, a, tuple(k)),
+        st.text(min_size=1, max_size=8),
+        st.dictionaries(st.text(max_size=6), st.integers(0, 2**40) | st.text(max_size=6),
+                        max_size=3),
+        st.lists(st.text(max_size=6), max_size=2)), max_size=3)
+
+    @settings(max_examples=60)
+    @given(st.binary(min_size=32, max_size=32), st.sampled_from(["OK", "E_ARGS"]),
+           st.text(max_size=20), events)
+    def check(tx_hash, code, message, evs):
+        receipt = Receipt(code, message, tuple(evs))
+        assert result_leaf_from_encoded(tx_hash, receipt.encoded) == \
+            result_leaf(tx_hash, receipt.to_obj())
+
+    check()
