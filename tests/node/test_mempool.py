@@ -126,3 +126,28 @@ def test_stranger_junk_is_refused_before_any_signature_check(pool_parts):
     finally:
         Transaction.verify_signature = original
     assert err.value.code == "E_UNKNOWN_SIGNER" and calls == []
+
+
+def test_cached_member_lookup_sees_each_commit(pool_parts):
+    """The mempool's memo of signers is per committed height: a revocation committed in
+    a block is seen by the next admission (never a stale 'active member')."""
+    from node.execution import committed_member_lookup
+    from ledger_support import certify
+
+    store, engine = pool_parts
+    lookup = committed_member_lookup(store.state, lambda: store.height)
+    newcomer = seed_key("newcomer").verify_key.encode()
+    assert lookup(newcomer) is None
+    validator = seed_key("v0")
+    added = add_member_tx(seed_key("admin"), "newcomer", 1)
+    block = engine.build_block(proposer=validator.verify_key.encode(), time_ms=1,
+                               txs=[added], last_commit=None)
+    engine.commit(block, certify(1, block.hash, [validator]))
+    member = lookup(newcomer)
+    assert member is not None and not member.revoked
+    revoke = Transaction.create(seed_key("admin"), CHAIN_ID, "membership", "revoke_member",
+                                {"pubkey": newcomer.hex()}, 2)
+    block = engine.build_block(proposer=validator.verify_key.encode(), time_ms=2,
+                               txs=[revoke], last_commit=certify(1, block.hash, [validator]))
+    engine.commit(block, certify(2, block.hash, [validator]))
+    assert lookup(newcomer).revoked
