@@ -63,7 +63,7 @@ from consensus.types import (
 from consensus.wal import WalRecord, replay, wal_after_commit
 from node.block import Block, BlockError
 from node.engine import Engine, ExecutionResult
-from node.events import EventBus, event_records
+from node.events import EventBus
 from node.genesis import Genesis
 from node.mempool import AdmissionError, Mempool
 from node.metrics import Metrics
@@ -493,8 +493,7 @@ class ConsensusDriver:
             for fut in self._waiters.pop(tx_hash, []):
                 if not fut.done():
                     fut.set_result(Committed(block.height, index, receipt, block.hash))
-        self.bus.publish(event_records(block.height, block.header.time_ms, hashes,
-                                       result.receipts))
+        self.bus.publish_block(block.height, block.header.time_ms, hashes, result.receipts)
         for listener in self.commit_listeners:
             listener(block, result)
         log.info("committed height %d (%d txs) %s", block.height, len(block.txs),

@@ -9,7 +9,7 @@ from the last height it saw (``/v1/events?from_height=``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,17 @@ class EventBus:
         self._subs.clear()
 
     def publish(self, records: Iterable[dict[str, Any]]) -> None:
+        subs = list(self._subs)  # offer() may unsubscribe an overflowing subscriber
         for record in records:
             self.published += 1
-            for sub in list(self._subs):
+            for sub in subs:
                 sub.offer(record)
+
+    def publish_block(self, height: int, time_ms: int, tx_hashes: list[bytes],
+                      receipts: Sequence[Any]) -> None:
+        """Publish a committed block's events; with nobody listening, only count them
+        (building the records costs a dict per event on the commit path)."""
+        if not self._subs:
+            self.published += sum(len(receipt.events) for receipt in receipts)
+            return
+        self.publish(event_records(height, time_ms, tx_hashes, receipts))

@@ -7,6 +7,9 @@ from typing import Any
 
 
 def to_json(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is str or kind is int or obj is None or kind is bool:
+        return obj  # the common leaves first: this runs for every streamed event
     if isinstance(obj, bytes):
         return obj.hex()
     if isinstance(obj, Mapping):
