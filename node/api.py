@@ -409,7 +409,7 @@ class Api:
                     break  # the node is shutting down
                 # Send what has queued up in one write: under load a commit brings
                 # hundreds of records at once, and a write per record costs a syscall each.
-                batch = [record]
+                batch: list[dict[str, Any] | None] = [record]
                 while len(batch) < SSE_BATCH and not sub.queue.empty():
                     batch.append(sub.queue.get_nowait())
                 chunk = b"".join(self._sse_bytes(r) for r in batch

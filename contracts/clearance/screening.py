@@ -71,6 +71,10 @@ class GroupMember:
     threshold_usd_cents: int
 
 
+# ``KIND_KEYWORDS`` in the order they are tried, sorted once rather than per item.
+_KIND_KEYWORDS_SORTED: tuple[tuple[str, str], ...] = tuple(sorted(KIND_KEYWORDS.items()))
+
+
 def reason(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail}
 
@@ -81,7 +85,7 @@ def get_kind(item: Mapping[str, Any]) -> str:
     if declared != GENERAL_KIND:
         return declared
     description = str(item["description"]).casefold()
-    for word, kind in sorted(KIND_KEYWORDS.items()):
+    for word, kind in _KIND_KEYWORDS_SORTED:
         if word in description:
             return kind
     return declared
@@ -120,14 +124,21 @@ def screen_order(
     route: Route,
     restricted_hs: Iterable[str],
     restricted_keywords: Iterable[str],
+    *,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The screening record of an order: result, warning reasons, notes and route."""
+    """The screening record of an order: result, warning reasons, notes and route.
+
+    ``kinds``, when the caller already has them, must be ``get_kinds(items)``.
+    """
     reasons: list[dict[str, str]] = []
     hs_prefixes = sorted(restricted_hs)
     keywords = sorted(restricted_keywords)
+    if kinds is None:
+        kinds = get_kinds(items)
     units: dict[str, int] = {}
     for index, item in enumerate(items):
-        kind = get_kind(item)
+        kind = kinds[index]
         if kind != item["kind"]:
             reasons.append(reason("KIND_INFERRED", f"item {index}: screened as {kind}"))
         for prefix in hs_prefixes:

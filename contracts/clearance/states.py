@@ -85,18 +85,36 @@ EDGES: Final = (
 PARCEL_ACTIONS: Final = tuple(dict.fromkeys(edge.action for edge in EDGES if edge.roles != (AUTO,)))
 
 
+def _index_roles() -> dict[str, tuple[str, ...]]:
+    """Action -> the roles of its rows, in table order without repeats."""
+    roles: dict[str, dict[str, None]] = {}
+    for edge in EDGES:
+        roles.setdefault(edge.action, {}).update(dict.fromkeys(edge.roles))
+    return {action: tuple(found) for action, found in roles.items()}
+
+
+def _index_edges() -> dict[tuple[str, str], tuple[Edge, ...]]:
+    """(source, action) -> its rows, in table order."""
+    edges: dict[tuple[str, str], list[Edge]] = {}
+    for edge in EDGES:
+        edges.setdefault((edge.source, edge.action), []).append(edge)
+    return {pair: tuple(rows) for pair, rows in edges.items()}
+
+
+# ``EDGES`` indexed once at import: every transition looks rows up here, and scanning the
+# whole table per lookup showed in profiles. The tables are immutable (tuples of frozen rows).
+_ROLES_BY_ACTION: Final[dict[str, tuple[str, ...]]] = _index_roles()
+_EDGES_BY_SOURCE_ACTION: Final[dict[tuple[str, str], tuple[Edge, ...]]] = _index_edges()
+
+
 def get_roles(action: str) -> tuple[str, ...]:
     """The roles that may sign ``action`` (from any state)."""
-    roles: dict[str, None] = {}
-    for edge in EDGES:
-        if edge.action == action:
-            roles.update(dict.fromkeys(edge.roles))
-    return tuple(roles)
+    return _ROLES_BY_ACTION.get(action, ())
 
 
 def get_edges(source: str, action: str) -> tuple[Edge, ...]:
     """The rows leaving ``source`` by ``action`` (empty: not allowed in this state)."""
-    return tuple(edge for edge in EDGES if edge.source == source and edge.action == action)
+    return _EDGES_BY_SOURCE_ACTION.get((source, action), ())
 
 
 def is_transition(source: str, action: str, target: str) -> bool:

@@ -132,6 +132,7 @@ def test_cached_member_lookup_sees_each_commit(pool_parts):
     """The mempool's memo of signers is per committed height: a revocation committed in
     a block is seen by the next admission (never a stale 'active member')."""
     from node.execution import committed_member_lookup
+
     from ledger_support import certify
 
     store, engine = pool_parts
