@@ -15,8 +15,11 @@ A proof for one key is the bucket's entries plus 16 sibling hashes; it proves pr
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add
 from typing import Protocol
 
 from node.merkle import leaf_hash, node_hash
@@ -35,6 +38,18 @@ def _empty_levels() -> list[bytes]:
 
 EMPTY_AT_LEVEL = _empty_levels()
 EMPTY_ROOT = EMPTY_AT_LEVEL[DEPTH]
+_DIGEST = type(hashlib.sha256()).digest  # unbound, for map()
+
+# Default bound of the committed-bucket cache, in units of one per cached bucket plus one per
+# cached entry. Cached buckets are single ``bytes`` (64 bytes an entry); with the cache's own
+# slots a unit measured ~100 bytes, so ~50 MB at most: a state of up to ~450k keys is all
+# cached, a larger one in part (least recently used buckets are evicted).
+DEFAULT_CACHE_ENTRIES = 1 << 19
+# Previews whose touched buckets are kept for a fast apply (a few candidate blocks a height).
+MAX_PENDING_PREVIEWS = 4
+_HASH_SIZE = 32
+_EMPTY_BUCKET = EMPTY_AT_LEVEL[0]
+_RECORD_SIZE = 2 * _HASH_SIZE  # one bucket entry as cached: key hash || value hash
 
 
 class LeafReader(Protocol):
@@ -90,86 +105,309 @@ class StateProof:
         }
 
 
-class StateTree:
-    """The in-memory upper tree over bucket hashes (``2 * 2**16`` node hashes, ~8 MB)."""
+def _merge(records: bytes, changes: Mapping[bytes, bytes | None]) -> bytes:
+    """A bucket's records (sorted ``key hash || value hash``, 64 bytes each) after ``changes``.
 
-    def __init__(self) -> None:
+    The result is what the bucket hash covers. Records are fixed-size with unique keys first,
+    so sorting records sorts by key hash, as ``bucket_hash`` does.
+    """
+    if not records:
+        return b"".join(sorted([k + v for k, v in changes.items() if v is not None]))
+    size = _RECORD_SIZE
+    by_key = {
+        records[i : i + _HASH_SIZE]: records[i : i + size] for i in range(0, len(records), size)
+    }
+    for khash, vhash in changes.items():
+        if vhash is None:
+            by_key.pop(khash, None)
+        else:
+            by_key[khash] = khash + vhash
+    return b"".join(sorted(by_key.values()))
+
+
+class StateTree:
+    """The in-memory upper tree over bucket hashes (``2 * 2**16`` node hashes, ~8 MB).
+
+    It also keeps a bounded cache of *committed* bucket contents: a LevelDB prefix scan per
+    touched bucket was the largest part of :meth:`preview`. A cached bucket is one ``bytes``
+    of its sorted ``key hash || value hash`` records, exactly what its hash covers: compact,
+    hashed without re-joining, and no work for the garbage collector (a dict per bucket
+    measurably was). The cache relies on the rule the node hashes already rely on: the tree
+    describes the committed state of the one ``l/`` index it is used with, and :meth:`apply`
+    is called with each delta once its ``leaf_writes`` are committed there
+    (``LedgerStore.commit_block`` then ``apply``, as the engine does). :meth:`preview` only
+    reads the cache and fills it from ``reader`` (committed data), so previews of blocks
+    that are never applied leave no trace in it. Given another reader object than the one
+    the cache was filled from, the tree drops the cache and starts over.
+    """
+
+    def __init__(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        """``cache_entries`` bounds the bucket cache (one unit per bucket plus one per entry;
+        0 turns it off: every preview reads its buckets from the reader)."""
         # levels[0] are bucket hashes; levels[DEPTH] is [root].
         self.levels: list[list[bytes]] = [
             [EMPTY_AT_LEVEL[level]] * (NUM_BUCKETS >> level) for level in range(DEPTH + 1)
         ]
+        self._cache_limit = max(0, cache_entries)
+        # bucket -> its records; least recently used first, evicted whole from the front.
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_size = 0  # sum of 1 + entries over the cached buckets
+        self._cache_reader: LeafReader | None = None
+        # The touched buckets' records after each recent preview's writes, by id of its
+        # delta (kept alongside, so an id cannot be mistaken for a later object's): applying
+        # that delta swaps them into the cache instead of redoing every write. Only valid on
+        # top of the committed state they were previewed on, so emptied by every apply.
+        self._previews: OrderedDict[int, tuple[StateDelta, dict[int, bytes]]] = OrderedDict()
 
     @property
     def root(self) -> bytes:
         return self.levels[DEPTH][0]
 
     @classmethod
-    def load(cls, reader: LeafReader) -> StateTree:
-        """Rebuild from the ``l/`` index in the store (done once at start-up)."""
-        tree = cls()
+    def load(cls, reader: LeafReader, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> StateTree:
+        """Rebuild from the ``l/`` index in the store (done once at start-up).
+
+        The full scan reads every bucket anyway, so it also warms the bucket cache (as far
+        as the bound allows): the first blocks after a restart need no scans either.
+        """
+        tree = cls(cache_entries)
         buckets: dict[int, list[tuple[bytes, bytes]]] = {}
+        cut = len(LEAF_PREFIX)
         for key, vhash in reader.scan(LEAF_PREFIX):
-            khash = key[len(LEAF_PREFIX) :]
+            khash = key[cut:]
             buckets.setdefault(bucket_of(khash), []).append((khash, vhash))
-        bucket_nodes = {(0, b): bucket_hash(entries) for b, entries in buckets.items()}
+        bucket_nodes: dict[int, bytes] = {}
+        records: dict[int, bytes | None] = {}
+        for bucket, entries in buckets.items():
+            entries.sort()
+            joined = b"".join([k + v for k, v in entries])
+            bucket_nodes[bucket] = leaf_hash(joined)  # == bucket_hash(entries)
+            well_formed = all(len(k) == len(v) == _HASH_SIZE for k, v in entries)
+            records[bucket] = joined if well_formed else None
         nodes = tree._with_parents(bucket_nodes) if bucket_nodes else {}
         tree.apply(StateDelta(nodes.get((DEPTH, 0), tree.root), {}, nodes))
+        tree._warm(reader, records)
         return tree
 
-    def _with_parents(self, bucket_nodes: Mapping[tuple[int, int], bytes]) -> dict[
-        tuple[int, int], bytes
-    ]:
-        changed = dict(bucket_nodes)
-        dirty = sorted({index for _, index in bucket_nodes})
+    def _with_parents(self, bucket_nodes: Mapping[int, bytes]) -> dict[tuple[int, int], bytes]:
+        """New bucket hashes (bucket -> hash) and every node above them, by (level, index).
+
+        Written for speed (~16,000 node hashes per block of a few thousand writes): one
+        int-keyed dict per level, each parent hashed once from whichever child comes first,
+        no sorting, and the ``(level, index)`` keys of the result built in C by ``zip``.
+        """
+        sha256 = hashlib.sha256
+        levels = self.levels
+        nodes: dict[tuple[int, int], bytes] = dict(
+            zip(zip(repeat(0), bucket_nodes), bucket_nodes.values(), strict=True)
+        )
+        current: Mapping[int, bytes] = bucket_nodes
         for level in range(1, DEPTH + 1):
-            parents = sorted({index >> 1 for index in dirty})
-            for parent in parents:
-                left = changed.get((level - 1, 2 * parent), self.levels[level - 1][2 * parent])
-                right = changed.get(
-                    (level - 1, 2 * parent + 1), self.levels[level - 1][2 * parent + 1]
-                )
-                changed[(level, parent)] = node_hash(left, right)
-            dirty = parents
-        return changed
+            below = levels[level - 1]
+            parents: dict[int, bytes] = {}
+            for index, digest in current.items():
+                # node_hash(left, right), inlined.
+                if index & 1:
+                    if index - 1 in current:
+                        continue  # hashed (or to be hashed) from the left sibling
+                    parents[index >> 1] = sha256(b"\x01" + below[index - 1] + digest).digest()
+                else:
+                    right = current.get(index + 1)
+                    if right is None:
+                        right = below[index + 1]
+                    parents[index >> 1] = sha256(b"\x01" + digest + right).digest()
+            nodes.update(zip(zip(repeat(level), parents), parents.values(), strict=True))
+            current = parents
+        return nodes
 
     def preview(
         self, writes: Mapping[bytes, bytes | None], reader: LeafReader
     ) -> StateDelta:
         """The tree after ``writes`` (full state key -> value or None), without applying.
 
-        ``reader`` gives the committed ``l/`` entries of each touched bucket.
+        ``reader`` gives the committed ``l/`` entries of each touched bucket (read through
+        the cache). The tree does not change; its cache only gains committed buckets it had
+        to read, so a preview of a block that is never applied changes nothing it answers.
         """
+        sha256 = hashlib.sha256
+        # key_hash / value_hash of every write, looped in C where the shape allows.
+        khashes = list(map(_DIGEST, map(sha256, writes)))
+        vhashes = [None if value is None else sha256(value).digest() for value in writes.values()]
+        leaf_writes: dict[bytes, bytes | None] = dict(
+            zip(map(add, repeat(LEAF_PREFIX), khashes), vhashes, strict=True)
+        )
         by_bucket: dict[int, dict[bytes, bytes | None]] = {}
-        leaf_writes: dict[bytes, bytes | None] = {}
-        for key, value in writes.items():
-            khash = key_hash(key)
-            vhash = None if value is None else value_hash(value)
-            by_bucket.setdefault(bucket_of(khash), {})[khash] = vhash
-            leaf_writes[LEAF_PREFIX + khash] = vhash
-        bucket_nodes: dict[tuple[int, int], bytes] = {}
-        for bucket, changes in by_bucket.items():
-            entries = self._bucket_entries(reader, bucket)
-            for khash, vhash in changes.items():
-                if vhash is None:
-                    entries.pop(khash, None)
-                else:
-                    entries[khash] = vhash
-            bucket_nodes[(0, bucket)] = bucket_hash(list(entries.items()))
-        nodes = self._with_parents(bucket_nodes) if bucket_nodes else {}
-        root = nodes.get((DEPTH, 0), self.root)
-        return StateDelta(root, leaf_writes, nodes)
+        for khash, vhash in zip(khashes, vhashes, strict=True):
+            bucket = khash[0] << 8 | khash[1]  # bucket_of(khash): 32-byte hash, DEPTH 16
+            changes = by_bucket.get(bucket)
+            if changes is None:
+                by_bucket[bucket] = {khash: vhash}
+            else:
+                changes[khash] = vhash
+        if not by_bucket:
+            return StateDelta(self.root, leaf_writes, {})
+        if reader is not self._cache_reader:
+            self._bind(reader)
+        cached = self._cache.get
+        touch = self._cache.move_to_end
+        # With the cache on, a bucket whose committed hash is the empty bucket's is known to
+        # be empty without a read: the tree describes the reader's committed state (its
+        # hashes are computed on that), and no records hash like none (SHA-256).
+        bucket_level = self.levels[0] if self._cache_limit else None
+        bucket_nodes: dict[int, bytes] = {}
+        after: dict[int, bytes] = {}
+        # In bucket order: tables indexed by bucket (the cache, the tree levels) are then
+        # walked in memory order, which measured faster than write order; _with_parents keeps it.
+        for bucket in sorted(by_bucket):
+            records = cached(bucket)
+            if records is not None:
+                touch(bucket)  # least recently used goes first
+            elif bucket_level is not None and bucket_level[bucket] == _EMPTY_BUCKET:
+                records = b""
+            else:
+                records = self._read_bucket(reader, bucket)
+            if records is None:  # entries of unexpected sizes: the plain way, not cached
+                entries = self._bucket_entries(reader, bucket)
+                for khash, vhash in by_bucket[bucket].items():
+                    if vhash is None:
+                        entries.pop(khash, None)
+                    else:
+                        entries[khash] = vhash
+                bucket_nodes[bucket] = bucket_hash(list(entries.items()))
+                continue
+            records = after[bucket] = _merge(records, by_bucket[bucket])
+            bucket_nodes[bucket] = sha256(b"\x00" + records).digest()  # bucket_hash()
+        nodes = self._with_parents(bucket_nodes)
+        delta = StateDelta(nodes[(DEPTH, 0)], leaf_writes, nodes)
+        if self._cache_limit:
+            previews = self._previews
+            previews[id(delta)] = (delta, after)
+            while len(previews) > MAX_PENDING_PREVIEWS:
+                previews.popitem(last=False)
+        return delta
 
     def apply(self, delta: StateDelta) -> None:
+        """Make ``delta`` (previewed on this tree) the committed state.
+
+        Call it once ``delta.leaf_writes`` are committed to the reader's store: the cached
+        buckets take the same writes, so the cache keeps matching the store unread.
+        """
+        levels = self.levels
         for (level, index), value in delta.nodes.items():
-            self.levels[level][index] = value
+            levels[level][index] = value
+        previewed = self._previews.pop(id(delta), None)
+        self._previews.clear()  # previewed on the state before this one: stale now
+        if previewed is not None and previewed[0] is delta:
+            self._cache_buckets(previewed[1])
+        elif self._cache and delta.leaf_writes:
+            self._cache_writes(delta.leaf_writes)
+
+    # --- the committed-bucket cache ---------------------------------------------------------
+
+    def _bind(self, reader: LeafReader) -> None:
+        """Start over if ``reader`` is not the one the cached buckets came from."""
+        if reader is not self._cache_reader:
+            self._cache.clear()
+            self._cache_size = 0
+            self._previews.clear()
+            self._cache_reader = reader
+
+    def _warm(self, reader: LeafReader, found: Mapping[int, bytes | None]) -> None:
+        """Cache what a full scan of ``reader`` found (None: not cacheable), within bounds.
+
+        Empty buckets need no entry: their committed hash already says they are empty.
+        """
+        if not self._cache_limit:
+            return
+        self._bind(reader)
+        budget = self._cache_limit - self._cache_size
+        fill: dict[int, bytes] = {}
+        for bucket, records in found.items():
+            if records is None:
+                continue
+            budget -= 1 + len(records) // _RECORD_SIZE
+            if budget < 0:
+                break
+            fill[bucket] = records
+        self._cache_buckets(fill)
+
+    def _read_bucket(self, reader: LeafReader, bucket: int) -> bytes | None:
+        """The committed records of an uncached ``bucket``, from ``reader``, now cached.
+
+        None (and nothing cached) if an entry is not a 32-byte key hash and value hash,
+        which only a damaged store holds: such a bucket is never cached.
+        """
+        entries = self._bucket_entries(reader, bucket)
+        if any(len(k) != _HASH_SIZE or len(v) != _HASH_SIZE for k, v in entries.items()):
+            return None
+        records = b"".join(sorted([k + v for k, v in entries.items()]))
+        self._cache_buckets({bucket: records})
+        return records
+
+    def _cache_buckets(self, buckets: Mapping[int, bytes]) -> None:
+        """Cache (or replace) whole committed buckets, then evict down to the bound.
+
+        New buckets go in as most recently used; a replaced one keeps its place (it was
+        moved to the end when the preview that replaces it read it). Empty buckets are not
+        kept: a preview knows them by their hash.
+        """
+        cache = self._cache
+        limit = self._cache_limit
+        size = self._cache_size
+        per_entry = _RECORD_SIZE
+        for bucket, records in buckets.items():
+            cost = 1 + len(records) // per_entry
+            old = cache.get(bucket)
+            if old is not None:
+                size -= 1 + len(old) // per_entry
+                if cost > limit or not records:
+                    del cache[bucket]
+                    continue
+            elif cost > limit or not records:
+                continue  # too big, or empty (known from its hash)
+            cache[bucket] = records  # a replaced bucket keeps its place: it was just read
+            size += cost
+        while size > limit:
+            _, evicted = cache.popitem(last=False)
+            size -= 1 + len(evicted) // per_entry
+        self._cache_size = size
+
+    def _cache_writes(self, leaf_writes: Mapping[bytes, bytes | None]) -> None:
+        """Apply committed ``l/`` writes to the buckets that are cached.
+
+        For deltas this tree did not preview (or not last): slower than swapping in the
+        previewed buckets, but right whatever the delta was previewed on.
+        """
+        cache = self._cache
+        cut = len(LEAF_PREFIX)
+        by_bucket: dict[int, dict[bytes, bytes | None]] = {}
+        for key, vhash in leaf_writes.items():
+            if (not key.startswith(LEAF_PREFIX) or len(key) != cut + _HASH_SIZE
+                    or (vhash is not None and len(vhash) != _HASH_SIZE)):
+                # Not a leaf write as this tree makes them: do not guess, forget everything.
+                cache.clear()
+                self._cache_size = 0
+                return
+            khash = key[cut:]
+            bucket = khash[0] << 8 | khash[1]
+            if bucket in cache:  # else the next read scans the store, which has the write
+                by_bucket.setdefault(bucket, {})[khash] = vhash
+        self._cache_buckets(
+            {bucket: _merge(cache[bucket], changes) for bucket, changes in by_bucket.items()}
+        )
 
     @staticmethod
     def _bucket_entries(reader: LeafReader, bucket: int) -> dict[bytes, bytes]:
         prefix = LEAF_PREFIX + bucket.to_bytes(2, "big")
-        return {key[len(LEAF_PREFIX) :]: vhash for key, vhash in reader.scan(prefix)}
+        cut = len(LEAF_PREFIX)
+        return {key[cut:]: vhash for key, vhash in reader.scan(prefix)}
 
     def prove(self, key: bytes, reader: LeafReader) -> StateProof:
-        """Proof for ``key`` against the current root (committed state only)."""
+        """Proof for ``key`` against the current root (committed state only).
+
+        Reads ``reader`` directly, not the cache: proofs are rare and served from what the
+        store holds.
+        """
         bucket = bucket_of(key_hash(key))
         entries = tuple(sorted(self._bucket_entries(reader, bucket).items()))
         path = []
