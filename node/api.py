@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -37,6 +37,18 @@ MSGPACK = "application/msgpack"
 SSE_BATCH = 500  # records per write of the event stream
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _bytes_to_hex(value: Any) -> Any:
+    """What ``json`` cannot write itself: bytes as hex; other mappings and sequences a
+    contract may have put in an event's attributes as their plain forms."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class ApiError(Exception):
@@ -431,7 +443,9 @@ class Api:
 
     @staticmethod
     def _sse_bytes(record: dict[str, Any]) -> bytes:
-        data = json.dumps(to_json(record), separators=(",", ":"))
+        # Records hold only str keys, JSON scalars, lists/tuples and bytes: json's
+        # ``default`` hook turns the bytes into hex without walking every record in Python.
+        data = json.dumps(record, separators=(",", ":"), default=_bytes_to_hex)
         event_id = f"{record['height']}:{record['index']}:{record['seq']}"
         return f"id: {event_id}\nevent: {record['type']}\ndata: {data}\n\n".encode()
 

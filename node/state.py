@@ -86,6 +86,9 @@ class Overlay:
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Merge the base's sorted scan with this overlay's writes, in key order."""
         pending = self._pending(prefix)
+        if not pending:  # the common case: nothing written under this prefix yet
+            yield from self.base.scan(prefix)
+            return
         base_iter = self.base.scan(prefix)
         base_item = next(base_iter, None)
         index = 0

@@ -1,0 +1,30 @@
+"""Event records as the stream writes them: the ``default`` hook gives the same JSON as
+the explicit ``to_json`` walk it replaced (bytes as hex, tuples and views as plain forms)."""
+
+from __future__ import annotations
+
+import json
+from types import MappingProxyType
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.api import _bytes_to_hex
+from node.jsonform import to_json
+
+leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+                   st.text(max_size=8), st.binary(max_size=8))
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        st.dictionaries(st.text(max_size=5), inner, max_size=3).map(MappingProxyType)),
+    max_leaves=12)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=6), values, max_size=5))
+def test_stream_json_equals_the_explicit_conversion(record):
+    fast = json.dumps(record, separators=(",", ":"), default=_bytes_to_hex)
+    assert fast == json.dumps(to_json(record), separators=(",", ":"))
