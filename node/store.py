@@ -46,6 +46,23 @@ class StoreError(RuntimeError):
     """
 
 
+LEVELDB_OPTIONS: dict[str, int] = {
+    "bloom_filter_bits": 10,
+    "write_buffer_size": 64 << 20,
+    "lru_cache_size": 64 << 20,
+    "max_file_size": 8 << 20,
+}
+"""LevelDB tuning for a ledger's write pattern (one large synced batch per block).
+
+Why: with LevelDB's defaults (4 MB memtable, 2 MB tables, no filters) background
+compaction cost more CPU than execution itself. Committing 100 blocks of 1,000 clearance
+orders through the engine (proposer path, one process) measured 508 µs of CPU per
+transaction with the defaults and 334 µs with these settings; the bloom filters also make
+the "is this transaction already committed?" miss on every admission a filter probe.
+Memory: at most ~2 memtables (128 MB) plus the 64 MB block cache per node, allocated as used.
+"""
+
+
 def height_key(prefix: bytes, height: int) -> bytes:
     return prefix + height.to_bytes(8, "big")
 
@@ -84,7 +101,7 @@ class LedgerStore:
         """Open (or create) the store at ``path`` for this chain; raises StoreError."""
         os.makedirs(path, exist_ok=True)
         try:
-            db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True)
+            db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True, **LEVELDB_OPTIONS)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise StoreError(
