@@ -47,7 +47,7 @@ def cmd_network_init(args: argparse.Namespace) -> int:
 
 
 def cmd_node_start(args: argparse.Namespace) -> int:
-    from node.app import NodeStartError, run_node, setup_logging
+    from node.app import NodeStartError, event_loop_factory, run_node, setup_logging
     from node.config import ConfigError, load_config
     from node.registry import ContractLoadError
     from node.store import StoreError
@@ -59,7 +59,8 @@ def cmd_node_start(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     setup_logging(config.log_level, config.log_format)
     try:
-        asyncio.run(run_node(config))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run_node(config))
     except (NodeStartError, StoreError, ContractLoadError, ConfigError) as exc:
         raise CliError(str(exc)) from None
     return 0

@@ -1,5 +1,5 @@
-"""Event records as the stream writes them: the ``default`` hook gives the same JSON as
-the explicit ``to_json`` walk it replaced (bytes as hex, tuples and views as plain forms)."""
+"""Event records as the stream writes them (the ``default`` hook gives the same JSON as the
+explicit ``to_json`` walk it replaced), and the event loop a node runs on."""
 
 from __future__ import annotations
 
@@ -28,3 +28,14 @@ values = st.recursive(
 def test_stream_json_equals_the_explicit_conversion(record):
     fast = json.dumps(record, separators=(",", ":"), default=_bytes_to_hex)
     assert fast == json.dumps(to_json(record), separators=(",", ":"))
+
+
+def test_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for(monkeypatch):
+    import uvloop
+
+    from node.app import event_loop_factory
+
+    monkeypatch.delenv("JANGBU_EVENT_LOOP", raising=False)
+    assert event_loop_factory() is uvloop.new_event_loop
+    monkeypatch.setenv("JANGBU_EVENT_LOOP", "asyncio")
+    assert event_loop_factory() is None
