@@ -77,7 +77,10 @@ GUARD_KEY = b"v/guard"
 WAL_PREFIX = b"w/"
 EVIDENCE_PREFIX = b"e/"
 SYNC_BATCH_BLOCKS = 64
-SYNC_BATCH_BYTES = 6 * 1024 * 1024
+SYNC_BATCH_BYTES = canonical.MAX_MESSAGE_BYTES - 64 * 1024
+"""Block and certificate bytes per sync response: the whole response is one canonical
+message, so it must stay under the message limit (a block alone always fits: blocks are
+capped below it by ``max_block_bytes``)."""
 STATUS_INTERVAL_S = 1.0
 REGOSSIP_AFTER_S = 0.5
 TX_GOSSIP_INTERVAL_S = 0.01
@@ -109,6 +112,28 @@ class Committed:
     index: int
     receipt: Any
     block_hash: bytes
+
+
+def sync_batch(store: LedgerStore, start: int) -> list[list[Any]]:
+    """``[block bytes, certificate]`` from ``start`` on, as many as fit one sync response.
+
+    Regression: the budget was once larger than the message limit, so with full blocks the
+    response could not be encoded, the serving node dropped the request, and a wiped node
+    never caught up.
+    """
+    items: list[list[Any]] = []
+    size = 0
+    for height in range(start, min(store.height, start + SYNC_BATCH_BLOCKS - 1) + 1):
+        raw = store.get_block_bytes(height)
+        commit = store.get_commit(height)
+        if raw is None or commit is None:
+            break
+        cost = len(raw) + len(canonical.encode(commit))
+        if items and size + cost > SYNC_BATCH_BYTES:
+            break
+        size += cost
+        items.append([raw, commit])
+    return items
 
 
 class ConsensusDriver:
@@ -334,18 +359,7 @@ class ConsensusDriver:
         if not self._take_serve_token(sender):
             self.metrics.inc("jangbu_p2p_throttled_total")
             return  # a flood of sync requests must not make us re-read the chain for it
-        items: list[Any] = []
-        size = 0
-        for height in range(start, min(self.store.height, start + SYNC_BATCH_BLOCKS - 1) + 1):
-            raw = self.store.get_block_bytes(height)
-            commit = self.store.get_commit(height)
-            if raw is None or commit is None:
-                break
-            size += len(raw)
-            items.append([raw, commit])
-            if size > SYNC_BATCH_BYTES:
-                break
-        self.send(sender, {"t": "blocks", "items": items})
+        self.send(sender, {"t": "blocks", "items": sync_batch(self.store, start)})
 
     # --- the loop ---------------------------------------------------------------------------
 

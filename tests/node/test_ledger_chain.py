@@ -136,3 +136,33 @@ def test_certified_block_still_fails_on_wrong_state_root(tmp_path):
     with pytest.raises(BlockError, match="state_root"):
         engine_b.validate_block(forged, certified=True)
     assert engine_b.validate_block(block, certified=True).state_root == block.header.state_root
+
+
+def test_sync_responses_of_full_blocks_fit_one_message(tmp_path):
+    """Regression: the sync budget (6 MiB) exceeded the 4 MiB message limit, so a node
+    serving full blocks could not encode its answer and a wiped node never caught up."""
+    from node.driver import sync_batch
+
+    genesis = make_genesis()
+    store, engine = open_engine(str(tmp_path / "data"), genesis)
+    validator, admin = seed_key("v0"), seed_key("admin")
+    last_commit = None
+    for h in range(1, 9):  # eight blocks of ~1 MiB (oversized args: recorded as failures)
+        txs = [Transaction.create(admin, CHAIN_ID, "membership", "add_member",
+                                  {"pubkey": "00" * 32, "label": "x" * 60_000}, h * 100 + i)
+               for i in range(17)]
+        block = engine.build_block(proposer=validator.verify_key.encode(),
+                                   time_ms=T0 + h * 1000, txs=txs, last_commit=last_commit)
+        assert len(block.encoded) > 1_000_000
+        last_commit = certify(h, block.hash, [validator])
+        engine.commit(block, last_commit)
+    served, start = [], 1
+    while start <= store.height:
+        items = sync_batch(store, start)
+        assert items, "every response carries at least one block"
+        assert len(canonical.encode({"t": "blocks", "items": items})) \
+            <= canonical.MAX_MESSAGE_BYTES
+        served.extend(items)
+        start += len(items)
+    assert [raw for raw, _ in served] == [store.get_block_bytes(h) for h in range(1, 9)]
+    store.close()
