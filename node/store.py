@@ -20,7 +20,7 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import plyvel
@@ -84,13 +84,83 @@ class _PrefixReader:
             yield key[cut:], value
 
 
+class _CachedStateReader(_PrefixReader):
+    """The committed-state reader, remembering the results of small prefix scans.
+
+    Contracts scan short prefixes on every call (the clearance contract reads the group of
+    the buyer's orders of the day and the restricted lists for each new order); each scan
+    opens a LevelDB iterator and seeks every level, which profiles showed as the largest
+    store cost. State changes only through :meth:`LedgerStore.commit_block`, which calls
+    :meth:`invalidate` with every written key, so a remembered scan is always the committed
+    truth. Bounded: scans of at most ``max_items`` results, at most ``max_prefixes`` of them.
+    """
+
+    def __init__(self, db: Any, prefix: bytes, *, max_prefixes: int = 50_000,
+                 max_items: int = 64) -> None:
+        super().__init__(db, prefix)
+        self.max_prefixes = max_prefixes
+        self.max_items = max_items
+        self._scans: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._lengths: dict[int, int] = {}  # prefix length -> how many remembered
+        self._generation = 0  # bumped by every invalidation
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        cached = self._scans.get(prefix)
+        if cached is not None:
+            yield from cached
+            return
+        generation = self._generation
+        items: list[tuple[bytes, bytes]] | None = []
+        for item in super().scan(prefix):
+            if items is not None:
+                items.append(item)
+                if len(items) > self.max_items:
+                    items = None  # too large to remember; keep streaming
+            yield item
+        # Only a scan run to its end, with no commit in between, is remembered.
+        if items is not None and generation == self._generation:
+            self._remember(prefix, items)
+
+    def _remember(self, prefix: bytes, items: list[tuple[bytes, bytes]]) -> None:
+        if len(self._scans) >= self.max_prefixes:
+            oldest = next(iter(self._scans))
+            self._forget(oldest)
+        self._scans[prefix] = items
+        self._lengths[len(prefix)] = self._lengths.get(len(prefix), 0) + 1
+
+    def _forget(self, prefix: bytes) -> None:
+        if self._scans.pop(prefix, None) is not None:
+            left = self._lengths[len(prefix)] - 1
+            if left:
+                self._lengths[len(prefix)] = left
+            else:
+                del self._lengths[len(prefix)]
+
+    def invalidate(self, keys: Iterable[bytes]) -> None:
+        """Forget every remembered scan whose prefix one of ``keys`` starts with."""
+        self._generation += 1
+        if not self._scans:
+            return
+        lengths = list(self._lengths)
+        scans = self._scans
+        for key in keys:
+            for length in lengths:
+                if length <= len(key) and key[:length] in scans:
+                    self._forget(key[:length])
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._scans.clear()
+        self._lengths.clear()
+
+
 class LedgerStore:
     """One node's copy of the ledger."""
 
     def __init__(self, db: Any, path: str) -> None:
         self.db = db
         self.path = path
-        self.state = _PrefixReader(db, STATE_PREFIX)
+        self.state = _CachedStateReader(db, STATE_PREFIX)
         self.leaves = _PrefixReader(db, b"")  # StateTree scans b"l/..." itself
         self._height = self._read_height()
 
@@ -165,6 +235,7 @@ class LedgerStore:
             raise StoreError("store is already initialised")
         tree = StateTree()
         delta = tree.preview(dict(state), self.leaves)
+        self.state.clear()
         with self.db.write_batch(sync=True) as batch:
             for key, value in state.items():
                 batch.put(STATE_PREFIX + key, value)
@@ -268,6 +339,15 @@ class LedgerStore:
             raise StoreError(f"refusing to commit height {height} on top of {self._height}")
         if len(receipts) != len(block.txs):
             raise StoreError("receipt count does not match transaction count")
+        try:
+            self._write_block(block, commit, receipts, state_writes, delta)
+        finally:  # also when the write failed: the cache must never outlive what it saw
+            self.state.invalidate(state_writes)
+        self._height = height
+
+    def _write_block(self, block: Block, commit: Any, receipts: Sequence[Receipt],
+                     state_writes: Mapping[bytes, bytes | None], delta: StateDelta) -> None:
+        height = block.height
         with self.db.write_batch(sync=True) as batch:
             batch.put(height_key(b"b/", height), block.encoded)
             batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
@@ -289,7 +369,6 @@ class LedgerStore:
                 else:
                     batch.put(key, vhash)
             batch.put(META_HEIGHT, height.to_bytes(8, "big"))
-        self._height = height
 
 
 __all__ = ["LEAF_PREFIX", "LedgerStore", "StoreError"]
