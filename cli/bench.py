@@ -156,6 +156,9 @@ class Bench:
                     now = time.perf_counter()
                     pending += chunk
                     complete, _, pending = pending.rpartition(b"\n\n")
+                    if b"event: overflow" in complete:
+                        raise CliError(f"{self.urls[index]} dropped the benchmark's event "
+                                       "stream (it fell behind); results would be partial")
                     for tx in TX_FIELD.findall(complete):
                         tx_hex = tx.decode()
                         if tx_hex not in self.committed_at and self.node_of.get(tx_hex) == index:
@@ -231,7 +234,8 @@ class Bench:
         expected = len(txs) - self.rejected
         deadline = time.perf_counter() + 60
         shown = -1
-        while len(self.committed_at) < expected and time.perf_counter() < deadline:
+        while (len(self.committed_at) < expected and time.perf_counter() < deadline
+               and not any(task.done() for task in followers)):
             await asyncio.sleep(0.25)
             if not quiet and len(self.committed_at) != shown:
                 shown = len(self.committed_at)
@@ -242,7 +246,9 @@ class Bench:
         stop.set()
         for task in followers:
             task.cancel()
-        await asyncio.gather(*followers, return_exceptions=True)
+        for outcome in await asyncio.gather(*followers, return_exceptions=True):
+            if isinstance(outcome, CliError):
+                raise outcome
         last_commit = max(self.committed_at.values(), default=t0)
         latencies = [(self.committed_at[h] - self.sent_at[h]) * 1000 for h in self.committed_at]
         async with Client(self.urls[0]) as c:

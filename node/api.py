@@ -19,7 +19,7 @@ from aiohttp import web
 from consensus import canonical
 from contracts.sdk import ContractError, Member
 from node import merkle
-from node.block import result_leaf
+from node.block import result_leaf_from_encoded
 from node.events import EventFilter, event_records
 from node.execution import member_lookup, run_query
 from node.jsonform import to_json
@@ -157,7 +157,7 @@ class Api:
             if block is None:
                 raise ApiError(404, "E_NOT_FOUND", f"no block at height {height}")
             receipts = store.receipts_of(height)
-            leaves = [result_leaf(tx.hash, r.to_obj())
+            leaves = [result_leaf_from_encoded(tx.hash, r.encoded)
                       for tx, r in zip(block.txs, receipts, strict=True)]
             cached = (block, receipts, merkle.MerkleTree(leaves), leaves)
             self._trees[height] = cached

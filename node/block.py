@@ -18,7 +18,10 @@ from consensus import canonical
 from node import merkle
 from node.tx import E_MALFORMED, TAG_TX, Transaction, TxError, body_from_encoded
 
-MAX_BLOCK_BYTES = 8 * 1024 * 1024 - 64 * 1024  # fits a transport frame with headroom
+MAX_BLOCK_BYTES = canonical.MAX_MESSAGE_BYTES - 512 * 1024
+"""The largest ``max_block_bytes`` a genesis may set: a block's transactions plus its
+header and previous certificate (up to 1,024 validators) must fit one canonical message,
+as a proposal and as a block-sync answer."""
 ZERO_HASH = b"\x00" * 32
 
 E_BAD_BLOCK = "E_BAD_BLOCK"

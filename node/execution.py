@@ -58,8 +58,11 @@ class Receipt:
 
     @cached_property
     def encoded(self) -> bytes:
-        """Canonical bytes, computed once: they are both hashed (results root) and stored."""
-        return canonical.encode(self.to_obj())
+        """Canonical bytes, computed once: they are both hashed (results root) and stored.
+
+        Checked one level deep, as they sit in their results leaf ``{tx, receipt}``.
+        """
+        return canonical.encode(self.to_obj(), depth=1)
 
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any]) -> Receipt:
@@ -170,8 +173,13 @@ def execute_call(
         return Receipt(exc.code, exc.message)
     except canonical.CanonicalError as exc:
         return Receipt(exc.code, str(exc))
+    receipt = Receipt(OK, "", tuple(ctx.events))
+    try:
+        _ = receipt.encoded  # events a contract emitted that cannot be recorded fail the call
+    except canonical.CanonicalError as exc:
+        return Receipt(exc.code, f"events cannot be recorded: {exc}")
     tx_overlay.merge_into(block)
-    return Receipt(OK, "", tuple(ctx.events))
+    return receipt
 
 
 def run_query(

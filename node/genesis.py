@@ -19,6 +19,7 @@ from typing import Any
 from consensus import canonical
 from consensus.core import ConsensusParams as CoreParams
 from contracts import membership
+from node.block import MAX_BLOCK_BYTES
 from node.state import state_key
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -196,6 +197,8 @@ def parse_genesis(obj: Any) -> Genesis:
                  f"consensus.{name}", "must be a non-negative integer")
     params = ConsensusParams(**{**defaults, **params_raw})
     _require(params.max_block_txs >= 1, "consensus.max_block_txs", "must be at least 1")
+    _require(1 <= params.max_block_bytes <= MAX_BLOCK_BYTES, "consensus.max_block_bytes",
+             f"must be between 1 and {MAX_BLOCK_BYTES} (a block must fit one message)")
 
     try:
         canonical.encode(obj)

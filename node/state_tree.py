@@ -46,7 +46,7 @@ _DIGEST = type(hashlib.sha256()).digest  # unbound, for map()
 # cached, a larger one in part (least recently used buckets are evicted).
 DEFAULT_CACHE_ENTRIES = 1 << 19
 # Previews whose touched buckets are kept for a fast apply (a few candidate blocks a height).
-MAX_PENDING_PREVIEWS = 4
+MAX_PENDING_PREVIEWS = 2
 _HASH_SIZE = 32
 _EMPTY_BUCKET = EMPTY_AT_LEVEL[0]
 _RECORD_SIZE = 2 * _HASH_SIZE  # one bucket entry as cached: key hash || value hash
@@ -279,7 +279,10 @@ class StateTree:
             bucket_nodes[bucket] = sha256(b"\x00" + records).digest()  # bucket_hash()
         nodes = self._with_parents(bucket_nodes)
         delta = StateDelta(nodes[(DEPTH, 0)], leaf_writes, nodes)
-        if self._cache_limit:
+        # Held for apply() only while small against the cache bound (each record is a
+        # 64-byte key hash + value hash); otherwise apply() updates from leaf_writes.
+        held = sum(len(records) for records in after.values()) // 64 + len(after)
+        if self._cache_limit and held <= self._cache_limit // 4:
             previews = self._previews
             previews[id(delta)] = (delta, after)
             while len(previews) > MAX_PENDING_PREVIEWS:

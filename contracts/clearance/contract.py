@@ -20,7 +20,6 @@ State layout (namespace ``clearance``):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
@@ -445,7 +444,10 @@ class ClearanceContract(Contract):
 
     def __init__(self, *, parse_cache_size: int = PARSE_CACHE_SIZE) -> None:
         self.parse_cache_size = parse_cache_size
-        self._parsed_orders: OrderedDict[bytes, OrderArgs] = OrderedDict()
+        # tx hash -> (the args parsed, the result); weighed as 1 + items per order so that
+        # large orders count for what they hold.
+        self._parsed_orders: dict[bytes, tuple[Mapping[str, Any], OrderArgs]] = {}
+        self._parsed_weight = 0
 
     def check(self, call: Call) -> None:
         if call.action == "create_order":
@@ -464,7 +466,7 @@ class ClearanceContract(Contract):
                 self.process_create_order(ctx, call.args, tx_hash=call.tx_hash)
             finally:
                 # Executed: it will rarely be needed again (a re-execution just re-parses).
-                self._parsed_orders.pop(call.tx_hash, None)
+                self._forget_order(call.tx_hash)
             return
         handler: Callable[[Context, Mapping[str, Any]], None] = getattr(
             self, f"process_{call.action}")
@@ -477,20 +479,30 @@ class ClearanceContract(Contract):
         ``apply`` when the block executes); the parse is a pure function of ``args``, and
         ``tx_hash`` is the SHA-256 of the signed body that includes them, so one hash always
         stands for the same arguments and the same result. Only successes are kept (errors
-        are rare and re-raised by re-parsing), the result is immutable, and the oldest entry
-        goes first beyond ``parse_cache_size``. A hand-made ``Call`` without a real hash
-        (tools, tests) is parsed every time.
+        are rare and re-raised by re-parsing), the result is immutable, and the oldest entries
+        go first beyond ``parse_cache_size`` (one unit per order plus one per item). A
+        hand-made ``Call`` without a real hash (tools, tests) is parsed every time.
         """
         if len(tx_hash) != TX_HASH_SIZE:
             return parse_create_order(args)
         cache = self._parsed_orders
-        parsed = cache.get(tx_hash)
-        if parsed is None:
-            parsed = parse_create_order(args)
-            cache[tx_hash] = parsed
-            while len(cache) > self.parse_cache_size:
-                cache.popitem(last=False)
+        entry = cache.get(tx_hash)
+        # The hash is trusted only together with the arguments it was stored with: a
+        # caller passing a mismatched hash gets a fresh parse, never another order's.
+        if entry is not None and (entry[0] is args or entry[0] == args):
+            return entry[1]
+        parsed = parse_create_order(args)
+        self._forget_order(tx_hash)
+        cache[tx_hash] = (args, parsed)
+        self._parsed_weight += 1 + len(parsed.items)
+        while self._parsed_weight > self.parse_cache_size and cache:
+            self._forget_order(next(iter(cache)))
         return parsed
+
+    def _forget_order(self, tx_hash: bytes) -> None:
+        entry = self._parsed_orders.pop(tx_hash, None)
+        if entry is not None:
+            self._parsed_weight -= 1 + len(entry[1].items)
 
     def query(self, ctx: QueryContext, name: str, args: Mapping[str, Any]) -> Any:
         return queries.run(ctx, name, args)

@@ -249,7 +249,7 @@ def test_the_stored_order_does_not_share_the_cached_items():
     args = order_args(buyer=BUYERS[0])
     call = node_call(ledger, "seller", "create_order", args)
     contract.check(call)  # the mempool's admission fills the cache
-    parsed = contract._parsed_orders[call.tx_hash]
+    parsed = contract._parsed_orders[call.tx_hash][1]
     execute(ledger, call)
     order = ledger.query(C, "parcel", {"order_id": "O1"})
     assert order["items"] == [dict(entry) for entry in parsed.items]
@@ -257,13 +257,14 @@ def test_the_stored_order_does_not_share_the_cached_items():
 
 
 def test_the_cache_is_bounded_and_forgets_the_oldest_first():
-    contract = ClearanceContract(parse_cache_size=3)
+    contract = ClearanceContract(parse_cache_size=6)  # one unit per order + one per item
     calls = [Call(C, "create_order", order_args(f"O{i}", buyer=BUYERS[0]), b"", i,
                   canonical.digest(b"%d" % i)) for i in range(10)]
     for call in calls:
         contract.check(call)
-        assert len(contract._parsed_orders) <= 3
+        assert contract._parsed_weight <= 6
     assert list(contract._parsed_orders) == [call.tx_hash for call in calls[-3:]]
+    assert contract._parsed_weight == 6
     # A Call without a real transaction hash is never remembered.
     contract.check(Call(C, "create_order", order_args("O99", buyer=BUYERS[0]), b"", 1, b""))
     assert b"" not in contract._parsed_orders
@@ -465,3 +466,14 @@ def test_screening_with_known_kinds_equals_screening_without(lines, hs, keywords
 def test_create_order_parse_is_a_pure_function_of_its_arguments():
     args = order_args(buyer=BUYERS[1])
     assert parse_create_order(args) == parse_create_order(dict(args))
+
+
+def test_a_hash_reused_with_other_arguments_gets_its_own_parse():
+    """The cache trusts a hash only with the arguments it was stored with (review finding:
+    a caller building Calls with a placeholder hash must not get another order's parse)."""
+    contract = ClearanceContract()
+    same_hash = canonical.digest(b"placeholder")
+    first = contract.parse_order(order_args("O1", buyer=BUYERS[0]), same_hash)
+    second = contract.parse_order(order_args("O2", buyer=BUYERS[0]), same_hash)
+    assert (first.order_id, second.order_id) == ("O1", "O2")
+    assert contract.parse_order(order_args("O2", buyer=BUYERS[0]), same_hash) is second

@@ -166,3 +166,45 @@ def test_sync_responses_of_full_blocks_fit_one_message(tmp_path):
         start += len(items)
     assert [raw for raw, _ in served] == [store.get_block_bytes(h) for h in range(1, 9)]
     store.close()
+
+
+def test_a_call_whose_events_cannot_be_recorded_fails_alone(tmp_path):
+    """Regression: an event a contract emitted that is not canonical (a float, or nested
+    too deep for its results leaf) made block building raise, halting the chain. Now the
+    call fails with E_ENCODING, leaves no writes, and the block commits."""
+    from contracts.sdk import Contract
+    from node.block import result_leaf
+
+    class Emitter(Contract):
+        name = "emitter"
+        version = "1"
+
+        def check(self, call):
+            pass
+
+        def apply(self, ctx, call):
+            ctx.state.put("touched", 1)
+            value = 1.5 if call.args["kind"] == "float" else 0
+            for _ in range(call.args.get("depth", 0)):
+                value = [value]
+            ctx.emit("e", {"v": value})
+
+        def query(self, ctx, name, args):
+            return None
+
+    genesis = make_genesis()
+    store, engine = open_engine(str(tmp_path / "data"), genesis)
+    engine.contracts = {**engine.contracts, "emitter": Emitter()}
+    validator, admin = seed_key("v0"), seed_key("admin")
+    txs = [Transaction.create(admin, CHAIN_ID, "emitter", "go", args, i) for i, args in
+           enumerate([{"kind": "float"}, {"kind": "deep", "depth": 29},
+                      {"kind": "ok", "depth": 28}])]
+    block = engine.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1000,
+                               txs=txs, last_commit=None)
+    engine.commit(block, certify(1, block.hash, [validator]))
+    codes = [r.code for r in store.receipts_of(1)]
+    assert codes == ["E_ENCODING", "E_ENCODING", "OK"]
+    receipt = store.receipts_of(1)[2]
+    assert result_leaf(txs[2].hash, receipt.to_obj())  # the deepest allowed still encodes
+    assert store.get_state(b"emitter/touched") is not None  # only the good call wrote
+    store.close()

@@ -39,3 +39,29 @@ def test_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for(monkeyp
     assert event_loop_factory() is uvloop.new_event_loop
     monkeypatch.setenv("JANGBU_EVENT_LOOP", "asyncio")
     assert event_loop_factory() is None
+
+
+def test_publish_block_counts_events_and_builds_records_only_for_listeners():
+    import asyncio
+
+    from contracts.sdk import Event
+    from node.events import EventBus, EventFilter
+    from node.execution import Receipt
+
+    receipts = [Receipt("OK", "", (Event("c", "a", {"x": b"\x01"}, ("k",)),
+                                   Event("c", "b", {}, ()))), Receipt("E_ARGS", "no")]
+    hashes = [b"\x01" * 32, b"\x02" * 32]
+
+    async def go() -> None:
+        bus = EventBus()
+        bus.publish_block(1, 10, hashes, receipts)
+        assert bus.published == 2
+        sub = bus.subscribe(EventFilter(type="a"))
+        bus.publish_block(2, 20, hashes, receipts)
+        assert bus.published == 4
+        record = sub.queue.get_nowait()
+        assert (record["height"], record["tx"], record["type"], record["keys"]) == \
+            (2, hashes[0].hex(), "a", ["k"])
+        assert sub.queue.empty()
+
+    asyncio.run(go())

@@ -29,6 +29,10 @@ def raw():
     (lambda g: g["orgs"][0]["keys"][0].update(roles=["customs"]), "orgs[0].keys[0].roles"),
     (lambda g: g.update(consensus={"timeout_propose_ms": -5}), "consensus.timeout_propose_ms"),
     (lambda g: g.update(consensus={"bogus": 1}), "consensus.bogus"),
+    # a block that cannot fit one message could never be proposed or served by sync
+    (lambda g: g.update(consensus={"max_block_bytes": 4 * 1024 * 1024}),
+     "consensus.max_block_bytes"),
+    (lambda g: g.update(consensus={"max_block_bytes": 0}), "consensus.max_block_bytes"),
     (lambda g: g.update(contracts=[{"name": "clearance", "version": "1"}]), "contracts"),
     (lambda g: g["validators"][0].update(api="ftp://x"), "validators[0].api"),
 ])
