@@ -432,7 +432,7 @@ class Api:
                     break  # the node is shutting down
                 if sub.overflowed and sub.queue.empty():
                     # Dropped by the bus for falling behind: say so; the client resumes
-                    # with ?from_height= (docs/operations.md).
+                    # with ?from_height= (docs/operations.md section 7).
                     await response.write(b"event: overflow\ndata: {}\n\n")
                     break
         except (ConnectionResetError, asyncio.CancelledError):
