@@ -27,7 +27,7 @@ $(BIN)/python:
 
 # Reinstall only when the project metadata changes (the install is editable).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[speedups]'
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
