@@ -125,14 +125,14 @@ def sync_batch(store: LedgerStore, start: int) -> list[list[Any]]:
     size = 0
     for height in range(start, min(store.height, start + SYNC_BATCH_BLOCKS - 1) + 1):
         raw = store.get_block_bytes(height)
-        commit = store.get_commit(height)
-        if raw is None or commit is None:
+        commit_raw = store.get_commit_bytes(height)
+        if raw is None or commit_raw is None:
             break
-        cost = len(raw) + len(canonical.encode(commit))
+        cost = len(raw) + len(commit_raw)  # stored canonically: the size it travels at
         if items and size + cost > SYNC_BATCH_BYTES:
             break
         size += cost
-        items.append([raw, commit])
+        items.append([raw, canonical.decode(commit_raw)])
     return items
 
 

@@ -271,8 +271,12 @@ class LedgerStore:
         raw = self.get_block_bytes(height)
         return None if raw is None else Block.decode(raw)
 
+    def get_commit_bytes(self, height: int) -> bytes | None:
+        value: bytes | None = self.db.get(height_key(b"c/", height))
+        return value
+
     def get_commit(self, height: int) -> Any | None:
-        raw = self.db.get(height_key(b"c/", height))
+        raw = self.get_commit_bytes(height)
         return None if raw is None else canonical.decode(raw)
 
     def height_of_block(self, block_hash: bytes) -> int | None:
