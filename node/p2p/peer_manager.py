@@ -356,15 +356,32 @@ class PeerManager:
                     await writer.drain()
                 async with asyncio.timeout(step):
                     hello = await reader.readexactly(HELLO_SIZE)
-                writer.write(hs.receive_hello(hello))
-                async with asyncio.timeout(step):
-                    await writer.drain()
-                async with asyncio.timeout(step):
-                    header = await reader.readexactly(HEADER_SIZE)
+                auth = hs.receive_hello(hello)
+                # The dialler authenticates first; the answering end sends its own auth only
+                # once the dialler's passed every check. A stranger thus never completes a
+                # handshake, not even from its own side, and learns nothing signed by us.
+                answering = expected is None
+                if not answering:
+                    writer.write(auth)
+                    async with asyncio.timeout(step):
+                        await writer.drain()
+                try:
+                    async with asyncio.timeout(step):
+                        header = await reader.readexactly(HEADER_SIZE)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    if answering:
+                        raise
+                    raise HandshakeError("refused", "the peer closed the connection on our "
+                                         "auth: it does not accept our node key or chain id "
+                                         "(compare genesis files)") from None
                 length = hs.auth_body_length(header)
                 async with asyncio.timeout(step):
                     body = await reader.readexactly(length)
                 result = hs.receive_auth(header, body)
+                if answering:
+                    writer.write(auth)
+                    async with asyncio.timeout(step):
+                        await writer.drain()
         except TimeoutError:
             raise HandshakeError("timeout", "handshake step took too long") from None
         except (asyncio.IncompleteReadError, ConnectionError) as exc:

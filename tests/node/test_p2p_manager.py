@@ -273,12 +273,19 @@ async def test_invalid_unknown_key_is_refused_and_cannot_inject(
     a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
     intruder_key = make_key(66)
     with caplog.at_level(logging.WARNING, logger="node.p2p"):
-        reader, writer, result = await raw_handshake(a.mgr.port, intruder_key, {a.pubkey})
-        assert result.peer_pubkey == a.pubkey  # the intruder can check us, not vice versa
-        writer.write(result.sealer.seal(encode_message({"evil": True})))
+        # The answering end checks the dialler's auth before sending its own: an intruder's
+        # handshake ends with the connection closed, never with our signed auth.
+        with pytest.raises(asyncio.IncompleteReadError):
+            await raw_handshake(a.mgr.port, intruder_key, {a.pubkey})
+        # Nor can it inject by skipping ahead: a frame sent after its auth is never read.
+        reader, writer = await asyncio.open_connection(HOST, a.mgr.port)
+        hs = Handshake(chain_id=CHAIN, node_key=intruder_key, allowed={a.pubkey})
+        writer.write(hs.hello())
+        writer.write(hs.receive_hello(await reader.readexactly(HELLO_SIZE)))
+        writer.write(b"\x00" * 64)  # whatever it sends next goes nowhere
         await assert_closed_by_peer(reader)
         writer.close()
-    assert a.mgr.rejected["unknown_key"] == 1
+    assert a.mgr.rejected["unknown_key"] == 2
     assert any("unknown_key" in r.getMessage() for r in caplog.records)
     assert all(msg != {"evil": True} for msgs in a.inbox.values() for msg in msgs)
     assert pub(intruder_key) not in a.inbox
@@ -304,7 +311,9 @@ async def test_invalid_wrong_chain_id_is_refused(cluster: Cluster) -> None:
     allowed = allowed_for(keys)
     allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
     b = await cluster.add(Node(keys[1], allowed, chain_id="other-chain"))
-    await wait_until(lambda: a.mgr.rejected["chain_id"] >= 1 and b.mgr.rejected["chain_id"] >= 1)
+    # b dials a: a checks b's auth first and refuses it by name; b, never sent a's auth,
+    # is told it was refused (and a WARNING says to compare genesis files).
+    await wait_until(lambda: a.mgr.rejected["chain_id"] >= 1 and b.mgr.rejected["refused"] >= 1)
     assert a.mgr.connected_peers() == [] and b.mgr.connected_peers() == []
 
 
