@@ -45,7 +45,10 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=100)
     parser.add_argument("--txs-per-block", type=int, default=1000)
     parser.add_argument("--leveldb-defaults", action="store_true")
+    parser.add_argument("--pure-codec", action="store_true",
+                        help="the pure-Python canonical encoder instead of the compiled one")
     args = parser.parse_args()
+    canonical.use_compiled_encoder(not args.pure_codec)
     if args.leveldb_defaults:
         store_module.LEVELDB_OPTIONS.clear()
     ledger_support.CHAIN_ID = pipeline.CHAIN

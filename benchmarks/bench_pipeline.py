@@ -75,7 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--txs", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--pure-codec", action="store_true",
+                        help="the pure-Python canonical encoder instead of the compiled one")
     args = parser.parse_args()
+    canonical.use_compiled_encoder(not args.pure_codec)
     g = genesis()
     tmp = tempfile.mkdtemp()
     _store_a, engine_a, pool_a = open_engine(tmp + "/a", g)

@@ -23,7 +23,7 @@ for one purpose or one network can never be replayed as another.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -45,6 +45,19 @@ PUBKEY_SIZE = 32
 SIGNATURE_SIZE = 64
 
 
+def _load_compiled_encoder() -> Callable[[Any, int], bytes | None] | None:
+    """The compiled encoder (``consensus/_speedups.c``) if it was built.
+
+    It is optional: ``pip install`` builds it where a C compiler is present and quietly
+    skips it elsewhere; both encoders give the same bytes (property-tested).
+    """
+    try:
+        from consensus import _speedups  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _speedups.encode  # type: ignore[no-any-return]
+
+
 class CanonicalError(ValueError):
     """Input that is not in canonical form (wrong type, float, bad key, too big or too deep).
 
@@ -52,6 +65,22 @@ class CanonicalError(ValueError):
     """
 
     code = "E_ENCODING"
+
+
+_compiled_encode = _load_compiled_encoder()
+_fast_encode = _compiled_encode
+
+
+def use_compiled_encoder(enabled: bool) -> bool:
+    """Use the compiled encoder (the default when built) or the pure one; True if in use.
+
+    The switch exists to measure one against the other and to rule the C code out when
+    diagnosing; the node reads it from ``JANGBU_PURE_CODEC=1`` (node/app.py), since this
+    package reads no environment.
+    """
+    global _fast_encode
+    _fast_encode = _compiled_encode if enabled else None
+    return _fast_encode is not None
 
 
 def _normalise(obj: Any, depth: int) -> Any:
@@ -133,7 +162,23 @@ def encode(obj: Any, *, depth: int = 0) -> bytes:
 
     ``depth``: how deep ``obj`` will sit inside a larger canonical value, so that the
     nesting limit is checked for the whole (the bytes are the same either way).
+
+    The compiled encoder (``consensus/_speedups.c``), when built, writes the common plain
+    shapes directly; it answers ``None`` for anything else, which then takes the pure path
+    below, the one that decides what is canonical and names what is not.
     """
+    if _fast_encode is not None:
+        fast = _fast_encode(obj, depth)
+        if fast is not None:
+            if len(fast) > MAX_MESSAGE_BYTES:
+                raise CanonicalError(
+                    f"encoded object is {len(fast)} bytes, limit {MAX_MESSAGE_BYTES}")
+            return fast
+    return encode_pure(obj, depth=depth)
+
+
+def encode_pure(obj: Any, *, depth: int = 0) -> bytes:
+    """:func:`encode` in Python only: the reference the compiled encoder is tested against."""
     try:
         data: bytes = msgpack.packb(_normalise(obj, depth), use_bin_type=True)
     except UnicodeEncodeError:
