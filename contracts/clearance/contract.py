@@ -20,6 +20,7 @@ State layout (namespace ``clearance``):
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
@@ -446,7 +447,10 @@ class ClearanceContract(Contract):
         self.parse_cache_size = parse_cache_size
         # tx hash -> (the args parsed, the result); weighed as 1 + items per order so that
         # large orders count for what they hold.
-        self._parsed_orders: dict[bytes, tuple[Mapping[str, Any], OrderArgs]] = {}
+        # Oldest first; an OrderedDict because executed orders leave it from the front, and
+        # a plain dict's first key is then found by walking over their emptied slots.
+        self._parsed_orders: OrderedDict[bytes, tuple[Mapping[str, Any], OrderArgs]] = \
+            OrderedDict()
         self._parsed_weight = 0
 
     def check(self, call: Call) -> None:
@@ -496,7 +500,8 @@ class ClearanceContract(Contract):
         cache[tx_hash] = (args, parsed)
         self._parsed_weight += 1 + len(parsed.items)
         while self._parsed_weight > self.parse_cache_size and cache:
-            self._forget_order(next(iter(cache)))
+            _, (_, oldest) = cache.popitem(last=False)
+            self._parsed_weight -= 1 + len(oldest.items)
         return parsed
 
     def _forget_order(self, tx_hash: bytes) -> None:
