@@ -1,21 +1,24 @@
 """Committing a long chain through one engine: CPU and wall time per transaction.
 
     .venv/bin/python benchmarks/bench_chain.py [--blocks 100] [--txs-per-block 1000]
-                                               [--leveldb-defaults]
+                                               [--leveldb-defaults] [--every N]
 
 The proposer's path for every block (mempool admission with signature check, build =
 execute + roots, commit = one synced LevelDB batch) over a growing store, so LevelDB's
 background compaction — invisible in a one-block benchmark — is counted: CPU time is the
 whole process's (``getrusage``), threads included. ``--leveldb-defaults`` opens the store
 with LevelDB's own defaults instead of ``node.store.LEVELDB_OPTIONS``, to show why they are
-tuned.
+tuned. ``--every N`` also prints each stretch of N blocks on its own: a cost that grows
+with the chain (a cache outgrown, compaction falling behind) shows as a rising line.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -29,10 +32,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 import bench_pipeline as pipeline  # noqa: E402
 
 from consensus import canonical  # noqa: E402
+from node import state_tree  # noqa: E402
 from node import store as store_module  # noqa: E402
 from node.tx import Transaction  # noqa: E402
 
 import ledger_support  # noqa: E402
+
+
+def buyer_ref(index: int) -> str:
+    return canonical.digest(f"b{index}".encode()).hex()
 
 
 def cpu_seconds() -> float:
@@ -45,15 +53,31 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=100)
     parser.add_argument("--txs-per-block", type=int, default=1000)
     parser.add_argument("--leveldb-defaults", action="store_true")
+    parser.add_argument("--leveldb", action="append", default=[], metavar="OPTION=VALUE",
+                        help="override one LevelDB option (an int, or none), e.g. "
+                             "compression=none; repeatable")
+    parser.add_argument("--every", type=int, default=0,
+                        help="also print CPU and wall per transaction for every N blocks")
+    parser.add_argument("--tree-cache", type=int, default=state_tree.DEFAULT_CACHE_ENTRIES,
+                        help="bound of the state tree's bucket cache ([state] "
+                             "tree_cache_entries)")
+    parser.add_argument("--buyers", type=int, default=5000,
+                        help="distinct buyers the orders cycle through")
     parser.add_argument("--pure-codec", action="store_true",
                         help="the pure-Python canonical encoder instead of the compiled one")
     args = parser.parse_args()
     canonical.use_compiled_encoder(not args.pure_codec)
     if args.leveldb_defaults:
         store_module.LEVELDB_OPTIONS.clear()
+    for option in args.leveldb:
+        name, _, value = option.partition("=")
+        store_module.LEVELDB_OPTIONS[name] = (  # type: ignore[assignment]
+            None if value.lower() == "none" else int(value))
     ledger_support.CHAIN_ID = pipeline.CHAIN
     genesis = pipeline.genesis()
-    _store, engine, pool = pipeline.open_engine(tempfile.mkdtemp() + "/chain", genesis)
+    work = tempfile.mkdtemp(prefix="jangbu-chain-")
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    _store, engine, pool = pipeline.open_engine(work + "/chain", genesis, args.tree_cache)
     validator = pipeline.key("v")
     proposer = validator.verify_key.encode()
     rates = Transaction.create(pipeline.key("customs"), pipeline.CHAIN, "clearance",
@@ -68,7 +92,7 @@ def main() -> None:
                               "create_order", {
                                   "order_id": f"O-{i}", "courier": "courier",
                                   "buyer_platform": "buyer",
-                                  "buyer_ref": canonical.digest(f"b{i % 5000}".encode()).hex(),
+                                  "buyer_ref": buyer_ref(i % args.buyers),
                                   "buyer_sealed": sealed, "currency": "USD", "ship_from": "US",
                                   "items": [{"hs": "6109.10-0000", "description": "T-shirt",
                                              "kind": "general", "quantity": 1,
@@ -77,6 +101,7 @@ def main() -> None:
     for tx in txs:  # what the client did: not this node's cost
         _ = tx.encoded, tx.hash
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    mark = (cpu0, wall0)
     for b in range(args.blocks):
         for tx in txs[b * args.txs_per_block:(b + 1) * args.txs_per_block]:
             pool.add(tx)
@@ -85,10 +110,20 @@ def main() -> None:
         cert = ledger_support.certify(block.height, block.hash, [validator])
         engine.commit(block, cert)
         pool.remove([tx.hash for tx in block.txs])
+        if args.every and (b + 1) % args.every == 0:
+            cpu_now, wall_now = cpu_seconds(), time.perf_counter()
+            n = args.every * args.txs_per_block
+            print(f"blocks {b + 2 - args.every:>5}-{b + 1:<5} tree cache "
+                  f"{engine.tree._cache_size:>8} units: CPU "
+                  f"{(cpu_now - mark[0]) * 1e6 / n:6.1f} µs/tx, wall "
+                  f"{(wall_now - mark[1]) * 1e6 / n:6.1f} µs/tx", flush=True)
+            mark = (cpu_now, wall_now)
     wall = time.perf_counter() - wall0
     time.sleep(1.0)  # compaction still running is this chain's cost too
     cpu = cpu_seconds() - cpu0
     options = "LevelDB defaults" if args.leveldb_defaults else "LEVELDB_OPTIONS"
+    if args.leveldb:
+        options += " + " + ", ".join(args.leveldb)
     print(f"{options}: {total} transactions in {args.blocks} blocks: "
           f"CPU {cpu * 1e6 / total:.1f} µs/tx, wall {wall * 1e6 / total:.1f} µs/tx "
           f"({total / wall:,.0f} tx/s in one process)")

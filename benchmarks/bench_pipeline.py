@@ -11,9 +11,11 @@ decode, admission (signature + checks), block build (execute + roots), validatio
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import cProfile
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +33,7 @@ from node.execution import Receipt, member_lookup
 from node.genesis import parse_genesis
 from node.mempool import Mempool
 from node.registry import load_contracts
+from node.state_tree import DEFAULT_CACHE_ENTRIES
 from node.store import LedgerStore
 from node.tx import Transaction
 
@@ -57,9 +60,10 @@ def genesis():
     })
 
 
-def open_engine(path: str, g):
+def open_engine(path: str, g, tree_cache_entries: int = DEFAULT_CACHE_ENTRIES):
     store = LedgerStore.open(path, chain_id=CHAIN, genesis_hash=g.hash)
-    tree = store.initialise(chain_id=CHAIN, genesis_hash=g.hash, state=g.initial_state())
+    tree = store.initialise(chain_id=CHAIN, genesis_hash=g.hash, state=g.initial_state(),
+                            tree_cache_entries=tree_cache_entries)
     vset = ValidatorSet(tuple(g.validator_pubkeys()))
     contracts = load_contracts(g.contracts)
     cache = SignatureCache()
@@ -80,7 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     canonical.use_compiled_encoder(not args.pure_codec)
     g = genesis()
-    tmp = tempfile.mkdtemp()
+    tmp = tempfile.mkdtemp(prefix="jangbu-pipeline-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     _store_a, engine_a, pool_a = open_engine(tmp + "/a", g)
     store_b, engine_b, pool_b = open_engine(tmp + "/b", g)
     proposer = key("v").verify_key.encode()

@@ -109,9 +109,10 @@ class Node:
         """Load (or create) state, build the engine, check the store against its last block."""
         if not self.store.initialised:
             tree = self.store.initialise(chain_id=self.chain_id, genesis_hash=self.genesis.hash,
-                                         state=self.genesis.initial_state())
+                                         state=self.genesis.initial_state(),
+                                         tree_cache_entries=self.config.tree_cache_entries)
         else:
-            tree = self.store.load_state_tree()
+            tree = self.store.load_state_tree(self.config.tree_cache_entries)
         self.vset = ValidatorSet(tuple(self.genesis.validator_pubkeys()))
         self.sig_cache = SignatureCache()
         self.engine = Engine(

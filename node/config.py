@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from node.state_tree import DEFAULT_CACHE_ENTRIES
+
 ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -43,6 +45,7 @@ class NodeConfig:
     max_request_bytes: int = 8 * 1024 * 1024
     wait_commit_timeout_s: int = 30
     read_auth_window_s: int = 60
+    tree_cache_entries: int = DEFAULT_CACHE_ENTRIES
 
     @property
     def p2p_host(self) -> str:
@@ -77,6 +80,8 @@ class NodeConfig:
                      "wait_commit_timeout_s", "read_auth_window_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if self.tree_cache_entries < 0:
+            raise ConfigError("state.tree_cache_entries: must be 0 (off) or positive")
 
 
 def split_address(value: str, key: str) -> tuple[str, int]:
@@ -112,7 +117,7 @@ def load_config(home: str | Path) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     for section in table:
-        if section not in ("node", "p2p", "api", "mempool"):
+        if section not in ("node", "p2p", "api", "mempool", "state"):
             raise ConfigError(f"{path}: unknown section [{section}]")
     config = NodeConfig(
         home=home,
@@ -129,6 +134,8 @@ def load_config(home: str | Path) -> NodeConfig:
         max_request_bytes=_get(table, "api", "max_request_bytes", int, 8 * 1024 * 1024),
         wait_commit_timeout_s=_get(table, "api", "wait_commit_timeout_s", int, 30),
         read_auth_window_s=_get(table, "api", "read_auth_window_s", int, 60),
+        tree_cache_entries=_get(table, "state", "tree_cache_entries", int,
+                                DEFAULT_CACHE_ENTRIES),
     )
     config.validate()
     return config
@@ -157,4 +164,9 @@ read_auth_window_s = 60   # signed read requests must be this fresh (seconds)
 [mempool]
 max_txs = 100000
 max_bytes = 134217728
+
+[state]
+# Committed state-tree buckets kept in memory (one unit per bucket + one per key, ~100 bytes
+# a unit): beyond it, blocks read their buckets from LevelDB (docs/operations.md section 0).
+tree_cache_entries = {DEFAULT_CACHE_ENTRIES}
 """

@@ -29,7 +29,7 @@ import plyvel
 from consensus import canonical
 from node.block import Block
 from node.execution import Receipt
-from node.state_tree import LEAF_PREFIX, StateDelta, StateTree
+from node.state_tree import DEFAULT_CACHE_ENTRIES, LEAF_PREFIX, StateDelta, StateTree
 
 FORMAT = b"1"
 META_CHAIN = b"m/chain_id"
@@ -234,12 +234,13 @@ class LedgerStore:
         return self.db.get(META_CHAIN) is not None
 
     def initialise(
-        self, *, chain_id: str, genesis_hash: bytes, state: Mapping[bytes, bytes]
+        self, *, chain_id: str, genesis_hash: bytes, state: Mapping[bytes, bytes],
+        tree_cache_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> StateTree:
         """Write genesis state and meta at height 0 (one synced batch)."""
         if self.initialised:
             raise StoreError("store is already initialised")
-        tree = StateTree()
+        tree = StateTree(tree_cache_entries)
         delta = tree.preview(dict(state), self.leaves)
         self.state.clear()
         with self.db.write_batch(sync=True) as batch:
@@ -256,8 +257,10 @@ class LedgerStore:
         self._height = 0
         return tree
 
-    def load_state_tree(self) -> StateTree:
-        return StateTree.load(self.leaves)
+    def load_state_tree(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> StateTree:
+        """The state tree rebuilt from the leaf index; ``cache_entries`` bounds its bucket
+        cache (node/state_tree.py, config ``[state] tree_cache_entries``)."""
+        return StateTree.load(self.leaves, cache_entries)
 
     # --- reads ------------------------------------------------------------------------------
 

@@ -1,0 +1,51 @@
+"""``[state] tree_cache_entries``: the state tree's bucket cache bound, from config.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.config import ConfigError, load_config, render_config
+from node.state_tree import DEFAULT_CACHE_ENTRIES
+from node.store import LedgerStore
+
+
+def write_home(tmp_path: Path, extra: str = "") -> Path:
+    text = render_config(name="n0", p2p_listen="127.0.0.1:1", api_listen="127.0.0.1:2")
+    (tmp_path / "config.toml").write_text(text + extra)
+    return tmp_path
+
+
+def test_the_rendered_config_names_the_default(tmp_path: Path) -> None:
+    assert f"tree_cache_entries = {DEFAULT_CACHE_ENTRIES}" in render_config(
+        name="n0", p2p_listen="127.0.0.1:1", api_listen="127.0.0.1:2")
+    assert load_config(write_home(tmp_path)).tree_cache_entries == DEFAULT_CACHE_ENTRIES
+
+
+def test_a_chosen_bound_reaches_the_state_tree(tmp_path: Path) -> None:
+    home = write_home(tmp_path)
+    text = (home / "config.toml").read_text().replace(
+        f"tree_cache_entries = {DEFAULT_CACHE_ENTRIES}", "tree_cache_entries = 1234")
+    (home / "config.toml").write_text(text)
+    config = load_config(home)
+    assert config.tree_cache_entries == 1234
+    store = LedgerStore.open(str(tmp_path / "data"), chain_id="c", genesis_hash=b"\x00" * 32)
+    try:
+        tree = store.initialise(chain_id="c", genesis_hash=b"\x00" * 32, state={b"k": b"v"},
+                                tree_cache_entries=config.tree_cache_entries)
+        assert tree._cache_limit == 1234
+        assert store.load_state_tree(config.tree_cache_entries)._cache_limit == 1234
+        assert store.load_state_tree(0).root == tree.root  # uncached: same tree
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("value", ["-1", '"big"', "true"])
+def test_invalid_tree_cache_bound_names_the_key(tmp_path: Path, value: str) -> None:
+    home = write_home(tmp_path)
+    text = (home / "config.toml").read_text().replace(
+        f"tree_cache_entries = {DEFAULT_CACHE_ENTRIES}", f"tree_cache_entries = {value}")
+    (home / "config.toml").write_text(text)
+    with pytest.raises(ConfigError, match="tree_cache_entries"):
+        load_config(home)
