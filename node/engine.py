@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from consensus import canonical
 from contracts.sdk import Call, Contract
 from node import merkle
 from node.block import (
@@ -204,6 +205,68 @@ class Engine:
         not checked again; everything else, execution and roots included, still is.
         """
         cached = self._results.get(block.hash)
+        self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms,
+                          certified=certified)
+        header = block.header
+        result = cached or self.execute_txs(header.height, header.time_ms, block.txs)
+        # Verify the roots the proposer claims are the ones we compute.
+        if result.state_root != header.state_root:
+            raise BlockError("state_root differs from re-execution")
+        if result.results_root != header.results_root:
+            raise BlockError("results_root differs from re-execution")
+        self._results[block.hash] = result
+        return result
+
+    def apply_certified_diff(self, block: Block, receipts: Sequence[Any],
+                             writes: Mapping[Any, Any]) -> ExecutionResult:
+        """A certified block's result from the state writes and receipts a peer sent with
+        it, without executing it (catch-up; raises BlockError).
+
+        Only for a block whose certificate the caller has verified: a quorum of validators,
+        so at least one honest one, executed it and signed its header, which commits to
+        ``state_root`` (the state after the block) and ``results_root`` (its receipts).
+        The writes are applied to a preview of the state tree and must give exactly
+        ``state_root``: a write left out, added or altered changes the root (every key and
+        value is hashed into it), so a peer cannot make us store anything but the state the
+        quorum computed. Receipts are checked against ``results_root`` the same way. Every
+        check of :meth:`validate_block` but execution runs as well.
+        """
+        self._check_block(block, certified=True)
+        header = block.header
+        if not isinstance(receipts, list) or len(receipts) != len(block.txs):
+            raise BlockError("diff: one receipt per transaction expected")
+        decoded: list[Receipt] = []
+        for raw in receipts:
+            if type(raw) is not bytes:
+                raise BlockError("diff: receipts must be bytes")
+            try:
+                receipt = Receipt.from_obj(canonical.decode(raw))
+                same = receipt.encoded == raw
+            except (ValueError, TypeError, KeyError) as exc:
+                raise BlockError(f"diff: malformed receipt: {exc}") from None
+            if not same:
+                raise BlockError("diff: receipt is not in canonical form")
+            decoded.append(receipt)
+        results_root = merkle.merkle_root(
+            [result_leaf_from_encoded(tx.hash, r.encoded)
+             for tx, r in zip(block.txs, decoded, strict=True)]
+        )
+        if results_root != header.results_root:
+            raise BlockError("diff: receipts do not match results_root")
+        for key, value in writes.items():
+            if type(key) is not bytes or not (value is None or type(value) is bytes):
+                raise BlockError("diff: writes must map bytes to bytes or nil")
+        state_writes: dict[bytes, bytes | None] = dict(writes)
+        delta = self.tree.preview(state_writes, self.store.leaves)
+        if delta.root != header.state_root:
+            raise BlockError("diff: writes do not give the block's state_root")
+        result = ExecutionResult(tuple(decoded), state_writes, delta, results_root)
+        self._results[block.hash] = result
+        return result
+
+    def _check_block(self, block: Block, *, now_ms: int | None = None,
+                     max_future_ms: int = 30_000, certified: bool = False) -> None:
+        """Every check of :meth:`validate_block` that needs no execution."""
         header = block.header
         height, prev_hash, prev_time = self.tip()
         # Verify the block extends our chain.
@@ -252,14 +315,6 @@ class Engine:
                 self.sig_cache.check(tx, self.chain_id)
             except ValueError as exc:
                 raise BlockError(f"invalid transaction {tx.hash.hex()[:16]}: {exc}") from None
-        result = cached or self.execute_txs(header.height, header.time_ms, block.txs)
-        # Verify the roots the proposer claims are the ones we compute.
-        if result.state_root != header.state_root:
-            raise BlockError("state_root differs from re-execution")
-        if result.results_root != header.results_root:
-            raise BlockError("results_root differs from re-execution")
-        self._results[block.hash] = result
-        return result
 
     def commit(self, block: Block, certificate: Any) -> ExecutionResult:
         """Write a decided block (validated here if it was not already) in one batch."""

@@ -1,0 +1,102 @@
+"""What the last committed blocks did to state, kept in memory so that peers catch up fast.
+
+A node that was down catches up by fetching certified blocks. Re-executing them is bounded
+by execution (~5,000 tx/s on the development machine, docs/benchmarks.md §4), only ~2.7×
+faster than a fully loaded chain grows. Each block's header commits to ``state_root`` (the
+state after it) and ``results_root`` (its receipts), and its certificate proves a quorum
+executed it; so a peer can send the block's state writes and receipts with it, and the
+catching-up node applies them after checking they give exactly those roots
+(:meth:`node.engine.Engine.apply_certified_diff`), at the cost of a state-tree update and a
+LevelDB batch instead of an execution.
+
+Nothing extra is computed or written on the commit path: the writes and receipts are the
+objects the commit already holds, remembered here until ``max_bytes`` of newer blocks push
+them out. A node asked for an older block (or just restarted) sends it without a diff, and
+the receiver executes it as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from node.execution import Receipt
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""~50,000 clearance orders' worth (~1.3 KB of writes and receipt each): the last half
+minute of a fully loaded chain here, enough for a restarted node's usual gap."""
+_ENTRY_OVERHEAD = 16  # wire bytes per write or receipt beyond its own: msgpack headers
+
+
+class RecentDiffs:
+    """Height -> (state writes, receipts) of recent blocks, bounded by their wire size."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._diffs: OrderedDict[int, tuple[Mapping[bytes, bytes | None],
+                                            Sequence[Receipt], int]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._diffs)
+
+    @property
+    def size(self) -> int:
+        """Wire bytes of the diffs held (what :meth:`wire` of each would cost to send)."""
+        return self._bytes
+
+    def remember(self, height: int, writes: Mapping[bytes, bytes | None],
+                 receipts: Sequence[Receipt]) -> None:
+        """Keep a just-committed block's writes and receipts (the commit's own objects)."""
+        size = diff_size(writes, receipts)
+        if size > self.max_bytes:
+            self.clear()  # too big to keep; older ones would be a gap before it anyway
+            return
+        if self._diffs and next(reversed(self._diffs)) >= height:
+            self.clear()  # heights only grow; anything else means state was replaced
+        self._diffs[height] = (writes, receipts, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, _, evicted) = self._diffs.popitem(last=False)
+            self._bytes -= evicted
+
+    def wire(self, height: int) -> dict[str, Any] | None:
+        """The diff of ``height`` as sent in a ``blocks`` sync item, if still held."""
+        held = self._diffs.get(height)
+        if held is None:
+            return None
+        writes, receipts, _ = held
+        return {"writes": [[key, value] for key, value in writes.items()],
+                "receipts": [receipt.encoded for receipt in receipts]}
+
+    def clear(self) -> None:
+        self._diffs.clear()
+        self._bytes = 0
+
+
+def diff_size(writes: Mapping[bytes, bytes | None], receipts: Sequence[Receipt]) -> int:
+    size = sum(len(key) + len(value or b"") + _ENTRY_OVERHEAD for key, value in writes.items())
+    return size + sum(len(receipt.encoded) + _ENTRY_OVERHEAD for receipt in receipts)
+
+
+def diff_from_wire(obj: Any) -> tuple[list[Any], dict[Any, Any]]:
+    """``(receipts, writes)`` of a received diff, shape-checked (raises ValueError).
+
+    Contents are checked by :meth:`node.engine.Engine.apply_certified_diff` against the
+    certified roots; here only that it is a map of two lists and each write a pair.
+    """
+    if not isinstance(obj, dict):
+        raise ValueError("diff must be a map")
+    receipts, pairs = obj.get("receipts"), obj.get("writes")
+    if not isinstance(receipts, list) or not isinstance(pairs, list):
+        raise ValueError("diff needs the lists 'receipts' and 'writes'")
+    writes: dict[Any, Any] = {}
+    for pair in pairs:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError("each write must be [key, value or nil]")
+        key, value = pair
+        if type(key) is not bytes or key in writes:
+            raise ValueError("write keys must be distinct bytes")
+        writes[key] = value
+    return receipts, writes

@@ -1,0 +1,179 @@
+"""Catch-up from certified diffs: a node applying a block's state writes and receipts (sent
+by a peer) ends with exactly the store of a node that executed it, and any altered,
+missing or extra write or receipt is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consensus import canonical
+from node.block import Block, BlockError
+from node.execution import Receipt
+from node.recent_diffs import RecentDiffs, diff_from_wire, diff_size
+from node.tx import Transaction
+
+from ledger_support import (
+    CHAIN_ID,
+    T0,
+    add_member_tx,
+    certify,
+    make_genesis,
+    open_engine,
+    seed_key,
+)
+
+HEIGHTS = 4
+
+
+def source_chain(path: str) -> tuple[list[tuple[Block, Any]], RecentDiffs]:
+    """A chain executed the ordinary way, remembering each block's diff as a node does."""
+    store, engine = open_engine(path, make_genesis())
+    validator, admin = seed_key("v0"), seed_key("admin")
+    diffs = RecentDiffs()
+    out: list[tuple[Block, Any]] = []
+    last_commit = None
+    for h in range(1, HEIGHTS + 1):
+        txs = [add_member_tx(admin, f"m{h}-{i}", h * 100 + i) for i in range(5)]
+        txs.append(Transaction.create(admin, CHAIN_ID, "membership", "revoke_member",
+                                      {"pubkey": "00" * 32}, h))  # a failing call too
+        block = engine.build_block(proposer=validator.verify_key.encode(),
+                                   time_ms=T0 + h * 1000, txs=txs, last_commit=last_commit)
+        cert = certify(h, block.hash, [validator])
+        result = engine.commit(block, cert)
+        diffs.remember(h, result.state_writes, result.receipts)
+        out.append((Block.decode(block.encoded), cert))
+        last_commit = cert
+    store.close()
+    return out, diffs
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> tuple[list[tuple[Block, Any]], RecentDiffs, str]:
+    path = str(tmp_path_factory.mktemp("source") / "data")
+    blocks, diffs = source_chain(path)
+    return blocks, diffs, path
+
+
+def wire(diffs: RecentDiffs, height: int) -> tuple[list[Any], dict[Any, Any]]:
+    """What the receiving node gets: the diff through the canonical wire encoding."""
+    return diff_from_wire(canonical.decode(canonical.encode(diffs.wire(height))))
+
+
+def all_records(path: str) -> dict[bytes, bytes]:
+    store, _ = open_engine(path, make_genesis())
+    try:
+        return dict(store.db.iterator())
+    finally:
+        store.close()
+
+
+def test_applying_diffs_stores_what_execution_stored(chain, tmp_path) -> None:
+    blocks, diffs, source_path = chain
+    store, engine = open_engine(str(tmp_path / "data"), make_genesis())
+    for block, cert in blocks:
+        receipts, writes = wire(diffs, block.height)
+        result = engine.apply_certified_diff(block, receipts, writes)
+        engine.commit(block, cert)
+        assert [r.code for r in result.receipts] == ["OK"] * 5 + ["E_NOT_FOUND"]
+    store.close()
+    assert all_records(str(tmp_path / "data")) == all_records(source_path)
+
+
+def tampered(receipts: list[Any], writes: dict[Any, Any], how: str
+             ) -> tuple[list[Any], dict[Any, Any]]:
+    writes = dict(writes)
+    receipts = list(receipts)
+    key = sorted(writes)[0]
+    if how == "value":
+        writes[key] = (writes[key] or b"") + b"!"
+    elif how == "missing":
+        del writes[key]
+    elif how == "extra":
+        writes[b"membership/key/" + b"f" * 64] = b"\x80"
+    elif how == "deleted":
+        writes[key] = None
+    elif how == "receipt":
+        receipts[0] = Receipt("E_NOT_FOUND", "no").encoded
+    elif how == "receipt-order":
+        receipts[0], receipts[-1] = receipts[-1], receipts[0]
+    elif how == "receipt-count":
+        receipts.pop()
+    elif how == "receipt-noncanonical":
+        receipts[0] = receipts[0] + b"\x00"
+    elif how == "receipt-type":
+        receipts[0] = "text"
+    elif how == "write-type":
+        writes[key] = "text"
+    return receipts, writes
+
+
+@pytest.mark.parametrize("how", ["value", "missing", "extra", "deleted", "receipt",
+                                 "receipt-order", "receipt-count", "receipt-noncanonical",
+                                 "receipt-type", "write-type"])
+def test_invalid_diffs_are_refused_and_change_nothing(chain, tmp_path, how: str) -> None:
+    blocks, diffs, _ = chain
+    store, engine = open_engine(str(tmp_path / "data"), make_genesis())
+    try:
+        block, cert = blocks[0]
+        receipts, writes = tampered(*wire(diffs, 1), how)
+        root_before = engine.tree.root
+        with pytest.raises(BlockError, match="diff"):
+            engine.apply_certified_diff(block, receipts, writes)
+        assert engine.tree.root == root_before and store.height == 0
+        # The block itself is still good: executing it works.
+        engine.validate_block(block, certified=True)
+        engine.commit(block, cert)
+        assert store.height == 1
+    finally:
+        store.close()
+
+
+def test_a_diff_for_a_block_that_does_not_extend_the_chain_is_refused(chain, tmp_path) -> None:
+    blocks, diffs, _ = chain
+    store, engine = open_engine(str(tmp_path / "data"), make_genesis())
+    try:
+        block, _ = blocks[1]  # height 2 on an empty store
+        with pytest.raises(BlockError, match="height"):
+            engine.apply_certified_diff(block, *wire(diffs, 2))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("obj", [None, [], {"writes": []}, {"receipts": [], "writes": {}},
+                                 {"receipts": [], "writes": [[b"k"]]},
+                                 {"receipts": [], "writes": [["k", b"v"]]},
+                                 {"receipts": [], "writes": [[b"k", b"v"], [b"k", None]]}])
+def test_invalid_diff_shapes_raise_value_error(obj: Any) -> None:
+    with pytest.raises(ValueError):
+        diff_from_wire(obj)
+
+
+def test_recent_diffs_are_bounded_by_size_and_keep_the_newest(chain) -> None:
+    _, full, _ = chain
+    one = diff_size(*full._diffs[1][:2])
+    diffs = RecentDiffs(max_bytes=2 * one + one // 2)
+    for height in range(1, HEIGHTS + 1):
+        writes, receipts, _ = full._diffs[height]
+        diffs.remember(height, writes, receipts)
+        assert diffs.size <= diffs.max_bytes
+    assert [h for h in range(1, HEIGHTS + 1) if diffs.wire(h) is not None] == [3, 4]
+    diffs.remember(2, *full._diffs[2][:2])  # a lower height: state was replaced
+    assert len(diffs) == 1 and diffs.wire(2) is not None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.binary(max_size=6), st.none() | st.binary(max_size=6)),
+                max_size=8))
+def test_wire_round_trip_keeps_every_write(pairs: list[tuple[bytes, bytes | None]]) -> None:
+    writes = dict(pairs)
+    receipts = [Receipt("OK")]
+    diffs = RecentDiffs()
+    diffs.remember(1, writes, receipts)
+    got_receipts, got_writes = diff_from_wire(canonical.decode(canonical.encode(diffs.wire(1))))
+    assert got_writes == writes
+    assert got_receipts == [Receipt("OK").encoded]
+    assert diffs.size == diff_size(writes, receipts)
