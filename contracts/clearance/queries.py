@@ -131,16 +131,17 @@ def query_combined_groups(ctx: QueryContext, args: Mapping[str, Any]) -> Any:
         prefix += f"{ref}/"
     include_single = bool(args.get("include_single", False))
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for key, member in ctx.state.scan(prefix):
-        _, ref, seller, date, order_id = key.split("/")
-        group = groups.setdefault((ref, seller, date), {
-            "buyer_ref": ref, "seller": seller, "date": date, "orders": [],
-            "usd_cents": 0, "threshold_usd_cents": member["threshold_usd_cents"],
-        })
-        group["orders"].append(order_id)
-        group["usd_cents"] += member["usd_cents"]
-        group["threshold_usd_cents"] = min(group["threshold_usd_cents"],
-                                           member["threshold_usd_cents"])
+    for key, members in ctx.state.scan(prefix):
+        _, ref, seller, date = key.split("/")
+        for order_id, member in members.items():
+            group = groups.setdefault((ref, seller, date), {
+                "buyer_ref": ref, "seller": seller, "date": date, "orders": [],
+                "usd_cents": 0, "threshold_usd_cents": member["threshold_usd_cents"],
+            })
+            group["orders"].append(order_id)
+            group["usd_cents"] += member["usd_cents"]
+            group["threshold_usd_cents"] = min(group["threshold_usd_cents"],
+                                               member["threshold_usd_cents"])
     answer = []
     for group in groups.values():
         if len(group["orders"]) < 2 and not include_single:

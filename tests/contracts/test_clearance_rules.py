@@ -263,6 +263,20 @@ def test_cancelled_parcel_leaves_its_combined_taxation_group():
     assert parcel(ledger, "A")["declaration"]["type"] == "list"
 
 
+def test_a_group_is_one_state_key_that_goes_with_its_last_member():
+    ledger = setup_ledger()
+    create(ledger, "A", ship_from="CN", items=[item("4202920000", price=7_000)])
+    create(ledger, "B", ship_from="CN", items=[item("4202920000", price=8_000)])
+    groups = [k for k, _ in ledger.base.scan(b"clearance/group/")]
+    assert groups == [f"clearance/group/{BUYER_1[0]}/seller/2026-01-01".encode()]
+    assert ledger.apply("seller", C, "cancel", {"order_id": "B"}).ok
+    single = ledger.query(C, "combined_groups", {"include_single": True}, caller="customs")
+    assert [g["orders"] for g in single] == [["A"]] and single[0]["usd_cents"] == 7_000
+    assert ledger.apply("seller", C, "cancel", {"order_id": "A"}).ok
+    assert list(ledger.base.scan(b"clearance/group/")) == []
+    assert ledger.query(C, "combined_groups", {"include_single": True}, caller="customs") == []
+
+
 def test_released_list_parcel_is_reported_not_reassessed():
     ledger = setup_ledger()
     create(ledger, "A", ship_from="CN", items=[item("4202920000", price=9_000)])
