@@ -32,7 +32,7 @@ from node.engine import Engine, SignatureCache
 from node.execution import Receipt, member_lookup
 from node.genesis import parse_genesis
 from node.mempool import Mempool
-from node.registry import load_contracts
+from node.registry import installed_version, load_contracts
 from node.state_tree import DEFAULT_CACHE_ENTRIES
 from node.store import LedgerStore
 from node.tx import Transaction
@@ -55,8 +55,8 @@ def genesis():
         "validators": [{"name": "v", "org": "customs",
                         "pubkey": key("v").verify_key.encode().hex(),
                         "p2p": "127.0.0.1:1", "api": "http://127.0.0.1:2"}],
-        "contracts": [{"name": "membership", "version": "1"},
-                      {"name": "clearance", "version": "1"}],
+        "contracts": [{"name": name, "version": installed_version(name)}
+                      for name in ("membership", "clearance")],
     })
 
 

@@ -14,6 +14,7 @@ from cli.errors import CliError
 from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
 from cli.presets import PRESETS, parse_orgs
 from node.keys import KeyFileError, write_key_file
+from node.registry import ContractLoadError
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def cmd_network_init(args: argparse.Namespace) -> int:
         genesis = init_network(Path(args.dir), orgs, contracts,
                                chain_id=args.chain_id or f"jangbu-{args.preset}",
                                base_port=args.base_port, force=args.force)
-    except (FileExistsError, ValueError) as exc:
+    except (FileExistsError, ValueError, ContractLoadError) as exc:
         raise CliError(str(exc)) from None
     print(f"created network {genesis.parent} ({len(orgs)} validators)")
     for i, (org_id, _, roles) in enumerate(orgs):
@@ -49,7 +50,6 @@ def cmd_network_init(args: argparse.Namespace) -> int:
 def cmd_node_start(args: argparse.Namespace) -> int:
     from node.app import NodeStartError, event_loop_factory, run_node, setup_logging
     from node.config import ConfigError, load_config
-    from node.registry import ContractLoadError
     from node.store import StoreError
     try:
         config = load_config(args.home).with_overrides(

@@ -17,6 +17,7 @@ from cli.presets import BUSINESS_IDS, CONTRACTS
 from node.config import render_config
 from node.genesis import parse_genesis
 from node.keys import write_key_file
+from node.registry import installed_version
 
 DEFAULT_BASE_PORT = 26600
 
@@ -32,7 +33,12 @@ def init_network(
     force: bool = False,
     consensus: dict[str, int] | None = None,
 ) -> Path:
-    """Write the network into ``directory``; returns the genesis path."""
+    """Write the network into ``directory``; returns the genesis path.
+
+    Raises ContractLoadError (before writing anything) if a contract is not installed:
+    genesis names each contract with the version installed here.
+    """
+    versions = {name: installed_version(name) for name in contracts}
     if directory.exists() and any(directory.iterdir()):
         if not force:
             raise FileExistsError(f"{directory} is not empty; use --force to replace it")
@@ -63,7 +69,7 @@ def init_network(
         "genesis_time_ms": int(time.time() * 1000),
         "validators": validators,
         "orgs": genesis_orgs,
-        "contracts": [{"name": c, "version": "1"} for c in contracts],
+        "contracts": [{"name": c, "version": versions[c]} for c in contracts],
         "consensus": consensus or {},
     }
     parse_genesis(genesis)  # refuse to write a network that would not start

@@ -27,6 +27,18 @@ def available_contracts() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=GROUP)}
 
 
+def installed_version(name: str) -> str:
+    """The version of the installed contract ``name`` (what a new genesis should name)."""
+    for ep in entry_points(group=GROUP):
+        if ep.name == name:
+            try:
+                cls = ep.load()
+            except Exception as exc:  # an installed but broken package: report, do not crash
+                raise ContractLoadError(f"contract {name!r} failed to import: {exc}") from exc
+            return str(cls.version)
+    raise ContractLoadError(f"contract {name!r} is not installed")
+
+
 def load_contracts(wanted: Iterable[tuple[str, str]]) -> dict[str, Contract]:
     """Instantiate each ``(name, version)`` named by genesis, in order."""
     found = {ep.name: ep for ep in entry_points(group=GROUP)}

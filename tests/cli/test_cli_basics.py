@@ -79,6 +79,21 @@ def test_invalid_network_init_bad_orgs(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_invalid_network_init_unknown_contract_writes_nothing(tmp_path: Path) -> None:
+    result = jangbu("network", "init", "--orgs", "a:customs,b:seller", "--contracts",
+                    "nosuch", "--dir", tmp_path / "n")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "jangbu: error: contract 'nosuch' is not installed"
+    assert not (tmp_path / "n").exists()
+
+
+def test_network_init_names_the_installed_contract_versions(tmp_path: Path) -> None:
+    assert jangbu("network", "init", "--dir", tmp_path / "n").returncode == 0
+    genesis = json.loads((tmp_path / "n" / "genesis.json").read_text())
+    assert genesis["contracts"] == [{"name": "membership", "version": "1"},
+                                    {"name": "clearance", "version": "2"}]
+
+
 def test_invalid_network_init_existing_dir_needs_force(tmp_path: Path) -> None:
     directory = tmp_path / "n"
     assert jangbu("network", "init", "--dir", directory).returncode == 0

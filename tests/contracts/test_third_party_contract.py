@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from contracts import membership
-from node.registry import ContractLoadError, available_contracts, load_contracts
+from node.registry import ContractLoadError, available_contracts, installed_version, load_contracts
 
 from contract_harness import Ledger
 
@@ -58,6 +58,7 @@ def test_invalid_contract_version_mismatch_is_a_clear_error(installed_notes):
 
 
 def test_each_builtin_contract_loads_alone():
-    for name in ("membership", "clearance", "livestock"):
-        assert list(load_contracts([(name, "1")])) == [name]
+    for name, version in (("membership", "1"), ("clearance", "2"), ("livestock", "1")):
+        assert list(load_contracts([(name, version)])) == [name]
+        assert installed_version(name) == version
     assert membership.NAME == "membership"
