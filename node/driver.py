@@ -83,7 +83,13 @@ message, so it must stay under the message limit (a block alone always fits: blo
 capped below it by ``max_block_bytes``)."""
 STATUS_INTERVAL_S = 1.0
 REGOSSIP_AFTER_S = 0.5
+HOUSEKEEPING_TICK_S = 0.1
+"""How often the housekeeping task looks at status, sync and re-gossip (all on 0.5-5 s
+scales). It once woke every 10 ms to flush transaction gossip too; a flush is now armed
+by the first transaction that needs one, so an idle or lightly loaded node sleeps."""
 TX_GOSSIP_INTERVAL_S = 0.01
+"""Transaction gossip goes out at most this often: what is admitted in between waits for
+the next flush and travels in one message."""
 TX_GOSSIP_BATCH = 2000
 PEER_TX_MUTE_S = 30.0
 SERVE_BLOCKS_RATE = 10.0  # get_blocks answers per second per peer (token bucket)
@@ -188,6 +194,10 @@ class ConsensusDriver:
         self._sync_peer: bytes | None = None
         self._sync_requested_at = 0.0
         self._wal_seq = 0
+        self._wal_high = 0  # WAL keys w/0 .. w/_wal_high-1 may exist: the ones to delete
+        self._timers: list[tuple[int, asyncio.TimerHandle]] = []  # (height, pending timeout)
+        self._gossip_flush: asyncio.TimerHandle | None = None
+        self._last_gossip_flush = float("-inf")  # loop time of the last gossip flush
         self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
         self._gossip_txs: list[bytes] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -233,6 +243,10 @@ class ConsensusDriver:
     async def stop(self) -> None:
         """Stop after the event in flight (a commit in progress completes first)."""
         self._stopping = True
+        if self._gossip_flush is not None:
+            self._gossip_flush.cancel()
+            self._gossip_flush = None
+        self._cancel_timers(self.core.height)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -246,6 +260,7 @@ class ConsensusDriver:
         height = self.store.height
         for key, value in self.store.scan_records(WAL_PREFIX):
             self._wal_seq = max(self._wal_seq, int.from_bytes(key[len(WAL_PREFIX):], "big") + 1)
+            self._wal_high = self._wal_seq
             try:
                 event = WalRecord.from_obj(canonical.decode(value)).event
             except (InvalidMessage, canonical.CanonicalError, ValueError) as exc:
@@ -270,6 +285,8 @@ class ConsensusDriver:
         """Admit a client's transaction and gossip it (raises AdmissionError)."""
         self.mempool.add(tx)
         self._gossip_txs.append(tx.encoded)
+        if self._gossip_flush is None:
+            self._arm_gossip_flush()
         if len(self._submitted_at) < 200_000:  # for the submit-to-commit latency histogram
             self._submitted_at[tx.hash] = time.monotonic()
         self._consider_start()
@@ -388,14 +405,34 @@ class ConsensusDriver:
             return
         if isinstance(event, Start) and event.height != self.store.height + 1:
             return
+        if isinstance(event, TimeoutFired) and event.height <= self.store.height:
+            # The core ignores a timeout of a committed height; it needs no WAL record.
+            return
         self._wal_append(event)
         for action in self.core.step(event):
             self._perform(action)
 
     def _wal_append(self, event: Event) -> None:
-        key = WAL_PREFIX + self._wal_seq.to_bytes(8, "big")
-        self._wal_seq += 1
-        self.store.put_record(key, canonical.encode(WalRecord(event).to_obj()), sync=False)
+        seq = self._wal_seq
+        self._wal_seq = seq + 1
+        if seq >= self._wal_high:
+            self._wal_high = seq + 1
+        self.store.put_record(WAL_PREFIX + seq.to_bytes(8, "big"),
+                              canonical.encode(WalRecord(event).to_obj()), sync=False)
+
+    def _clear_wal(self) -> None:
+        """Delete every WAL record by its key, without iterating over the prefix.
+
+        Why not ``delete_prefix``: the same few keys are rewritten and deleted every
+        height, and a LevelDB iterator must step over every deleted version still in the
+        memtable, so a prefix scan grew with the number of heights since the last flush
+        (measured: 0.07 ms at the start, 40-70 ms per height after 12,000-20,000 heights).
+        ``_wal_high`` bounds every key written since the last clear or found at start-up.
+        """
+        self.store.delete_records(
+            [WAL_PREFIX + seq.to_bytes(8, "big") for seq in range(self._wal_high)])
+        self._wal_seq = 0
+        self._wal_high = 0
 
     def _persist_guard(self, state: GuardState) -> None:
         """Durably record what we are about to sign, before the signature exists."""
@@ -409,8 +446,9 @@ class ConsensusDriver:
             self.broadcast({"t": "c", "m": message_to_obj(action.message)})
         elif isinstance(action, ScheduleTimeout):
             event = TimeoutFired(action.height, action.round, action.step)
-            asyncio.get_running_loop().call_later(
+            handle = asyncio.get_running_loop().call_later(
                 action.duration_ms / 1000, self.queue.put_nowait, event)
+            self._timers.append((action.height, handle))
         elif isinstance(action, RequestProposalValue):
             self.queue.put_nowait(self._build_proposal(action))
         elif isinstance(action, ValidateBlock):
@@ -482,8 +520,8 @@ class ConsensusDriver:
         # The WAL now holds only what the core buffered for the next height (see
         # consensus.wal.wal_after_commit); a crash between these writes loses only peers'
         # messages, which they re-gossip.
-        self.store.delete_prefix(WAL_PREFIX)
-        self._wal_seq = 0
+        self._clear_wal()
+        self._cancel_timers(block.height)
         if self.core.height == block.height:
             for event in wal_after_commit(self.core):
                 self._wal_append(event)
@@ -513,6 +551,17 @@ class ConsensusDriver:
         log.info("committed height %d (%d txs) %s", block.height, len(block.txs),
                  block.hash.hex()[:16])
         self._consider_start()
+
+    def _cancel_timers(self, committed: int) -> None:
+        """Cancel the timeouts of committed heights: each would otherwise wake the loop
+        later only to be dropped (up to three per height on the normal path)."""
+        live = []
+        for height, handle in self._timers:
+            if height <= committed:
+                handle.cancel()
+            else:
+                live.append((height, handle))
+        self._timers = live
 
     def _consider_start(self) -> None:
         """Start the next height now if there is work, else arm the empty-block timer."""
@@ -603,7 +652,7 @@ class ConsensusDriver:
             # Join the live height with a fresh core: the old one was for a past height.
             self.core = self._new_core()
             self.started_height = self.store.height
-            self._wal_seq = 0
+            self._wal_seq = 0  # _wal_high still covers what the old core's records used
         self._consider_start()  # heights held back while we were syncing may start now
 
     # --- evidence ---------------------------------------------------------------------------
@@ -617,15 +666,36 @@ class ConsensusDriver:
 
     # --- housekeeping -----------------------------------------------------------------------
 
+    def _arm_gossip_flush(self) -> None:
+        """Flush the transaction gossip once the current input is handled (a whole HTTP
+        batch goes in one message), but no sooner than ``TX_GOSSIP_INTERVAL_S`` after the
+        last flush, so a busy node still sends a few large messages, not many small ones.
+        Without a running loop (a synchronous caller) the housekeeping task flushes."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._gossip_flush = loop.call_at(
+            max(loop.time(), self._last_gossip_flush + TX_GOSSIP_INTERVAL_S),
+            self._flush_gossip)
+
+    def _flush_gossip(self) -> None:
+        self._gossip_flush = None
+        if self._gossip_txs:
+            self._last_gossip_flush = asyncio.get_running_loop().time()
+            batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
+                self._gossip_txs[TX_GOSSIP_BATCH:]
+            self.broadcast({"t": "txs", "txs": batch})
+        if self._gossip_txs:
+            self._arm_gossip_flush()
+
     async def _housekeeping(self) -> None:
         last_status = 0.0
         last_regossip = 0.0
         while True:
-            await asyncio.sleep(TX_GOSSIP_INTERVAL_S)
-            if self._gossip_txs:
-                batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
-                    self._gossip_txs[TX_GOSSIP_BATCH:]
-                self.broadcast({"t": "txs", "txs": batch})
+            await asyncio.sleep(HOUSEKEEPING_TICK_S)
+            if self._gossip_txs and self._gossip_flush is None:
+                self._flush_gossip()
             now = time.monotonic()
             if now - last_status >= STATUS_INTERVAL_S:
                 last_status = now

@@ -329,6 +329,13 @@ class LedgerStore:
             for key in self.db.iterator(prefix=prefix, include_value=False):
                 batch.delete(key)
 
+    def delete_records(self, keys: Iterable[bytes]) -> None:
+        """Delete these keys in one (unsynced) batch. Cheaper than :meth:`delete_prefix`
+        for keys that are rewritten often: no iterator steps over their deleted versions."""
+        with self.db.write_batch() as batch:
+            for key in keys:
+                batch.delete(key)
+
     def scan_records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         yield from self.db.iterator(prefix=prefix)
 
