@@ -27,6 +27,11 @@ class SignerStateError(RuntimeError):
 class SignerStateFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # Plain strings for the per-vote save: pathlib's conversions cost more Python than
+        # the system calls themselves (a save happens before every vote and proposal).
+        self._path = os.fspath(self.path)
+        self._tmp = os.fspath(self.path.with_suffix(".tmp"))
+        self._dir = os.fspath(self.path.parent)
 
     def load(self) -> GuardState | None:
         try:
@@ -44,15 +49,15 @@ class SignerStateFile:
 
     def save(self, state: GuardState) -> None:
         data = canonical.encode(state.to_obj())
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self._tmp
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        os.replace(tmp, self._path)
+        dir_fd = os.open(self._dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:

@@ -15,8 +15,11 @@ Per remote peer (one :class:`_Peer`, for the life of the manager):
 Per link (one :class:`_Link`, for the life of one TCP connection): a reader task (frames
 in order to ``on_message``; an awaitable result is awaited, so delivery order per peer is
 the send order), a writer task that drains the peer's queue, and a keepalive task that
-sends a ping every ``ping_interval``. A link on which nothing arrives for ``dead_timeout``,
-or whose writes stall for ``write_timeout``, is closed. Delivery is at most once: messages
+sends a ping every ``ping_interval`` and closes the link when a read has waited
+``dead_timeout`` (a watchdog: arming an ``asyncio.timeout`` around every read cost more
+than the read). A link on which nothing arrives for ``dead_timeout``, or whose writes stall
+for ``write_timeout``, is closed. The writer waits on the socket (under ``write_timeout``)
+only when a write left a backlog or failed. Delivery is at most once: messages
 queued while a peer is down are sent when it comes back; a message already handed to a
 link that then dies is lost, and the layers above re-gossip.
 
@@ -138,6 +141,8 @@ class _Link:
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
         self.opened_at = time.monotonic()
+        self.read_since: float | None = None
+        """When the read in progress started (None between reads): the watchdog's clock."""
 
 
 @dataclass(eq=False)
@@ -492,7 +497,7 @@ class PeerManager:
         link.tasks = [
             asyncio.create_task(self._read_loop(peer, link), name=f"p2p-read-{peer.name}"),
             asyncio.create_task(self._write_loop(peer, link), name=f"p2p-write-{peer.name}"),
-            asyncio.create_task(self._keepalive_loop(peer), name=f"p2p-ping-{peer.name}"),
+            asyncio.create_task(self._keepalive_loop(peer, link), name=f"p2p-ping-{peer.name}"),
         ]
         peer.wakeup.set()
         logger.info(
@@ -524,21 +529,25 @@ class PeerManager:
         logger.log(level, "p2p link to %s closed: %s", peer.name, reason)
 
     async def _read_loop(self, peer: _Peer, link: _Link) -> None:
+        """Frames in, in order. A read that waits ``dead_timeout`` is ended by the watchdog
+        in :meth:`_keepalive_loop`, which sees ``link.read_since``."""
         reason = "eof"
-        timeout = self.config.dead_timeout
+        reader = link.reader
+        opener = link.opener
+        stats = peer.stats
+        monotonic = time.monotonic
         try:
             while True:
-                async with asyncio.timeout(timeout):
-                    header = await link.reader.readexactly(HEADER_SIZE)
-                length = link.opener.body_length(header)
-                async with asyncio.timeout(timeout):
-                    body = await link.reader.readexactly(length)
-                plaintext = link.opener.open(header, body)
-                peer.stats.frames_in += 1
-                peer.stats.bytes_in += HEADER_SIZE + length
+                link.read_since = monotonic()
+                header = await reader.readexactly(HEADER_SIZE)
+                length = opener.body_length(header)
+                link.read_since = monotonic()
+                body = await reader.readexactly(length)
+                link.read_since = None
+                plaintext = opener.open(header, body)
+                stats.frames_in += 1
+                stats.bytes_in += HEADER_SIZE + length
                 await self._on_frame(peer, plaintext)
-        except TimeoutError:
-            reason = "dead_peer_timeout"
         except (asyncio.IncompleteReadError, ConnectionError):
             reason = "eof"
         except FrameError as exc:
@@ -567,13 +576,26 @@ class PeerManager:
             return
         try:
             result = self.on_message(peer.pubkey, msg)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception:
             logger.exception("p2p on_message handler failed for a message from %s", peer.name)
 
     async def _write_loop(self, peer: _Peer, link: _Link) -> None:
+        """Seal and write queued frames one at a time, control frames first.
+
+        ``drain`` (under ``write_timeout``) only when a write left a backlog or the
+        transport is closing: a write that went straight to the socket has nothing to wait
+        for, and arming a timeout per frame was a measurable share of a small height's CPU.
+        One frame per write keeps a failed link from swallowing more than one message: the
+        rest stay queued for the next link (frames batched into one write were lost
+        together when a link lost the simultaneous-dial tie-break).
+        """
         reason = "eof"
+        writer = link.writer
+        transport = writer.transport
+        seal = link.sealer.seal
+        stats = peer.stats
         try:
             while True:
                 if peer.control:
@@ -587,14 +609,15 @@ class PeerManager:
                     peer.wakeup.clear()
                     await peer.wakeup.wait()
                     continue
-                frame = link.sealer.seal(data)
-                link.writer.write(frame)
-                peer.stats.frames_out += 1
-                peer.stats.bytes_out += len(frame)
+                frame = seal(data)
+                writer.write(frame)
+                stats.frames_out += 1
+                stats.bytes_out += len(frame)
                 if is_message:
-                    peer.stats.messages_out += 1
-                async with asyncio.timeout(self.config.write_timeout):
-                    await link.writer.drain()
+                    stats.messages_out += 1
+                if transport.get_write_buffer_size() or transport.is_closing():
+                    async with asyncio.timeout(self.config.write_timeout):
+                        await writer.drain()
         except TimeoutError:
             reason = "write_stall"
         except ConnectionError:
@@ -605,7 +628,21 @@ class PeerManager:
             if not link.closed:
                 self._close_link(peer, link, reason)
 
-    async def _keepalive_loop(self, peer: _Peer) -> None:
+    async def _keepalive_loop(self, peer: _Peer, link: _Link) -> None:
+        """Ping every ``ping_interval``; close the link once a read has waited
+        ``dead_timeout`` (the peer pings us as often, so a live peer is never silent)."""
+        cfg = self.config
+        next_ping = time.monotonic() + cfg.ping_interval
         while True:
-            await asyncio.sleep(self.config.ping_interval)
-            self._enqueue_control(peer, _PING)
+            now = time.monotonic()
+            read_since = link.read_since
+            if read_since is not None and now - read_since >= cfg.dead_timeout:
+                self._close_link(peer, link, "dead_peer_timeout")
+                return
+            if now >= next_ping:
+                self._enqueue_control(peer, _PING)
+                next_ping = now + cfg.ping_interval
+            wake = next_ping - now
+            if read_since is not None:
+                wake = min(wake, read_since + cfg.dead_timeout - now)
+            await asyncio.sleep(wake)

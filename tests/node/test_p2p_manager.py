@@ -400,6 +400,28 @@ async def test_silent_peer_is_dropped_after_dead_timeout(cluster: Cluster) -> No
     assert a.mgr.closed["dead_peer_timeout"] == 1
 
 
+async def test_peer_stalling_inside_a_frame_is_dropped_after_dead_timeout(
+    cluster: Cluster,
+) -> None:
+    # The watchdog times the body read too, not only the wait for the next header.
+    extra = make_key(9)
+    a, _ = await start_mesh(cluster, [make_key(1), make_key(2)], extra_allowed=[extra])
+    reader, writer, result = await raw_handshake(a.mgr.port, extra, {a.pubkey})
+    await wait_until(lambda: pub(extra) in a.mgr.connected_peers())
+    frame = result.sealer.seal(encode_message({"x": bytes(100)}))
+    writer.write(frame[: HEADER_SIZE + 10])  # a header and the start of its body, then nothing
+    await assert_closed_by_peer(reader)
+    writer.close()
+    assert a.mgr.closed["dead_peer_timeout"] == 1
+
+
+async def test_idle_links_with_pings_outlive_dead_timeout(cluster: Cluster) -> None:
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+    await asyncio.sleep(FAST.dead_timeout * 2.5)  # nothing but pings cross the links
+    assert a.mgr.closed["dead_peer_timeout"] == 0 and b.mgr.closed["dead_peer_timeout"] == 0
+    await assert_link_works(a, b, "after-idle")
+
+
 async def test_slow_peer_does_not_block_others(cluster: Cluster) -> None:
     config = P2PConfig(**{**FAST.__dict__, "dead_timeout": 5.0})
     slow_key = make_key(9)
