@@ -67,6 +67,7 @@ from node.events import EventBus
 from node.genesis import Genesis
 from node.mempool import AdmissionError, Mempool
 from node.metrics import Metrics
+from node.recent_diffs import RecentDiffs, diff_from_wire
 from node.signer_state import SignerStateFile
 from node.store import LedgerStore
 from node.tx import Transaction, TxError
@@ -120,8 +121,11 @@ class Committed:
     block_hash: bytes
 
 
-def sync_batch(store: LedgerStore, start: int) -> list[list[Any]]:
-    """``[block bytes, certificate]`` from ``start`` on, as many as fit one sync response.
+def sync_batch(store: LedgerStore, start: int,
+               diffs: RecentDiffs | None = None) -> list[list[Any]]:
+    """``[block bytes, certificate]`` from ``start`` on, as many as fit one sync response,
+    each with its diff (``[block, certificate, diff]``) when ``diffs`` still holds it and
+    it fits.
 
     Regression: the budget was once larger than the message limit, so with full blocks the
     response could not be encoded, the serving node dropped the request, and a wiped node
@@ -137,8 +141,14 @@ def sync_batch(store: LedgerStore, start: int) -> list[list[Any]]:
         cost = len(raw) + len(commit_raw)  # stored canonically: the size it travels at
         if items and size + cost > SYNC_BATCH_BYTES:
             break
+        item = [raw, canonical.decode(commit_raw)]
+        diff_cost = diffs.size_of(height) if diffs is not None else None
+        # A block always goes; its diff only if both fit (the receiver then executes it).
+        if diff_cost is not None and size + cost + diff_cost <= SYNC_BATCH_BYTES:
+            item.append(diffs.wire(height))  # type: ignore[union-attr]
+            cost += diff_cost
         size += cost
-        items.append([raw, canonical.decode(commit_raw)])
+        items.append(item)
     return items
 
 
@@ -163,6 +173,8 @@ class ConsensusDriver:
         self.mempool = mempool
         self.bus = bus
         self.metrics = metrics
+        # The last blocks' state writes and receipts, sent with them to catching-up peers.
+        self.diffs = RecentDiffs()
         self.clock_ms = clock_ms
         self.vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
         self.pubkey = node_key.verify_key.encode()
@@ -305,7 +317,7 @@ class ConsensusDriver:
             elif kind == "status":
                 self._on_status(sender, msg.get("height"))
             elif kind == "get_blocks":
-                self._serve_blocks(sender, msg.get("from"))
+                self._serve_blocks(sender, msg.get("from"), msg.get("diffs", False))
             elif kind == "blocks":
                 items = msg.get("items")
                 if isinstance(items, list):
@@ -370,13 +382,15 @@ class ConsensusDriver:
             if target is not None:
                 self._begin_sync(target)
 
-    def _serve_blocks(self, sender: bytes, start: Any) -> None:
+    def _serve_blocks(self, sender: bytes, start: Any, want_diffs: Any = False) -> None:
         if not isinstance(start, int) or start < 1:
             raise ValueError("bad get_blocks start")
         if not self._take_serve_token(sender):
             self.metrics.inc("jangbu_p2p_throttled_total")
             return  # a flood of sync requests must not make us re-read the chain for it
-        self.send(sender, {"t": "blocks", "items": sync_batch(self.store, start)})
+        # Diffs only to a peer that asked: an older node would refuse a three-part item.
+        diffs = self.diffs if want_diffs is True else None
+        self.send(sender, {"t": "blocks", "items": sync_batch(self.store, start, diffs)})
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -517,6 +531,7 @@ class ConsensusDriver:
     def _commit(self, block: Block, certificate: Any) -> None:
         started = time.perf_counter()
         result = self.engine.commit(block, certificate)
+        self.diffs.remember(block.height, result.state_writes, result.receipts)
         # The WAL now holds only what the core buffered for the next height (see
         # consensus.wal.wal_after_commit); a crash between these writes loses only peers'
         # messages, which they re-gossip.
@@ -618,13 +633,15 @@ class ConsensusDriver:
         self.syncing = True
         self._sync_peer = peer
         self._sync_requested_at = time.monotonic()
-        self.send(peer, {"t": "get_blocks", "from": self.store.height + 1})
+        self.send(peer, {"t": "get_blocks", "from": self.store.height + 1, "diffs": True})
 
     def _apply_sync_blocks(self, event: _SyncBlocks) -> None:
         applied = 0
         for item in event.items:
             try:
-                raw, cert = item
+                raw, cert, *diff = item
+                if len(diff) > 1:
+                    raise ValueError("a sync item has two or three parts")
                 block = Block.decode(raw)
                 if block.height <= self.store.height:
                     continue
@@ -634,7 +651,8 @@ class ConsensusDriver:
                 if commit.height != block.height or commit.block_hash != block.hash:
                     raise BlockError("certificate is for another block")
                 verify_commit(self.chain_id, self.vset, commit)
-                self.engine.validate_block(block, certified=True)
+                if not (diff and self._apply_diff(block, diff[0], event.sender)):
+                    self.engine.validate_block(block, certified=True)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self.metrics.inc("jangbu_sync_rejected_total")
                 log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)
@@ -654,6 +672,22 @@ class ConsensusDriver:
             self.started_height = self.store.height
             self._wal_seq = 0  # _wal_high still covers what the old core's records used
         self._consider_start()  # heights held back while we were syncing may start now
+
+    def _apply_diff(self, block: Block, diff: Any, sender: bytes) -> bool:
+        """Take a certified block's result from the diff a peer sent with it (no
+        execution); False, counted and logged, if the diff does not check out, and the
+        block is then executed as usual: the block itself is certified, only the diff is
+        the peer's word, and it must give the header's roots (node/recent_diffs.py)."""
+        try:
+            receipts, writes = diff_from_wire(diff)
+            self.engine.apply_certified_diff(block, receipts, writes)
+        except (BlockError, ValueError, TypeError) as exc:
+            self.metrics.inc("jangbu_sync_diffs_rejected_total")
+            log.warning("ignored the diff of block %d from %s: %s", block.height,
+                        sender.hex()[:12], exc)
+            return False
+        self.metrics.inc("jangbu_sync_diffs_applied_total")
+        return True
 
     # --- evidence ---------------------------------------------------------------------------
 

@@ -61,6 +61,11 @@ class RecentDiffs:
             _, (_, _, evicted) = self._diffs.popitem(last=False)
             self._bytes -= evicted
 
+    def size_of(self, height: int) -> int | None:
+        """Wire bytes of the diff of ``height`` if still held, else None."""
+        held = self._diffs.get(height)
+        return None if held is None else held[2]
+
     def wire(self, height: int) -> dict[str, Any] | None:
         """The diff of ``height`` as sent in a ``blocks`` sync item, if still held."""
         held = self._diffs.get(height)

@@ -19,6 +19,10 @@ from node.block import BlockError
 from node.config import load_config
 
 kinds = st.sampled_from(["c", "txs", "status", "get_blocks", "blocks", "x"])
+diffs = st.fixed_dictionaries({"receipts": st.lists(st.binary(max_size=8) | objects, max_size=3),
+                               "writes": st.lists(st.lists(st.binary(max_size=8) | objects,
+                                                           min_size=2, max_size=2),
+                                                  max_size=3)})
 messages = st.one_of(
     objects,
     st.builds(lambda t, body: {"t": t, **body}, kinds,
@@ -27,7 +31,11 @@ messages = st.one_of(
     st.builds(lambda v: {"t": "c", "m": {**_valid_vote_obj(), **v}},
               st.dictionaries(st.sampled_from(sorted(_valid_vote_obj())), objects, max_size=2)),
     st.builds(lambda items: {"t": "blocks", "items": items},
-              st.lists(st.lists(objects, min_size=2, max_size=2), max_size=3)),
+              st.lists(st.lists(objects, min_size=2, max_size=3), max_size=3)),
+    st.builds(lambda block, cert, diff: {"t": "blocks", "items": [[block, cert, diff]]},
+              objects, objects, diffs),
+    st.builds(lambda start, want: {"t": "get_blocks", "from": start, "diffs": want},
+              st.integers(-1, 5), objects),
 )
 
 

@@ -138,16 +138,13 @@ def test_certified_block_still_fails_on_wrong_state_root(tmp_path):
     assert engine_b.validate_block(block, certified=True).state_root == block.header.state_root
 
 
-def test_sync_responses_of_full_blocks_fit_one_message(tmp_path):
-    """Regression: the sync budget (6 MiB) exceeded the 4 MiB message limit, so a node
-    serving full blocks could not encode its answer and a wiped node never caught up."""
-    from node.driver import sync_batch
-
+def full_blocks(path: str, count: int = 8):
+    """A chain of ``count`` blocks of ~1 MiB each (oversized args: recorded as failures)."""
     genesis = make_genesis()
-    store, engine = open_engine(str(tmp_path / "data"), genesis)
+    store, engine = open_engine(path, genesis)
     validator, admin = seed_key("v0"), seed_key("admin")
     last_commit = None
-    for h in range(1, 9):  # eight blocks of ~1 MiB (oversized args: recorded as failures)
+    for h in range(1, count + 1):
         txs = [Transaction.create(admin, CHAIN_ID, "membership", "add_member",
                                   {"pubkey": "00" * 32, "label": "x" * 60_000}, h * 100 + i)
                for i in range(17)]
@@ -156,15 +153,45 @@ def test_sync_responses_of_full_blocks_fit_one_message(tmp_path):
         assert len(block.encoded) > 1_000_000
         last_commit = certify(h, block.hash, [validator])
         engine.commit(block, last_commit)
+    return store
+
+
+def serve_all(store, diffs=None) -> list:
+    """Every sync answer from height 1, each checked to fit one message."""
+    from node.driver import sync_batch
+
     served, start = [], 1
     while start <= store.height:
-        items = sync_batch(store, start)
+        items = sync_batch(store, start, diffs)
         assert items, "every response carries at least one block"
         assert len(canonical.encode({"t": "blocks", "items": items})) \
             <= canonical.MAX_MESSAGE_BYTES
         served.extend(items)
         start += len(items)
+    return served
+
+
+def test_sync_responses_of_full_blocks_fit_one_message(tmp_path):
+    """Regression: the sync budget (6 MiB) exceeded the 4 MiB message limit, so a node
+    serving full blocks could not encode its answer and a wiped node never caught up."""
+    store = full_blocks(str(tmp_path / "data"))
+    served = serve_all(store)
     assert [raw for raw, _ in served] == [store.get_block_bytes(h) for h in range(1, 9)]
+    store.close()
+
+
+def test_sync_answers_carry_diffs_that_fit_and_leave_out_the_others(tmp_path):
+    from node.recent_diffs import RecentDiffs
+
+    store = full_blocks(str(tmp_path / "data"))
+    diffs = RecentDiffs()
+    for h in range(1, 9):  # odd heights: a diff too big to travel beside its 1 MiB block
+        size = 3_300_000 if h % 2 else 1000
+        diffs.remember(h, {b"k%d" % h: b"v" * size}, store.receipts_of(h))
+    served = serve_all(store, diffs)
+    assert [item[0] for item in served] == [store.get_block_bytes(h) for h in range(1, 9)]
+    assert [len(item) for item in served] == [2, 3] * 4
+    assert all(item[2] == diffs.wire(h) for h, item in enumerate(served, 1) if len(item) == 3)
     store.close()
 
 
