@@ -99,61 +99,132 @@ static int put_header(buffer *buf, Py_ssize_t n, unsigned char fix, Py_ssize_t f
     return FALLBACK;
 }
 
-static int put_str(buffer *buf, PyObject *obj) {
-    Py_ssize_t n;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(obj, &n);
-    if (utf8 == NULL) {
+/* The UTF-8 bytes of a str. An ASCII string's own buffer is used as it is; any other
+ * string is converted into a new bytes object returned in *owner (released by the caller),
+ * because PyUnicode_AsUTF8AndSize would attach a UTF-8 copy to the string for good. Neither
+ * allocates a garbage-collected object, so no collection (and no finalizer) can run. */
+static const char *utf8_of(PyObject *obj, Py_ssize_t *n, PyObject **owner) {
+    *owner = NULL;
+    if (PyUnicode_IS_COMPACT_ASCII(obj)) {
+        *n = PyUnicode_GET_LENGTH(obj);
+        return (const char *)PyUnicode_DATA(obj);
+    }
+    PyObject *bytes = PyUnicode_AsUTF8String(obj);
+    if (bytes == NULL) {
         /* Lone surrogates: the pure encoder raises the protocol's error for them. */
         PyErr_Clear();
-        return FALLBACK;
+        return NULL;
     }
+    *owner = bytes;
+    *n = PyBytes_GET_SIZE(bytes);
+    return PyBytes_AS_STRING(bytes);
+}
+
+static int put_utf8(buffer *buf, const char *utf8, Py_ssize_t n) {
     int rc = put_header(buf, n, 0xa0, 32, 1, 0xd9, 0xda, 0xdb);
     return rc != DONE ? rc : put(buf, utf8, n);
 }
 
+static int put_str(buffer *buf, PyObject *obj) {
+    Py_ssize_t n;
+    PyObject *owner;
+    const char *utf8 = utf8_of(obj, &n, &owner);
+    if (utf8 == NULL) {
+        return FALLBACK;
+    }
+    int rc = put_utf8(buf, utf8, n);
+    Py_XDECREF(owner);
+    return rc;
+}
+
 static int walk(buffer *buf, PyObject *obj, int depth);
 
-static int put_items(buffer *buf, PyObject *const *items, Py_ssize_t n, int depth) {
+/* Why no Python object is created while walking: allocating a garbage-collected object
+ * (a list of keys, say) can start a collection, whose finalizers may change the very
+ * containers being walked. So keys are gathered into a C array and sorted with qsort, and
+ * every item walked is held by a reference of our own. */
+static int put_items(buffer *buf, PyObject *seq, int depth) {
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     int rc = put_header(buf, n, 0x90, 16, 0, 0, 0xdc, 0xdd);
     for (Py_ssize_t i = 0; rc == DONE && i < n; i++) {
-        rc = walk(buf, items[i], depth + 1);
+        if (PySequence_Fast_GET_SIZE(seq) != n) {
+            return FALLBACK;  /* changed under us: let the pure encoder see it */
+        }
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        Py_INCREF(item);
+        rc = walk(buf, item, depth + 1);
+        Py_DECREF(item);
     }
     return rc;
 }
 
+typedef struct {
+    const char *utf8;
+    Py_ssize_t len;
+    PyObject *owner;  /* the UTF-8 bytes object, if one was made */
+    PyObject *key;
+    PyObject *value;
+} map_entry;
+
+/* UTF-8 byte order, which is the code-point order the protocol specifies. */
+static int compare_entries(const void *a, const void *b) {
+    const map_entry *x = a, *y = b;
+    Py_ssize_t common = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->utf8, y->utf8, (size_t)common);
+    if (c != 0) {
+        return c;
+    }
+    return (x->len > y->len) - (x->len < y->len);
+}
+
 static int put_map(buffer *buf, PyObject *obj, int depth) {
     Py_ssize_t n = PyDict_GET_SIZE(obj);
-    PyObject *keys = PyDict_Keys(obj);
-    if (keys == NULL) {
+    if (n == 0) {
+        return put_header(buf, 0, 0x80, 16, 0, 0, 0xde, 0xdf);
+    }
+    map_entry *entries = PyMem_Calloc((size_t)n, sizeof(map_entry));
+    if (entries == NULL) {
+        PyErr_NoMemory();
         return FAILED;
     }
+    Py_ssize_t count = 0, pos = 0;
+    PyObject *key, *value;
     int rc = DONE;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyUnicode_CheckExact(PyList_GET_ITEM(keys, i))) {
+    while (PyDict_Next(obj, &pos, &key, &value)) {
+        if (count == n || !PyUnicode_CheckExact(key)) {
             rc = FALLBACK;  /* the pure encoder names the offending key type */
             break;
         }
+        map_entry *e = &entries[count++];
+        e->utf8 = utf8_of(key, &e->len, &e->owner);
+        Py_INCREF(key);
+        Py_INCREF(value);
+        e->key = key;
+        e->value = value;
+        if (e->utf8 == NULL) {
+            rc = FALLBACK;
+            break;
+        }
     }
-    /* Code-point order of str equals the UTF-8 byte order the protocol specifies. */
-    if (rc == DONE && n > 1 && PyList_Sort(keys) != 0) {
-        rc = FAILED;
+    if (rc == DONE && count != n) {
+        rc = FALLBACK;
     }
     if (rc == DONE) {
+        qsort(entries, (size_t)n, sizeof(map_entry), compare_entries);
         rc = put_header(buf, n, 0x80, 16, 0, 0, 0xde, 0xdf);
     }
     for (Py_ssize_t i = 0; rc == DONE && i < n; i++) {
-        PyObject *key = PyList_GET_ITEM(keys, i);
-        PyObject *value = PyDict_GetItemWithError(obj, key);  /* borrowed */
-        if (value == NULL) {
-            rc = PyErr_Occurred() ? FAILED : FALLBACK;
-            break;
-        }
-        rc = put_str(buf, key);
+        rc = put_utf8(buf, entries[i].utf8, entries[i].len);
         if (rc == DONE) {
-            rc = walk(buf, value, depth + 1);
+            rc = walk(buf, entries[i].value, depth + 1);
         }
     }
-    Py_DECREF(keys);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_XDECREF(entries[i].owner);
+        Py_DECREF(entries[i].key);
+        Py_DECREF(entries[i].value);
+    }
+    PyMem_Free(entries);
     return rc;
 }
 
@@ -200,12 +271,8 @@ static int walk(buffer *buf, PyObject *obj, int depth) {
     if (kind == &PyDict_Type) {
         return put_map(buf, obj, depth);
     }
-    if (kind == &PyList_Type) {
-        /* Held across the walk: a list cannot change under us, no Python code runs. */
-        return put_items(buf, PySequence_Fast_ITEMS(obj), PyList_GET_SIZE(obj), depth);
-    }
-    if (kind == &PyTuple_Type) {
-        return put_items(buf, PySequence_Fast_ITEMS(obj), PyTuple_GET_SIZE(obj), depth);
+    if (kind == &PyList_Type || kind == &PyTuple_Type) {
+        return put_items(buf, obj, depth);
     }
     return FALLBACK;
 }

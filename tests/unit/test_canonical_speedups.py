@@ -8,6 +8,9 @@ writes the same bytes as :func:`canonical.encode_pure` or answers ``None`` (and
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
@@ -126,6 +129,40 @@ def test_a_value_that_contains_itself_is_refused_not_crashed() -> None:
 def test_size_limit_applies_to_the_compiled_path() -> None:
     with pytest.raises(canonical.CanonicalError, match="limit"):
         canonical.encode(b"x" * (canonical.MAX_MESSAGE_BYTES + 1))
+
+
+# A finalizer that empties the container being encoded, primed to run at the next
+# allocation of a garbage-collected object. Regression (found in review): the encoder
+# listed a map's keys into a new list, that allocation ran the collection, and the walk
+# then read freed memory (a segfault). It now allocates no such object while walking.
+FINALIZER_BOMB = textwrap.dedent("""
+    import gc
+    from consensus import canonical
+    target = %s
+    original = canonical.encode_pure(target)
+    class Bomb:
+        def __del__(self):
+            target.clear()
+    gc.disable()
+    hold = [[] for _ in range(200)]  # empty the list free list: the next list is new
+    bomb = Bomb(); bomb.cycle = bomb; del bomb
+    gc.set_threshold(1)
+    gc.enable()
+    out = canonical._compiled_encode(target, 0)
+    gc.disable()
+    assert out is None or out == original, (out, original)
+    print("ok")
+""")
+
+
+@needs_fast
+@pytest.mark.parametrize("target", ['{"k%d" % i: i for i in range(20)}',
+                                    '[{"k%d" % i: i} for i in range(50)]'])
+def test_a_finalizer_emptying_the_value_cannot_crash_the_encoder(target: str) -> None:
+    out = subprocess.run([sys.executable, "-c", FINALIZER_BOMB % target],
+                         env={**os.environ, "PYTHONMALLOC": "debug"},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_pure_codec_switch_turns_the_compiled_encoder_off(monkeypatch) -> None:
