@@ -531,7 +531,8 @@ class ConsensusDriver:
     def _commit(self, block: Block, certificate: Any) -> None:
         started = time.perf_counter()
         result = self.engine.commit(block, certificate)
-        self.diffs.remember(block.height, result.state_writes, result.receipts)
+        if result.executed:
+            self.diffs.remember(block.height, result.state_writes, result.receipts)
         # The WAL now holds only what the core buffered for the next height (see
         # consensus.wal.wal_after_commit); a crash between these writes loses only peers'
         # messages, which they re-gossip.
@@ -651,7 +652,7 @@ class ConsensusDriver:
                 if commit.height != block.height or commit.block_hash != block.hash:
                     raise BlockError("certificate is for another block")
                 verify_commit(self.chain_id, self.vset, commit)
-                if not (diff and self._apply_diff(block, diff[0], event.sender)):
+                if not (diff and self._apply_diff(block, cert, diff[0], event.sender)):
                     self.engine.validate_block(block, certified=True)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self.metrics.inc("jangbu_sync_rejected_total")
@@ -673,14 +674,14 @@ class ConsensusDriver:
             self._wal_seq = 0  # _wal_high still covers what the old core's records used
         self._consider_start()  # heights held back while we were syncing may start now
 
-    def _apply_diff(self, block: Block, diff: Any, sender: bytes) -> bool:
+    def _apply_diff(self, block: Block, cert: Any, diff: Any, sender: bytes) -> bool:
         """Take a certified block's result from the diff a peer sent with it (no
         execution); False, counted and logged, if the diff does not check out, and the
         block is then executed as usual: the block itself is certified, only the diff is
         the peer's word, and it must give the header's roots (node/recent_diffs.py)."""
         try:
             receipts, writes = diff_from_wire(diff)
-            self.engine.apply_certified_diff(block, receipts, writes)
+            self.engine.apply_certified_diff(block, cert, receipts, writes)
         except (BlockError, ValueError, TypeError) as exc:
             self.metrics.inc("jangbu_sync_diffs_rejected_total")
             log.warning("ignored the diff of block %d from %s: %s", block.height,

@@ -42,6 +42,10 @@ class ExecutionResult:
     state_writes: Mapping[bytes, bytes | None]
     delta: StateDelta
     results_root: bytes
+    executed: bool = True
+    """False for a result taken from a peer's diff (:meth:`Engine.apply_certified_diff`):
+    such results are not passed on to other peers (an honest peer's diff may carry writes
+    that change nothing, which the roots cannot reveal, and they should not spread)."""
 
     @property
     def state_root(self) -> bytes:
@@ -217,20 +221,30 @@ class Engine:
         self._results[block.hash] = result
         return result
 
-    def apply_certified_diff(self, block: Block, receipts: Sequence[Any],
+    def apply_certified_diff(self, block: Block, certificate: Any, receipts: list[Any],
                              writes: Mapping[Any, Any]) -> ExecutionResult:
         """A certified block's result from the state writes and receipts a peer sent with
         it, without executing it (catch-up; raises BlockError).
 
-        Only for a block whose certificate the caller has verified: a quorum of validators,
-        so at least one honest one, executed it and signed its header, which commits to
-        ``state_root`` (the state after the block) and ``results_root`` (its receipts).
-        The writes are applied to a preview of the state tree and must give exactly
-        ``state_root``: a write left out, added or altered changes the root (every key and
-        value is hashed into it), so a peer cannot make us store anything but the state the
-        quorum computed. Receipts are checked against ``results_root`` the same way. Every
-        check of :meth:`validate_block` but execution runs as well.
+        ``certificate`` must verify for this very block (checked here, not left to the
+        caller: without execution it is the only proof the header's roots are right): a
+        quorum of validators, so at least one honest one, executed the block and signed its
+        header, which commits to ``state_root`` (the state after the block) and
+        ``results_root`` (its receipts). The writes are applied to a preview of the state
+        tree and must give exactly ``state_root``: a write left out or altered, or a new
+        key, changes the root (every key and value is hashed into it), so a peer cannot
+        make us store a state other than the one the quorum computed. (Writes that change
+        nothing, such as deleting an absent key, leave the root as it is; they cost only
+        their hashing, are bounded by the message size, and are not passed on.) Receipts
+        are checked against ``results_root`` the same way. Every check of
+        :meth:`validate_block` but execution runs as well.
         """
+        if self.verify_commit is None:
+            raise BlockError("diff: no certificate verifier configured")
+        try:
+            self.verify_commit(block.height, block.hash, certificate)
+        except Exception as exc:  # any failure of the remote certificate is theirs
+            raise BlockError(f"diff: certificate does not verify: {exc}") from None
         self._check_block(block, certified=True)
         header = block.header
         if not isinstance(receipts, list) or len(receipts) != len(block.txs):
@@ -260,7 +274,8 @@ class Engine:
         delta = self.tree.preview(state_writes, self.store.leaves)
         if delta.root != header.state_root:
             raise BlockError("diff: writes do not give the block's state_root")
-        result = ExecutionResult(tuple(decoded), state_writes, delta, results_root)
+        result = ExecutionResult(tuple(decoded), state_writes, delta, results_root,
+                                 executed=False)
         self._results[block.hash] = result
         return result
 

@@ -10,9 +10,10 @@ catching-up node applies them after checking they give exactly those roots
 LevelDB batch instead of an execution.
 
 Nothing extra is computed or written on the commit path: the writes and receipts are the
-objects the commit already holds, remembered here until ``max_bytes`` of newer blocks push
-them out. A node asked for an older block (or just restarted) sends it without a diff, and
-the receiver executes it as before.
+objects the commit already holds (of blocks this node executed itself, not of blocks it
+took from a diff), remembered here until ``max_bytes`` of newer blocks push them out. A
+node asked for an older block (or just restarted) sends it without a diff, and the
+receiver executes it as before.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any
 
 from node.execution import Receipt
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-"""~50,000 clearance orders' worth (~1.3 KB of writes and receipt each): the last half
-minute of a fully loaded chain here, enough for a restarted node's usual gap."""
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+"""~25,000 clearance orders' worth (~1.3 KB of writes and receipt each on the wire, 2-3x
+that as Python objects): the last ~15 s of a fully loaded chain here, enough for a
+restarted node's usual gap; older blocks are executed."""
 _ENTRY_OVERHEAD = 16  # wire bytes per write or receipt beyond its own: msgpack headers
 
 

@@ -76,7 +76,7 @@ def test_applying_diffs_stores_what_execution_stored(chain, tmp_path) -> None:
     store, engine = open_engine(str(tmp_path / "data"), make_genesis())
     for block, cert in blocks:
         receipts, writes = wire(diffs, block.height)
-        result = engine.apply_certified_diff(block, receipts, writes)
+        result = engine.apply_certified_diff(block, cert, receipts, writes)
         engine.commit(block, cert)
         assert [r.code for r in result.receipts] == ["OK"] * 5 + ["E_NOT_FOUND"]
     store.close()
@@ -122,7 +122,7 @@ def test_invalid_diffs_are_refused_and_change_nothing(chain, tmp_path, how: str)
         receipts, writes = tampered(*wire(diffs, 1), how)
         root_before = engine.tree.root
         with pytest.raises(BlockError, match="diff"):
-            engine.apply_certified_diff(block, receipts, writes)
+            engine.apply_certified_diff(block, cert, receipts, writes)
         assert engine.tree.root == root_before and store.height == 0
         # The block itself is still good: executing it works.
         engine.validate_block(block, certified=True)
@@ -136,9 +136,27 @@ def test_a_diff_for_a_block_that_does_not_extend_the_chain_is_refused(chain, tmp
     blocks, diffs, _ = chain
     store, engine = open_engine(str(tmp_path / "data"), make_genesis())
     try:
-        block, _ = blocks[1]  # height 2 on an empty store
+        block, cert = blocks[1]  # height 2 on an empty store
         with pytest.raises(BlockError, match="height"):
-            engine.apply_certified_diff(block, *wire(diffs, 2))
+            engine.apply_certified_diff(block, cert, *wire(diffs, 2))
+    finally:
+        store.close()
+
+
+def test_a_diff_needs_the_blocks_own_certificate(chain, tmp_path) -> None:
+    """Without execution the certificate is the only proof of the roots: a header with
+    any state_root plus writes that give it would otherwise be stored."""
+    blocks, diffs, _ = chain
+    store, engine = open_engine(str(tmp_path / "data"), make_genesis())
+    try:
+        block, cert = blocks[0]
+        other_cert = blocks[1][1]
+        unsigned = certify(1, block.hash, [seed_key("not-a-validator")])
+        for bad in (other_cert, unsigned, None, {"height": 1}):
+            with pytest.raises(BlockError, match="certificate"):
+                engine.apply_certified_diff(block, bad, *wire(diffs, 1))
+        result = engine.apply_certified_diff(block, cert, *wire(diffs, 1))
+        assert result.executed is False
     finally:
         store.close()
 
