@@ -35,6 +35,7 @@ from contracts.clearance.rules import (
     CUSTOMS,
     E_AMOUNT,
     E_DUTY_UNPAID,
+    E_GROUP_LIMIT,
     E_INVALID_BUYER_REF,
     E_INVALID_COUNTRY,
     E_INVALID_CURRENCY,
@@ -780,6 +781,11 @@ class ClearanceContract(Contract):
             kinds = get_kinds(order)
         threshold = rules.get_threshold_usd_cents(get_origin(order), frozenset(kinds))
         group = get_group(ctx, order)
+        if order["order_id"] not in group and len(group) >= rules.MAX_GROUP_ORDERS:
+            raise ContractError(
+                E_GROUP_LIMIT,
+                f"buyer already has {rules.MAX_GROUP_ORDERS} orders from seller "
+                f"{order['seller']!r} on {order['date']} (KST); customs reviews such groups")
         group[order["order_id"]] = {"usd_cents": order["value_usd_cents"],
                                     "threshold_usd_cents": threshold}
         ctx.state.put(group_key(order), group)

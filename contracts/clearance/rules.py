@@ -27,6 +27,7 @@ E_NO_RATE: Final = "E_NO_RATE"
 E_NO_DUTY: Final = "E_NO_DUTY"
 E_DUTY_UNPAID: Final = "E_DUTY_UNPAID"
 E_AMOUNT: Final = "E_AMOUNT"
+E_GROUP_LIMIT: Final = "E_GROUP_LIMIT"
 
 # --- roles (organisation roles held in membership) ---------------------------------------
 SELLER: Final = "seller"
@@ -136,6 +137,10 @@ MAX_AMOUNT: Final = 10**15
 MAX_TEXT: Final = 256
 MAX_RESTRICTED_PER_CALL: Final = 200
 MAX_WEIGHT_G: Final = 1_000_000
+MAX_GROUP_ORDERS: Final = 1_000
+"""Orders of one buyer from one seller on one KST day (a combined-taxation group). The
+group is one state value rewritten with each new order (O(size) per order); far beyond any
+real shopping day, and it keeps that value far below the 4 MiB encoding limit."""
 
 
 def normalise_hs(code: str, *, pattern: re.Pattern[str] = HS_DIGITS) -> str:

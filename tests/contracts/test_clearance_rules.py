@@ -14,6 +14,7 @@ from test_clearance import (
     advance,
     create,
     item,
+    order_args,
     setup_ledger,
     state_of,
 )
@@ -275,6 +276,23 @@ def test_a_group_is_one_state_key_that_goes_with_its_last_member():
     assert ledger.apply("seller", C, "cancel", {"order_id": "A"}).ok
     assert list(ledger.base.scan(b"clearance/group/")) == []
     assert ledger.query(C, "combined_groups", {"include_single": True}, caller="customs") == []
+
+
+def test_invalid_order_beyond_the_group_limit_is_refused_and_changes_nothing(monkeypatch):
+    monkeypatch.setattr(rules, "MAX_GROUP_ORDERS", 2)
+    ledger = setup_ledger()
+    create(ledger, "A", ship_from="CN", items=[item("4202920000", price=100)])
+    create(ledger, "B", ship_from="CN", items=[item("4202920000", price=100)])
+    before = dict(ledger.base.scan(b"clearance/"))
+    receipt = ledger.apply("seller", C, "create_order", order_args(
+        "C", ship_from="CN", items=[item("4202920000", price=100)]))
+    assert receipt.code == "E_GROUP_LIMIT" and "2 orders" in receipt.message
+    assert dict(ledger.base.scan(b"clearance/")) == before
+    ledger.time_ms += DAY_MS  # another day, another group
+    assert create(ledger, "D", ship_from="CN", items=[item("4202920000", price=100)]).ok
+    assert ledger.apply("courier", C, "ship", {"order_id": "A", "waybill": "HAWB0000A1",
+                                               "weight_g": 300, "origin": "CN",
+                                               "carrier": "CA1"}).ok  # a member: updated
 
 
 def test_released_list_parcel_is_reported_not_reassessed():
