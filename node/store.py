@@ -125,6 +125,9 @@ class _CachedStateReader(_PrefixReader):
             self._remember(prefix, items)
 
     def _remember(self, prefix: bytes, items: list[tuple[bytes, bytes]]) -> None:
+        if prefix in self._scans:  # two scans of one prefix ran to their ends together
+            self._scans[prefix] = items
+            return
         while self._scans and len(self._scans) >= self.max_prefixes:
             oldest, _ = self._scans.popitem(last=False)
             self._count_forgotten(oldest)

@@ -63,3 +63,21 @@ def test_a_scan_interrupted_by_a_commit_is_not_remembered(tmp_path):
     assert list(scan) == []  # the old iterator's view ends
     assert list(reader.scan(b"c/g/a/")) == [(b"c/g/a/1", b"1"), (b"c/g/a/2", b"2")]
     db.close()
+
+
+def test_two_scans_of_one_prefix_are_remembered_once(tmp_path):
+    """Regression (review): two scans of one prefix that both ran to their ends counted the
+    prefix twice in ``_lengths``, so after it was forgotten every invalidation still looked
+    for prefixes of that length."""
+    db = plyvel.DB(str(tmp_path), create_if_missing=True)
+    try:
+        reader = _CachedStateReader(db, STATE_PREFIX)
+        commit(db, reader, {b"c/g/a/1": b"1"})
+        first, second = reader.scan(b"c/g/a/"), reader.scan(b"c/g/a/")
+        heads = [next(first), next(second)]  # both started before either finished
+        assert heads + list(first) + list(second) == [(b"c/g/a/1", b"1")] * 2
+        assert reader._lengths == {len(b"c/g/a/"): 1}
+        commit(db, reader, {b"c/g/a/2": b"2"})
+        assert reader._lengths == {} and reader._scans == {}
+    finally:
+        db.close()
