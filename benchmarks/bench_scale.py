@@ -5,7 +5,10 @@
 For each validator count it creates a network (customs, seller, courier, buyer plus
 ``observer`` organisations), runs ``jangbu bench --json`` against it and prints one line.
 Then, on the 4-validator network, it stops one node, wipes its data directory, restarts it
-and measures how fast it catches up (blocks/s and tx/s replayed through block sync).
+and measures how fast it catches up (blocks/s and tx/s replayed through block sync): its
+peers send the blocks with their state diffs, which it applies after checking them against
+the certified roots. ``--catch-up-without-diffs`` restarts the peers first (they then hold
+no diffs), so every block is executed: the cost of catch-up by execution alone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,10 +53,15 @@ def bench(directory: Path, txs: int) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def catch_up(net: Network) -> dict[str, float]:
+def catch_up(net: Network, with_diffs: bool = True) -> dict[str, float]:
     target = net.status("customs")["height"]
     total_txs = sum(len(http_json(f"{net.api('customs')}/v1/blocks/{h}")["txs"])
                     for h in range(1, target + 1))
+    if not with_diffs:  # restarted peers hold no diffs: every block is executed
+        for org in ("customs", "seller", "courier"):
+            net.kill(org, signal.SIGTERM)
+            net.start(org)
+            net.wait_ready(org, timeout=60)
     net.kill("buyer")
     shutil.rmtree(net.home("buyer") / "data")
     started = time.monotonic()
@@ -60,14 +69,17 @@ def catch_up(net: Network) -> dict[str, float]:
     net.wait_ready("buyer", timeout=60)
     net.wait_height(target, ["buyer"], timeout=600)
     elapsed = time.monotonic() - started
-    return {"blocks": target, "txs": total_txs, "seconds": round(elapsed, 2),
-            "blocks_per_s": round(target / elapsed, 1), "txs_per_s": round(total_txs / elapsed)}
+    return {"diffs": with_diffs, "blocks": target, "txs": total_txs,
+            "seconds": round(elapsed, 2), "blocks_per_s": round(target / elapsed, 1),
+            "txs_per_s": round(total_txs / elapsed)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="4,7,10")
     parser.add_argument("--txs", type=int, default=3000)
+    parser.add_argument("--catch-up-without-diffs", action="store_true",
+                        help="restart the peers before the catch-up, so it executes every block")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="jangbu-scale-"))
@@ -78,7 +90,8 @@ def main() -> None:
             result = bench(net.directory, args.txs)
             print(json.dumps({"validators": n, **result}), flush=True)
             if n == sizes[0]:
-                print(json.dumps({"catch_up": catch_up(net)}), flush=True)
+                catch = catch_up(net, with_diffs=not args.catch_up_without_diffs)
+                print(json.dumps({"catch_up": catch}), flush=True)
         finally:
             net.stop_all()
 

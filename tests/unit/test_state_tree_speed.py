@@ -66,7 +66,7 @@ def assert_same_delta(got: StateDelta, want: StateDelta) -> None:
     assert got.root == want.root
     assert dict(got.leaf_writes) == dict(want.leaf_writes)
     assert list(got.leaf_writes) == list(want.leaf_writes)  # same order as the writes
-    assert dict(got.nodes) == dict(want.nodes)
+    assert got.node_map() == want.node_map()
 
 
 def oracle_delta(state: Mapping[bytes, bytes], writes: Mapping[bytes, bytes | None]) -> StateDelta:
@@ -97,7 +97,10 @@ def oracle_delta(state: Mapping[bytes, bytes], writes: Mapping[bytes, bytes | No
         bucket = khash[0] * 256 + khash[1]
         for height in range(DEPTH + 1):
             nodes[(height, bucket >> height)] = levels[height][bucket >> height]
-    return StateDelta(levels[DEPTH][0], leaf_writes, nodes)
+    per_level: list[dict[int, bytes]] = [{} for _ in range(DEPTH + 1)]
+    for (height, index), value in nodes.items():
+        per_level[height][index] = value
+    return StateDelta(levels[DEPTH][0], leaf_writes, per_level if nodes else [])
 
 
 def commit(reader: MemoryKV, state: dict[bytes, bytes], writes: Mapping[bytes, bytes | None],
