@@ -598,6 +598,11 @@ class PeerManager:
         stats = peer.stats
         try:
             while True:
+                if transport.is_closing():
+                    # Not awaited on every frame any more, so a closed transport is seen
+                    # here: stop before taking a message, which stays queued for the next
+                    # link (and uvloop raises on a write to a closed handle).
+                    break
                 if peer.control:
                     data, is_message = peer.control.popleft(), False
                 elif peer.queue:

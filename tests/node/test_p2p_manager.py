@@ -467,3 +467,30 @@ async def test_slow_peer_queue_drops_oldest_beyond_its_limit(cluster: Cluster) -
     assert a.mgr.stats()["peers"][pub(slow_key).hex()]["queued"] <= 10
     await assert_link_works(a, b, "after-drops")
     writer.close()
+
+
+def test_a_message_queued_as_the_link_closes_is_kept_not_raised_under_uvloop() -> None:
+    """Regression (chaos run): writes no longer wait on every frame, so a writer woken by a
+    new message after its transport closed wrote to it, and uvloop raises on that
+    ("the handler is closed"): a task traceback in the node log at every such moment. The
+    writer now stops at a closing transport and the message stays queued for the next
+    link."""
+    import uvloop
+
+    async def scenario() -> list[Any]:
+        errors: list[Any] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        cluster = Cluster()
+        try:
+            a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+            link = a.mgr._peers[b.pubkey].link
+            assert link is not None
+            link.writer.transport.close()  # closing, not yet seen by the reader
+            a.mgr.send(b.pubkey, {"late": 1})
+            await wait_until(lambda: {"late": 1} in b.inbox[a.pubkey], timeout=10)
+        finally:
+            await cluster.stop_all()
+        return errors
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == []
