@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -32,8 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import bench_pipeline as pipeline  # noqa: E402
 
 from consensus import canonical  # noqa: E402
-from consensus.types import Commit, ValidatorSet, verify_commit  # noqa: E402
+from consensus.types import ValidatorSet  # noqa: E402
 from node.block import Block  # noqa: E402
+from node.engine import certificate_verifier  # noqa: E402
 from node.recent_diffs import RecentDiffs, diff_from_wire  # noqa: E402
 from node.tx import Transaction  # noqa: E402
 
@@ -64,14 +64,8 @@ def main() -> None:
     atexit.register(shutil.rmtree, work, ignore_errors=True)
     _, source, pool = pipeline.open_engine(work + "/source", genesis)
     _, target, _ = pipeline.open_engine(work + "/target", genesis)
-    vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
-
-    def verify(height: int, block_hash: bytes, cert: Any) -> None:
-        commit = Commit.from_obj(cert)
-        if commit.height != height or commit.block_hash != block_hash:
-            raise ValueError("certificate is for another block")
-        verify_commit(pipeline.CHAIN, vset, commit)
-
+    verify = certificate_verifier(pipeline.CHAIN,
+                                  ValidatorSet(tuple(genesis.validator_pubkeys())))
     target.verify_commit = verify
     validator = pipeline.key("v")
     proposer = validator.verify_key.encode()

@@ -24,12 +24,12 @@ import plyvel
 from aiohttp import web
 
 from consensus import canonical
-from consensus.types import Commit, ValidatorSet, verify_commit
+from consensus.types import ValidatorSet
 from contracts.sdk import Contract
 from node.api import Api
 from node.config import NodeConfig, split_address
 from node.driver import ConsensusDriver
-from node.engine import Engine, SignatureCache
+from node.engine import Engine, SignatureCache, certificate_verifier
 from node.events import EventBus
 from node.execution import committed_member_lookup
 from node.genesis import Genesis, load_genesis
@@ -120,7 +120,8 @@ class Node:
             validators_hash=self.vset.hash(), validators=self.vset.validators,
             max_block_txs=self.genesis.params.max_block_txs,
             max_block_bytes=self.genesis.params.max_block_bytes,
-            verify_commit=self._verify_certificate, sig_cache=self.sig_cache)
+            verify_commit=certificate_verifier(self.chain_id, self.vset),
+            sig_cache=self.sig_cache)
         if self.store.height and (engine_root_mismatch(self) or state_values_damaged(self)):
             raise NodeStartError(
                 "the state in the data directory does not match the last block's state_root; "
@@ -129,12 +130,6 @@ class Node:
     def _send(self, peer: bytes, msg: Any) -> None:
         with contextlib.suppress(KeyError):
             self.p2p.send(peer, msg)
-
-    def _verify_certificate(self, height: int, block_hash: bytes, cert: Any) -> None:
-        commit = Commit.from_obj(cert)
-        if commit.height != height or commit.block_hash != block_hash:
-            raise ValueError("certificate is for another block")
-        verify_commit(self.chain_id, self.vset, commit)
 
     def _register_gauges(self) -> None:
         m = self.metrics

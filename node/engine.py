@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensus import canonical
+from consensus.types import Commit, ValidatorSet, verify_commit
 from contracts.sdk import Call, Contract
 from node import merkle
 from node.block import (
@@ -34,6 +35,19 @@ from node.tx import Transaction
 
 CommitVerifier = Callable[[int, bytes, Any], None]
 """``verify(height, block_hash, certificate)`` raises if the certificate is not valid."""
+
+
+def certificate_verifier(chain_id: str, vset: ValidatorSet) -> CommitVerifier:
+    """The :data:`CommitVerifier` of a validator set: a certificate must be for exactly
+    this height and block, and carry a quorum of valid precommits."""
+
+    def verify(height: int, block_hash: bytes, cert: Any) -> None:
+        commit = Commit.from_obj(cert)
+        if commit.height != height or commit.block_hash != block_hash:
+            raise ValueError("certificate is for another block")
+        verify_commit(chain_id, vset, commit)
+
+    return verify
 
 
 @dataclass(frozen=True)

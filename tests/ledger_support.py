@@ -11,8 +11,8 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from consensus import canonical
-from consensus.types import Commit, Height, Round, ValidatorSet, Vote, VoteType, verify_commit
-from node.engine import Engine
+from consensus.types import Commit, Height, Round, ValidatorSet, Vote, VoteType
+from node.engine import Engine, certificate_verifier
 from node.genesis import Genesis, parse_genesis
 from node.registry import load_contracts
 from node.store import LedgerStore
@@ -52,17 +52,11 @@ def open_engine(path: str, genesis: Genesis) -> tuple[LedgerStore, Engine]:
     else:
         tree = store.load_state_tree()
     vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
-
-    def verify(height: int, block_hash: bytes, cert: Any) -> None:
-        commit = Commit.from_obj(cert)
-        if commit.height != height or commit.block_hash != block_hash:
-            raise ValueError("certificate is for another block")
-        verify_commit(genesis.chain_id, vset, commit)
-
     engine = Engine(chain_id=genesis.chain_id, contracts=load_contracts(genesis.contracts),
                     store=store, tree=tree, validators_hash=vset.hash(),
                     validators=vset.validators, max_block_txs=genesis.params.max_block_txs,
-                    max_block_bytes=genesis.params.max_block_bytes, verify_commit=verify)
+                    max_block_bytes=genesis.params.max_block_bytes,
+                    verify_commit=certificate_verifier(genesis.chain_id, vset))
     return store, engine
 
 
