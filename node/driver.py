@@ -58,11 +58,10 @@ from consensus.types import (
     Vote,
     message_from_obj,
     message_to_obj,
-    verify_commit,
 )
 from consensus.wal import WalRecord, replay, wal_after_commit
 from node.block import Block, BlockError
-from node.engine import Engine, ExecutionResult
+from node.engine import Engine, ExecutionResult, certificate_verifier
 from node.events import EventBus
 from node.genesis import Genesis
 from node.mempool import AdmissionError, Mempool
@@ -177,6 +176,7 @@ class ConsensusDriver:
         self.diffs = RecentDiffs()
         self.clock_ms = clock_ms
         self.vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
+        self._verify_certificate = certificate_verifier(self.chain_id, self.vset)
         self.pubkey = node_key.verify_key.encode()
         self.is_validator = self.pubkey in self.vset
         self.guard_file = guard_file
@@ -648,11 +648,9 @@ class ConsensusDriver:
                     continue
                 if block.height != self.store.height + 1:
                     break
-                commit = Commit.from_obj(cert)
-                if commit.height != block.height or commit.block_hash != block.hash:
-                    raise BlockError("certificate is for another block")
-                verify_commit(self.chain_id, self.vset, commit)
+                # The diff path verifies the certificate itself (Engine.apply_certified_diff).
                 if not (diff and self._apply_diff(block, cert, diff[0], event.sender)):
+                    self._verify_certificate(block.height, block.hash, cert)
                     self.engine.validate_block(block, certified=True)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self.metrics.inc("jangbu_sync_rejected_total")
