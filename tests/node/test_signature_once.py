@@ -1,0 +1,61 @@
+"""Each node checks a transaction's signature once, wherever it first sees it.
+
+The mempool (admission, gossip) and the engine (validating a proposal) share one
+:class:`SignatureCache`. An empty cache is falsy (it has ``len``), and the engine once took
+``sig_cache or SignatureCache()``, so at start every node got a private second cache: about
+70% of transactions were verified twice per node under load (measured with a counting
+wrapper around libsodium: 10,350 checks for 6,000 transactions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli.network import init_network
+from cli.presets import CONTRACTS, PRESETS
+from consensus.types import ValidatorSet
+from node.app import Node
+from node.config import load_config
+from node.engine import Engine, SignatureCache, certificate_verifier
+from node.registry import load_contracts
+from node.store import LedgerStore
+from tests.ledger_support import T0, add_member_tx, make_genesis, open_engine, seed_key
+
+
+def test_a_started_node_shares_one_cache_between_mempool_and_engine(tmp_path: Path) -> None:
+    init_network(tmp_path / "net", PRESETS["customs"], CONTRACTS["customs"],
+                 chain_id="sig-once", base_port=40100)
+    node = Node(load_config(tmp_path / "net" / "customs"))
+    try:
+        assert len(node.sig_cache) == 0
+        assert node.engine.sig_cache is node.mempool.sig_cache is node.sig_cache
+    finally:
+        node.store.close()
+
+
+def test_an_empty_cache_given_to_the_engine_is_the_one_it_fills(tmp_path: Path) -> None:
+    genesis = make_genesis()
+    proposer_store, proposer = open_engine(str(tmp_path / "proposer"), genesis)
+    cache = SignatureCache()
+    store = LedgerStore.open(str(tmp_path / "validator"), chain_id=genesis.chain_id,
+                             genesis_hash=genesis.hash)
+    try:
+        tree = store.initialise(chain_id=genesis.chain_id, genesis_hash=genesis.hash,
+                                state=genesis.initial_state())
+        vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
+        engine = Engine(chain_id=genesis.chain_id, contracts=load_contracts(genesis.contracts),
+                        store=store, tree=tree, validators_hash=vset.hash(),
+                        validators=vset.validators, max_block_txs=100,
+                        max_block_bytes=1 << 20,
+                        verify_commit=certificate_verifier(genesis.chain_id, vset),
+                        sig_cache=cache)
+        assert engine.sig_cache is cache
+        tx = add_member_tx(seed_key("admin"), "clerk", 0)
+        block = proposer.build_block(proposer=seed_key("v0").verify_key.encode(),
+                                     time_ms=T0 + 1, txs=[tx], last_commit=None)
+        engine.validate_block(block, now_ms=T0 + 1)
+        # What the engine verified, the mempool's gossip path will not verify again.
+        assert tx.hash in cache
+    finally:
+        store.close()
+        proposer_store.close()
