@@ -14,6 +14,7 @@ import argparse
 import atexit
 import base64
 import cProfile
+import os
 import pstats
 import shutil
 import sys
@@ -143,7 +144,7 @@ def main() -> None:
     timings["commit (LevelDB batch)"] = time.process_time() - t
     if profiler:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(int(os.environ.get("TOP", "25")))
     total = 0.0
     print(f"transactions: {n}, block bytes: {len(encoded)}")
     for stage, seconds in timings.items():

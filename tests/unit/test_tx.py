@@ -171,3 +171,35 @@ def test_result_leaf_spliced_from_receipt_bytes_equals_the_canonical_leaf():
             result_leaf(tx_hash, receipt.to_obj())
 
     check()
+
+
+class _CountingPattern:
+    """Stands in for CHAIN_ID_RE to count how often the shape checks run."""
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+        self.calls = 0
+
+    def fullmatch(self, text):
+        self.calls += 1
+        return self.pattern.fullmatch(text)
+
+
+def test_shape_checks_run_once_per_decoded_transaction(monkeypatch):
+    import node.tx as tx_module
+    counting = _CountingPattern(tx_module.CHAIN_ID_RE)
+    monkeypatch.setattr(tx_module, "CHAIN_ID_RE", counting)
+    tx = Transaction.decode(Transaction.from_obj(make()).encoded)
+    assert counting.calls == 2  # from_obj above, decode here
+    tx.check("chain-a")  # what the mempool runs on a decoded transaction
+    assert counting.calls == 2
+    with pytest.raises(TxError) as err:
+        tx.check("chain-b")  # the chain is still compared every time
+    assert err.value.code == "E_WRONG_CHAIN"
+
+
+def test_a_constructed_transaction_gets_every_check():
+    bad = Transaction("chain-a", "membership", "add_member", {}, b"\x00" * 32, -1, b"\x00" * 64)
+    with pytest.raises(TxError) as err:
+        bad.check("chain-a")
+    assert err.value.code == "E_MALFORMED_TX"
