@@ -5,7 +5,7 @@ stage a node runs on every transaction:
 decode, admission (signature + checks), block build (execute + roots), validation
 (re-execute on a second store), commit (LevelDB batch). Run:
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--txs 2000] [--profile]
+    .venv/bin/python benchmarks/bench_pipeline.py [--txs 2000] [--profile] [--sort KEY] [--top N]
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import atexit
 import base64
 import cProfile
-import os
 import pstats
 import shutil
 import sys
@@ -80,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--txs", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sort", default="cumulative", help="profile order (pstats key)")
+    parser.add_argument("--top", type=int, default=25, help="profile lines to print")
     parser.add_argument("--pure-codec", action="store_true",
                         help="the pure-Python canonical encoder instead of the compiled one")
     args = parser.parse_args()
@@ -144,7 +145,7 @@ def main() -> None:
     timings["commit (LevelDB batch)"] = time.process_time() - t
     if profiler:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(int(os.environ.get("TOP", "25")))
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
     total = 0.0
     print(f"transactions: {n}, block bytes: {len(encoded)}")
     for stage, seconds in timings.items():
