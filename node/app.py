@@ -99,6 +99,7 @@ class Node:
         self.p2p = PeerManager(self.chain_id, self.key, allowed, host=config.p2p_host,
                                port=config.p2p_port, on_message=self.driver.on_peer_message)
         self.driver.send = self._send
+        self.p2p.on_connect = self.driver.on_peer_connected
         self.driver.broadcast = self.p2p.broadcast
         self.driver.connected_peers = self.p2p.connected_peers
         self.started_at = time.time()

@@ -303,6 +303,16 @@ class ConsensusDriver:
             self._submitted_at[tx.hash] = time.monotonic()
         self._consider_start()
 
+    def on_peer_connected(self, peer: bytes) -> None:
+        """Tell a newly linked peer our height at once.
+
+        Why: heights otherwise travel only in the status broadcast every
+        ``STATUS_INTERVAL_S``, so a node that restarted behind waited up to a second before
+        it knew to sync (measured: ~0.3 s of a 20,000-order catch-up of ~3 s), and a node
+        rejoining after a partition as long before the others knew where it stood.
+        """
+        self.send(peer, {"t": "status", "height": self.store.height})
+
     def on_peer_message(self, sender: bytes, msg: Any) -> None:
         """Everything peers send arrives here (called by the transport)."""
         if not isinstance(msg, dict):
@@ -637,17 +647,20 @@ class ConsensusDriver:
         self.send(peer, {"t": "get_blocks", "from": self.store.height + 1, "diffs": True})
 
     def _apply_sync_blocks(self, event: _SyncBlocks) -> None:
+        blocks = self._decode_sync_items(event)
+        # Answers to a request made ahead of a batch that then failed part-way start past
+        # our next height: nothing in them can be applied, and the request for the right
+        # height is already out (or the housekeeping retry will make it).
+        if blocks and blocks[0][0].height > self.store.height + 1:
+            return
+        ahead = self._request_ahead(blocks, event.sender)
         applied = 0
-        for item in event.items:
+        for block, cert, diff in blocks:
+            if block.height <= self.store.height:
+                continue
+            if block.height != self.store.height + 1:
+                break
             try:
-                raw, cert, *diff = item
-                if len(diff) > 1:
-                    raise ValueError("a sync item has two or three parts")
-                block = Block.decode(raw)
-                if block.height <= self.store.height:
-                    continue
-                if block.height != self.store.height + 1:
-                    break
                 # The diff path verifies the certificate itself (Engine.apply_certified_diff).
                 if not (diff and self._apply_diff(block, cert, diff[0], event.sender)):
                     self._verify_certificate(block.height, block.hash, cert)
@@ -661,8 +674,9 @@ class ConsensusDriver:
         self.metrics.inc("jangbu_sync_blocks_total", applied)
         behind = self._sync_target() is not None
         if applied and behind:
-            self._sync_requested_at = 0
-            self._begin_sync(event.sender)
+            if ahead != self.store.height + 1:  # no request ahead, or this batch fell short
+                self._sync_requested_at = 0
+                self._begin_sync(event.sender)
             return
         self.syncing = False
         if applied or self.core.height <= self.store.height:
@@ -671,6 +685,40 @@ class ConsensusDriver:
             self.started_height = self.store.height
             self._wal_seq = 0  # _wal_high still covers what the old core's records used
         self._consider_start()  # heights held back while we were syncing may start now
+
+    def _decode_sync_items(self, event: _SyncBlocks) -> list[tuple[Block, Any, list[Any]]]:
+        """The blocks of a sync answer, up to the first malformed item (counted, logged)."""
+        blocks: list[tuple[Block, Any, list[Any]]] = []
+        for item in event.items:
+            try:
+                raw, cert, *diff = item
+                if len(diff) > 1:
+                    raise ValueError("a sync item has two or three parts")
+                blocks.append((Block.decode(raw), cert, diff))
+            except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
+                self.metrics.inc("jangbu_sync_rejected_total")
+                log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)
+                break
+        return blocks
+
+    def _request_ahead(self, blocks: list[tuple[Block, Any, list[Any]]],
+                       sender: bytes) -> int | None:
+        """Ask ``sender`` for the batch after this one before applying this one.
+
+        Why: the peer then reads, encodes and sends the next batch while this node
+        applies the current one, instead of both taking turns (one request in flight was
+        the catch-up's pace). Only when the peer's last status claims more blocks; returns
+        the height asked from (None: nothing asked).
+        """
+        if not blocks:
+            return None
+        last = blocks[-1][0].height
+        if last <= self.store.height or self.peer_heights.get(sender, 0) <= last:
+            return None
+        self._sync_requested_at = time.monotonic()
+        self.send(sender, {"t": "get_blocks", "from": last + 1, "diffs": True})
+        self.metrics.inc("jangbu_sync_requests_ahead_total")
+        return last + 1
 
     def _apply_diff(self, block: Block, cert: Any, diff: Any, sender: bytes) -> bool:
         """Take a certified block's result from the diff a peer sent with it (no

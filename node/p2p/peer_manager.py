@@ -201,6 +201,9 @@ class PeerManager:
         self.host = host
         self.port = port
         self.on_message = on_message
+        self.on_connect: Callable[[bytes], None] | None = None
+        """Called with a peer's public key each time a link to it is installed (the
+        driver tells a newly linked peer its height at once)."""
         self._rng = rng if rng is not None else random.Random()
         self._allowed = frozenset(bytes(k) for k in allowed)
         self._peers: dict[bytes, _Peer] = {}
@@ -506,6 +509,11 @@ class PeerManager:
             _short(peer.pubkey),
             "outbound" if link.dialer == self.pubkey else "inbound",
         )
+        if self.on_connect is not None:
+            try:
+                self.on_connect(peer.pubkey)
+            except Exception:
+                logger.exception("p2p on_connect handler failed for %s", peer.name)
 
     def _close_link(self, peer: _Peer, link: _Link, reason: str) -> None:
         if link.closed:

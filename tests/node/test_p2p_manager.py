@@ -186,6 +186,27 @@ async def test_four_managers_connect_and_deliver_in_order(cluster: Cluster) -> N
     assert stats.bytes_out > 0 and stats.frames_in >= 100
 
 
+async def test_each_side_hears_of_a_new_link_and_can_send_on_it_at_once(
+        cluster: Cluster) -> None:
+    """``on_connect`` fires on both ends once the link is installed; a message sent from
+    the callback travels on that link (the driver sends its height this way)."""
+    keys = [make_key(31), make_key(32)]
+    allowed = allowed_for(keys)
+    a, b = Node(keys[0], allowed), Node(keys[1], allowed)
+    heard: list[tuple[bytes, bytes]] = []
+    for node in (a, b):
+        node.mgr.on_connect = functools.partial(
+            lambda me, peer: (heard.append((me.pubkey, peer)),
+                              me.mgr.send(peer, {"hello": me.pubkey.hex()})), node)
+    await cluster.add(a)
+    await cluster.add(b)
+    a.mgr.set_address(b.pubkey, HOST, b.mgr.port)
+    await wait_until(lambda: a.inbox[b.pubkey] and b.inbox[a.pubkey])
+    assert sorted(heard) == sorted([(a.pubkey, b.pubkey), (b.pubkey, a.pubkey)])
+    assert a.inbox[b.pubkey] == [{"hello": b.pubkey.hex()}]
+    assert b.inbox[a.pubkey] == [{"hello": a.pubkey.hex()}]
+
+
 async def test_broadcast_reaches_every_peer(cluster: Cluster) -> None:
     nodes = await start_mesh(cluster, [make_key(i) for i in range(1, 5)])
     assert nodes[0].mgr.broadcast({"kind": "proposal", "h": 7}) == 3

@@ -1,0 +1,137 @@
+"""Block sync asks for the next batch before applying the current one, and a node tells a
+newly linked peer its height at once.
+
+With one request in flight, the serving peer and the syncing node took turns: the peer
+read, encoded and sent a batch while the syncing node waited, then the other way round.
+Now the syncing node asks for the batch after the one it received, when the peer's status
+claims more blocks, and only then applies. Real store, engine and driver (not started: the
+sync answers are handed to it as the transport would), real certificates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import node.driver as driver_module
+from node.driver import ConsensusDriver, _SyncBlocks, sync_batch
+from node.engine import SignatureCache
+from node.events import EventBus
+from node.execution import committed_member_lookup
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.signer_state import SignerStateFile
+
+from ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key
+
+PEER = seed_key("v0").verify_key.encode()
+
+
+def build_source(path: str, blocks: int):
+    genesis = make_genesis()
+    store, engine = open_engine(path, genesis)
+    validator, admin = seed_key("v0"), seed_key("admin")
+    last_commit = None
+    for h in range(1, blocks + 1):
+        block = engine.build_block(proposer=PEER, time_ms=T0 + h * 1000,
+                                   txs=[add_member_tx(admin, f"m{h}", h)],
+                                   last_commit=last_commit)
+        cert = certify(h, block.hash, [validator])
+        engine.commit(block, cert)
+        last_commit = cert
+    return store
+
+
+class Syncing:
+    """A fresh node whose driver records what it sends, and the store height at the time."""
+
+    def __init__(self, tmp_path: Any) -> None:
+        genesis = make_genesis()
+        self.store, engine = open_engine(str(tmp_path / "target"), genesis)
+        mempool = Mempool(chain_id=genesis.chain_id, contracts=engine.contracts,
+                          is_committed=self.store.has_tx,
+                          lookup_member=committed_member_lookup(self.store.state,
+                                                                lambda: self.store.height),
+                          sig_cache=SignatureCache())
+        self.metrics = Metrics()
+        self.driver = ConsensusDriver(
+            genesis=genesis, node_key=seed_key("observer"), store=self.store, engine=engine,
+            mempool=mempool, bus=EventBus(), metrics=self.metrics,
+            guard_file=SignerStateFile(tmp_path / "signer-state.bin"))
+        self.sent: list[tuple[int, Any]] = []  # (our height when sent, message)
+        self.driver.send = lambda peer, msg: self.sent.append((self.store.height, msg))
+        self.driver.broadcast = lambda msg: None
+
+    def receive(self, items: list[Any]) -> None:
+        self.driver._handle(_SyncBlocks(PEER, items))
+
+    def requests(self) -> list[tuple[int, int]]:
+        return [(height, msg["from"]) for height, msg in self.sent if msg["t"] == "get_blocks"]
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(driver_module, "SYNC_BATCH_BLOCKS", 2)
+
+
+def test_the_next_batch_is_asked_for_before_this_one_is_applied(tmp_path, small_batches):
+    source = build_source(str(tmp_path / "source"), 6)
+    node = Syncing(tmp_path)
+    try:
+        node.driver.peer_heights[PEER] = 6
+        node.driver.syncing = True
+        node.receive(sync_batch(source, 1))
+        # Asked for 3.. while still at height 0, and not asked again after applying 1-2.
+        assert node.requests() == [(0, 3)]
+        assert node.store.height == 2 and node.driver.syncing
+        node.receive(sync_batch(source, 3))
+        assert node.requests() == [(0, 3), (2, 5)]
+        node.receive(sync_batch(source, 5))  # the peer claims nothing past 6: no request
+        assert node.requests() == [(0, 3), (2, 5)]
+        assert node.store.height == 6 and not node.driver.syncing
+        assert node.metrics.counters["jangbu_sync_requests_ahead_total"] == 2
+        assert node.store.get_block_bytes(6) == source.get_block_bytes(6)
+    finally:
+        node.store.close()
+        source.close()
+
+
+def test_a_batch_that_falls_short_is_asked_again_and_the_early_answer_ignored(
+        tmp_path, small_batches):
+    source = build_source(str(tmp_path / "source"), 6)
+    node = Syncing(tmp_path)
+    try:
+        node.driver.peer_heights[PEER] = 6
+        node.driver.syncing = True
+        items = sync_batch(source, 1)
+        items[1][1] = items[0][1]  # block 2 with block 1's certificate: refused
+        node.receive(items)
+        assert node.store.height == 1
+        assert node.metrics.counters["jangbu_sync_rejected_total"] == 1
+        # The request made ahead (3..) is followed by one for the block that failed.
+        assert node.requests() == [(0, 3), (1, 2)]
+        node.receive(sync_batch(source, 3))  # the answer asked ahead: nothing fits yet
+        assert node.store.height == 1 and node.driver.syncing
+        assert node.requests() == [(0, 3), (1, 2)]
+        node.receive(sync_batch(source, 2))
+        assert node.store.height == 3
+        assert node.requests()[-1] == (1, 4)
+    finally:
+        node.store.close()
+        source.close()
+
+
+def test_a_newly_linked_peer_is_told_our_height_at_once(tmp_path):
+    source = build_source(str(tmp_path / "source"), 2)
+    node = Syncing(tmp_path)
+    try:
+        node.driver.on_peer_connected(PEER)
+        assert node.sent == [(0, {"t": "status", "height": 0})]
+        node.driver.peer_heights[PEER] = 2
+        node.receive(sync_batch(source, 1))
+        node.driver.on_peer_connected(PEER)
+        assert node.sent[-1] == (2, {"t": "status", "height": 2})
+    finally:
+        node.store.close()
+        source.close()
