@@ -8,7 +8,8 @@ Then, on the 4-validator network, it stops one node, wipes its data directory, r
 and measures how fast it catches up (blocks/s and tx/s replayed through block sync): its
 peers send the blocks with their state diffs, which it applies after checking them against
 the certified roots. ``--catch-up-without-diffs`` restarts the peers first (they then hold
-no diffs), so every block is executed: the cost of catch-up by execution alone.
+no diffs), so every block is executed: the cost of catch-up by execution alone. The
+networks' directories are removed at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -80,20 +81,29 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=3000)
     parser.add_argument("--catch-up-without-diffs", action="store_true",
                         help="restart the peers before the catch-up, so it executes every block")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the networks' directories (logs, stores) and print where")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="jangbu-scale-"))
-    for n in sizes:
-        net = make(work / f"n{n}", n)
-        try:
-            net.start_all()
-            result = bench(net.directory, args.txs)
-            print(json.dumps({"validators": n, **result}), flush=True)
-            if n == sizes[0]:
-                catch = catch_up(net, with_diffs=not args.catch_up_without_diffs)
-                print(json.dumps({"catch_up": catch}), flush=True)
-        finally:
-            net.stop_all()
+    try:
+        for n in sizes:
+            net = make(work / f"n{n}", n)
+            try:
+                net.start_all()
+                result = bench(net.directory, args.txs)
+                print(json.dumps({"validators": n, **result}), flush=True)
+                if n == sizes[0]:
+                    catch = catch_up(net, with_diffs=not args.catch_up_without_diffs)
+                    print(json.dumps({"catch_up": catch}), flush=True)
+            finally:
+                net.stop_all()
+    finally:
+        # Each run leaves ~150 MB of stores (GBs for large --txs): gone unless asked.
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -381,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--dir", type=Path, default=None, help="network directory (kept)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="network directory, always kept (a temporary one is removed "
+                        "after a passing run)")
     args = parser.parse_args(argv)
     directory = args.dir or Path(tempfile.mkdtemp(prefix="jangbu-chaos-"))
     net_dir = directory / "net"
@@ -394,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     print(result.summary(), flush=True)
     ok = (result.lost == 0 and result.divergent_heights == 0 and result.evidence == 0
           and result.duplicate_txs == 0 and 0 <= result.recovered_in_s <= cfg.recover_bound_s)
+    if ok and args.dir is None:
+        shutil.rmtree(directory, ignore_errors=True)  # a passing run's logs are not needed
+    elif not ok:
+        print(f"logs and stores kept in {net_dir}", flush=True)
     return 0 if ok else 1
 
 
