@@ -339,9 +339,15 @@ def get_group(ctx: Context, order: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def get_group_others(ctx: Context, order: Mapping[str, Any]) -> list[screening.GroupMember]:
+    return group_others(get_group(ctx, order), order)
+
+
+def group_others(group: Mapping[str, Any],
+                 order: Mapping[str, Any]) -> list[screening.GroupMember]:
+    """The members of ``group`` other than ``order``, for screening."""
     return [
         screening.GroupMember(order_id, int(v["usd_cents"]), int(v["threshold_usd_cents"]))
-        for order_id, v in get_group(ctx, order).items()
+        for order_id, v in group.items()
         if order_id != order["order_id"]
     ]
 
@@ -591,8 +597,10 @@ class ClearanceContract(Contract):
                  {"order_id": parsed.order_id, "from": None, "state": ORDERED,
                   "org": ctx.signer.org, "value_usd_cents": value_usd_cents},
                  keys=event_keys(order))
-        # Screen at once: restricted list, thresholds, excluded kinds, quantity caps.
-        others = get_group_others(ctx, order)
+        # Screen at once: restricted list, thresholds, excluded kinds, quantity caps. The
+        # group is read once here and handed to put_group_member below (it is a copy).
+        group = get_group(ctx, order)
+        others = group_others(group, order)
         kinds = get_kinds(order)
         route = screening.compute_route(kinds, parsed.ship_from, value_usd_cents, others)
         restricted_hs, restricted_keywords = get_restricted(ctx)
@@ -602,7 +610,7 @@ class ClearanceContract(Contract):
         self.transition(ctx, order, "screen", SCREENED, org=NAME,
                         detail={"result": order["screening"]["result"]})
         ctx.state.put(f"buyer/{parsed.buyer_ref}/{parsed.order_id}", parsed.buyer_platform)
-        self.put_group_member(ctx, order, kinds)
+        self.put_group_member(ctx, order, kinds, group=group)
         if order["screening"]["result"] == screening.WARN:
             self.emit_pre_alert(ctx, order, order["screening"]["reasons"])
         if route.taxable and others:
@@ -775,12 +783,15 @@ class ClearanceContract(Contract):
         )
 
     def put_group_member(self, ctx: Context, order: Mapping[str, Any],
-                         kinds: list[str] | None = None) -> None:
-        """Index ``order`` in its combined-taxation group (``kinds``: if already known)."""
+                         kinds: list[str] | None = None, *,
+                         group: dict[str, Any] | None = None) -> None:
+        """Index ``order`` in its combined-taxation group (``kinds``, ``group``: if already
+        read in this call; ``group`` is then changed and written)."""
         if kinds is None:
             kinds = get_kinds(order)
         threshold = rules.get_threshold_usd_cents(get_origin(order), frozenset(kinds))
-        group = get_group(ctx, order)
+        if group is None:
+            group = get_group(ctx, order)
         if order["order_id"] not in group and len(group) >= rules.MAX_GROUP_ORDERS:
             raise ContractError(
                 E_GROUP_LIMIT,

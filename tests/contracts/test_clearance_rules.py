@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import pytest
 from test_clearance import (
@@ -23,6 +24,7 @@ from contracts.clearance import buyer_ref, duty, rules, states
 from contracts.clearance.privacy import buyer_payload, is_valid_pccc
 from contracts.clearance.screening import compute_route
 from contracts.sdk import ContractError
+from node.state import MemoryKV
 
 from contract_harness import DAY_MS
 
@@ -380,3 +382,28 @@ def test_herbal_medicine_named_in_description_is_screened_as_such(description):
     assert screening["route"] == "general"
     assert screening["excluded_kinds"] == ["herbal_medicine"]
     assert any(e.type == "pre_alert" for e in receipt.events)
+
+
+class CountingKV(MemoryKV):
+    """Committed state that counts the reads reaching it."""
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        super().__init__(data)
+        self.reads: Counter[bytes] = Counter()
+
+    def get(self, key: bytes) -> bytes | None:
+        self.reads[key] += 1
+        return super().get(key)
+
+
+def test_a_new_order_reads_its_group_once():
+    """Screening and indexing share one read of the group (it was read twice per order)."""
+    ledger = setup_ledger()
+    create(ledger, "A", ship_from="CN", items=[item("4202920000", price=7_000)])
+    ledger.base = CountingKV(ledger.base.data)
+    assert create(ledger, "B", ship_from="CN", items=[item("4202920000", price=8_000)]).ok
+    group_reads = [n for key, n in ledger.base.reads.items()
+                   if key.startswith(b"clearance/group/")]
+    assert group_reads == [1]
+    single = ledger.query(C, "combined_groups", {"include_single": True}, caller="customs")
+    assert [g["orders"] for g in single] == [["A", "B"]]
