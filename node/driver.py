@@ -205,6 +205,13 @@ class ConsensusDriver:
         self.syncing = False
         self._sync_peer: bytes | None = None
         self._sync_requested_at = 0.0
+        # The one block request whose answer continues the sync: (peer, first height).
+        # Other answers (late duplicates, unasked ones) may still add certified blocks, but
+        # never ask for more nor end the sync: one chain of requests at a time.
+        self._sync_expect: tuple[bytes, int] | None = None
+        self._sync_unanswered: set[bytes] = set()  # sync peers that let a request time out
+        self._ask_budget: dict[bytes, tuple[float, float]] = {}  # peer -> (tokens, at)
+        self._ask_timer: asyncio.TimerHandle | None = None
         self._wal_seq = 0
         self._wal_high = 0  # WAL keys w/0 .. w/_wal_high-1 may exist: the ones to delete
         self._timers: list[tuple[int, asyncio.TimerHandle]] = []  # (height, pending timeout)
@@ -258,6 +265,9 @@ class ConsensusDriver:
         if self._gossip_flush is not None:
             self._gossip_flush.cancel()
             self._gossip_flush = None
+        if self._ask_timer is not None:
+            self._ask_timer.cancel()
+            self._ask_timer = None
         self._cancel_timers(self.core.height)
         for task in self._tasks:
             task.cancel()
@@ -628,7 +638,13 @@ class ConsensusDriver:
         needed = self.vset.skip_threshold
         if len(claims) < needed or claims[needed - 1][1] <= self.store.height:
             return None
-        return claims[needed - 1][0]
+        # Peers that failed a request (no answer in time, a bad block, nothing while
+        # claiming blocks) go last, so one that claims the right height but never serves
+        # it is not asked again and again.
+        candidates = [peer for peer, _ in reversed(claims[:needed])]
+        candidates += [peer for peer, claim in claims[needed:] if claim > self.store.height]
+        fresh = [peer for peer in candidates if peer not in self._sync_unanswered]
+        return (fresh or candidates)[0]
 
     def _request_blocks(self) -> None:
         target = self._sync_target()
@@ -641,20 +657,61 @@ class ConsensusDriver:
     def _begin_sync(self, peer: bytes) -> None:
         if self.syncing and time.monotonic() - self._sync_requested_at < 5:
             return
+        self._ask_blocks(peer, self.store.height + 1)
+
+    def _ask_blocks(self, peer: bytes, start: int) -> None:
+        """Ask ``peer`` for blocks from ``start``: the request the sync now waits on.
+
+        Paced to the peer's serving budget (``SERVE_BLOCKS_RATE``, ``SERVE_BLOCKS_BURST``)
+        kept here as the peer keeps it, with a margin: a peer drops requests beyond it
+        without an answer, and a catch-up of small blocks asks faster than that.
+        """
         self.syncing = True
         self._sync_peer = peer
+        self._sync_expect = (peer, start)
         self._sync_requested_at = time.monotonic()
-        self.send(peer, {"t": "get_blocks", "from": self.store.height + 1, "diffs": True})
+        if self._ask_timer is not None:
+            self._ask_timer.cancel()
+            self._ask_timer = None
+        wait = self._take_ask_token(peer)
+        if wait <= 0:
+            self._send_ask(peer, start)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): send now
+            self._send_ask(peer, start)
+            return
+        self._ask_timer = loop.call_later(wait, self._send_ask, peer, start)
+
+    def _send_ask(self, peer: bytes, start: int) -> None:
+        self._ask_timer = None
+        if self._sync_expect == (peer, start) and not self._stopping:
+            self._sync_requested_at = time.monotonic()
+            self.send(peer, {"t": "get_blocks", "from": start, "diffs": True})
+
+    def _take_ask_token(self, peer: bytes) -> float:
+        """Spend one of ``peer``'s serving tokens; the seconds to wait first (0: none)."""
+        rate, burst = 0.8 * SERVE_BLOCKS_RATE, SERVE_BLOCKS_BURST - 2
+        now = time.monotonic()
+        tokens, last = self._ask_budget.get(peer, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate) - 1
+        self._ask_budget[peer] = (tokens, now)
+        return 0.0 if tokens >= 0 else -tokens / rate
 
     def _apply_sync_blocks(self, event: _SyncBlocks) -> None:
         blocks = self._decode_sync_items(event)
-        # Answers to a request made ahead of a batch that then failed part-way start past
-        # our next height: nothing in them can be applied, and the request for the right
-        # height is already out (or the housekeeping retry will make it).
-        if blocks and blocks[0][0].height > self.store.height + 1:
+        if blocks is None:
+            # It starts past our next height (asked ahead of a batch that then failed a
+            # check, or never asked): nothing in it can be applied.
+            self.metrics.inc("jangbu_sync_ignored_total")
             return
-        ahead = self._request_ahead(blocks, event.sender)
+        expect = self._sync_expect
+        answers = (expect is not None and expect[0] == event.sender
+                   and (not blocks or blocks[0][0].height == expect[1]))
+        ahead = self._request_ahead(blocks, event.sender) if answers else None
         applied = 0
+        refused = len(blocks) < len(event.items)  # a malformed item
         for block, cert, diff in blocks:
             if block.height <= self.store.height:
                 continue
@@ -668,17 +725,31 @@ class ConsensusDriver:
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self.metrics.inc("jangbu_sync_rejected_total")
                 log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)
+                refused = True
                 break
             self._commit(block, cert)
             applied += 1
         self.metrics.inc("jangbu_sync_blocks_total", applied)
+        claims_more = self.peer_heights.get(event.sender, 0) > self.store.height
+        if answers and (refused or (not blocks and claims_more)):
+            # It sent what no honest peer sends, or nothing while claiming blocks: the next
+            # sync asks another peer first (_sync_target).
+            self._sync_unanswered.add(event.sender)
+        elif answers and applied:
+            self._sync_unanswered.discard(event.sender)
+        if not answers and self.syncing:
+            return  # the request that is out (or the retry after 5 s) carries the sync on
         behind = self._sync_target() is not None
-        if applied and behind:
-            if ahead != self.store.height + 1:  # no request ahead, or this batch fell short
-                self._sync_requested_at = 0
-                self._begin_sync(event.sender)
+        # The awaited answer may hold only blocks that arrived meanwhile another way (an
+        # unasked answer): still progress, so the sync goes on from our new height.
+        known = answers and bool(blocks) and blocks[-1][0].height <= self.store.height
+        if behind and (applied or known):
+            if ahead != self.store.height + 1:  # none asked ahead, or this batch fell short
+                peer = (self._sync_target() or event.sender) if refused else event.sender
+                self._ask_blocks(peer, self.store.height + 1)
             return
         self.syncing = False
+        self._sync_expect = None
         if applied or self.core.height <= self.store.height:
             # Join the live height with a fresh core: the old one was for a past height.
             self.core = self._new_core()
@@ -686,19 +757,23 @@ class ConsensusDriver:
             self._wal_seq = 0  # _wal_high still covers what the old core's records used
         self._consider_start()  # heights held back while we were syncing may start now
 
-    def _decode_sync_items(self, event: _SyncBlocks) -> list[tuple[Block, Any, list[Any]]]:
-        """The blocks of a sync answer, up to the first malformed item (counted, logged)."""
+    def _decode_sync_items(self, event: _SyncBlocks) -> list[tuple[Block, Any, list[Any]]] | None:
+        """The blocks of a sync answer, up to the first malformed item (counted, logged);
+        None, with only the first block decoded, if it starts past our next height."""
         blocks: list[tuple[Block, Any, list[Any]]] = []
         for item in event.items:
             try:
                 raw, cert, *diff = item
                 if len(diff) > 1:
                     raise ValueError("a sync item has two or three parts")
-                blocks.append((Block.decode(raw), cert, diff))
+                block = Block.decode(raw)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self.metrics.inc("jangbu_sync_rejected_total")
                 log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)
                 break
+            if not blocks and block.height > self.store.height + 1:
+                return None
+            blocks.append((block, cert, diff))
         return blocks
 
     def _request_ahead(self, blocks: list[tuple[Block, Any, list[Any]]],
@@ -707,16 +782,15 @@ class ConsensusDriver:
 
         Why: the peer then reads, encodes and sends the next batch while this node
         applies the current one, instead of both taking turns (one request in flight was
-        the catch-up's pace). Only when the peer's last status claims more blocks; returns
-        the height asked from (None: nothing asked).
+        the catch-up's pace). Only for the answer the sync waits on, and only when the
+        peer's last status claims more blocks; returns the height asked from (None: none).
         """
         if not blocks:
             return None
         last = blocks[-1][0].height
         if last <= self.store.height or self.peer_heights.get(sender, 0) <= last:
             return None
-        self._sync_requested_at = time.monotonic()
-        self.send(sender, {"t": "get_blocks", "from": last + 1, "diffs": True})
+        self._ask_blocks(sender, last + 1)
         self.metrics.inc("jangbu_sync_requests_ahead_total")
         return last + 1
 
@@ -782,7 +856,10 @@ class ConsensusDriver:
                 last_status = now
                 self.broadcast({"t": "status", "height": self.store.height})
                 if self.syncing and now - self._sync_requested_at > 5:
-                    self.syncing = False  # the peer did not answer; try again
+                    self.syncing = False  # the peer did not answer; try again, elsewhere
+                    self._sync_expect = None
+                    if self._sync_peer is not None:
+                        self._sync_unanswered.add(self._sync_peer)
                     target = self._sync_target()
                     if target is not None:
                         self._begin_sync(target)

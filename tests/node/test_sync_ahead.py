@@ -10,6 +10,7 @@ sync answers are handed to it as the transport would), real certificates.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -80,15 +81,16 @@ def test_the_next_batch_is_asked_for_before_this_one_is_applied(tmp_path, small_
     node = Syncing(tmp_path)
     try:
         node.driver.peer_heights[PEER] = 6
-        node.driver.syncing = True
+        node.driver._begin_sync(PEER)
+        assert node.requests() == [(0, 1)]
         node.receive(sync_batch(source, 1))
         # Asked for 3.. while still at height 0, and not asked again after applying 1-2.
-        assert node.requests() == [(0, 3)]
+        assert node.requests() == [(0, 1), (0, 3)]
         assert node.store.height == 2 and node.driver.syncing
         node.receive(sync_batch(source, 3))
-        assert node.requests() == [(0, 3), (2, 5)]
+        assert node.requests() == [(0, 1), (0, 3), (2, 5)]
         node.receive(sync_batch(source, 5))  # the peer claims nothing past 6: no request
-        assert node.requests() == [(0, 3), (2, 5)]
+        assert node.requests() == [(0, 1), (0, 3), (2, 5)]
         assert node.store.height == 6 and not node.driver.syncing
         assert node.metrics.counters["jangbu_sync_requests_ahead_total"] == 2
         assert node.store.get_block_bytes(6) == source.get_block_bytes(6)
@@ -103,23 +105,124 @@ def test_a_batch_that_falls_short_is_asked_again_and_the_early_answer_ignored(
     node = Syncing(tmp_path)
     try:
         node.driver.peer_heights[PEER] = 6
-        node.driver.syncing = True
+        node.driver._begin_sync(PEER)
         items = sync_batch(source, 1)
         items[1][1] = items[0][1]  # block 2 with block 1's certificate: refused
         node.receive(items)
         assert node.store.height == 1
         assert node.metrics.counters["jangbu_sync_rejected_total"] == 1
-        # The request made ahead (3..) is followed by one for the block that failed.
-        assert node.requests() == [(0, 3), (1, 2)]
+        # The request made ahead (3..) is followed by one for the block that failed, and
+        # the peer goes last when a sync next picks a peer.
+        assert node.requests() == [(0, 1), (0, 3), (1, 2)]
+        assert PEER in node.driver._sync_unanswered
         node.receive(sync_batch(source, 3))  # the answer asked ahead: nothing fits yet
         assert node.store.height == 1 and node.driver.syncing
-        assert node.requests() == [(0, 3), (1, 2)]
+        assert node.metrics.counters["jangbu_sync_ignored_total"] == 1
+        assert node.requests() == [(0, 1), (0, 3), (1, 2)]
         node.receive(sync_batch(source, 2))
         assert node.store.height == 3
         assert node.requests()[-1] == (1, 4)
+        assert PEER not in node.driver._sync_unanswered  # it answered well since
     finally:
         node.store.close()
         source.close()
+
+
+def test_answers_the_sync_is_not_waiting_on_neither_end_it_nor_ask_for_more(
+        tmp_path, small_batches):
+    """Review finding: a late duplicate (or any unasked answer) once ended the sync while
+    the request made ahead was still out, and every status message then started a second
+    chain of requests next to it."""
+    source = build_source(str(tmp_path / "source"), 6)
+    node = Syncing(tmp_path)
+    other = seed_key("v9").verify_key.encode()
+    try:
+        node.driver.peer_heights[PEER] = 6
+        node.driver._begin_sync(PEER)
+        node.receive(sync_batch(source, 1))
+        assert node.requests() == [(0, 1), (0, 3)]
+        node.receive(sync_batch(source, 1))  # a late duplicate: nothing new in it
+        node.driver._handle(_SyncBlocks(other, []))  # an empty answer nobody asked for
+        assert node.driver.syncing and node.driver._sync_expect == (PEER, 3)
+        # Certified blocks from an unasked answer are kept, and ask for nothing.
+        node.driver._handle(_SyncBlocks(other, sync_batch(source, 3)))
+        assert node.store.height == 4 and node.driver.syncing
+        assert node.requests() == [(0, 1), (0, 3)]
+        node.driver._on_status(PEER, 6)  # a status while syncing starts no second request
+        assert node.requests() == [(0, 1), (0, 3)]
+        node.receive(sync_batch(source, 3))  # the awaited answer: 3-4 known, nothing to ask
+        assert node.requests() == [(0, 1), (0, 3), (4, 5)]
+        node.receive(sync_batch(source, 5))
+        assert node.store.height == 6 and not node.driver.syncing
+    finally:
+        node.store.close()
+        source.close()
+
+
+def test_requests_are_paced_to_the_peers_serving_budget(tmp_path):
+    """Review finding: a catch-up of small blocks asked faster than a peer serves (10
+    answers/s, burst 10); the peer dropped the excess and the sync stalled for the 5 s
+    retry. Requests past the budget now wait for it."""
+    node = Syncing(tmp_path)
+    try:
+        waits = [node.driver._take_ask_token(PEER) for _ in range(10)]
+        assert waits[:8] == [0.0] * 8  # the burst, less a margin
+        assert 0 < waits[8] < waits[9] <= 0.3
+    finally:
+        node.store.close()
+
+
+async def test_a_paced_request_is_sent_when_its_turn_comes(tmp_path):
+    node = Syncing(tmp_path)
+    try:
+        for _ in range(8):
+            node.driver._take_ask_token(PEER)
+        node.driver._ask_blocks(PEER, 7)
+        assert node.requests() == [] and node.driver.syncing
+        for _ in range(100):
+            if node.requests():
+                break
+            await asyncio.sleep(0.01)
+        assert node.requests() == [(0, 7)]
+        node.driver._ask_blocks(PEER, 8)  # superseded before its turn: never sent
+        node.driver._ask_blocks(PEER, 9)
+        for _ in range(100):
+            if len(node.requests()) > 1:
+                break
+            await asyncio.sleep(0.01)
+        assert node.requests() == [(0, 7), (0, 9)]
+    finally:
+        await node.driver.stop()
+        node.store.close()
+
+
+def test_a_sync_peer_that_answers_nothing_while_claiming_blocks_is_asked_last(tmp_path):
+    node = Syncing(tmp_path)
+    other = seed_key("v9").verify_key.encode()
+    try:
+        node.driver.peer_heights.update({PEER: 6, other: 5})
+        node.driver._begin_sync(PEER)
+        node.receive([])
+        assert not node.driver.syncing and PEER in node.driver._sync_unanswered
+        assert node.driver._sync_target() == other
+    finally:
+        node.store.close()
+
+
+def test_a_sync_peer_that_let_a_request_time_out_is_asked_last(tmp_path):
+    """Not new, found in review: the same peer was chosen on every retry, so one claiming
+    the right height and never answering held the node in sync mode."""
+    node = Syncing(tmp_path)
+    other = seed_key("v9").verify_key.encode()
+    try:
+        node.driver.peer_heights.update({PEER: 5, other: 6})
+        assert node.driver._sync_target() == other
+        node.driver._sync_unanswered.add(other)
+        assert node.driver._sync_target() == PEER
+        node.driver._sync_unanswered.add(PEER)  # every candidate failed: the usual order
+        assert node.driver._sync_target() == other
+    finally:
+        node.store.close()
 
 
 def test_a_newly_linked_peer_is_told_our_height_at_once(tmp_path):
@@ -132,6 +235,25 @@ def test_a_newly_linked_peer_is_told_our_height_at_once(tmp_path):
         node.receive(sync_batch(source, 1))
         node.driver.on_peer_connected(PEER)
         assert node.sent[-1] == (2, {"t": "status", "height": 2})
+    finally:
+        node.store.close()
+        source.close()
+
+
+def test_after_a_bad_block_the_sync_goes_on_with_another_peer(tmp_path, small_batches):
+    source = build_source(str(tmp_path / "source"), 6)
+    node = Syncing(tmp_path)
+    other = seed_key("v9").verify_key.encode()
+    try:
+        node.driver.peer_heights.update({PEER: 6, other: 6})
+        node.driver._ask_blocks(PEER, 1)
+        items = sync_batch(source, 1)
+        items[1][1] = items[0][1]  # block 2 with block 1's certificate: refused
+        node.receive(items)
+        assert node.store.height == 1
+        assert node.driver._sync_expect == (other, 2)
+        node.driver._handle(_SyncBlocks(other, sync_batch(source, 2)))
+        assert node.store.height == 3 and node.driver._sync_expect == (other, 4)
     finally:
         node.store.close()
         source.close()
