@@ -695,7 +695,9 @@ class ConsensusDriver:
         rate, burst = 0.8 * SERVE_BLOCKS_RATE, SERVE_BLOCKS_BURST - 2
         now = time.monotonic()
         tokens, last = self._ask_budget.get(peer, (burst, now))
-        tokens = min(burst, tokens + (now - last) * rate) - 1
+        # Owing at most two tokens: requests are one at a time, and a run of superseded
+        # ones must not push the next past the 5 s retry.
+        tokens = max(-2.0, min(burst, tokens + (now - last) * rate) - 1)
         self._ask_budget[peer] = (tokens, now)
         return 0.0 if tokens >= 0 else -tokens / rate
 
