@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,6 +20,7 @@ from consensus import canonical
 from contracts.sdk import ContractError, Member
 from node import merkle
 from node.block import result_leaf_from_encoded
+from node.event_frames import FrameMemo, sse_frame
 from node.events import EventFilter, event_records
 from node.execution import member_lookup, run_query
 from node.jsonform import to_json
@@ -39,16 +40,6 @@ SSE_BATCH = 500  # records per write of the event stream
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _bytes_to_hex(value: Any) -> Any:
-    """What ``json`` cannot write itself: bytes as hex; other mappings and sequences a
-    contract may have put in an event's attributes as their plain forms."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class ApiError(Exception):
@@ -88,6 +79,7 @@ class Api:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._trees: dict[int, Any] = {}
+        self._frames = FrameMemo()  # live event frames, shared by every stream
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[errors_middleware],
@@ -424,7 +416,8 @@ class Api:
                 batch: list[dict[str, Any] | None] = [record]
                 while len(batch) < SSE_BATCH and not sub.queue.empty():
                     batch.append(sub.queue.get_nowait())
-                chunk = b"".join(self._sse_bytes(r) for r in batch
+                frame = self._frames.frame
+                chunk = b"".join(frame(r) for r in batch
                                  if r is not None and r["height"] > last_height)
                 if chunk:
                     await response.write(chunk)
@@ -442,13 +435,5 @@ class Api:
         return response
 
     @staticmethod
-    def _sse_bytes(record: dict[str, Any]) -> bytes:
-        # Records hold only str keys, JSON scalars, lists/tuples and bytes: json's
-        # ``default`` hook turns the bytes into hex without walking every record in Python.
-        data = json.dumps(record, separators=(",", ":"), default=_bytes_to_hex)
-        event_id = f"{record['height']}:{record['index']}:{record['seq']}"
-        return f"id: {event_id}\nevent: {record['type']}\ndata: {data}\n\n".encode()
-
-    @classmethod
-    async def _sse(cls, response: web.StreamResponse, record: dict[str, Any]) -> None:
-        await response.write(cls._sse_bytes(record))
+    async def _sse(response: web.StreamResponse, record: dict[str, Any]) -> None:
+        await response.write(sse_frame(record))

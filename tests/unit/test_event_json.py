@@ -1,5 +1,6 @@
 """Event records as the stream writes them (the ``default`` hook gives the same JSON as the
-explicit ``to_json`` walk it replaced), and the event loop a node runs on."""
+explicit ``to_json`` walk it replaced; orjson and json the same values), each frame written
+once for all streams, and the event loop a node runs on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from types import MappingProxyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.api import _bytes_to_hex
+from node import event_frames
+from node.event_frames import FrameMemo, event_json, sse_frame
+from node.event_frames import bytes_to_hex as _bytes_to_hex
 from node.jsonform import to_json
 
 leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
@@ -28,6 +31,49 @@ values = st.recursive(
 def test_stream_json_equals_the_explicit_conversion(record):
     fast = json.dumps(record, separators=(",", ":"), default=_bytes_to_hex)
     assert fast == json.dumps(to_json(record), separators=(",", ":"))
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=6), values, max_size=5))
+def test_orjson_and_json_write_records_that_parse_the_same(record):
+    assert event_frames._orjson is not None  # jangbu[speedups] and the test extras have it
+    assert json.loads(event_json(record)) == json.loads(json.dumps(to_json(record)))
+
+
+def test_without_orjson_the_stream_is_written_by_json(monkeypatch):
+    record = {"height": 3, "index": 0, "seq": 1, "type": "create_order",
+              "attrs": {"note": "통관 보류", "raw": b"\x01\xff"}}
+    fast = sse_frame(record)
+    monkeypatch.setattr(event_frames, "_orjson", None)
+    plain = sse_frame(record)
+    assert plain.startswith(b"id: 3:0:1\nevent: create_order\ndata: {")
+    assert plain.endswith(b"}\n\n")
+    assert b"\\ud1b5" in plain and "통관".encode() in fast  # escaped vs UTF-8, same value
+    for frame in (fast, plain):
+        data = frame.split(b"data: ", 1)[1].rstrip(b"\n")
+        assert json.loads(data)["attrs"] == {"note": "통관 보류", "raw": "01ff"}
+
+
+def test_a_record_is_written_once_for_every_stream(monkeypatch):
+    written = []
+
+    def counting(record):
+        written.append(record)
+        return b"{}"
+
+    monkeypatch.setattr(event_frames, "event_json", counting)
+    memo = FrameMemo(capacity=2)
+    a = {"height": 1, "index": 0, "seq": 0, "type": "x"}
+    b = {"height": 1, "index": 0, "seq": 1, "type": "x"}
+    equal_to_a = dict(a)  # the same content, another record object: written again
+    for _ in range(3):  # three subscribers
+        assert memo.frame(a) == b"id: 1:0:0\nevent: x\ndata: {}\n\n"
+        memo.frame(b)
+    assert written == [a, b]
+    memo.frame(equal_to_a)
+    assert len(written) == 3 and len(memo) == 2  # bounded: a went first
+    memo.frame(a)
+    assert len(written) == 4
 
 
 def test_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for(monkeypatch):
