@@ -124,14 +124,20 @@ class Mempool:
         """
         chosen: list[Transaction] = []
         size = 0
-        cursors = {signer: iter(list(queue)) for signer, queue in self._by_signer.items()}
+        txs = self._txs
+        # Each queue is walked in place (no copy: a deep pool made every proposal copy
+        # every pending hash); hashes already committed, left behind by ``remove``, are
+        # skipped.
+        cursors = {signer: iter(queue) for signer, queue in self._by_signer.items()}
         while cursors and len(chosen) < max_txs:
             for signer in list(cursors):
                 tx_hash = next(cursors[signer], None)
+                while tx_hash is not None and tx_hash not in txs:
+                    tx_hash = next(cursors[signer], None)
                 if tx_hash is None:
                     del cursors[signer]
                     continue
-                tx = self._txs[tx_hash]
+                tx = txs[tx_hash]
                 if size + len(tx.encoded) > max_bytes:
                     return chosen
                 chosen.append(tx)
@@ -141,7 +147,13 @@ class Mempool:
         return chosen
 
     def remove(self, tx_hashes: Iterable[bytes]) -> None:
-        """Forget committed transactions."""
+        """Forget committed transactions.
+
+        Their hashes leave a signer's queue when they reach its front (committed
+        transactions are mostly the oldest ones, since blocks are filled from the front);
+        any left behind further in are skipped by ``reap``. Rebuilding each touched queue
+        instead walked every pending hash of the signer at every commit.
+        """
         touched: set[bytes] = set()
         for tx_hash in tx_hashes:
             tx = self._txs.pop(tx_hash, None)
@@ -149,12 +161,12 @@ class Mempool:
                 continue
             self._bytes -= len(tx.encoded)
             touched.add(tx.signer)
+        txs = self._txs
         for signer in touched:
             queue = self._by_signer.get(signer)
             if queue is None:
                 continue
-            kept = deque(h for h in queue if h in self._txs)
-            if kept:
-                self._by_signer[signer] = kept
-            else:
+            while queue and queue[0] not in txs:
+                queue.popleft()
+            if not queue:
                 del self._by_signer[signer]

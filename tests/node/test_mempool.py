@@ -152,3 +152,53 @@ def test_cached_member_lookup_sees_each_commit(pool_parts):
                                txs=[revoke], last_commit=certify(1, block.hash, [validator]))
     engine.commit(block, certify(2, block.hash, [validator]))
     assert lookup(newcomer).revoked
+
+
+def test_removing_from_the_middle_keeps_order_size_and_fairness(pool_parts):
+    """Committed hashes leave a queue at its front; ones committed from further in (another
+    node's proposal ordered them differently) are skipped by reap until they get there."""
+    pool = make_pool(*pool_parts)
+    admin = seed_key("admin")
+    txs = [add_member_tx(admin, f"m{i}", i) for i in range(6)]
+    for tx in txs:
+        pool.add(tx)
+    size = pool.size_bytes
+    pool.remove([txs[2].hash, txs[4].hash])  # from the middle
+    assert [tx.hash for tx in pool.reap(10, 10**9)] == [txs[i].hash for i in (0, 1, 3, 5)]
+    assert [tx.hash for tx in pool.reap(2, 10**9)] == [txs[0].hash, txs[1].hash]
+    assert len(pool) == 4 and txs[2].hash not in pool
+    assert pool.size_bytes == size - len(txs[2].encoded) - len(txs[4].encoded)
+    queue = pool._by_signer[admin.verify_key.encode()]
+    pool.remove([txs[0].hash, txs[1].hash])  # the front goes, and the stale 2 behind it
+    assert list(queue) == [txs[3].hash, txs[4].hash, txs[5].hash]
+    pool.remove([txs[3].hash])  # 4, stale, goes once it is at the front
+    assert list(queue) == [txs[5].hash]
+    pool.remove([txs[5].hash])
+    assert len(pool) == 0 and pool.reap(10, 10**9) == [] and not pool._by_signer
+    pool.add(add_member_tx(admin, "again", 99))  # a signer's queue starts over
+    assert len(pool.reap(10, 10**9)) == 1
+
+
+def test_commit_and_reap_do_not_walk_the_whole_queue(pool_parts):
+    """Regression: each commit rebuilt every touched signer's queue and each reap copied
+    it: O(pending) per block, ~1% of node CPU with one busy signer and a deep pool."""
+    from collections import deque
+
+    class CountingDeque(deque):
+        walked = 0
+
+        def __iter__(self):
+            for item in super().__iter__():
+                CountingDeque.walked += 1
+                yield item
+
+    pool = make_pool(*pool_parts)
+    admin = seed_key("admin")
+    txs = [add_member_tx(admin, f"m{i}", i) for i in range(200)]
+    for tx in txs:
+        pool.add(tx)
+    signer = admin.verify_key.encode()
+    pool._by_signer[signer] = CountingDeque(pool._by_signer[signer])
+    assert len(pool.reap(10, 10**9)) == 10
+    pool.remove([tx.hash for tx in txs[:10]])
+    assert CountingDeque.walked <= 11  # the ten reaped (and one look), not all 200
