@@ -432,6 +432,8 @@ class Api:
             pass
         finally:
             sub.close()
+            if not self.node.bus.subscribers:
+                self._frames.clear()  # no stream left to share frames with
         return response
 
     @staticmethod

@@ -59,13 +59,16 @@ class FrameMemo:
 
     The event bus hands the same record object to every subscriber, so a frame is
     remembered by object: the memo holds the record itself, so its ``id`` cannot be
-    reused while remembered. Records are never changed once published. Bounded: a stream
-    more than ``capacity`` records behind the first writes its frames again.
+    reused while remembered. Records are never changed once published. Bounded by count
+    and by bytes (oldest first out); a stream further behind than that writes its frames
+    again, and a frame larger than a hundredth of the byte bound is not kept at all.
     """
 
-    def __init__(self, capacity: int = 16_384) -> None:
+    def __init__(self, capacity: int = 16_384, max_bytes: int = 32 << 20) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._frames: OrderedDict[int, tuple[Mapping[str, Any], bytes]] = OrderedDict()
+        self._bytes = 0
 
     def frame(self, record: Mapping[str, Any]) -> bytes:
         key = id(record)
@@ -73,10 +76,22 @@ class FrameMemo:
         if held is not None and held[0] is record:
             return held[1]
         data = sse_frame(record)
-        self._frames[key] = (record, data)
-        if len(self._frames) > self.capacity:
-            self._frames.popitem(last=False)
+        if len(data) <= self.max_bytes // 100:
+            self._frames[key] = (record, data)
+            self._bytes += len(data)
+            while len(self._frames) > self.capacity or self._bytes > self.max_bytes:
+                _, (_, old) = self._frames.popitem(last=False)
+                self._bytes -= len(old)
         return data
+
+    def clear(self) -> None:
+        """Forget every frame (no stream is open: nothing would use them)."""
+        self._frames.clear()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes

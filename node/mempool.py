@@ -65,7 +65,15 @@ class Mempool:
         self.sig_cache = sig_cache
         self.limits = limits or MempoolLimits()
         self._txs: dict[bytes, Transaction] = {}
-        self._by_signer: OrderedDict[bytes, deque[bytes]] = OrderedDict()
+        # Per signer, its entries (admission number, hash) in arrival order. An entry is
+        # live while ``_admitted[hash]`` is its number: removed (committed) transactions
+        # leave stale entries behind, dropped at the front of the queue or, once they are
+        # the majority of it, all at once (``_stale`` counts them). Numbering the entries
+        # keeps a hash removed and admitted again from being reaped at its old place too.
+        self._by_signer: OrderedDict[bytes, deque[tuple[int, bytes]]] = OrderedDict()
+        self._admitted: dict[bytes, int] = {}
+        self._stale: dict[bytes, int] = {}
+        self._admissions = 0
         self._bytes = 0
         self.admitted_total = 0
         self.rejected_total: dict[str, int] = {}
@@ -113,7 +121,9 @@ class Mempool:
         except ContractError as exc:
             raise self._reject(exc.code, exc.message) from None
         self._txs[tx.hash] = tx
-        self._by_signer.setdefault(tx.signer, deque()).append(tx.hash)
+        self._admissions += 1
+        self._admitted[tx.hash] = self._admissions
+        self._by_signer.setdefault(tx.signer, deque()).append((self._admissions, tx.hash))
         self._bytes += size
         self.admitted_total += 1
 
@@ -125,19 +135,19 @@ class Mempool:
         chosen: list[Transaction] = []
         size = 0
         txs = self._txs
+        admitted = self._admitted
         # Each queue is walked in place (no copy: a deep pool made every proposal copy
-        # every pending hash); hashes already committed, left behind by ``remove``, are
-        # skipped.
+        # every pending hash); stale entries left by ``remove`` are skipped.
         cursors = {signer: iter(queue) for signer, queue in self._by_signer.items()}
         while cursors and len(chosen) < max_txs:
             for signer in list(cursors):
-                tx_hash = next(cursors[signer], None)
-                while tx_hash is not None and tx_hash not in txs:
-                    tx_hash = next(cursors[signer], None)
-                if tx_hash is None:
+                entry = next(cursors[signer], None)
+                while entry is not None and admitted.get(entry[1]) != entry[0]:
+                    entry = next(cursors[signer], None)
+                if entry is None:
                     del cursors[signer]
                     continue
-                tx = txs[tx_hash]
+                tx = txs[entry[1]]
                 if size + len(tx.encoded) > max_bytes:
                     return chosen
                 chosen.append(tx)
@@ -149,24 +159,34 @@ class Mempool:
     def remove(self, tx_hashes: Iterable[bytes]) -> None:
         """Forget committed transactions.
 
-        Their hashes leave a signer's queue when they reach its front (committed
-        transactions are mostly the oldest ones, since blocks are filled from the front);
-        any left behind further in are skipped by ``reap``. Rebuilding each touched queue
-        instead walked every pending hash of the signer at every commit.
+        Their entries leave a signer's queue when they reach its front (committed
+        transactions are mostly the oldest, since blocks are filled from the front), or all
+        at once when stale entries outnumber live ones (a front transaction that stays
+        pending must not pin an ever longer tail). Rebuilding each touched queue at every
+        commit instead walked every pending hash of the signer.
         """
         touched: set[bytes] = set()
         for tx_hash in tx_hashes:
             tx = self._txs.pop(tx_hash, None)
             if tx is None:
                 continue
+            del self._admitted[tx_hash]
             self._bytes -= len(tx.encoded)
+            self._stale[tx.signer] = self._stale.get(tx.signer, 0) + 1
             touched.add(tx.signer)
-        txs = self._txs
+        admitted = self._admitted
         for signer in touched:
-            queue = self._by_signer.get(signer)
-            if queue is None:
-                continue
-            while queue and queue[0] not in txs:
+            queue = self._by_signer[signer]
+            stale = self._stale[signer]
+            while queue and admitted.get(queue[0][1]) != queue[0][0]:
                 queue.popleft()
-            if not queue:
+                stale -= 1
+            if stale * 2 > len(queue):
+                queue = deque(entry for entry in queue if admitted.get(entry[1]) == entry[0])
+                self._by_signer[signer] = queue
+                stale = 0
+            if queue:
+                self._stale[signer] = stale
+            else:
                 del self._by_signer[signer]
+                self._stale.pop(signer, None)

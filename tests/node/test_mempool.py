@@ -168,11 +168,13 @@ def test_removing_from_the_middle_keeps_order_size_and_fairness(pool_parts):
     assert [tx.hash for tx in pool.reap(2, 10**9)] == [txs[0].hash, txs[1].hash]
     assert len(pool) == 4 and txs[2].hash not in pool
     assert pool.size_bytes == size - len(txs[2].encoded) - len(txs[4].encoded)
-    queue = pool._by_signer[admin.verify_key.encode()]
+    def queued() -> list[bytes]:
+        return [h for _, h in pool._by_signer[admin.verify_key.encode()]]
+
     pool.remove([txs[0].hash, txs[1].hash])  # the front goes, and the stale 2 behind it
-    assert list(queue) == [txs[3].hash, txs[4].hash, txs[5].hash]
+    assert queued() == [txs[3].hash, txs[4].hash, txs[5].hash]
     pool.remove([txs[3].hash])  # 4, stale, goes once it is at the front
-    assert list(queue) == [txs[5].hash]
+    assert queued() == [txs[5].hash]
     pool.remove([txs[5].hash])
     assert len(pool) == 0 and pool.reap(10, 10**9) == [] and not pool._by_signer
     pool.add(add_member_tx(admin, "again", 99))  # a signer's queue starts over
@@ -202,3 +204,31 @@ def test_commit_and_reap_do_not_walk_the_whole_queue(pool_parts):
     assert len(pool.reap(10, 10**9)) == 10
     pool.remove([tx.hash for tx in txs[:10]])
     assert CountingDeque.walked <= 11  # the ten reaped (and one look), not all 200
+
+
+def test_a_front_transaction_that_stays_pending_does_not_pin_a_growing_tail(pool_parts):
+    """Review finding: stale entries were dropped only at the front, so one transaction that
+    never commits here (gossip is sent once; a peer may never propose it) kept every later
+    committed hash of its signer queued: 20,000 commits left a queue 20,001 long."""
+    pool = make_pool(*pool_parts)
+    admin = seed_key("admin")
+    stuck, *rest = [add_member_tx(admin, f"m{i}", i) for i in range(201)]
+    pool.add(stuck)
+    for tx in rest:
+        pool.add(tx)
+        pool.remove([tx.hash])  # committed from another node's block
+        assert len(pool._by_signer[admin.verify_key.encode()]) <= 3
+    assert [tx.hash for tx in pool.reap(10, 10**9)] == [stuck.hash]
+
+
+def test_a_hash_removed_and_admitted_again_is_reaped_once_in_its_new_place(pool_parts):
+    """Not reachable through commits today (a committed hash is refused), but any other
+    eviction would have reaped the hash twice, once at its old place."""
+    pool = make_pool(*pool_parts)
+    admin = seed_key("admin")
+    a, b, c = (add_member_tx(admin, f"m{i}", i) for i in range(3))
+    for tx in (a, b, c):
+        pool.add(tx)
+    pool.remove([b.hash])  # evicted while still uncommitted
+    pool.add(b)
+    assert [tx.hash for tx in pool.reap(10, 10**9)] == [a.hash, c.hash, b.hash]

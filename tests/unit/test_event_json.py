@@ -74,6 +74,20 @@ def test_a_record_is_written_once_for_every_stream(monkeypatch):
     assert len(written) == 3 and len(memo) == 2  # bounded: a went first
     memo.frame(a)
     assert len(written) == 4
+    memo.clear()
+    assert len(memo) == 0 and memo.size_bytes == 0
+
+
+def test_the_frame_memo_is_bounded_by_bytes():
+    memo = FrameMemo(capacity=1000, max_bytes=20_000)
+    records = [{"height": 1, "index": i, "seq": 0, "type": "x", "attrs": {"a": "x" * 60}}
+               for i in range(200)]
+    for record in records:
+        memo.frame(record)
+    assert memo.size_bytes <= 20_000 and 0 < len(memo) < 200
+    big = {"height": 1, "index": 0, "seq": 1, "type": "x", "attrs": {"a": "x" * 200}}
+    memo.frame(big)  # over a hundredth of the bound: written, not kept
+    assert all(held is not big for held, _ in memo._frames.values())
 
 
 def test_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for(monkeypatch):
