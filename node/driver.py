@@ -120,6 +120,17 @@ class Committed:
     block_hash: bytes
 
 
+def refilled(budget: dict[bytes, tuple[float, float]], peer: bytes, now: float,
+             rate: float, burst: float) -> float:
+    """``peer``'s tokens in a token bucket (``budget``: peer -> (tokens, when)) at ``now``.
+
+    The one rule for both sides of block sync: a serving node's limit on a peer's
+    requests, and the syncing node's copy of it that paces its own.
+    """
+    tokens, last = budget.get(peer, (burst, now))
+    return min(burst, tokens + (now - last) * rate)
+
+
 def sync_batch(store: LedgerStore, start: int,
                diffs: RecentDiffs | None = None) -> list[list[Any]]:
     """``[block bytes, certificate]`` from ``start`` on, as many as fit one sync response,
@@ -209,7 +220,7 @@ class ConsensusDriver:
         # Other answers (late duplicates, unasked ones) may still add certified blocks, but
         # never ask for more nor end the sync: one chain of requests at a time.
         self._sync_expect: tuple[bytes, int] | None = None
-        self._sync_unanswered: set[bytes] = set()  # sync peers that let a request time out
+        self._sync_unanswered: set[bytes] = set()  # sync peers that failed a request
         self._ask_budget: dict[bytes, tuple[float, float]] = {}  # peer -> (tokens, at)
         self._ask_timer: asyncio.TimerHandle | None = None
         self._wal_seq = 0
@@ -385,8 +396,8 @@ class ConsensusDriver:
 
     def _take_serve_token(self, sender: bytes) -> bool:
         now = time.monotonic()
-        tokens, last = self._serve_budget.get(sender, (SERVE_BLOCKS_BURST, now))
-        tokens = min(SERVE_BLOCKS_BURST, tokens + (now - last) * SERVE_BLOCKS_RATE)
+        tokens = refilled(self._serve_budget, sender, now, SERVE_BLOCKS_RATE,
+                          SERVE_BLOCKS_BURST)
         if tokens < 1:
             self._serve_budget[sender] = (tokens, now)
             return False
@@ -694,10 +705,9 @@ class ConsensusDriver:
         """Spend one of ``peer``'s serving tokens; the seconds to wait first (0: none)."""
         rate, burst = 0.8 * SERVE_BLOCKS_RATE, SERVE_BLOCKS_BURST - 2
         now = time.monotonic()
-        tokens, last = self._ask_budget.get(peer, (burst, now))
         # Owing at most two tokens: requests are one at a time, and a run of superseded
         # ones must not push the next past the 5 s retry.
-        tokens = max(-2.0, min(burst, tokens + (now - last) * rate) - 1)
+        tokens = max(-2.0, refilled(self._ask_budget, peer, now, rate, burst) - 1)
         self._ask_budget[peer] = (tokens, now)
         return 0.0 if tokens >= 0 else -tokens / rate
 

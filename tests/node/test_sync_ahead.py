@@ -258,3 +258,26 @@ def test_after_a_bad_block_the_sync_goes_on_with_another_peer(tmp_path, small_ba
     finally:
         node.store.close()
         source.close()
+
+
+def test_the_serving_budget_and_the_pacing_follow_one_rule(tmp_path, monkeypatch):
+    """A serving node answers a peer 10 times at once, then 10 a second; a syncing node
+    paces itself by the same bucket (with a margin), so it is never refused."""
+    node = Syncing(tmp_path)
+    clock = [1000.0]
+    monkeypatch.setattr(driver_module.time, "monotonic", lambda: clock[0])
+    try:
+        served = [node.driver._take_serve_token(PEER) for _ in range(12)]
+        assert served == [True] * 10 + [False] * 2
+        clock[0] += 0.1  # one token back
+        assert node.driver._take_serve_token(PEER) and not node.driver._take_serve_token(PEER)
+        # The syncing side: every wait it asks for leaves the server a token when it asks.
+        server: dict[bytes, tuple[float, float]] = {}
+        for _ in range(40):
+            clock[0] += node.driver._take_ask_token(PEER)
+            tokens = driver_module.refilled(server, PEER, clock[0], driver_module.SERVE_BLOCKS_RATE,
+                                            driver_module.SERVE_BLOCKS_BURST)
+            assert tokens >= 1
+            server[PEER] = (tokens - 1, clock[0])
+    finally:
+        node.store.close()
