@@ -83,8 +83,9 @@ class StateDelta:
     root: bytes
     leaf_writes: Mapping[bytes, bytes | None]  # LevelDB ``l/`` keys -> value hash or delete
     # New node hashes, one map per level (0: buckets .. DEPTH: the root): index -> hash.
-    # Per level rather than keyed by (level, index): a block changes ~40,000 nodes, and
-    # building a tuple key for each was a third of the upper tree's cost.
+    # Per level rather than keyed by (level, index): a block of 1,000 orders changes
+    # 11,000-17,000 nodes, and building a tuple key for each was a third of the upper
+    # tree's cost.
     nodes: Sequence[Mapping[int, bytes]]
 
     def node_map(self) -> dict[tuple[int, int], bytes]:
