@@ -735,8 +735,7 @@ class ConsensusDriver:
                     self._verify_certificate(block.height, block.hash, cert)
                     self.engine.validate_block(block, certified=True)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
-                self.metrics.inc("jangbu_sync_rejected_total")
-                log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)
+                self._count_rejected_sync(event.sender, exc)
                 refused = True
                 break
             self._commit(block, cert)
@@ -769,6 +768,10 @@ class ConsensusDriver:
             self._wal_seq = 0  # _wal_high still covers what the old core's records used
         self._consider_start()  # heights held back while we were syncing may start now
 
+    def _count_rejected_sync(self, sender: bytes, exc: Exception) -> None:
+        self.metrics.inc("jangbu_sync_rejected_total")
+        log.warning("rejected synced block from %s: %s", sender.hex()[:12], exc)
+
     def _decode_sync_items(self, event: _SyncBlocks) -> list[tuple[Block, Any, list[Any]]] | None:
         """The blocks of a sync answer, up to the first malformed item (counted, logged);
         None, with only the first block decoded, if it starts past our next height."""
@@ -780,8 +783,7 @@ class ConsensusDriver:
                     raise ValueError("a sync item has two or three parts")
                 block = Block.decode(raw)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
-                self.metrics.inc("jangbu_sync_rejected_total")
-                log.warning("rejected synced block from %s: %s", event.sender.hex()[:12], exc)
+                self._count_rejected_sync(event.sender, exc)
                 break
             if not blocks and block.height > self.store.height + 1:
                 return None
