@@ -1,8 +1,9 @@
-"""Build hook for the optional compiled canonical encoder (everything else is pyproject.toml).
+"""Build hook for the optional compiled parts (everything else is pyproject.toml).
 
-``optional=True``: where no C compiler or Python headers exist, the build skips the
-extension with a warning and jangbu runs on the pure-Python encoder, which gives the same
-bytes (consensus/canonical.py).
+``optional=True``: where no C compiler, Python headers or OpenSSL headers exist, the build
+skips that extension with a warning and jangbu runs the pure-Python code, which gives the
+same bytes (consensus/canonical.py, node/state_tree.py). Two modules, so a machine without
+OpenSSL's headers still gets the canonical encoder.
 """
 
 from setuptools import Extension, setup
@@ -11,5 +12,7 @@ setup(
     ext_modules=[
         Extension("consensus._speedups", ["consensus/_speedups.c"], optional=True,
                   extra_compile_args=["-O2"]),
+        Extension("node._tree_speedups", ["node/_tree_speedups.c"], optional=True,
+                  extra_compile_args=["-O2"], libraries=["crypto"]),
     ],
 )

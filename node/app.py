@@ -26,6 +26,7 @@ from aiohttp import web
 from consensus import canonical
 from consensus.types import ValidatorSet
 from contracts.sdk import Contract
+from node import state_tree
 from node.api import Api
 from node.config import NodeConfig, split_address
 from node.driver import ConsensusDriver
@@ -299,6 +300,16 @@ def choose_codec() -> bool:
     return canonical.use_compiled_encoder(not pure)
 
 
+def choose_tree_loops() -> bool:
+    """Use the compiled state-tree loops unless ``JANGBU_PURE_TREE=1``; True if in use.
+
+    Same hashes either way; the compiled ones (built where OpenSSL's headers exist) cut the
+    tree's share of a node's CPU (docs/benchmarks.md, fifth round).
+    """
+    pure = os.environ.get("JANGBU_PURE_TREE", "") not in ("", "0")
+    return state_tree.use_compiled_tree(not pure)
+
+
 GC_GEN0_THRESHOLD = 50_000
 
 
@@ -322,6 +333,7 @@ async def run_node(config: NodeConfig) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly."""
     compiled = choose_codec()
     log.info("canonical encoder: %s", "compiled" if compiled else "pure Python")
+    log.info("state tree loops: %s", "compiled" if choose_tree_loops() else "pure Python")
     node = Node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,0 +1,167 @@
+"""The compiled state-tree loops give exactly the Python loops' hashes, or step aside.
+
+``node/_tree_speedups.c`` must never decide anything: for every input it either returns
+what the Python code in node/state_tree.py computes or ``None`` (and the Python code then
+runs, raising or handling the odd input as it always did). The whole-tree tests in
+test_state_tree_speed.py and test_merkle_and_state_tree.py run on the compiled loops by
+default and compare them with a tree rebuilt from ``node.merkle`` alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node import state_tree
+from node.state import MemoryKV
+from node.state_tree import DEPTH, NUM_BUCKETS, StateTree, _merge
+
+fast = state_tree._compiled
+
+needs_fast = pytest.mark.skipif(
+    fast is None and not os.environ.get("CI"),
+    reason="compiled tree loops not built here (no C compiler or OpenSSL headers); CI "
+           "requires them",
+)
+
+hashes = st.binary(min_size=32, max_size=32)
+
+
+@pytest.fixture
+def pure_tree() -> Iterator[None]:
+    """Run the Python loops only, whatever was built."""
+    state_tree.use_compiled_tree(False)
+    try:
+        yield
+    finally:
+        state_tree.use_compiled_tree(True)
+
+
+def pure_parents(tree: StateTree, bucket_nodes: dict[int, bytes]) -> list[dict[int, bytes]]:
+    state_tree.use_compiled_tree(False)
+    try:
+        return [dict(level) for level in tree._with_parents(bucket_nodes)]
+    finally:
+        state_tree.use_compiled_tree(True)
+
+
+def grown_tree(seed: int, keys: int) -> StateTree:
+    rng = random.Random(seed)
+    tree, reader = StateTree(), MemoryKV()
+    writes = {rng.randbytes(8): rng.randbytes(20) for _ in range(keys)}
+    delta = tree.preview(writes, reader)
+    reader.apply(dict(delta.leaf_writes))
+    tree.apply(delta)
+    return tree
+
+
+@needs_fast
+def test_built_under_ci():
+    assert fast is not None, "node/_tree_speedups.c did not build (C compiler, OpenSSL headers?)"
+
+
+@needs_fast
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32), buckets=st.dictionaries(
+    st.integers(0, NUM_BUCKETS - 1), hashes, min_size=1, max_size=300))
+def test_with_parents_matches_python(seed, buckets):
+    tree = grown_tree(seed, 200)
+    # Sorted (as preview passes them) and in arbitrary order: the same maps either way.
+    for order in (sorted(buckets.items()), list(buckets.items())):
+        given_nodes = dict(order)
+        got = fast.with_parents(tree.levels, given_nodes)
+        assert got is not None
+        assert got[0] is given_nodes
+        assert [dict(level) for level in got] == pure_parents(tree, given_nodes)
+        assert len(got) == DEPTH + 1 and len(got[DEPTH]) == 1
+
+
+@needs_fast
+def test_with_parents_neighbours_and_edges():
+    tree = grown_tree(7, 50)
+    for buckets in ({0: b"\x01" * 32}, {NUM_BUCKETS - 1: b"\x02" * 32},
+                    {4: b"a" * 32, 5: b"b" * 32, 7: b"c" * 32},
+                    {i: bytes([i % 256]) * 32 for i in range(0, 2048, 3)}):
+        assert [dict(x) for x in fast.with_parents(tree.levels, buckets)] == \
+            pure_parents(tree, buckets)
+
+
+@needs_fast
+@pytest.mark.parametrize("buckets", [
+    {},                                  # nothing to do: Python's answer
+    {-1: b"x" * 32},                     # Python would wrap a negative index
+    {NUM_BUCKETS: b"x" * 32},            # out of range
+    {True: b"x" * 32},                   # a bool is not the tree's own key type
+    {3: b"x" * 31},                      # not a 32-byte hash
+    {3: bytearray(32)},                  # not bytes
+    {2**70: b"x" * 32},                  # does not fit a C index
+])
+def test_with_parents_steps_aside(buckets):
+    tree = grown_tree(1, 10)
+    assert fast.with_parents(tree.levels, buckets) is None
+
+
+@needs_fast
+def test_with_parents_steps_aside_on_a_damaged_row():
+    tree = grown_tree(2, 10)
+    tree.levels[0][11] = b"short"
+    assert fast.with_parents(tree.levels, {10: b"x" * 32}) is None  # sibling 11 is read
+    assert fast.with_parents(tree.levels, {12: b"x" * 32}) is not None
+    assert fast.with_parents(tuple(tree.levels), {12: b"x" * 32}) is None
+
+
+def records_of(entries: dict[bytes, bytes]) -> bytes:
+    return b"".join(sorted(k + v for k, v in entries.items()))
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None)
+@given(old=st.dictionaries(hashes, hashes, max_size=12), data=st.data())
+def test_merge_bucket_matches_python(old, data):
+    records = records_of(old)
+    keys = st.sampled_from(sorted(old)) | hashes if old else hashes
+    changes = data.draw(st.dictionaries(keys, st.none() | hashes, max_size=12))
+    merged, digest = fast.merge_bucket(records, changes)
+    assert merged == _merge(records, changes)
+    assert digest == hashlib.sha256(b"\x00" + merged).digest()
+
+
+@needs_fast
+@pytest.mark.parametrize("records, changes", [
+    (b"x" * 63, {}),                                     # not whole records
+    (b"\x02" * 64 + b"\x01" * 64, {}),                   # not sorted
+    (b"\x01" * 128, {}),                                 # a key twice
+    (bytearray(64), {}),                                 # not bytes
+    (b"", {b"k" * 31: b"v" * 32}),                       # short key hash
+    (b"", {b"k" * 32: b"v" * 33}),                       # long value hash
+    (b"", {b"k" * 32: 5}),                               # neither bytes nor None
+    (b"", [(b"k" * 32, b"v" * 32)]),                     # not a dict
+])
+def test_merge_bucket_steps_aside(records, changes):
+    assert fast.merge_bucket(records, changes) is None
+
+
+@needs_fast
+def test_whole_tree_same_with_and_without_compiled_loops(pure_tree):
+    rng = random.Random(11)
+    blocks = [{rng.randbytes(rng.choice([4, 40])): (None if rng.random() < 0.1 else
+                                                    rng.randbytes(30))
+               for _ in range(rng.randrange(1, 900))} for _ in range(12)]
+    roots = {}
+    for compiled in (False, True):
+        state_tree.use_compiled_tree(compiled)
+        tree, reader = StateTree(), MemoryKV()
+        seen = []
+        for writes in blocks:
+            delta = tree.preview(writes, reader)
+            reader.apply(dict(delta.leaf_writes))
+            tree.apply(delta)
+            seen.append((delta.root, delta.node_map()))
+        roots[compiled] = seen
+    assert roots[True] == roots[False]
