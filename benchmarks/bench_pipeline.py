@@ -29,7 +29,7 @@ from nacl.signing import SigningKey
 from consensus import canonical
 from consensus.types import ValidatorSet
 from node.engine import Engine, SignatureCache
-from node.execution import Receipt, member_lookup
+from node.execution import Receipt, committed_member_lookup
 from node.genesis import parse_genesis
 from node.mempool import Mempool
 from node.registry import installed_version, load_contracts
@@ -67,11 +67,13 @@ def open_engine(path: str, g, tree_cache_entries: int = DEFAULT_CACHE_ENTRIES):
     vset = ValidatorSet(tuple(g.validator_pubkeys()))
     contracts = load_contracts(g.contracts)
     cache = SignatureCache()
+    members = committed_member_lookup(store.state, lambda: store.height)  # as node/app.py
     engine = Engine(chain_id=CHAIN, contracts=contracts, store=store, tree=tree,
                     validators_hash=vset.hash(), validators=vset.validators,
-                    max_block_txs=100_000, max_block_bytes=64 * 1024 * 1024, sig_cache=cache)
+                    max_block_txs=100_000, max_block_bytes=64 * 1024 * 1024, sig_cache=cache,
+                    committed_members=members)
     pool = Mempool(chain_id=CHAIN, contracts=contracts, is_committed=store.has_tx,
-                   lookup_member=member_lookup(store.state), sig_cache=cache)
+                   lookup_member=members, sig_cache=cache)
     return store, engine, pool
 
 

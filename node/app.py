@@ -77,13 +77,16 @@ class Node:
             raise
         self.metrics = Metrics()
         self.bus = EventBus()
+        # One memo of committed member records for admission and execution: the state only
+        # changes by a commit, and every commit raises the height it is keyed on.
+        members = committed_member_lookup(self.store.state, lambda: self.store.height)
         self.mempool = Mempool(
             chain_id=self.chain_id, contracts=self.contracts, is_committed=self.store.has_tx,
-            lookup_member=committed_member_lookup(self.store.state, lambda: self.store.height),
-            sig_cache=self.sig_cache,
+            lookup_member=members, sig_cache=self.sig_cache,
             limits=MempoolLimits(config.mempool_max_txs, config.mempool_max_bytes))
         # What our mempool admitted already passed its contract check on this node.
         self.engine.is_prechecked = self.mempool.__contains__
+        self.engine.committed_members = members
         try:
             self.driver = ConsensusDriver(guard_file=SignerStateFile(config.home / GUARD_FILE),
                                           genesis=self.genesis, node_key=self.key,

@@ -27,7 +27,7 @@ from node.block import (
     compute_txs_root,
     result_leaf_from_encoded,
 )
-from node.execution import Receipt, execute_call
+from node.execution import MemberLookup, Receipt, block_member_lookup, execute_call
 from node.state import Overlay
 from node.state_tree import StateDelta, StateTree
 from node.store import LedgerStore
@@ -116,6 +116,7 @@ class Engine:
         verify_commit: CommitVerifier | None = None,
         sig_cache: SignatureCache | None = None,
         is_prechecked: Callable[[bytes], bool] | None = None,
+        committed_members: MemberLookup | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.contracts = contracts
@@ -132,6 +133,9 @@ class Engine:
         self.sig_cache = SignatureCache() if sig_cache is None else sig_cache
         # Transactions whose contract check already passed on this node (its mempool).
         self.is_prechecked = is_prechecked or (lambda tx_hash: False)
+        # Member lookups over this store's committed state, remembered per height (the
+        # node shares the mempool's); None reads every signer's record for every call.
+        self.committed_members = committed_members
         self._results: dict[bytes, ExecutionResult] = {}
         self._tip: tuple[int, bytes, int] | None = None
 
@@ -159,13 +163,15 @@ class Engine:
     def execute_txs(self, height: int, time_ms: int, txs: Sequence[Transaction]) -> ExecutionResult:
         """Run ``txs`` in order on an overlay of committed state; nothing is written."""
         block_overlay = Overlay(self.store.state)
+        lookup = (None if self.committed_members is None
+                  else block_member_lookup(block_overlay, self.committed_members))
         receipts: list[Receipt] = []
         for tx in txs:
             call = Call(tx.contract, tx.action, tx.args, tx.signer, tx.nonce, tx.hash)
             receipts.append(
                 execute_call(self.contracts, block_overlay, chain_id=self.chain_id,
                              height=height, time_ms=time_ms, call=call,
-                             prechecked=self.is_prechecked(tx.hash))
+                             prechecked=self.is_prechecked(tx.hash), lookup_member=lookup)
             )
         delta = self.tree.preview(block_overlay.writes, self.store.leaves)
         results_root = merkle.merkle_root(

@@ -73,6 +73,12 @@ class Overlay:
             bisect.insort(self._keys, key)
         self.writes[key] = _DELETED
 
+    def wrote_under(self, prefix: bytes) -> bool:
+        """True if this overlay holds a write (or deletion) of a key starting with ``prefix``."""
+        keys = self._keys
+        i = bisect.bisect_left(keys, prefix)
+        return i < len(keys) and keys[i].startswith(prefix)
+
     def _pending(self, prefix: bytes) -> list[tuple[bytes, bytes | None]]:
         keys = self._keys
         out = []
