@@ -21,25 +21,32 @@ class EventFilter:
     key: str | None = None
 
     def matches(self, record: Mapping[str, Any]) -> bool:
-        if self.contract is not None and record["contract"] != self.contract:
+        return self.matches_event(record["contract"], record["type"], record["keys"])
+
+    def matches_event(self, contract: str, type_: str, keys: Sequence[str]) -> bool:
+        if self.contract is not None and contract != self.contract:
             return False
-        if self.type is not None and record["type"] != self.type:
+        if self.type is not None and type_ != self.type:
             return False
-        return self.key is None or self.key in record["keys"]
+        return self.key is None or self.key in keys
+
+
+def event_record(height: int, time_ms: int, tx_hash: bytes, index: int, seq: int,
+                 event: Any) -> dict[str, Any]:
+    """One stream record: event ``seq`` of transaction ``index`` in block ``height``."""
+    return {
+        "height": height, "time_ms": time_ms, "tx": tx_hash.hex(), "index": index,
+        "seq": seq, "contract": event.contract, "type": event.type,
+        "attrs": dict(event.attrs), "keys": list(event.keys),
+    }
 
 
 def event_records(height: int, time_ms: int, tx_hashes: list[bytes],
                   receipts: Iterable[Any]) -> list[dict[str, Any]]:
     """Flatten a block's receipts into stream records (one per event)."""
-    out = []
-    for index, (tx_hash, receipt) in enumerate(zip(tx_hashes, receipts, strict=True)):
-        for seq, event in enumerate(receipt.events):
-            out.append({
-                "height": height, "time_ms": time_ms, "tx": tx_hash.hex(), "index": index,
-                "seq": seq, "contract": event.contract, "type": event.type,
-                "attrs": dict(event.attrs), "keys": list(event.keys),
-            })
-    return out
+    return [event_record(height, time_ms, tx_hash, index, seq, event)
+            for index, (tx_hash, receipt) in enumerate(zip(tx_hashes, receipts, strict=True))
+            for seq, event in enumerate(receipt.events)]
 
 
 class Subscription:
@@ -51,6 +58,12 @@ class Subscription:
 
     def offer(self, record: dict[str, Any]) -> None:
         if self.overflowed or not self.filter.matches(record):
+            return
+        self.deliver(record)
+
+    def deliver(self, record: dict[str, Any]) -> None:
+        """Queue ``record``, already known to match; a full queue ends the subscription."""
+        if self.overflowed:
             return
         try:
             self.queue.put_nowait(record)
@@ -97,9 +110,23 @@ class EventBus:
 
     def publish_block(self, height: int, time_ms: int, tx_hashes: list[bytes],
                       receipts: Sequence[Any]) -> None:
-        """Publish a committed block's events; with nobody listening, only count them
-        (building the records costs a dict per event on the commit path)."""
-        if not self._subs:
-            self.published += sum(len(receipt.events) for receipt in receipts)
-            return
-        self.publish(event_records(height, time_ms, tx_hashes, receipts))
+        """Publish a committed block's events.
+
+        A record is built only for an event some subscriber's filter takes: building one
+        is a dict and a hex string per event on the commit path, and a typical stream
+        follows one event type of one contract (with nobody listening, events are only
+        counted).
+        """
+        subs = list(self._subs)  # deliver() may unsubscribe an overflowing subscriber
+        for index, (tx_hash, receipt) in enumerate(zip(tx_hashes, receipts, strict=True)):
+            events = receipt.events
+            self.published += len(events)
+            if not subs:
+                continue
+            for seq, event in enumerate(events):
+                wanting = [sub for sub in subs
+                           if sub.filter.matches_event(event.contract, event.type, event.keys)]
+                if wanting:
+                    record = event_record(height, time_ms, tx_hash, index, seq, event)
+                    for sub in wanting:
+                        sub.deliver(record)

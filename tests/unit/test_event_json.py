@@ -125,3 +125,49 @@ def test_publish_block_counts_events_and_builds_records_only_for_listeners():
         assert sub.queue.empty()
 
     asyncio.run(go())
+
+
+def test_publish_block_builds_a_record_only_for_events_a_filter_takes(monkeypatch):
+    import asyncio
+
+    from contracts.sdk import Event
+    from node import events
+    from node.events import EventBus, EventFilter
+    from node.execution import Receipt
+
+    built: list[tuple[int, int]] = []
+    real = events.event_record
+
+    def counting(height: int, time_ms: int, tx_hash: bytes, index: int, seq: int,
+                 event: Event) -> dict[str, object]:
+        built.append((index, seq))
+        return real(height, time_ms, tx_hash, index, seq, event)
+
+    monkeypatch.setattr(events, "event_record", counting)
+    receipts = [Receipt("OK", "", (Event("c", "a", {}, ("k1",)), Event("c", "b", {}, ("k2",)),
+                                   Event("d", "a", {}, ("k1",)))),
+                Receipt("OK", "", (Event("c", "a", {}, ("k2",)),))]
+    hashes = [b"\x01" * 32, b"\x02" * 32]
+
+    async def go() -> None:
+        bus = EventBus()
+        by_type = bus.subscribe(EventFilter(contract="c", type="a"))
+        by_key = bus.subscribe(EventFilter(key="k1"))
+        full = bus.subscribe(EventFilter(), capacity=1)  # overflows on the second event
+        bus.publish_block(3, 30, hashes, receipts)
+        assert bus.published == 4
+        assert built == [(0, 0), (0, 1), (0, 2), (1, 0)]  # the full stream wanted each
+        assert full.overflowed and bus.subscribers == 2
+        built.clear()
+        bus.publish_block(4, 40, hashes, receipts)
+        assert built == [(0, 0), (0, 2), (1, 0)]  # (0, 1) is type b with key k2: nobody
+        got_type = [by_type.queue.get_nowait() for _ in range(by_type.queue.qsize())]
+        got_key = [by_key.queue.get_nowait() for _ in range(by_key.queue.qsize())]
+        assert [(r["height"], r["index"], r["seq"]) for r in got_type] == \
+            [(3, 0, 0), (3, 1, 0), (4, 0, 0), (4, 1, 0)]
+        assert [(r["height"], r["index"], r["seq"], r["contract"]) for r in got_key] == \
+            [(3, 0, 0, "c"), (3, 0, 2, "d"), (4, 0, 0, "c"), (4, 0, 2, "d")]
+        # A record both streams take is one object (written once for both by the memo).
+        assert got_type[2] is got_key[2]
+
+    asyncio.run(go())
