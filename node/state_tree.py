@@ -145,6 +145,30 @@ class StateProof:
         }
 
 
+def _hash_writes(writes: Mapping[bytes, bytes | None]
+                 ) -> tuple[dict[bytes, bytes | None], dict[int, dict[bytes, bytes | None]]]:
+    """Leaf writes (``l/<key hash>`` -> value hash or None) and the same changes by bucket.
+
+    The compiled ``hash_writes`` does the same for writes of exact bytes.
+    """
+    sha256 = hashlib.sha256
+    # key_hash / value_hash of every write, looped in C where the shape allows.
+    khashes = list(map(_DIGEST, map(sha256, writes)))
+    vhashes = [None if value is None else sha256(value).digest() for value in writes.values()]
+    leaf_writes: dict[bytes, bytes | None] = dict(
+        zip(map(add, repeat(LEAF_PREFIX), khashes), vhashes, strict=True)
+    )
+    by_bucket: dict[int, dict[bytes, bytes | None]] = {}
+    for khash, vhash in zip(khashes, vhashes, strict=True):
+        bucket = khash[0] << 8 | khash[1]  # bucket_of(khash): 32-byte hash, DEPTH 16
+        changes = by_bucket.get(bucket)
+        if changes is None:
+            by_bucket[bucket] = {khash: vhash}
+        else:
+            changes[khash] = vhash
+    return leaf_writes, by_bucket
+
+
 def _merge_and_hash(records: bytes, changes: Mapping[bytes, bytes | None]) -> tuple[bytes, bytes]:
     """``_merge(records, changes)`` and the bucket hash over the result (compiled if built)."""
     if _fast is not None:
@@ -282,21 +306,10 @@ class StateTree:
         the cache). The tree does not change; its cache only gains committed buckets it had
         to read, so a preview of a block that is never applied changes nothing it answers.
         """
-        sha256 = hashlib.sha256
-        # key_hash / value_hash of every write, looped in C where the shape allows.
-        khashes = list(map(_DIGEST, map(sha256, writes)))
-        vhashes = [None if value is None else sha256(value).digest() for value in writes.values()]
-        leaf_writes: dict[bytes, bytes | None] = dict(
-            zip(map(add, repeat(LEAF_PREFIX), khashes), vhashes, strict=True)
-        )
-        by_bucket: dict[int, dict[bytes, bytes | None]] = {}
-        for khash, vhash in zip(khashes, vhashes, strict=True):
-            bucket = khash[0] << 8 | khash[1]  # bucket_of(khash): 32-byte hash, DEPTH 16
-            changes = by_bucket.get(bucket)
-            if changes is None:
-                by_bucket[bucket] = {khash: vhash}
-            else:
-                changes[khash] = vhash
+        hashed = None if _fast is None else _fast.hash_writes(writes, LEAF_PREFIX)
+        leaf_writes: dict[bytes, bytes | None]
+        by_bucket: dict[int, dict[bytes, bytes | None]]
+        leaf_writes, by_bucket = hashed if hashed is not None else _hash_writes(writes)
         if not by_bucket:
             return StateDelta(self.root, leaf_writes, [])
         if reader is not self._cache_reader:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from node import state_tree
 from node.state import MemoryKV
-from node.state_tree import DEPTH, NUM_BUCKETS, StateTree, _merge
+from node.state_tree import DEPTH, LEAF_PREFIX, NUM_BUCKETS, StateTree, _hash_writes, _merge
 
 fast = state_tree._compiled
 
@@ -145,6 +145,31 @@ def test_merge_bucket_matches_python(old, data):
 ])
 def test_merge_bucket_steps_aside(records, changes):
     assert fast.merge_bucket(records, changes) is None
+
+
+@needs_fast
+@settings(max_examples=200, deadline=None)
+@given(writes=st.dictionaries(st.binary(max_size=40), st.none() | st.binary(max_size=300),
+                              max_size=60))
+def test_hash_writes_matches_python(writes):
+    leaf_writes, by_bucket = fast.hash_writes(writes, LEAF_PREFIX)
+    expected_leaves, expected_buckets = _hash_writes(writes)
+    assert leaf_writes == expected_leaves
+    assert list(leaf_writes) == list(expected_leaves)  # same order: the batch writes follow it
+    assert by_bucket == expected_buckets
+
+
+@needs_fast
+@pytest.mark.parametrize("writes, prefix", [
+    ({"k": b"v"}, LEAF_PREFIX),                    # a str key
+    ({b"k": bytearray(b"v")}, LEAF_PREFIX),        # a value that is not bytes
+    ({b"k": 1}, LEAF_PREFIX),
+    ([(b"k", b"v")], LEAF_PREFIX),                 # not a dict
+    ({b"k": b"v"}, "l/"),                          # a str prefix
+    ({b"k": b"v"}, b"p" * 65),                     # a prefix longer than the C buffer
+])
+def test_hash_writes_steps_aside(writes, prefix):
+    assert fast.hash_writes(writes, prefix) is None
 
 
 @needs_fast
