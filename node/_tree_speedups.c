@@ -2,9 +2,10 @@
  * node._tree_speedups: the state tree's hot loops (node/state_tree.py), in C.
  *
  * Why: every block hashes each key and value it writes, re-hashes the buckets it touches
- * and every node above them: 11,000 to 21,000 SHA-256 calls for a block of 1,000 orders. In Python each node hash costs ~0.6 us
- * (dict lookups, a bytes concatenation, a hash object); OpenSSL's SHA-256 (SHA-NI where the
- * CPU has it) is ~0.1 us. The tree was ~9% of a node's CPU under load.
+ * and every node above them: 11,000 to 21,000 SHA-256 calls for a block of 1,000 orders.
+ * In Python each node hash costs ~0.6 us (dict lookups, a bytes concatenation, a hash
+ * object); OpenSSL's SHA-256 (SHA-NI where the CPU has it) is ~0.1 us. The tree was ~9%
+ * of a node's CPU under load.
  *
  * Like consensus/_speedups.c, this module never decides anything: for any input not in the
  * exact shape the tree itself produces (32-byte hashes, sorted unique records, indexes in
