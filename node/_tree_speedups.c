@@ -22,6 +22,21 @@
 
 #define HASH_SIZE 32
 #define RECORD_SIZE (2 * HASH_SIZE)
+#define DEPTH 16 /* node/state_tree.py DEPTH; exported, and a test checks they agree */
+
+/* Run ``impl`` with the cyclic garbage collector off. Both functions below allocate
+ * container objects (each can start a collection) while they hold borrowed pointers into
+ * their arguments; a finaliser run by that collection could change those arguments under
+ * them. Nothing the node passes has finalisers, but this module must be safe for any
+ * input, and the functions run for milliseconds at most. */
+static PyObject *without_gc(PyObject *(*impl)(PyObject *const *), PyObject *const *args) {
+    int was_enabled = PyGC_Disable();
+    PyObject *result = impl(args);
+    if (was_enabled) {
+        PyGC_Enable();
+    }
+    return result;
+}
 
 typedef struct {
     Py_ssize_t index;
@@ -82,19 +97,15 @@ PyDoc_STRVAR(with_parents_doc,
 "one dict per level, siblings read from ``levels`` (the committed rows). None when an\n"
 "input is not of the tree's own shape.");
 
-static PyObject *with_parents(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "with_parents(levels, bucket_nodes)");
-        return NULL;
-    }
+static PyObject *with_parents_impl(PyObject *const *args) {
     PyObject *levels = args[0], *buckets = args[1];
-    if (!PyList_CheckExact(levels) || !PyDict_CheckExact(buckets)) {
+    if (!PyList_CheckExact(levels) || !PyDict_CheckExact(buckets)
+            || PyList_GET_SIZE(levels) != DEPTH + 1) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t depth = PyList_GET_SIZE(levels) - 1;
+    Py_ssize_t depth = DEPTH;
     Py_ssize_t count = PyDict_GET_SIZE(buckets);
-    if (depth < 1 || count == 0) {
+    if (count == 0) {
         Py_RETURN_NONE;
     }
     for (Py_ssize_t level = 0; level <= depth; level++) {
@@ -142,6 +153,9 @@ static PyObject *with_parents(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyList_SET_ITEM(out, 0, buckets);
     for (Py_ssize_t level = 1; level <= depth; level++) {
         PyObject *below = PyList_GET_ITEM(levels, level - 1);
+        if (!PyList_CheckExact(below)) {
+            goto fallback;
+        }
         Py_ssize_t parents = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
             Py_ssize_t index = current[i].index;
@@ -182,6 +196,15 @@ done:
     Py_XDECREF(out);
     PyMem_Free(current);
     return result;
+}
+
+static PyObject *with_parents(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "with_parents(levels, bucket_nodes)");
+        return NULL;
+    }
+    return without_gc(with_parents_impl, args);
 }
 
 typedef struct {
@@ -291,12 +314,7 @@ PyDoc_STRVAR(hash_writes_doc,
 "same changes grouped by bucket (first two bytes of the key hash -> {key hash: value\n"
 "hash or None}). None when a key or value is not exactly bytes (or None).");
 
-static PyObject *hash_writes(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "hash_writes(writes, leaf_prefix)");
-        return NULL;
-    }
+static PyObject *hash_writes_impl(PyObject *const *args) {
     PyObject *writes = args[0], *prefix = args[1];
     if (!PyDict_CheckExact(writes) || !PyBytes_CheckExact(prefix)
             || PyBytes_GET_SIZE(prefix) > 64) {
@@ -319,6 +337,11 @@ static PyObject *hash_writes(PyObject *self, PyObject *const *args, Py_ssize_t n
     }
     pos = 0;
     while (PyDict_Next(writes, &pos, &key, &value)) {
+        if (!PyBytes_CheckExact(key) || (value != Py_None && !PyBytes_CheckExact(value))) {
+            Py_DECREF(leaf_writes);  /* checked above; only a changed dict gets here */
+            Py_DECREF(by_bucket);
+            Py_RETURN_NONE;
+        }
         unsigned char *khash = leaf + cut;
         sha256(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), khash);
         PyObject *vhash;
@@ -359,6 +382,15 @@ failed:
     return NULL;
 }
 
+static PyObject *hash_writes(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "hash_writes(writes, leaf_prefix)");
+        return NULL;
+    }
+    return without_gc(hash_writes_impl, args);
+}
+
 static PyMethodDef methods[] = {
     {"hash_writes", (PyCFunction)(void (*)(void))hash_writes, METH_FASTCALL, hash_writes_doc},
     {"with_parents", (PyCFunction)(void (*)(void))with_parents, METH_FASTCALL,
@@ -375,5 +407,10 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__tree_speedups(void) {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "DEPTH", DEPTH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -9,10 +9,11 @@ default and compare them with a tree rebuilt from ``node.merkle`` alone.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -190,3 +191,52 @@ def test_whole_tree_same_with_and_without_compiled_loops(pure_tree):
             seen.append((delta.root, delta.node_map()))
         roots[compiled] = seen
     assert roots[True] == roots[False]
+
+
+@needs_fast
+def test_compiled_depth_is_the_trees():
+    assert fast.DEPTH == DEPTH
+    tree = grown_tree(3, 10)
+    assert fast.with_parents(tree.levels[:3], {1: b"x" * 32}) is None  # Python: IndexError
+
+
+class Finaliser:
+    """An object in a reference cycle whose finaliser runs ``action`` when the cyclic
+    collector frees it: a collection started by an allocation inside the compiled code
+    must not change its arguments under it (found by review: it read freed or re-typed
+    objects as bytes)."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self.cycle = self
+
+    def __del__(self) -> None:
+        self.action()
+
+
+@needs_fast
+def test_a_collection_during_the_call_cannot_change_its_arguments():
+    writes = {bytes([i]) * 4: b"v" * 10 for i in range(200)}
+    expected = _hash_writes(dict(writes))
+    tree = grown_tree(4, 10)
+    levels = [list(row) for row in tree.levels]
+    buckets = {0: b"a" * 32, 5: b"b" * 32}
+    expected_parents = pure_parents(tree, buckets)
+
+    def spoil() -> None:
+        for key in list(writes):
+            writes[key] = "not bytes"  # type: ignore[assignment]
+        levels.clear()
+
+    Finaliser(spoil)
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)  # collect at every container allocation
+    try:
+        got = fast.hash_writes(writes, LEAF_PREFIX)
+        got_parents = fast.with_parents(levels, buckets)
+    finally:
+        gc.set_threshold(*threshold)
+    assert got == expected  # computed on the arguments as they were at the call
+    assert got_parents is None or [dict(x) for x in got_parents] == expected_parents
+    gc.collect()
+    assert not levels and set(writes.values()) == {"not bytes"}  # it did run, afterwards
