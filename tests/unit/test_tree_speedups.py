@@ -240,3 +240,19 @@ def test_a_collection_during_the_call_cannot_change_its_arguments():
     assert got_parents is None or [dict(x) for x in got_parents] == expected_parents
     gc.collect()
     assert not levels and set(writes.values()) == {"not bytes"}  # it did run, afterwards
+
+
+def test_pure_tree_switch_turns_the_compiled_loops_off(monkeypatch):
+    from node.app import choose_tree_loops
+
+    built = state_tree._compiled is not None
+    try:
+        monkeypatch.setenv("JANGBU_PURE_TREE", "1")
+        assert choose_tree_loops() is False
+        assert state_tree._fast is None
+        monkeypatch.setenv("JANGBU_PURE_TREE", "0")
+        assert choose_tree_loops() is built
+        monkeypatch.delenv("JANGBU_PURE_TREE")
+        assert choose_tree_loops() is built
+    finally:
+        state_tree.use_compiled_tree(True)
