@@ -137,6 +137,12 @@ def sync_batch(store: LedgerStore, start: int,
     each with its diff (``[block, certificate, diff]``) when ``diffs`` still holds it and
     it fits.
 
+    A held diff that does not fit beside the blocks already in the response ends it: the
+    next response starts with that block and its diff. Sending the block alone instead
+    made the receiver execute it, ~3× the CPU of applying its diff; with full blocks
+    (~0.6 MB, diff ~1.6 MB) that was two blocks of every three. Only a first block whose
+    diff cannot fit even alone goes without it.
+
     Regression: the budget was once larger than the message limit, so with full blocks the
     response could not be encoded, the serving node dropped the request, and a wiped node
     never caught up.
@@ -153,10 +159,12 @@ def sync_batch(store: LedgerStore, start: int,
             break
         item = [raw, canonical.decode(commit_raw)]
         diff_cost = diffs.size_of(height) if diffs is not None else None
-        # A block always goes; its diff only if both fit (the receiver then executes it).
-        if diff_cost is not None and size + cost + diff_cost <= SYNC_BATCH_BYTES:
-            item.append(diffs.wire(height))  # type: ignore[union-attr]
-            cost += diff_cost
+        if diff_cost is not None:
+            if size + cost + diff_cost <= SYNC_BATCH_BYTES:
+                item.append(diffs.wire(height))  # type: ignore[union-attr]
+                cost += diff_cost
+            elif items:
+                break  # the next response carries this block with its diff
         size += cost
         items.append(item)
     return items

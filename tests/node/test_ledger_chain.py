@@ -235,3 +235,20 @@ def test_a_call_whose_events_cannot_be_recorded_fails_alone(tmp_path):
     assert result_leaf(txs[2].hash, receipt.to_obj())  # the deepest allowed still encodes
     assert store.get_state(b"emitter/touched") is not None  # only the good call wrote
     store.close()
+
+
+def test_a_block_whose_diff_does_not_fit_starts_the_next_answer_with_it(tmp_path):
+    """Regression: a block whose held diff did not fit beside the blocks already in a sync
+    answer was sent alone, so the receiver executed it (~3× the CPU of applying the diff):
+    with full blocks, two of every three. Now it starts the next answer, with its diff."""
+    from node.recent_diffs import RecentDiffs
+
+    store = full_blocks(str(tmp_path / "data"))
+    diffs = RecentDiffs(max_bytes=64 * 1024 * 1024)
+    for h in range(1, 9):  # 1 MiB block + 1.5 MB diff: one pair per 4 MiB answer
+        diffs.remember(h, {b"k%d" % h: b"v" * 1_500_000}, store.receipts_of(h))
+    served = serve_all(store, diffs)
+    assert [item[0] for item in served] == [store.get_block_bytes(h) for h in range(1, 9)]
+    assert [len(item) for item in served] == [3] * 8  # every block with its diff
+    assert all(item[2] == diffs.wire(h) for h, item in enumerate(served, 1))
+    store.close()
