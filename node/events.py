@@ -56,11 +56,6 @@ class Subscription:
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(capacity)
         self.overflowed = False
 
-    def offer(self, record: dict[str, Any]) -> None:
-        if self.overflowed or not self.filter.matches(record):
-            return
-        self.deliver(record)
-
     def deliver(self, record: dict[str, Any]) -> None:
         """Queue ``record``, already known to match; a full queue ends the subscription."""
         if self.overflowed:
@@ -100,13 +95,6 @@ class EventBus:
             except asyncio.QueueFull:
                 sub.overflowed = True
         self._subs.clear()
-
-    def publish(self, records: Iterable[dict[str, Any]]) -> None:
-        subs = list(self._subs)  # offer() may unsubscribe an overflowing subscriber
-        for record in records:
-            self.published += 1
-            for sub in subs:
-                sub.offer(record)
 
     def publish_block(self, height: int, time_ms: int, tx_hashes: list[bytes],
                       receipts: Sequence[Any]) -> None:
