@@ -230,12 +230,13 @@ def test_a_newly_linked_peer_is_told_our_height_at_once(tmp_path):
     source = build_source(str(tmp_path / "source"), 2)
     node = Syncing(tmp_path)
     try:
+        serve = [driver_module.SERVE_BLOCKS_RATE, driver_module.SERVE_BLOCKS_BURST]
         node.driver.on_peer_connected(PEER)
-        assert node.sent == [(0, {"t": "status", "height": 0})]
+        assert node.sent == [(0, {"t": "status", "height": 0, "serve": serve})]
         node.driver.peer_heights[PEER] = 2
         node.receive(sync_batch(source, 1))
         node.driver.on_peer_connected(PEER)
-        assert node.sent[-1] == (2, {"t": "status", "height": 2})
+        assert node.sent[-1] == (2, {"t": "status", "height": 2, "serve": serve})
     finally:
         node.store.close()
         source.close()
@@ -261,23 +262,51 @@ def test_after_a_bad_block_the_sync_goes_on_with_another_peer(tmp_path, small_ba
 
 
 def test_the_serving_budget_and_the_pacing_follow_one_rule(tmp_path, monkeypatch):
-    """A serving node answers a peer 10 times at once, then 10 a second; a syncing node
-    paces itself by the same bucket (with a margin), so it is never refused."""
+    """A serving node answers a peer SERVE_BLOCKS_BURST times at once, then
+    SERVE_BLOCKS_RATE a second; a syncing node paces itself by the peer's bucket (the one
+    its status advertises, else the one older nodes serve), with a margin, so it is never
+    refused, whichever version the peer runs."""
     node = Syncing(tmp_path)
     clock = [1000.0]
     monkeypatch.setattr(driver_module.time, "monotonic", lambda: clock[0])
+    rate, burst = driver_module.SERVE_BLOCKS_RATE, driver_module.SERVE_BLOCKS_BURST
     try:
-        served = [node.driver._take_serve_token(PEER) for _ in range(12)]
-        assert served == [True] * 10 + [False] * 2
-        clock[0] += 0.1  # one token back
+        served = [node.driver._take_serve_token(PEER) for _ in range(burst + 2)]
+        assert served == [True] * burst + [False] * 2
+        clock[0] += 1.01 / rate  # one token back (and a hair: float time)
         assert node.driver._take_serve_token(PEER) and not node.driver._take_serve_token(PEER)
-        # The syncing side: every wait it asks for leaves the server a token when it asks.
-        server: dict[bytes, tuple[float, float]] = {}
-        for _ in range(40):
-            clock[0] += node.driver._take_ask_token(PEER)
-            tokens = driver_module.refilled(server, PEER, clock[0], driver_module.SERVE_BLOCKS_RATE,
-                                            driver_module.SERVE_BLOCKS_BURST)
-            assert tokens >= 1
-            server[PEER] = (tokens - 1, clock[0])
+
+        def paced(peer: bytes, server_budget: tuple[int, int], asks: int) -> float:
+            """Seconds the syncing side takes for ``asks`` requests; a server keeping
+            ``server_budget`` must have a token for each when it arrives."""
+            server: dict[bytes, tuple[float, float]] = {}
+            started = clock[0]
+            for _ in range(asks):
+                clock[0] += node.driver._take_ask_token(peer)
+                tokens = driver_module.refilled(server, peer, clock[0], *server_budget)
+                assert tokens >= 1
+                server[peer] = (tokens - 1, clock[0])
+            return clock[0] - started
+
+        # A peer that advertises nothing (an older node) is paced to the old budget.
+        legacy = paced(PEER, driver_module.LEGACY_SERVE_BUDGET, 80)
+        # One that advertises ours is asked about twice as fast, and never refuses.
+        other = b"\x09" * 32
+        node.driver._on_status(other, 5, [rate, burst])
+        current = paced(other, (rate, burst), 80)
+        assert current < 0.6 * legacy
+    finally:
+        node.store.close()
+
+
+def test_a_status_with_a_bad_serve_budget_is_refused(tmp_path):
+    node = Syncing(tmp_path)
+    try:
+        for bad in ([0, 5], [5], [5, 5, 5], [5.0, 5], [True, 5], "5,5", [5, 10**6]):
+            with pytest.raises(ValueError):
+                node.driver._on_status(PEER, 3, bad)
+        assert PEER not in node.driver._peer_serve
+        node.driver._on_status(PEER, 3)  # an older node's status: no budget, still fine
+        assert node.driver.peer_heights[PEER] == 3 and PEER not in node.driver._peer_serve
     finally:
         node.store.close()
