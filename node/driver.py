@@ -429,11 +429,12 @@ class ConsensusDriver:
     def _on_status(self, sender: bytes, height: Any, serve: Any = None) -> None:
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
             raise ValueError("bad status height")
-        if serve is not None:  # absent from older nodes: LEGACY_SERVE_BUDGET applies
-            if (not isinstance(serve, list) or len(serve) != 2
-                    or not all(type(v) is int and 1 <= v <= MAX_ADVERTISED_SERVE
-                               for v in serve)):
-                raise ValueError("bad status serve budget")
+        if serve is None:  # an older node (perhaps this peer, downgraded): the old budget
+            self._peer_serve.pop(sender, None)
+        elif (not isinstance(serve, list) or len(serve) != 2
+                or not all(type(v) is int and 1 <= v <= MAX_ADVERTISED_SERVE for v in serve)):
+            raise ValueError("bad status serve budget")
+        else:
             self._peer_serve[sender] = (serve[0], serve[1])
         self.peer_heights[sender] = height
         if not self.syncing:

@@ -308,5 +308,9 @@ def test_a_status_with_a_bad_serve_budget_is_refused(tmp_path):
         assert PEER not in node.driver._peer_serve
         node.driver._on_status(PEER, 3)  # an older node's status: no budget, still fine
         assert node.driver.peer_heights[PEER] == 3 and PEER not in node.driver._peer_serve
+        node.driver._on_status(PEER, 4, [20, 20])
+        assert node.driver._peer_serve[PEER] == (20, 20)
+        node.driver._on_status(PEER, 5)  # the same peer, downgraded: paced as an old node again
+        assert PEER not in node.driver._peer_serve
     finally:
         node.store.close()
