@@ -148,8 +148,9 @@ def sync_batch(store: LedgerStore, start: int,
     A held diff that does not fit beside the blocks already in the response ends it: the
     next response starts with that block and its diff. Sending the block alone instead
     made the receiver execute it, ~3× the CPU of applying its diff; with full blocks
-    (~0.6 MB, diff ~1.6 MB) that was two blocks of every three. Only a first block whose
-    diff cannot fit even alone goes without it.
+    (~0.6 MB, diff ~1.6 MB) that was two blocks of every three. A block whose diff cannot
+    fit even alone goes without it, where it stands (ending the response there would only
+    send the next one without it too).
 
     Regression: the budget was once larger than the message limit, so with full blocks the
     response could not be encoded, the serving node dropped the request, and a wiped node
@@ -171,8 +172,9 @@ def sync_batch(store: LedgerStore, start: int,
             if size + cost + diff_cost <= SYNC_BATCH_BYTES:
                 item.append(diffs.wire(height))  # type: ignore[union-attr]
                 cost += diff_cost
-            elif items:
+            elif items and cost + diff_cost <= SYNC_BATCH_BYTES:
                 break  # the next response carries this block with its diff
+            # else: its diff cannot fit even alone, so no later response would carry it
         size += cost
         items.append(item)
     return items
@@ -429,13 +431,16 @@ class ConsensusDriver:
     def _on_status(self, sender: bytes, height: Any, serve: Any = None) -> None:
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
             raise ValueError("bad status height")
-        if serve is None:  # an older node (perhaps this peer, downgraded): the old budget
-            self._peer_serve.pop(sender, None)
-        elif (not isinstance(serve, list) or len(serve) != 2
-                or not all(type(v) is int and 1 <= v <= MAX_ADVERTISED_SERVE for v in serve)):
-            raise ValueError("bad status serve budget")
-        else:
+        if (isinstance(serve, list) and len(serve) == 2
+                and all(type(v) is int and 1 <= v <= MAX_ADVERTISED_SERVE for v in serve)):
             self._peer_serve[sender] = (serve[0], serve[1])
+        else:
+            # None: an older node (perhaps this peer, downgraded). Anything else: a shape a
+            # later version may send. Either way its height still counts, paced to the
+            # old budget, so that a newer peer never stalls our sync.
+            if serve is not None:
+                self.metrics.inc("jangbu_p2p_unknown_serve_budget_total")
+            self._peer_serve.pop(sender, None)
         self.peer_heights[sender] = height
         if not self.syncing:
             target = self._sync_target()
@@ -734,7 +739,10 @@ class ConsensusDriver:
     def _take_ask_token(self, peer: bytes) -> float:
         """Spend one of ``peer``'s serving tokens; the seconds to wait first (0: none)."""
         served_rate, served_burst = self._peer_serve.get(peer, LEGACY_SERVE_BUDGET)
-        rate, burst = 0.8 * served_rate, served_burst - 2
+        # Two tokens short of the peer's burst (our clock and its clock start the bucket
+        # at different moments), but never below one: with a burst of one or two, asking
+        # only at the paced rate is the safe pace.
+        rate, burst = 0.8 * served_rate, max(1, served_burst - 2)
         now = time.monotonic()
         # Owing at most two tokens: requests are one at a time, and a run of superseded
         # ones must not push the next past the 5 s retry.

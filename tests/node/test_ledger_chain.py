@@ -195,6 +195,24 @@ def test_sync_answers_carry_diffs_that_fit_and_leave_out_the_others(tmp_path):
     store.close()
 
 
+def test_a_diff_that_cannot_fit_even_alone_does_not_end_an_answer(tmp_path):
+    """Regression: the answer ended before a block whose diff was too big for any answer,
+    so the next answer sent that block without it anyway: one answer (a round trip and a
+    serving token) wasted for each such block."""
+    from node.driver import sync_batch
+    from node.recent_diffs import RecentDiffs
+
+    store = full_blocks(str(tmp_path / "data"), count=3)
+    diffs = RecentDiffs()
+    for h in range(1, 4):  # height 2: a diff that no answer could carry beside its block
+        diffs.remember(h, {b"k%d" % h: b"v" * (3_300_000 if h == 2 else 1000)},
+                       store.receipts_of(h))
+    first = sync_batch(store, 1, diffs)
+    assert [len(item) for item in first] == [3, 2, 3]
+    assert [item[0] for item in first] == [store.get_block_bytes(h) for h in range(1, 4)]
+    store.close()
+
+
 def test_a_call_whose_events_cannot_be_recorded_fails_alone(tmp_path):
     """Regression: an event a contract emitted that is not canonical (a float, or nested
     too deep for its results leaf) made block building raise, halting the chain. Now the

@@ -292,25 +292,41 @@ def test_the_serving_budget_and_the_pacing_follow_one_rule(tmp_path, monkeypatch
         legacy = paced(PEER, driver_module.LEGACY_SERVE_BUDGET, 80)
         # One that advertises ours is asked about twice as fast, and never refuses.
         other = b"\x09" * 32
-        node.driver._on_status(other, 5, [rate, burst])
+        node.driver._on_status(other, 0, [rate, burst])  # height 0: starts no sync of its own
         current = paced(other, (rate, burst), 80)
         assert current < 0.6 * legacy
+        # Small advertised bursts (1 and 2 once left the margin at zero or below): still
+        # never refused, and still about the advertised rate.
+        for n, budget in enumerate(((1, 1), (5, 1), (5, 2), (3, 3), (1000, 1000))):
+            peer = bytes([0x10 + n]) * 32
+            node.driver._on_status(peer, 0, list(budget))
+            took = paced(peer, budget, 40)
+            assert took <= 40 / (0.8 * budget[0]) + 0.01
     finally:
         node.store.close()
 
 
-def test_a_status_with_a_bad_serve_budget_is_refused(tmp_path):
+def test_a_status_with_an_unknown_serve_budget_still_counts_its_height(tmp_path):
+    """A budget we cannot read (a later version's shape, or a bad one) is paced like an
+    older node's; the height in the same status must still count, or a newer peer could
+    never be synced from."""
     node = Syncing(tmp_path)
     try:
-        for bad in ([0, 5], [5], [5, 5, 5], [5.0, 5], [True, 5], "5,5", [5, 10**6]):
-            with pytest.raises(ValueError):
-                node.driver._on_status(PEER, 3, bad)
-        assert PEER not in node.driver._peer_serve
-        node.driver._on_status(PEER, 3)  # an older node's status: no budget, still fine
-        assert node.driver.peer_heights[PEER] == 3 and PEER not in node.driver._peer_serve
         node.driver._on_status(PEER, 4, [20, 20])
         assert node.driver._peer_serve[PEER] == (20, 20)
-        node.driver._on_status(PEER, 5)  # the same peer, downgraded: paced as an old node again
+        for n, bad in enumerate(([0, 5], [5], [5, 5, 5], [5.0, 5], [True, 5], "5,5",
+                                 [5, 10**6], {"rate": 5})):
+            node.driver._on_status(PEER, 5 + n, bad)
+            assert node.driver.peer_heights[PEER] == 5 + n
+            assert PEER not in node.driver._peer_serve
+        assert node.driver.metrics.counters["jangbu_p2p_unknown_serve_budget_total"] == 8
+        node.driver._on_status(PEER, 20)  # an older node's status: no budget, still fine
+        assert node.driver.peer_heights[PEER] == 20 and PEER not in node.driver._peer_serve
+        node.driver._on_status(PEER, 21, [20, 20])
+        assert node.driver._peer_serve[PEER] == (20, 20)
+        node.driver._on_status(PEER, 22)  # the same peer, downgraded: paced as an old node again
         assert PEER not in node.driver._peer_serve
+        with pytest.raises(ValueError):
+            node.driver._on_status(PEER, -1, [20, 20])  # the height itself must be sound
     finally:
         node.store.close()
