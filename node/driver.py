@@ -258,6 +258,8 @@ class ConsensusDriver:
         self.on_fatal: Callable[[BaseException], None] = lambda exc: None
         self._tx_muted_until: dict[bytes, float] = {}
         self._serve_budget: dict[bytes, tuple[float, float]] = {}
+        # At most one request per peer waits for a serving token (see _serve_blocks).
+        self._serve_deferred: dict[bytes, asyncio.TimerHandle] = {}
         self.commit_listeners: list[Callable[[Block, ExecutionResult], None]] = []
         self._submitted_at: dict[bytes, float] = {}
         self._blocks: dict[bytes, Block] = {}
@@ -298,6 +300,9 @@ class ConsensusDriver:
         if self._ask_timer is not None:
             self._ask_timer.cancel()
             self._ask_timer = None
+        for handle in self._serve_deferred.values():
+            handle.cancel()
+        self._serve_deferred.clear()
         self._cancel_timers(self.core.height)
         for task in self._tasks:
             task.cancel()
@@ -418,15 +423,17 @@ class ConsensusDriver:
         log.warning("peer %s gossiped an invalid transaction (%s): ignoring its transactions "
                     "for %.0fs", sender.hex()[:12], code, PEER_TX_MUTE_S)
 
-    def _take_serve_token(self, sender: bytes) -> bool:
+    def _take_serve_token(self, sender: bytes) -> float:
+        """Spend one of ``sender``'s serving tokens: 0.0 if there was one, else the seconds
+        until there will be (nothing spent)."""
         now = time.monotonic()
         tokens = refilled(self._serve_budget, sender, now, SERVE_BLOCKS_RATE,
                           SERVE_BLOCKS_BURST)
         if tokens < 1:
             self._serve_budget[sender] = (tokens, now)
-            return False
+            return (1 - tokens) / SERVE_BLOCKS_RATE
         self._serve_budget[sender] = (tokens - 1, now)
-        return True
+        return 0.0
 
     def _on_status(self, sender: bytes, height: Any, serve: Any = None) -> None:
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
@@ -448,14 +455,38 @@ class ConsensusDriver:
                 self._begin_sync(target)
 
     def _serve_blocks(self, sender: bytes, start: Any, want_diffs: Any = False) -> None:
-        if not isinstance(start, int) or start < 1:
+        """Answer a peer's ``get_blocks`` within its serving budget.
+
+        A request beyond the budget waits for the next token rather than being dropped:
+        a syncing peer paces itself to our advertised budget, but its bucket and ours
+        start at different moments (it restarted with a full one while ours is drained,
+        say), and a dropped request costs it the 5 s retry. Only the newest waiting
+        request of a peer is kept, so a flood still costs us one answer per token and
+        one timer per peer.
+        """
+        if not isinstance(start, int) or isinstance(start, bool) or start < 1:
             raise ValueError("bad get_blocks start")
-        if not self._take_serve_token(sender):
+        pending = self._serve_deferred.pop(sender, None)
+        if pending is not None:
+            pending.cancel()  # superseded: requests are one at a time
+        wait = self._take_serve_token(sender)
+        if wait > 0:
             self.metrics.inc("jangbu_p2p_throttled_total")
-            return  # a flood of sync requests must not make us re-read the chain for it
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a synchronous caller): dropped
+                return
+            self._serve_deferred[sender] = loop.call_later(
+                wait + 0.001, self._serve_later, sender, start, want_diffs)
+            return
         # Diffs only to a peer that asked: an older node would refuse a three-part item.
         diffs = self.diffs if want_diffs is True else None
         self.send(sender, {"t": "blocks", "items": sync_batch(self.store, start, diffs)})
+
+    def _serve_later(self, sender: bytes, start: int, want_diffs: Any) -> None:
+        self._serve_deferred.pop(sender, None)
+        if not self._stopping:
+            self._serve_blocks(sender, start, want_diffs)
 
     # --- the loop ---------------------------------------------------------------------------
 

@@ -117,7 +117,7 @@ async def garbage_task(node: Node) -> None:
 
 def patch_liar(node: Node) -> None:
     driver = node.driver
-    driver._serve_blocks = lambda sender, start: None  # type: ignore[method-assign]
+    driver._serve_blocks = lambda *args: None  # type: ignore[method-assign]
     original = driver._perform
 
     def perform(action: Any) -> None:

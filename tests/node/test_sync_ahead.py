@@ -271,10 +271,12 @@ def test_the_serving_budget_and_the_pacing_follow_one_rule(tmp_path, monkeypatch
     monkeypatch.setattr(driver_module.time, "monotonic", lambda: clock[0])
     rate, burst = driver_module.SERVE_BLOCKS_RATE, driver_module.SERVE_BLOCKS_BURST
     try:
-        served = [node.driver._take_serve_token(PEER) for _ in range(burst + 2)]
-        assert served == [True] * burst + [False] * 2
+        waits = [node.driver._take_serve_token(PEER) for _ in range(burst + 2)]
+        assert waits[:burst] == [0.0] * burst
+        assert all(0 < w <= 1.0 / rate for w in waits[burst:])  # a refusal spends nothing
         clock[0] += 1.01 / rate  # one token back (and a hair: float time)
-        assert node.driver._take_serve_token(PEER) and not node.driver._take_serve_token(PEER)
+        assert node.driver._take_serve_token(PEER) == 0.0
+        assert node.driver._take_serve_token(PEER) > 0
 
         def paced(peer: bytes, server_budget: tuple[int, int], asks: int) -> float:
             """Seconds the syncing side takes for ``asks`` requests; a server keeping
@@ -330,3 +332,39 @@ def test_a_status_with_an_unknown_serve_budget_still_counts_its_height(tmp_path)
             node.driver._on_status(PEER, -1, [20, 20])  # the height itself must be sound
     finally:
         node.store.close()
+
+
+async def test_a_request_beyond_the_budget_waits_for_a_token_instead_of_being_dropped(
+        tmp_path, monkeypatch):
+    """Regression: a request beyond the serving budget was dropped, and the asking node
+    waited out its 5 s retry. A syncing node paces itself to the budget, but a restarted
+    one starts with a full bucket while the server's may still be drained. Now it waits
+    for the next token; only a peer's newest waiting request is kept."""
+    source = build_source(str(tmp_path / "source"), 4)
+    server = Syncing(tmp_path)  # used as the serving side: its store gets the source's blocks
+    monkeypatch.setattr(driver_module, "SERVE_BLOCKS_RATE", 50)
+    try:
+        server.driver._handle(_SyncBlocks(PEER, sync_batch(source, 1)))
+        assert server.store.height == 4
+        server.sent.clear()
+        asker = b"\x07" * 32
+        for _ in range(driver_module.SERVE_BLOCKS_BURST):
+            server.driver._serve_blocks(asker, 1, True)
+        assert len(server.sent) == driver_module.SERVE_BLOCKS_BURST
+        server.driver._serve_blocks(asker, 2, True)  # over budget: waits...
+        server.driver._serve_blocks(asker, 3, True)  # ...and is superseded by this one
+        assert len(server.sent) == driver_module.SERVE_BLOCKS_BURST
+        await asyncio.sleep(2.5 / 50)
+        late = server.sent[driver_module.SERVE_BLOCKS_BURST:]
+        assert len(late) == 1 and late[0][1]["t"] == "blocks"
+        assert late[0][1]["items"][0][0] == source.get_block_bytes(3)
+        assert server.metrics.counters["jangbu_p2p_throttled_total"] == 2
+        while server.driver._take_serve_token(asker) == 0.0:
+            pass  # drained again
+        server.driver._serve_blocks(asker, 1, True)  # one more waiting request...
+        await server.driver.stop()  # ...is dropped with the node
+        await asyncio.sleep(2.5 / 50)
+        assert len(server.sent) == driver_module.SERVE_BLOCKS_BURST + 1
+    finally:
+        server.store.close()
+        source.close()
