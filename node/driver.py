@@ -803,7 +803,7 @@ class ConsensusDriver:
                 # The diff path verifies the certificate itself (Engine.apply_certified_diff).
                 if not (diff and self._apply_diff(block, cert, diff[0], event.sender)):
                     self._verify_certificate(block.height, block.hash, cert)
-                    self.engine.validate_block(block, certified=True)
+                    self.engine.validate_block(block)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self._count_rejected_sync(event.sender, exc)
                 refused = True

@@ -222,18 +222,18 @@ class Engine:
         return chosen
 
     def validate_block(self, block: Block, *, now_ms: int | None = None,
-                       max_future_ms: int = 30_000,
-                       certified: bool = False) -> ExecutionResult:
+                       max_future_ms: int = 30_000) -> ExecutionResult:
         """Every check a validator makes before it prevotes; raises BlockError.
 
-        Re-executes the transactions and compares the roots with the header. ``certified``
-        (block sync, after the block's own certificate verified): a quorum, so at least one
-        honest validator, already checked every transaction signature in it, and they are
-        not checked again; everything else, execution and roots included, still is.
+        Re-executes the transactions and compares the roots with the header. Block sync
+        runs it too, signatures included even though the block's certificate verified: a
+        transaction's hash, and so ``txs_root`` and the certified header, covers its signed
+        body but not its signature, so a certificate says nothing about the signature
+        bytes a sync peer sends (the signature cache keeps this to one check per
+        transaction: a block proposed to us was checked when it was proposed).
         """
         cached = self._results.get(block.hash)
-        self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms,
-                          certified=certified)
+        self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms)
         header = block.header
         result = cached or self.execute_txs(header.height, header.time_ms, block.txs)
         # Verify the roots the proposer claims are the ones we compute.
@@ -268,7 +268,7 @@ class Engine:
             self.verify_commit(block.height, block.hash, certificate)
         except Exception as exc:  # any failure of the remote certificate is theirs
             raise BlockError(f"diff: certificate does not verify: {exc}") from None
-        self._check_block(block, certified=True)
+        self._check_block(block)  # signatures included: see validate_block
         header = block.header
         if not isinstance(receipts, list) or len(receipts) != len(block.txs):
             raise BlockError("diff: one receipt per transaction expected")
@@ -303,7 +303,7 @@ class Engine:
         return result
 
     def _check_block(self, block: Block, *, now_ms: int | None = None,
-                     max_future_ms: int = 30_000, certified: bool = False) -> None:
+                     max_future_ms: int = 30_000) -> None:
         """Every check of :meth:`validate_block` that needs no execution."""
         header = block.header
         height, prev_hash, prev_time = self.tip()
@@ -347,8 +347,6 @@ class Engine:
             seen.add(tx.hash)
             if self.store.has_tx(tx.hash):
                 raise BlockError("block replays a committed transaction")
-            if certified:
-                continue
             try:
                 self.sig_cache.check(tx, self.chain_id)
             except ValueError as exc:

@@ -125,7 +125,7 @@ def test_invalid_diffs_are_refused_and_change_nothing(chain, tmp_path, how: str)
             engine.apply_certified_diff(block, cert, receipts, writes)
         assert engine.tree.root == root_before and store.height == 0
         # The block itself is still good: executing it works.
-        engine.validate_block(block, certified=True)
+        engine.validate_block(block)
         engine.commit(block, cert)
         assert store.height == 1
     finally:

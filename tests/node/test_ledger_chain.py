@@ -118,8 +118,9 @@ def test_transaction_failing_its_check_gets_the_failure_code_in_a_block(tmp_path
     assert [r.code for r in result.receipts] == ["E_ARGS", "OK"]
 
 
-def test_certified_block_still_fails_on_wrong_state_root(tmp_path):
-    """Block sync skips signature re-checks, never re-execution: a wrong root is refused."""
+def test_a_synced_block_still_fails_on_wrong_state_root(tmp_path):
+    """Block sync re-executes (when it has no diff) and compares the roots: a block with a
+    wrong root is refused, whatever certificate came with it."""
     from dataclasses import replace
 
     import pytest
@@ -134,8 +135,58 @@ def test_certified_block_still_fails_on_wrong_state_root(tmp_path):
                                  txs=[add_member_tx(admin, "x", 1)], last_commit=None)
     forged = Block(replace(block.header, state_root=b"\x01" * 32), block.txs, None)
     with pytest.raises(BlockError, match="state_root"):
-        engine_b.validate_block(forged, certified=True)
-    assert engine_b.validate_block(block, certified=True).state_root == block.header.state_root
+        engine_b.validate_block(forged)
+    assert engine_b.validate_block(block).state_root == block.header.state_root
+
+
+def test_a_certified_block_whose_transaction_signature_was_swapped_is_refused(tmp_path):
+    """Regression: block sync skipped signature checks on certified blocks, reasoning that
+    the quorum had checked them. But a transaction's hash (and so ``txs_root``, and so the
+    certified header) covers its signed body, not its signature: a sync peer could swap
+    a signature for garbage, and the block, its certificate and its roots still checked
+    out. The node then stored and served transactions whose signatures do not verify.
+    Both ways a synced block is taken (executed, or from a diff) must refuse it."""
+    from dataclasses import replace
+
+    import pytest
+
+    from node.block import Block, BlockError
+    from node.recent_diffs import RecentDiffs, diff_from_wire
+
+    genesis = make_genesis()
+    _, source = open_engine(str(tmp_path / "source"), genesis)
+    admin, validator = seed_key("admin"), seed_key("v0")
+    block = source.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                               txs=[add_member_tx(admin, "x", 1), add_member_tx(admin, "y", 2)],
+                               last_commit=None)
+    cert = certify(1, block.hash, [validator])
+    result = source.commit(block, cert)
+    diffs = RecentDiffs()
+    diffs.remember(1, result.state_writes, result.receipts)
+
+    victim = block.txs[1]
+    forged_tx = replace(victim, sig=bytes(64))  # same body, so the same hash
+    assert forged_tx.hash == victim.hash and forged_tx.encoded != victim.encoded
+    forged = Block.decode(Block(block.header, (block.txs[0], forged_tx), None).encoded)
+    assert forged.hash == block.hash  # the certificate still fits it
+
+    for name in ("executed", "from its diff"):
+        store, target = open_engine(str(tmp_path / name.replace(" ", "-")), genesis)
+        with pytest.raises(BlockError, match="signature"):
+            if name == "executed":
+                target.validate_block(forged)
+            else:
+                receipts, writes = diff_from_wire(diffs.wire(1))
+                target.apply_certified_diff(forged, cert, receipts, writes)
+        # The genuine block still goes through either way.
+        if name == "executed":
+            target.validate_block(Block.decode(block.encoded))
+        else:
+            receipts, writes = diff_from_wire(diffs.wire(1))
+            target.apply_certified_diff(Block.decode(block.encoded), cert, receipts, writes)
+        target.commit(Block.decode(block.encoded), cert)
+        assert store.get_block_bytes(1) == block.encoded
+        store.close()
 
 
 def full_blocks(path: str, count: int = 8):
