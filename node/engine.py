@@ -67,10 +67,15 @@ class ExecutionResult:
 
 
 class SignatureCache:
-    """Transaction hashes whose signatures this node has already verified.
+    """Transactions whose signatures this node has already verified.
 
     Signature checks are paid once per node per transaction (at mempool admission); a
     proposal carrying an already-checked transaction is not verified again. Bounded FIFO.
+
+    Keyed by the transaction hash *and* the signature: the hash covers the signed body,
+    not ``sig``. Keyed by the hash alone (as it once was), a proposer could send a
+    transaction we had admitted with its signature swapped for garbage, the cache said
+    "verified", and we stored bytes whose signature does not verify.
     """
 
     def __init__(self, capacity: int = 200_000) -> None:
@@ -80,23 +85,33 @@ class SignatureCache:
         # that many transactions.)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
 
-    def __contains__(self, tx_hash: bytes) -> bool:
-        return tx_hash in self._seen
+    @staticmethod
+    def key_of(tx: Transaction) -> bytes:
+        """What one check vouches for: this body (its hash) with this signature."""
+        return tx.hash + tx.sig
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._seen
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def add(self, tx_hash: bytes) -> None:
-        self._seen[tx_hash] = None
+    def verified(self, tx: Transaction) -> bool:
+        return self.key_of(tx) in self._seen
+
+    def add(self, key: bytes) -> None:
+        self._seen[key] = None
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
 
     def check(self, tx: Transaction, chain_id: str) -> None:
         """Full check unless already verified (raises TxError)."""
-        if tx.hash in self._seen:
+        tx.validate_basic(chain_id)  # the shape first (cached): ``sig`` is then 64 bytes
+        key = self.key_of(tx)
+        if key in self._seen:
             return
         tx.check(chain_id)
-        self.add(tx.hash)
+        self.add(key)
 
 
 class Engine:

@@ -55,7 +55,39 @@ def test_an_empty_cache_given_to_the_engine_is_the_one_it_fills(tmp_path: Path) 
                                      time_ms=T0 + 1, txs=[tx], last_commit=None)
         engine.validate_block(block, now_ms=T0 + 1)
         # What the engine verified, the mempool's gossip path will not verify again.
-        assert tx.hash in cache
+        assert cache.verified(tx)
+    finally:
+        store.close()
+        proposer_store.close()
+
+
+def test_a_proposal_cannot_pass_off_a_swapped_signature_as_one_already_checked(
+        tmp_path: Path) -> None:
+    """Regression: the cache was keyed by the transaction hash, which covers the signed
+    body but not ``sig``. A validator that had admitted a transaction accepted a proposal
+    carrying it with a garbage signature (the cache said "verified"), and stored it so."""
+    from dataclasses import replace
+
+    import pytest
+
+    from node.block import Block, BlockError
+
+    genesis = make_genesis()
+    proposer_store, proposer = open_engine(str(tmp_path / "proposer"), genesis)
+    store, validator = open_engine(str(tmp_path / "validator"), genesis)
+    try:
+        tx = add_member_tx(seed_key("admin"), "clerk", 0)
+        validator.sig_cache.check(tx, genesis.chain_id)  # admitted: checked once
+        block = proposer.build_block(proposer=seed_key("v0").verify_key.encode(),
+                                     time_ms=T0 + 1, txs=[tx], last_commit=None)
+        forged_tx = replace(tx, sig=bytes(64))
+        assert forged_tx.hash == tx.hash
+        forged = Block.decode(Block(block.header, (forged_tx,), None).encoded)
+        assert forged.hash == block.hash
+        with pytest.raises(BlockError, match="signature"):
+            validator.validate_block(forged, now_ms=T0 + 1)
+        assert not validator.sig_cache.verified(forged_tx)
+        assert validator.validate_block(Block.decode(block.encoded), now_ms=T0 + 1)
     finally:
         store.close()
         proposer_store.close()
