@@ -26,7 +26,7 @@ from aiohttp import web
 from consensus import canonical
 from consensus.types import ValidatorSet
 from contracts.sdk import Contract
-from node import state_tree
+from node import sigcheck, state_tree
 from node.api import Api
 from node.config import NodeConfig, split_address
 from node.driver import ConsensusDriver
@@ -337,6 +337,8 @@ async def run_node(config: NodeConfig) -> None:
     compiled = choose_codec()
     log.info("canonical encoder: %s", "compiled" if compiled else "pure Python")
     log.info("state tree loops: %s", "compiled" if choose_tree_loops() else "pure Python")
+    log.info("signature checks of a block: %s", "batched, worker thread + event loop thread"
+             if sigcheck.background_checks() else "one by one on the event loop thread")
     node = Node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ from typing import Any
 from consensus import canonical
 from consensus.types import Commit, ValidatorSet, verify_commit
 from contracts.sdk import Call, Contract
-from node import merkle
+from node import merkle, sigcheck
 from node.block import (
     ZERO_HASH,
     Block,
@@ -31,7 +31,7 @@ from node.execution import MemberLookup, Receipt, block_member_lookup, execute_c
 from node.state import Overlay
 from node.state_tree import StateDelta, StateTree
 from node.store import LedgerStore
-from node.tx import Transaction
+from node.tx import E_BAD_SIGNATURE, Transaction, TxError
 
 CommitVerifier = Callable[[int, bytes, Any], None]
 """``verify(height, block_hash, certificate)`` raises if the certificate is not valid."""
@@ -112,6 +112,39 @@ class SignatureCache:
             return
         tx.check(chain_id)
         self.add(key)
+
+    def begin(self, txs: Sequence[Transaction], chain_id: str) -> PendingSignatures:
+        """Start checking those of ``txs`` not verified yet, off this thread where that
+        pays (node/sigcheck.py); :meth:`PendingSignatures.finish` collects the verdicts.
+
+        The shape of every transaction is checked here, at once (raises TxError).
+        """
+        unchecked: list[Transaction] = []
+        for tx in txs:
+            tx.validate_basic(chain_id)
+            if self.key_of(tx) not in self._seen:
+                unchecked.append(tx)
+        verdicts = sigcheck.start([(tx.signer, tx.signed_bytes, tx.sig) for tx in unchecked])
+        return PendingSignatures(self, unchecked, verdicts)
+
+
+class PendingSignatures:
+    """Signature checks under way for one block (see :meth:`SignatureCache.begin`)."""
+
+    def __init__(self, cache: SignatureCache, txs: list[Transaction],
+                 verdicts: sigcheck.Verdicts) -> None:
+        self._cache = cache
+        self._txs = txs
+        self._verdicts = verdicts
+
+    def finish(self) -> None:
+        """Wait for the verdicts; remember the good ones, raise BlockError for the first
+        bad one in block order."""
+        for tx, ok in zip(self._txs, self._verdicts.wait(), strict=True):
+            if not ok:
+                raise BlockError(f"invalid transaction {tx.hash.hex()[:16]}: {E_BAD_SIGNATURE}:"
+                                 " signature does not verify for this signer and body")
+            self._cache.add(self._cache.key_of(tx))
 
 
 class Engine:
@@ -248,9 +281,10 @@ class Engine:
         transaction: a block proposed to us was checked when it was proposed).
         """
         cached = self._results.get(block.hash)
-        self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms)
+        signatures = self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms)
         header = block.header
         result = cached or self.execute_txs(header.height, header.time_ms, block.txs)
+        signatures.finish()  # checked meanwhile on another core where that pays
         # Verify the roots the proposer claims are the ones we compute.
         if result.state_root != header.state_root:
             raise BlockError("state_root differs from re-execution")
@@ -283,7 +317,7 @@ class Engine:
             self.verify_commit(block.height, block.hash, certificate)
         except Exception as exc:  # any failure of the remote certificate is theirs
             raise BlockError(f"diff: certificate does not verify: {exc}") from None
-        self._check_block(block)  # signatures included: see validate_block
+        signatures = self._check_block(block)  # signatures included: see validate_block
         header = block.header
         if not isinstance(receipts, list) or len(receipts) != len(block.txs):
             raise BlockError("diff: one receipt per transaction expected")
@@ -312,14 +346,16 @@ class Engine:
         delta = self.tree.preview(state_writes, self.store.leaves)
         if delta.root != header.state_root:
             raise BlockError("diff: writes do not give the block's state_root")
+        signatures.finish()
         result = ExecutionResult(tuple(decoded), state_writes, delta, results_root,
                                  executed=False)
         self._results[block.hash] = result
         return result
 
     def _check_block(self, block: Block, *, now_ms: int | None = None,
-                     max_future_ms: int = 30_000) -> None:
-        """Every check of :meth:`validate_block` that needs no execution."""
+                     max_future_ms: int = 30_000) -> PendingSignatures:
+        """Every check of :meth:`validate_block` that needs no execution; the signature
+        checks are started, and the caller finishes them before it trusts the block."""
         header = block.header
         height, prev_hash, prev_time = self.tip()
         # Verify the block extends our chain.
@@ -362,10 +398,10 @@ class Engine:
             seen.add(tx.hash)
             if self.store.has_tx(tx.hash):
                 raise BlockError("block replays a committed transaction")
-            try:
-                self.sig_cache.check(tx, self.chain_id)
-            except ValueError as exc:
-                raise BlockError(f"invalid transaction {tx.hash.hex()[:16]}: {exc}") from None
+        try:
+            return self.sig_cache.begin(block.txs, self.chain_id)
+        except TxError as exc:
+            raise BlockError(f"invalid transaction in block: {exc}") from None
 
     def commit(self, block: Block, certificate: Any) -> ExecutionResult:
         """Write a decided block (validated here if it was not already) in one batch."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from consensus import canonical
 from consensus.types import Commit, ValidatorSet, verify_commit
 from node import merkle
@@ -139,7 +141,8 @@ def test_a_synced_block_still_fails_on_wrong_state_root(tmp_path):
     assert engine_b.validate_block(block).state_root == block.header.state_root
 
 
-def test_a_certified_block_whose_transaction_signature_was_swapped_is_refused(tmp_path):
+@pytest.mark.parametrize("count", [2, 40])  # 40: checked on the worker thread (sigcheck)
+def test_a_certified_block_whose_transaction_signature_was_swapped_is_refused(tmp_path, count):
     """Regression: block sync skipped signature checks on certified blocks, reasoning that
     the quorum had checked them. But a transaction's hash (and so ``txs_root``, and so the
     certified header) covers its signed body, not its signature: a sync peer could swap
@@ -148,8 +151,6 @@ def test_a_certified_block_whose_transaction_signature_was_swapped_is_refused(tm
     Both ways a synced block is taken (executed, or from a diff) must refuse it."""
     from dataclasses import replace
 
-    import pytest
-
     from node.block import Block, BlockError
     from node.recent_diffs import RecentDiffs, diff_from_wire
 
@@ -157,17 +158,17 @@ def test_a_certified_block_whose_transaction_signature_was_swapped_is_refused(tm
     _, source = open_engine(str(tmp_path / "source"), genesis)
     admin, validator = seed_key("admin"), seed_key("v0")
     block = source.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
-                               txs=[add_member_tx(admin, "x", 1), add_member_tx(admin, "y", 2)],
+                               txs=[add_member_tx(admin, f"m{i}", i) for i in range(count)],
                                last_commit=None)
     cert = certify(1, block.hash, [validator])
     result = source.commit(block, cert)
     diffs = RecentDiffs()
     diffs.remember(1, result.state_writes, result.receipts)
 
-    victim = block.txs[1]
+    victim = block.txs[-1]
     forged_tx = replace(victim, sig=bytes(64))  # same body, so the same hash
     assert forged_tx.hash == victim.hash and forged_tx.encoded != victim.encoded
-    forged = Block.decode(Block(block.header, (block.txs[0], forged_tx), None).encoded)
+    forged = Block.decode(Block(block.header, (*block.txs[:-1], forged_tx), None).encoded)
     assert forged.hash == block.hash  # the certificate still fits it
 
     for name in ("executed", "from its diff"):

@@ -1,0 +1,250 @@
+/*
+ * node._sigcheck: check many Ed25519 signatures in one call, with the GIL released.
+ *
+ * Why: a node checks every transaction's signature once (~40 us each, libsodium). PyNaCl
+ * releases the GIL inside each check, but a thread that returns from one needs the GIL
+ * back before it can start the next, and the event loop's thread, busy in Python, gives it
+ * up only every few milliseconds: checks in a second thread then crawl. Here the whole
+ * batch runs in C without the GIL, so a block's checks run on a second core while its
+ * other checks (execution, receipts, the state tree) run in Python (node/sigcheck.py).
+ *
+ * Which code checks: libsodium's crypto_sign_ed25519_verify_detached from the very
+ * library PyNaCl loaded (its nacl/_sodium module exports libsodium's symbols), looked up
+ * with dlopen(RTLD_NOLOAD) + dlsym by bind(). No second copy of libsodium, no new build
+ * dependency, and the same verification rules as every other check in the node
+ * (canonical S, small-order points refused).
+ *
+ * The module never decides anything about odd input: an item that is not a tuple of
+ * (32-byte bytes, bytes, 64-byte bytes) is reported as not verified.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <stdatomic.h>
+
+#define PUBKEY_SIZE 32
+#define SIGNATURE_SIZE 64
+
+typedef int (*verify_detached_fn)(const unsigned char *sig, const unsigned char *m,
+                                  unsigned long long mlen, const unsigned char *pk);
+
+static verify_detached_fn verify_detached = NULL;
+
+typedef struct {
+    const unsigned char *pubkey;
+    const unsigned char *message;
+    const unsigned char *signature;
+    Py_ssize_t message_size;
+} job;
+
+/* bind(path): find the check in the already loaded library at ``path``. */
+static PyObject *bind(PyObject *self, PyObject *arg) {
+    (void)self;
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (path == NULL) {
+        return NULL;
+    }
+    /* RTLD_NOLOAD: only a library this process has loaded already (PyNaCl's). */
+    void *handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (handle == NULL) {
+        const char *why = dlerror();
+        PyErr_Format(PyExc_OSError, "%s is not loaded: %s", path, why ? why : "?");
+        return NULL;
+    }
+    void *symbol = dlsym(handle, "crypto_sign_ed25519_verify_detached");
+    if (symbol == NULL) {
+        PyErr_Format(PyExc_OSError, "%s has no crypto_sign_ed25519_verify_detached", path);
+        return NULL;
+    }
+    verify_detached = (verify_detached_fn)symbol;
+    Py_RETURN_NONE;
+}
+
+/* Fill ``out`` from ``item`` if it has the exact shape; 0 if it does not. */
+static int read_item(PyObject *item, job *out) {
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) {
+        return 0;
+    }
+    PyObject *pubkey = PyTuple_GET_ITEM(item, 0);
+    PyObject *message = PyTuple_GET_ITEM(item, 1);
+    PyObject *signature = PyTuple_GET_ITEM(item, 2);
+    if (!PyBytes_CheckExact(pubkey) || !PyBytes_CheckExact(message) ||
+        !PyBytes_CheckExact(signature) || PyBytes_GET_SIZE(pubkey) != PUBKEY_SIZE ||
+        PyBytes_GET_SIZE(signature) != SIGNATURE_SIZE) {
+        return 0;
+    }
+    out->pubkey = (const unsigned char *)PyBytes_AS_STRING(pubkey);
+    out->message = (const unsigned char *)PyBytes_AS_STRING(message);
+    out->signature = (const unsigned char *)PyBytes_AS_STRING(signature);
+    out->message_size = PyBytes_GET_SIZE(message);
+    return 1;
+}
+
+/* verify_many(items: list[tuple[bytes, bytes, bytes]]) -> bytes: one byte per item, 1 if
+ * (pubkey, message, signature) verifies, else 0. The list and its tuples are held (and
+ * bytes never change), so nothing they point to can go away while the GIL is released. */
+static PyObject *verify_many(PyObject *self, PyObject *items) {
+    (void)self;
+    if (verify_detached == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "node._sigcheck: bind() first");
+        return NULL;
+    }
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "verify_many takes a list");
+        return NULL;
+    }
+    /* A tuple copy: the caller's list may change while we run without the GIL. */
+    PyObject *held = PyList_AsTuple(items);
+    if (held == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(held);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, count);
+    job *jobs = PyMem_Malloc((size_t)(count > 0 ? count : 1) * sizeof(job));
+    if (result == NULL || jobs == NULL) {
+        Py_XDECREF(result);
+        PyMem_Free(jobs);
+        Py_DECREF(held);
+        return PyErr_NoMemory();
+    }
+    unsigned char *verified = (unsigned char *)PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!read_item(PyTuple_GET_ITEM(held, i), &jobs[i])) {
+            jobs[i].pubkey = NULL;
+        }
+    }
+    verify_detached_fn check = verify_detached;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        verified[i] = jobs[i].pubkey != NULL &&
+                      check(jobs[i].signature, jobs[i].message,
+                            (unsigned long long)jobs[i].message_size, jobs[i].pubkey) == 0;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(jobs);
+    Py_DECREF(held);
+    return result;
+}
+
+/* A batch two threads can work through together: each run() claims the next unchecked
+ * item until none is left. The worker thread starts it; the caller's thread joins in
+ * when it has done its own work, so neither sits idle while signatures remain. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *held;          /* tuple of the items: keeps their bytes alive */
+    job *jobs;
+    unsigned char *verified; /* one verdict per item */
+    Py_ssize_t count;
+    _Atomic Py_ssize_t next; /* the next item to claim */
+} Batch;
+
+static void batch_dealloc(Batch *self) {
+    PyMem_Free(self->jobs);
+    PyMem_Free(self->verified);
+    Py_XDECREF(self->held);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* run(): check items until none is left unclaimed (GIL released); returns None. */
+static PyObject *batch_run(Batch *self, PyObject *unused) {
+    (void)unused;
+    verify_detached_fn check = verify_detached;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        Py_ssize_t i = atomic_fetch_add(&self->next, 1);
+        if (i >= self->count) {
+            break;
+        }
+        job *j = &self->jobs[i];
+        self->verified[i] = j->pubkey != NULL &&
+                            check(j->signature, j->message,
+                                  (unsigned long long)j->message_size, j->pubkey) == 0;
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* verdicts(): one byte per item; only meaningful once every run() has returned. */
+static PyObject *batch_verdicts(Batch *self, PyObject *unused) {
+    (void)unused;
+    return PyBytes_FromStringAndSize((const char *)self->verified, self->count);
+}
+
+static PyMethodDef batch_methods[] = {
+    {"run", (PyCFunction)batch_run, METH_NOARGS,
+     "Check unclaimed items until none is left (GIL released)."},
+    {"verdicts", (PyCFunction)batch_verdicts, METH_NOARGS,
+     "One byte per item, 1 if it verified (call after every run() returned)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "node._sigcheck.Batch",
+    .tp_basicsize = sizeof(Batch),
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Signature checks that several threads can share.",
+    .tp_methods = batch_methods,
+};
+
+/* prepare(items: list[tuple[bytes, bytes, bytes]]) -> Batch */
+static PyObject *prepare(PyObject *self, PyObject *items) {
+    (void)self;
+    if (verify_detached == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "node._sigcheck: bind() first");
+        return NULL;
+    }
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "prepare takes a list");
+        return NULL;
+    }
+    Batch *batch = PyObject_New(Batch, &BatchType);
+    if (batch == NULL) {
+        return NULL;
+    }
+    batch->jobs = NULL;
+    batch->verified = NULL;
+    batch->count = 0;
+    atomic_init(&batch->next, 0);
+    batch->held = PyList_AsTuple(items);
+    if (batch->held == NULL) {
+        Py_DECREF(batch);
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(batch->held);
+    size_t slots = (size_t)(count > 0 ? count : 1);
+    batch->jobs = PyMem_Malloc(slots * sizeof(job));
+    batch->verified = PyMem_Calloc(slots, 1);
+    if (batch->jobs == NULL || batch->verified == NULL) {
+        Py_DECREF(batch);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!read_item(PyTuple_GET_ITEM(batch->held, i), &batch->jobs[i])) {
+            batch->jobs[i].pubkey = NULL;
+        }
+    }
+    batch->count = count;
+    return (PyObject *)batch;
+}
+
+static PyMethodDef methods[] = {
+    {"bind", bind, METH_O, "Use crypto_sign_ed25519_verify_detached from this loaded library."},
+    {"verify_many", verify_many, METH_O,
+     "One byte per (pubkey, message, signature): 1 if it verifies (GIL released)."},
+    {"prepare", prepare, METH_O, "A Batch of (pubkey, message, signature) to share out."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "node._sigcheck", "Many Ed25519 checks per call, without the GIL.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__sigcheck(void) {
+    if (PyType_Ready(&BatchType) < 0) {
+        return NULL;
+    }
+    return PyModule_Create(&module);
+}
