@@ -184,7 +184,11 @@ class Engine:
         # Member lookups over this store's committed state, remembered per height (the
         # node shares the mempool's); None reads every signer's record for every call.
         self.committed_members = committed_members
-        self._results: dict[bytes, ExecutionResult] = {}
+        # Block hash -> (the bytes of the block that passed every check, its result). The
+        # bytes matter: the hash covers transaction bodies, not signatures, so two blocks
+        # with one hash may differ in signature bytes, and only the checked one may be
+        # committed without checking again (see commit).
+        self._results: dict[bytes, tuple[bytes, ExecutionResult]] = {}
         self._tip: tuple[int, bytes, int] | None = None
 
     # --- the chain tip ----------------------------------------------------------------------
@@ -249,7 +253,7 @@ class Engine:
             validators_hash=self.validators_hash,
         )
         block = Block(header, tuple(chosen), last_commit)
-        self._results[block.hash] = result
+        self._results[block.hash] = (block.encoded, result)
         return block
 
     def _admissible(self, txs: Sequence[Transaction]) -> list[Transaction]:
@@ -283,14 +287,17 @@ class Engine:
         cached = self._results.get(block.hash)
         signatures = self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms)
         header = block.header
-        result = cached or self.execute_txs(header.height, header.time_ms, block.txs)
+        # The same bodies give the same execution whatever the signature bytes; the
+        # signatures of these bytes are checked all the same (above, finished below).
+        result = (cached[1] if cached is not None
+                  else self.execute_txs(header.height, header.time_ms, block.txs))
         signatures.finish()  # checked meanwhile on another core where that pays
         # Verify the roots the proposer claims are the ones we compute.
         if result.state_root != header.state_root:
             raise BlockError("state_root differs from re-execution")
         if result.results_root != header.results_root:
             raise BlockError("results_root differs from re-execution")
-        self._results[block.hash] = result
+        self._results[block.hash] = (block.encoded, result)
         return result
 
     def apply_certified_diff(self, block: Block, certificate: Any, receipts: list[Any],
@@ -349,7 +356,7 @@ class Engine:
         signatures.finish()
         result = ExecutionResult(tuple(decoded), state_writes, delta, results_root,
                                  executed=False)
-        self._results[block.hash] = result
+        self._results[block.hash] = (block.encoded, result)
         return result
 
     def _check_block(self, block: Block, *, now_ms: int | None = None,
@@ -404,9 +411,17 @@ class Engine:
             raise BlockError(f"invalid transaction in block: {exc}") from None
 
     def commit(self, block: Block, certificate: Any) -> ExecutionResult:
-        """Write a decided block (validated here if it was not already) in one batch."""
-        result = self._results.get(block.hash)
-        if result is None:
+        """Write a decided block (validated here if it was not already) in one batch.
+
+        "Already" means these very bytes: a block with the same hash but other signature
+        bytes than the one checked is checked now (regression: a proposer could have a
+        validator check one copy and then hand it another with forged signatures).
+        """
+        checked = self._results.get(block.hash)
+        if checked is not None and (checked[0] is block.encoded
+                                    or checked[0] == block.encoded):
+            result = checked[1]
+        else:
             result = self.validate_block(block)
         self.store.commit_block(block, certificate, result.receipts, result.state_writes,
                                 result.delta)

@@ -91,3 +91,37 @@ def test_a_proposal_cannot_pass_off_a_swapped_signature_as_one_already_checked(
     finally:
         store.close()
         proposer_store.close()
+
+
+def test_committing_another_copy_of_a_checked_block_checks_that_copy(tmp_path: Path) -> None:
+    """Regression: the engine remembered "validated" by block hash, and the hash does not
+    cover signatures. A validator that had checked a proposal would then commit a second
+    copy with the same hash and forged signatures without checking it."""
+    from dataclasses import replace
+
+    import pytest
+
+    from node.block import Block, BlockError
+
+    genesis = make_genesis()
+    proposer_store, proposer = open_engine(str(tmp_path / "proposer"), genesis)
+    store, validator = open_engine(str(tmp_path / "validator"), genesis)
+    try:
+        txs = [add_member_tx(seed_key("admin"), f"clerk{i}", i) for i in range(3)]
+        block = proposer.build_block(proposer=seed_key("v0").verify_key.encode(),
+                                     time_ms=T0 + 1, txs=txs, last_commit=None)
+        genuine = Block.decode(block.encoded)
+        validator.validate_block(genuine, now_ms=T0 + 1)
+        forged = Block.decode(Block(block.header, (*block.txs[:2], replace(block.txs[2],
+                                                                           sig=bytes(64))),
+                                    None).encoded)
+        assert forged.hash == genuine.hash
+        cert = {"any": "certificate"}  # not looked at: the engine's caller checked it
+        with pytest.raises(BlockError, match="signature"):
+            validator.commit(forged, cert)
+        assert store.height == 0
+        validator.commit(genuine, cert)
+        assert store.get_block_bytes(1) == block.encoded
+    finally:
+        store.close()
+        proposer_store.close()
