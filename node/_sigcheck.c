@@ -60,7 +60,9 @@ static PyObject *bind(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-/* Fill ``out`` from ``item`` if it has the exact shape; 0 if it does not. */
+/* Fill ``out`` from ``item`` if it has the exact shape; 0 if it does not. (Only exact
+ * tuples of exact bytes are kept alive by what follows: such objects cannot be part of a
+ * reference cycle, so the holders need no garbage-collector support.) */
 static int read_item(PyObject *item, job *out) {
     if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) {
         return 0;
@@ -80,6 +82,31 @@ static int read_item(PyObject *item, job *out) {
     return 1;
 }
 
+/* Read every item of ``items`` (a list) into ``jobs`` and return a tuple holding each
+ * accepted item (None in the place of a rejected one, whose job gets pubkey NULL): the
+ * caller's list may change while the checks run without the GIL, the tuple may not.
+ * NULL with an exception set on failure; ``jobs`` may be NULL (then NULL, no exception). */
+static PyObject *hold_items(PyObject *items, job *jobs) {
+    if (jobs == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(items);
+    PyObject *held = PyTuple_New(count);
+    if (held == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!read_item(item, &jobs[i])) {
+            jobs[i].pubkey = NULL;
+            item = Py_None;
+        }
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(held, i, item);
+    }
+    return held;
+}
+
 /* verify_many(items: list[tuple[bytes, bytes, bytes]]) -> bytes: one byte per item, 1 if
  * (pubkey, message, signature) verifies, else 0. The list and its tuples are held (and
  * bytes never change), so nothing they point to can go away while the GIL is released. */
@@ -93,26 +120,17 @@ static PyObject *verify_many(PyObject *self, PyObject *items) {
         PyErr_SetString(PyExc_TypeError, "verify_many takes a list");
         return NULL;
     }
-    /* A tuple copy: the caller's list may change while we run without the GIL. */
-    PyObject *held = PyList_AsTuple(items);
-    if (held == NULL) {
-        return NULL;
-    }
-    Py_ssize_t count = PyTuple_GET_SIZE(held);
-    PyObject *result = PyBytes_FromStringAndSize(NULL, count);
+    Py_ssize_t count = PyList_GET_SIZE(items);
     job *jobs = PyMem_Malloc((size_t)(count > 0 ? count : 1) * sizeof(job));
-    if (result == NULL || jobs == NULL) {
+    PyObject *held = hold_items(items, jobs);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, count);
+    if (held == NULL || result == NULL || jobs == NULL) {
         Py_XDECREF(result);
+        Py_XDECREF(held);
         PyMem_Free(jobs);
-        Py_DECREF(held);
-        return PyErr_NoMemory();
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
     }
     unsigned char *verified = (unsigned char *)PyBytes_AS_STRING(result);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (!read_item(PyTuple_GET_ITEM(held, i), &jobs[i])) {
-            jobs[i].pubkey = NULL;
-        }
-    }
     verify_detached_fn check = verify_detached;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -164,7 +182,17 @@ static PyObject *batch_run(Batch *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* verdicts(): one byte per item; only meaningful once every run() has returned. */
+/* cancel(): leave every unclaimed item unchecked (its verdict stays 0). For a batch whose
+ * block failed another check first: the worker then stops after the item it is on
+ * instead of working through a batch nobody will read. */
+static PyObject *batch_cancel(Batch *self, PyObject *unused) {
+    (void)unused;
+    atomic_store(&self->next, self->count);
+    Py_RETURN_NONE;
+}
+
+/* verdicts(): one byte per item; read them only once every run() has returned (the
+ * caller waits for the worker's run first: an earlier read races with the checks). */
 static PyObject *batch_verdicts(Batch *self, PyObject *unused) {
     (void)unused;
     return PyBytes_FromStringAndSize((const char *)self->verified, self->count);
@@ -173,6 +201,8 @@ static PyObject *batch_verdicts(Batch *self, PyObject *unused) {
 static PyMethodDef batch_methods[] = {
     {"run", (PyCFunction)batch_run, METH_NOARGS,
      "Check unclaimed items until none is left (GIL released)."},
+    {"cancel", (PyCFunction)batch_cancel, METH_NOARGS,
+     "Leave every unclaimed item unchecked (verdict 0)."},
     {"verdicts", (PyCFunction)batch_verdicts, METH_NOARGS,
      "One byte per item, 1 if it verified (call after every run() returned)."},
     {NULL, NULL, 0, NULL},
@@ -207,12 +237,8 @@ static PyObject *prepare(PyObject *self, PyObject *items) {
     batch->verified = NULL;
     batch->count = 0;
     atomic_init(&batch->next, 0);
-    batch->held = PyList_AsTuple(items);
-    if (batch->held == NULL) {
-        Py_DECREF(batch);
-        return NULL;
-    }
-    Py_ssize_t count = PyTuple_GET_SIZE(batch->held);
+    batch->held = NULL;
+    Py_ssize_t count = PyList_GET_SIZE(items);
     size_t slots = (size_t)(count > 0 ? count : 1);
     batch->jobs = PyMem_Malloc(slots * sizeof(job));
     batch->verified = PyMem_Calloc(slots, 1);
@@ -220,10 +246,10 @@ static PyObject *prepare(PyObject *self, PyObject *items) {
         Py_DECREF(batch);
         return PyErr_NoMemory();
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (!read_item(PyTuple_GET_ITEM(batch->held, i), &batch->jobs[i])) {
-            batch->jobs[i].pubkey = NULL;
-        }
+    batch->held = hold_items(items, batch->jobs);
+    if (batch->held == NULL) {
+        Py_DECREF(batch);
+        return NULL;
     }
     batch->count = count;
     return (PyObject *)batch;

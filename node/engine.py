@@ -137,6 +137,15 @@ class PendingSignatures:
         self._txs = txs
         self._verdicts = verdicts
 
+    @property
+    def ready(self) -> bool:
+        """True if the verdicts are in already (they were checked on this thread)."""
+        return self._verdicts.ready
+
+    def cancel(self) -> None:
+        """The block failed another check: stop checking what is still unchecked."""
+        self._verdicts.cancel()
+
     def finish(self) -> None:
         """Wait for the verdicts; remember the good ones, raise BlockError for the first
         bad one in block order."""
@@ -287,11 +296,17 @@ class Engine:
         cached = self._results.get(block.hash)
         signatures = self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms)
         header = block.header
-        # The same bodies give the same execution whatever the signature bytes; the
-        # signatures of these bytes are checked all the same (above, finished below).
-        result = (cached[1] if cached is not None
-                  else self.execute_txs(header.height, header.time_ms, block.txs))
-        signatures.finish()  # checked meanwhile on another core where that pays
+        try:
+            if signatures.ready:  # known already: a bad one costs no execution
+                signatures.finish()
+            # The same bodies give the same execution whatever the signature bytes; the
+            # signatures of these bytes are checked all the same (above, finished below).
+            result = (cached[1] if cached is not None
+                      else self.execute_txs(header.height, header.time_ms, block.txs))
+            signatures.finish()  # checked meanwhile on another core where that pays
+        except BaseException:
+            signatures.cancel()
+            raise
         # Verify the roots the proposer claims are the ones we compute.
         if result.state_root != header.state_root:
             raise BlockError("state_root differs from re-execution")
@@ -325,6 +340,18 @@ class Engine:
         except Exception as exc:  # any failure of the remote certificate is theirs
             raise BlockError(f"diff: certificate does not verify: {exc}") from None
         signatures = self._check_block(block)  # signatures included: see validate_block
+        try:
+            result = self._result_from_diff(block, receipts, writes)
+            signatures.finish()
+        except BaseException:
+            signatures.cancel()  # the block is executed next: no use checking these twice
+            raise
+        self._results[block.hash] = (block.encoded, result)
+        return result
+
+    def _result_from_diff(self, block: Block, receipts: list[Any],
+                          writes: Mapping[Any, Any]) -> ExecutionResult:
+        """The checks of :meth:`apply_certified_diff` on the diff itself."""
         header = block.header
         if not isinstance(receipts, list) or len(receipts) != len(block.txs):
             raise BlockError("diff: one receipt per transaction expected")
@@ -355,11 +382,8 @@ class Engine:
         delta = self.tree.preview(state_writes, self.store.leaves)
         if delta.root != header.state_root:
             raise BlockError("diff: writes do not give the block's state_root")
-        signatures.finish()
-        result = ExecutionResult(tuple(decoded), state_writes, delta, results_root,
-                                 executed=False)
-        self._results[block.hash] = (block.encoded, result)
-        return result
+        return ExecutionResult(tuple(decoded), state_writes, delta, results_root,
+                               executed=False)
 
     def _check_block(self, block: Block, *, now_ms: int | None = None,
                      max_future_ms: int = 30_000) -> PendingSignatures:

@@ -46,6 +46,7 @@ Item = tuple[bytes, bytes, bytes]  # (public key, signed message, signature)
 
 _worker: ThreadPoolExecutor | None = None
 _use_compiled = False
+_bound = False  # bind() ran and the self-test passed
 
 
 def _self_test() -> bool:
@@ -61,12 +62,14 @@ def _self_test() -> bool:
 
 def use_background_checks(enabled: bool = True) -> bool:
     """Turn the compiled, off-thread checks on (if built and sound) or off; True if on."""
-    global _use_compiled
+    global _use_compiled, _bound
     _use_compiled = False
     if enabled and _compiled is not None:
         try:
-            _compiled.bind(_sodium.__file__)
-            _use_compiled = _self_test()
+            if not _bound:
+                _compiled.bind(_sodium.__file__)
+                _bound = _self_test()
+            _use_compiled = _bound
         except (OSError, AttributeError, RuntimeError):
             _use_compiled = False
     return _use_compiled
@@ -91,6 +94,17 @@ class Verdicts:
         self._batch = batch
         self._worker_done = worker_done
 
+    @property
+    def ready(self) -> bool:
+        """True if the verdicts are known without waiting (checked on the caller's thread)."""
+        return self._ready is not None
+
+    def cancel(self) -> None:
+        """Leave what is still unchecked unchecked: the caller will not read these verdicts
+        (its block failed another check). The worker moves on to the next batch."""
+        if self._batch is not None:
+            self._batch.cancel()
+
     def wait(self) -> list[bool]:
         """The verdicts; if some are still unchecked, this thread checks them too (the
         worker and this thread share what is left, so neither idles)."""
@@ -111,7 +125,11 @@ def start(items: Sequence[Item]) -> Verdicts:
     if _worker is None:
         _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jangbu-sigcheck")
     batch = _compiled.prepare(list(items))
-    return Verdicts(batch=batch, worker_done=_worker.submit(batch.run))
+    try:
+        worker_done = _worker.submit(batch.run)
+    except RuntimeError:  # the worker is gone (interpreter shutting down): check here
+        return Verdicts(ready=verify_now(items))
+    return Verdicts(batch=batch, worker_done=worker_done)
 
 
 def background_checks() -> bool:

@@ -114,7 +114,14 @@ def tampered(receipts: list[Any], writes: dict[Any, Any], how: str
 @pytest.mark.parametrize("how", ["value", "missing", "extra", "deleted", "receipt",
                                  "receipt-order", "receipt-count", "receipt-noncanonical",
                                  "receipt-type", "write-type"])
-def test_invalid_diffs_are_refused_and_change_nothing(chain, tmp_path, how: str) -> None:
+def test_invalid_diffs_are_refused_and_change_nothing(chain, tmp_path, how: str,
+                                                      monkeypatch) -> None:
+    from node.engine import PendingSignatures
+
+    cancelled: list[PendingSignatures] = []
+    cancel = PendingSignatures.cancel
+    monkeypatch.setattr(PendingSignatures, "cancel",
+                        lambda self: (cancelled.append(self), cancel(self))[1])
     blocks, diffs, _ = chain
     store, engine = open_engine(str(tmp_path / "data"), make_genesis())
     try:
@@ -124,6 +131,10 @@ def test_invalid_diffs_are_refused_and_change_nothing(chain, tmp_path, how: str)
         with pytest.raises(BlockError, match="diff"):
             engine.apply_certified_diff(block, cert, receipts, writes)
         assert engine.tree.root == root_before and store.height == 0
+        # Its signature checks, started before the diff failed, were called off (regression:
+        # a peer's bad diffs left whole batches queued on the worker thread, in front of
+        # the checks the fallback execution then started again).
+        assert len(cancelled) == 1
         # The block itself is still good: executing it works.
         engine.validate_block(block)
         engine.commit(block, cert)

@@ -60,11 +60,12 @@ def mode(request: pytest.FixtureRequest) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("CI requires the compiled signature checks")
         pytest.skip("compiled signature checks not built here")
+    was = sigcheck.background_checks()
     sigcheck.use_background_checks(request.param == "compiled")
     try:
         yield request.param
     finally:
-        sigcheck.use_background_checks(True)
+        sigcheck.use_background_checks(was)
 
 
 def reference(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
@@ -74,25 +75,26 @@ def reference(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
 @settings(max_examples=60, deadline=None)
 @given(items=items_strategy)
 def test_batched_verdicts_are_the_one_by_one_verdicts(items) -> None:
+    was = sigcheck.background_checks()
     for enabled in (True, False):
         sigcheck.use_background_checks(enabled)
         try:
             assert sigcheck.verify_now(items) == reference(items)
             assert sigcheck.start(items).wait() == reference(items)
         finally:
-            sigcheck.use_background_checks(True)
+            sigcheck.use_background_checks(was)
 
 
 def test_a_large_batch_goes_to_the_worker_and_the_caller_shares_it(mode) -> None:
     items = [tampered(i % 3, b"order %d" % i, i % 4) if i % 37 == 5
              else signed(i % 3, b"order %d" % i) for i in range(300)]
     verdicts = sigcheck.start(items)
+    # Compiled: handed to the worker (nothing known yet); else checked at once, here.
+    assert verdicts.ready is (mode != "compiled")
     assert verdicts.wait() == reference(items)
-    assert verdicts.wait() == reference(items)  # a second wait answers the same
-    if mode == "compiled":
-        assert sigcheck.background_checks()
-        workers = [t.name for t in threading.enumerate() if t.name.startswith("jangbu-sigcheck")]
-        assert workers, "a batch this large runs on the worker thread"
+    assert verdicts.ready and verdicts.wait() == reference(items)  # a second wait: the same
+    small = sigcheck.start(items[:sigcheck.MIN_BACKGROUND - 1])
+    assert small.ready  # too few to hand over
 
 
 @needs_compiled
@@ -133,11 +135,40 @@ def test_a_batch_holds_its_items_whatever_the_caller_does_with_its_list() -> Non
     assert list(batch.verdicts()) == [1] * 50
 
 
+@needs_compiled
+def test_a_cancelled_batch_leaves_what_was_unclaimed_unchecked() -> None:
+    items = [signed(0, b"z%d" % i) for i in range(200)]
+    batch = compiled.prepare(items)
+    batch.cancel()
+    batch.run()  # nothing left to claim
+    assert batch.verdicts() == bytes(200)
+    verdicts = sigcheck.start(items)
+    verdicts.cancel()  # what the worker had claimed is checked, the rest is not
+    assert all(isinstance(v, bool) for v in verdicts.wait())
+
+
 def test_serial_mode_can_be_forced() -> None:
+    was = sigcheck.background_checks()
     assert sigcheck.use_background_checks(False) is False
     try:
         assert not sigcheck.background_checks()
         items = [signed(2, b"y%d" % i) for i in range(40)]
-        assert sigcheck.start(items).wait() == [True] * 40
+        verdicts = sigcheck.start(items)
+        assert verdicts.ready and verdicts.wait() == [True] * 40
     finally:
-        sigcheck.use_background_checks(True)
+        sigcheck.use_background_checks(was)
+
+
+def test_the_switch_is_read_from_the_environment_at_start(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = "from node import sigcheck; print(sigcheck.background_checks())"
+    env = {**os.environ, "JANGBU_SERIAL_SIGCHECK": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.getcwd())
+    assert out.stdout.strip() == "False"
+    env["JANGBU_SERIAL_SIGCHECK"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.getcwd())
+    assert out.stdout.strip() == str(compiled is not None)
