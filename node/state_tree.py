@@ -22,6 +22,7 @@ from itertools import repeat
 from operator import add
 from typing import Any, Protocol
 
+from node import merkle
 from node.merkle import leaf_hash, node_hash
 
 
@@ -50,6 +51,7 @@ def use_compiled_tree(enabled: bool) -> bool:
     """
     global _fast
     _fast = _compiled if enabled else None
+    merkle.use_compiled_root(_fast is not None)
     return _fast is not None
 
 DEPTH = 16

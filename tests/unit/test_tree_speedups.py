@@ -256,3 +256,42 @@ def test_pure_tree_switch_turns_the_compiled_loops_off(monkeypatch):
         assert choose_tree_loops() is built
     finally:
         state_tree.use_compiled_tree(True)
+
+
+@needs_fast
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(st.binary(max_size=80), max_size=70))
+def test_compiled_merkle_root_is_rfc6962s(items) -> None:
+    from node import merkle
+
+    assert fast.merkle_root(items) == merkle.merkle_root_pure(items)
+
+
+@needs_fast
+def test_compiled_merkle_root_for_every_size_up_to_300() -> None:
+    from node import merkle
+
+    leaves = [hashlib.sha256(b"%d" % i).digest() for i in range(300)]
+    for n in range(301):
+        assert fast.merkle_root(leaves[:n]) == merkle.merkle_root_pure(leaves[:n]), n
+
+
+@needs_fast
+def test_compiled_merkle_root_steps_aside_for_odd_input() -> None:
+    from node import merkle
+
+    for odd in ((b"a", b"b"), [b"a", "b"], [b"a", bytearray(b"b")], [None], "ab", None):
+        assert fast.merkle_root(odd) is None
+    # The module-level function still answers (Python) for any sequence of bytes.
+    assert merkle.merkle_root((b"a", b"b")) == merkle.merkle_root_pure([b"a", b"b"])
+
+
+def test_the_tree_switch_also_switches_the_block_roots() -> None:
+    from node import merkle
+
+    try:
+        state_tree.use_compiled_tree(False)
+        assert merkle._fast_root is None
+        assert state_tree.use_compiled_tree(True) == (merkle._fast_root is not None)
+    finally:
+        state_tree.use_compiled_tree(True)
