@@ -107,43 +107,6 @@ static PyObject *hold_items(PyObject *items, job *jobs) {
     return held;
 }
 
-/* verify_many(items: list[tuple[bytes, bytes, bytes]]) -> bytes: one byte per item, 1 if
- * (pubkey, message, signature) verifies, else 0. The list and its tuples are held (and
- * bytes never change), so nothing they point to can go away while the GIL is released. */
-static PyObject *verify_many(PyObject *self, PyObject *items) {
-    (void)self;
-    if (verify_detached == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "node._sigcheck: bind() first");
-        return NULL;
-    }
-    if (!PyList_CheckExact(items)) {
-        PyErr_SetString(PyExc_TypeError, "verify_many takes a list");
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(items);
-    job *jobs = PyMem_Malloc((size_t)(count > 0 ? count : 1) * sizeof(job));
-    PyObject *held = hold_items(items, jobs);
-    PyObject *result = PyBytes_FromStringAndSize(NULL, count);
-    if (held == NULL || result == NULL || jobs == NULL) {
-        Py_XDECREF(result);
-        Py_XDECREF(held);
-        PyMem_Free(jobs);
-        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
-    }
-    unsigned char *verified = (unsigned char *)PyBytes_AS_STRING(result);
-    verify_detached_fn check = verify_detached;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++) {
-        verified[i] = jobs[i].pubkey != NULL &&
-                      check(jobs[i].signature, jobs[i].message,
-                            (unsigned long long)jobs[i].message_size, jobs[i].pubkey) == 0;
-    }
-    Py_END_ALLOW_THREADS
-    PyMem_Free(jobs);
-    Py_DECREF(held);
-    return result;
-}
-
 /* A batch two threads can work through together: each run() claims the next unchecked
  * item until none is left. The worker thread starts it; the caller's thread joins in
  * when it has done its own work, so neither sits idle while signatures remain. */
@@ -226,7 +189,7 @@ static PyObject *prepare(PyObject *self, PyObject *items) {
         return NULL;
     }
     if (!PyList_CheckExact(items)) {
-        PyErr_SetString(PyExc_TypeError, "prepare takes a list");
+        PyErr_SetString(PyExc_TypeError, "a list of (pubkey, message, signature) expected");
         return NULL;
     }
     Batch *batch = PyObject_New(Batch, &BatchType);
@@ -253,6 +216,20 @@ static PyObject *prepare(PyObject *self, PyObject *items) {
     }
     batch->count = count;
     return (PyObject *)batch;
+}
+
+/* verify_many(items: list[tuple[bytes, bytes, bytes]]) -> bytes: one byte per item, 1 if
+ * (pubkey, message, signature) verifies, else 0; all on this thread, GIL released. */
+static PyObject *verify_many(PyObject *self, PyObject *items) {
+    PyObject *batch = prepare(self, items);
+    if (batch == NULL) {
+        return NULL;
+    }
+    PyObject *done = batch_run((Batch *)batch, NULL);
+    PyObject *verdicts = done == NULL ? NULL : batch_verdicts((Batch *)batch, NULL);
+    Py_XDECREF(done);
+    Py_DECREF(batch);
+    return verdicts;
 }
 
 static PyMethodDef methods[] = {

@@ -242,7 +242,24 @@ def test_a_newly_linked_peer_is_told_our_height_at_once(tmp_path):
         source.close()
 
 
-def test_after_a_bad_block_the_sync_goes_on_with_another_peer(tmp_path, small_batches):
+def with_block_1s_certificate(items: list[Any]) -> None:
+    items[1][1] = items[0][1]
+
+
+def with_a_swapped_signature(items: list[Any]) -> None:
+    """Regression: the certificate and roots cover transaction bodies, not signatures, and
+    a synced block whose signature a peer had swapped for garbage was stored."""
+    from dataclasses import replace
+
+    from node.block import Block
+
+    genuine = Block.decode(items[1][0])
+    forged = replace(genuine.txs[0], sig=bytes(64))
+    items[1][0] = Block(genuine.header, (forged,), genuine.last_commit).encoded
+
+
+@pytest.mark.parametrize("spoil", [with_block_1s_certificate, with_a_swapped_signature])
+def test_after_a_bad_block_the_sync_goes_on_with_another_peer(tmp_path, small_batches, spoil):
     source = build_source(str(tmp_path / "source"), 6)
     node = Syncing(tmp_path)
     other = seed_key("v9").verify_key.encode()
@@ -250,12 +267,14 @@ def test_after_a_bad_block_the_sync_goes_on_with_another_peer(tmp_path, small_ba
         node.driver.peer_heights.update({PEER: 6, other: 6})
         node.driver._ask_blocks(PEER, 1)
         items = sync_batch(source, 1)
-        items[1][1] = items[0][1]  # block 2 with block 1's certificate: refused
+        spoil(items)  # block 2 spoiled: refused, counted
         node.receive(items)
         assert node.store.height == 1
+        assert node.metrics.counters["jangbu_sync_rejected_total"] == 1
         assert node.driver._sync_expect == (other, 2)
         node.driver._handle(_SyncBlocks(other, sync_batch(source, 2)))
         assert node.store.height == 3 and node.driver._sync_expect == (other, 4)
+        assert node.store.get_block_bytes(2) == source.get_block_bytes(2)
     finally:
         node.store.close()
         source.close()
@@ -369,33 +388,3 @@ async def test_a_request_beyond_the_budget_waits_for_a_token_instead_of_being_dr
         server.store.close()
         source.close()
 
-
-def test_a_synced_block_with_a_swapped_signature_is_refused(tmp_path, small_batches):
-    """Regression (end to end through the driver): a sync peer sent a certified block with a
-    transaction's signature swapped for garbage; the certificate and roots still held (they
-    cover bodies, not signatures) and the node stored it. Now it is refused, counted, and
-    the sync goes on with another peer."""
-    from dataclasses import replace
-
-    from node.block import Block
-
-    source = build_source(str(tmp_path / "source"), 4)
-    node = Syncing(tmp_path)
-    other = seed_key("v9").verify_key.encode()
-    try:
-        node.driver.peer_heights.update({PEER: 4, other: 4})
-        node.driver._ask_blocks(PEER, 1)
-        items = sync_batch(source, 1)
-        genuine = Block.decode(items[1][0])
-        forged_tx = replace(genuine.txs[0], sig=bytes(64))
-        items[1][0] = Block(genuine.header, (forged_tx,), genuine.last_commit).encoded
-        node.receive(items)
-        assert node.store.height == 1  # block 1 taken, block 2 refused
-        assert node.metrics.counters.get("jangbu_sync_rejected_total", 0) >= 1
-        assert node.driver._sync_expect == (other, 2)
-        node.driver._handle(_SyncBlocks(other, sync_batch(source, 2)))
-        assert node.store.height == 3
-        assert node.store.get_block_bytes(2) == source.get_block_bytes(2)
-    finally:
-        node.store.close()
-        source.close()
