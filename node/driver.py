@@ -311,6 +311,8 @@ class ConsensusDriver:
             for fut in waiters:
                 if not fut.done():
                     fut.cancel()
+        if self.guard_file is not None:
+            self.guard_file.close()  # a later save (none is expected) reopens it safely
 
     def _load_wal(self) -> list[Event]:
         events: list[Event] = []

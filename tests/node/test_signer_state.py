@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from consensus.signer import GuardedSigner, SignGuard
+from consensus import canonical
+from consensus.signer import GuardedSigner, GuardState, SignGuard
 from consensus.types import Height, Round, Vote, VoteType
-from node.signer_state import SignerStateError, SignerStateFile
+from node.signer_state import (
+    PAGE,
+    SignerStateError,
+    SignerStateFile,
+    decode_slot,
+    encode_slot,
+    slot_size_for,
+)
 
 from ledger_support import CHAIN_ID, seed_key
 
@@ -38,3 +48,86 @@ def test_invalid_damaged_guard_file_refuses_to_load(tmp_path):
 
 def test_missing_guard_file_means_nothing_signed_yet(tmp_path):
     assert SignerStateFile(tmp_path / "none.bin").load() is None
+
+
+def state(height: int, entries: int = 1) -> GuardState:
+    return GuardState(height=height, round=0, step=2,
+                      signed=tuple((r, 2, bytes([r % 256]) * 32, bytes([height % 256]) * 64)
+                                   for r in range(entries)))
+
+
+def test_saves_alternate_between_two_slots_and_the_newest_is_loaded(tmp_path):
+    path = tmp_path / "signer-state.bin"
+    guard = SignerStateFile(path)
+    for height in range(1, 8):
+        guard.save(state(height))
+        assert path.stat().st_size == 2 * PAGE
+        assert SignerStateFile(path).load() == state(height)
+    raw = path.read_bytes()
+    sequences = sorted(decode_slot(raw[i * PAGE:(i + 1) * PAGE])[0] for i in range(2))
+    assert sequences == [6, 7]  # both slots in use, the two newest saves
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_file_of_the_first_format_is_read_and_rewritten_in_slots(tmp_path):
+    path = tmp_path / "signer-state.bin"
+    path.write_bytes(canonical.encode(state(41).to_obj()))  # as the first format wrote it
+    guard = SignerStateFile(path)
+    assert guard.load() == state(41)
+    guard.save(state(42))
+    assert path.stat().st_size == 2 * PAGE
+    assert SignerStateFile(path).load() == state(42)
+
+
+@settings(max_examples=60, deadline=None)
+@given(saves=st.integers(1, 6), cut=st.integers(0, PAGE), garbage=st.booleans())
+def test_a_save_torn_by_a_crash_leaves_the_state_before_it(tmp_path_factory, saves, cut,
+                                                          garbage):
+    """A crash in the middle of a save writes part of one slot (the signature of that save
+    never left the process): loading must give the state saved before it, never an error
+    and never a state that was not fully written."""
+    path = tmp_path_factory.mktemp("torn") / "signer-state.bin"
+    guard = SignerStateFile(path)
+    for height in range(1, saves + 1):
+        guard.save(state(height))
+    guard.close()
+    sequence = saves + 1  # what the interrupted save was writing, and where
+    data = canonical.encode(state(saves + 1).to_obj())
+    slot = encode_slot(sequence, data, PAGE)
+    written = bytes(b ^ 0x5A for b in slot[:cut]) if garbage else slot[:cut]
+    with open(path, "r+b") as f:
+        f.seek((sequence % 2) * PAGE)
+        f.write(written)
+    loaded = SignerStateFile(path).load()
+    # Whole once head, state and digest are all written (the rest is padding).
+    whole = not garbage and cut >= 16 + len(data) + 32
+    assert loaded == (state(saves + 1) if whole else state(saves))
+
+
+def test_both_slots_damaged_refuses_to_load(tmp_path):
+    path = tmp_path / "signer-state.bin"
+    guard = SignerStateFile(path)
+    guard.save(state(1))
+    guard.save(state(2))
+    raw = bytearray(path.read_bytes())
+    raw[40] ^= 1
+    raw[PAGE + 40] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SignerStateError, match="damaged"):
+        SignerStateFile(path).load()
+
+
+def test_a_state_that_outgrows_its_slots_moves_to_larger_ones(tmp_path):
+    """A height with many rounds signs ~110 bytes per vote: after ~35 signatures the state
+    no longer fits a page. The next save rewrites the file with larger slots."""
+    path = tmp_path / "signer-state.bin"
+    guard = SignerStateFile(path)
+    guard.save(state(1))
+    big = state(2, entries=200)  # ~22 KB
+    guard.save(big)
+    assert path.stat().st_size == 2 * slot_size_for(len(canonical.encode(big.to_obj())))
+    reloaded = SignerStateFile(path)
+    assert reloaded.load() == big
+    reloaded.save(state(3, entries=200))
+    reloaded.save(state(4))
+    assert SignerStateFile(path).load() == state(4)
