@@ -398,7 +398,7 @@ class ConsensusCore:
         in_round[proposal.block_hash] = proposal
         self._block_ids[(proposal.round, proposal.block_hash)] = (
             proposal.block_hash,
-            canonical.digest(proposal.block),
+            proposal.block_digest,
         )
         self.votes.note_speaker(proposal.round, proposal.proposer)
         self._validation_queue.append((proposal.round, proposal))
@@ -486,7 +486,7 @@ class ConsensusCore:
             in_round[signed.block_hash] = signed
             self._block_ids[(signed.round, signed.block_hash)] = (
                 signed.block_hash,
-                canonical.digest(signed.block),
+                signed.block_digest,
             )
         self.votes.note_speaker(signed.round, signed.proposer)
         self._known_blocks.add(signed.block_hash)

@@ -8,9 +8,10 @@ Every message is a small frozen dataclass with:
 * ``to_obj()`` / ``from_obj()`` -- conversion to and from plain canonical-encodable objects,
   which the node packs with :func:`consensus.canonical.encode` on the wire and on disk.
 
-A proposal's signature covers ``height, round, pol_round, block_hash, proposer`` and *not*
-the block bytes: the block is bound to the proposal by its hash, which the node checks when
-it answers :class:`~consensus.actions.ValidateBlock`.
+A proposal's signature covers ``height, round, pol_round, block_hash, block_digest,
+proposer``: the block bytes through their SHA-256, the block hash because votes name it
+(the node checks the bytes hash to it when it answers
+:class:`~consensus.actions.ValidateBlock`). See :class:`Proposal` for why the bytes too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from functools import cached_property
 from typing import Any, NewType
 
 from consensus import canonical
@@ -218,6 +220,14 @@ class Proposal:
     ``pol_round`` is the paper's ``validRound``: -1, or the earlier round in which the
     proposer saw 2f+1 prevotes for this block (a proof-of-lock that lets locked validators
     unlock). ``block`` is the opaque encoded block; its hash is the node's business.
+
+    The signature covers ``block_digest``, the SHA-256 of ``block`` itself, besides
+    ``block_hash``. Regression: it covered the hash alone, and the node's block hash does
+    not cover every byte of a block (transaction signatures, for one), so anyone relaying
+    a proposal could attach other bytes under the proposer's signature. The first copy a
+    validator got was the one it judged: one Byzantine validator relaying a spoiled copy of
+    each honest proposal to one honest validator ahead of the genuine one could stall
+    every round. (The wire form does not carry the digest: it is the block's.)
     """
 
     height: Height
@@ -228,12 +238,18 @@ class Proposal:
     proposer: bytes
     signature: bytes = b""
 
+    @cached_property
+    def block_digest(self) -> bytes:
+        """SHA-256 of the block bytes (computed once per object: blocks are ~1 MB)."""
+        return canonical.digest(self.block)
+
     def sign_body(self) -> dict[str, Any]:
         return {
             "height": self.height,
             "round": self.round,
             "pol_round": self.pol_round,
             "block_hash": self.block_hash,
+            "block_digest": self.block_digest,
             "proposer": self.proposer,
         }
 
@@ -258,7 +274,15 @@ class Proposal:
             raise InvalidMessage("E_SIGNATURE", "bad proposal signature")
 
     def to_obj(self) -> dict[str, Any]:
-        return {**self.sign_body(), "block": self.block, "signature": self.signature}
+        return {
+            "height": self.height,
+            "round": self.round,
+            "pol_round": self.pol_round,
+            "block_hash": self.block_hash,
+            "proposer": self.proposer,
+            "block": self.block,
+            "signature": self.signature,
+        }
 
     @classmethod
     def from_obj(cls, obj: Any) -> Proposal:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -333,7 +333,7 @@ class Simulation:
                 message.proposer,
             )
             sig = canonical.sign(proc.key, PROPOSAL_TAG, CHAIN_ID, body.sign_body())
-            other = Proposal(**{**body.__dict__, "signature": sig})
+            other = replace(body, signature=sig)
             self._note_proposed(other)
         elif isinstance(message, Vote):
             choices: list[bytes | None] = [None, proc.rng.randbytes(32)]
@@ -490,7 +490,7 @@ class Simulation:
             prop = Proposal(Height(height), round_, Round(-1), canonical.digest(block), block, me)
             self._note_proposed(prop)  # a real proposal when we are the proposer
             sig = canonical.sign(proc.key, PROPOSAL_TAG, CHAIN_ID, prop.sign_body())
-            data = canonical.encode(message_to_obj(Proposal(**{**prop.__dict__, "signature": sig})))
+            data = canonical.encode(message_to_obj(replace(prop, signature=sig)))
         elif choice == 5:  # far-future vote, validly signed (one validator cannot make us sync)
             body = Vote(VoteType.PREVOTE, Height(height + 50), round_, None, me)
             sig = canonical.sign(proc.key, VOTE_TAG, CHAIN_ID, body.sign_body())

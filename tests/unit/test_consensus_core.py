@@ -163,6 +163,22 @@ def test_prevotes_nil_for_invalid_proposal() -> None:
     assert [v.block_hash for v in my_votes(actions)] == [None]
 
 
+def test_a_relayed_copy_with_other_block_bytes_is_refused_and_the_genuine_one_counts() -> None:
+    """Regression: the proposal's signature covered the block hash, not the bytes, and the
+    core judged the first copy it got: one Byzantine validator relaying a spoiled copy of
+    each honest proposal to one honest validator, ahead of the genuine one, made it prevote
+    nil and refuse the real block as a duplicate, round after round. Now the signature
+    covers the bytes' digest, so such a copy fails its signature check."""
+    core = started()
+    genuine = proposal(0, BLOCK_A)
+    spoiled = replace(genuine, block=BLOCK_A + b" with a swapped signature")
+    actions = feed(core, ProposalReceived(spoiled))
+    assert core.rejected["bad_signature"] == 1 and my_votes(actions) == []
+    assert not any(isinstance(a, ValidateBlock) for a in actions)
+    actions = receive_valid_proposal(core, genuine)
+    assert [v.block_hash for v in my_votes(actions)] == [HASH_A]
+
+
 def test_prevotes_nil_on_propose_timeout() -> None:
     core = started()
     actions = feed(core, TimeoutFired(Height(1), Round(0), TimeoutStep.PROPOSE))

@@ -23,6 +23,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from nacl.signing import SigningKey, VerifyKey
 from consensus import canonical
 from consensus.types import (
     Commit,
+    InvalidMessage,
     Proposal,
     ValidatorSet,
     Vote,
@@ -222,11 +224,13 @@ def compute_vote(v: dict[str, Any]) -> dict[str, Any]:
 
 def compute_proposal(v: dict[str, Any]) -> dict[str, Any]:
     key = key_of(v["seed"])
+    block = bytes.fromhex(v["block_hex"])
     proposal = Proposal(v["height"], v["round"], v["pol_round"], bytes.fromhex(v["block_hash"]),
-                        b"", key.verify_key.encode())
+                        block, key.verify_key.encode())
     sig = bytes(key.sign(proposal.sign_bytes(v["chain_id"])).signature)
     return {"seed": v["seed"], "chain_id": v["chain_id"], "height": v["height"],
             "round": v["round"], "pol_round": v["pol_round"], "block_hash": v["block_hash"],
+            "block_hex": v["block_hex"], "block_digest": h(hashlib.sha256(block).digest()),
             "proposer": h(key.verify_key.encode()),
             "sign_body_hex": h(canonical.encode(proposal.sign_body())),
             "sign_bytes_hex": h(proposal.sign_bytes(v["chain_id"])), "signature": h(sig)}
@@ -513,9 +517,13 @@ def test_vote_and_proposal_vectors_verify(vectors):
     vote.verify(v["chain_id"])
     p = vectors["proposal-1"]
     proposal = Proposal(p["height"], p["round"], p["pol_round"], bytes.fromhex(p["block_hash"]),
-                        b"block bytes are not signed", bytes.fromhex(p["proposer"]),
+                        bytes.fromhex(p["block_hex"]), bytes.fromhex(p["proposer"]),
                         bytes.fromhex(p["signature"]))
     proposal.verify(p["chain_id"])
+    # The block bytes are signed (through their digest): other bytes under the same
+    # signature do not verify.
+    with pytest.raises(InvalidMessage):
+        replace(proposal, block=proposal.block + b"!").verify(p["chain_id"])
 
 
 def independent_state_verify(root_hex: str, contract: str, key: str, value_bytes_hex: str | None,
