@@ -72,6 +72,11 @@ class Header:
             header = cls(**{name: obj[name] for name in _HEADER_FIELDS})
         except KeyError as exc:
             raise BlockError(f"header field missing: {exc.args[0]}") from None
+        if len(obj) != len(_HEADER_FIELDS):
+            # Exactly these fields: the hash covers only them, so any other field would be
+            # bytes that travel (and were stored) under a hash that does not vouch for them.
+            extra = sorted(str(k) for k in obj if k not in _HEADER_FIELDS)
+            raise BlockError(f"header has unknown fields: {extra}")
         header.validate_basic()
         return header
 

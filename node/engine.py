@@ -409,6 +409,8 @@ class Engine:
         # Verify the previous block's certificate carried in this one.
         if header.last_commit_hash != compute_last_commit_hash(block.last_commit):
             raise BlockError("last_commit_hash does not match last_commit")
+        if height == 0 and block.last_commit is not None:
+            raise BlockError("the first block carries no certificate")
         if height >= 1:
             if block.last_commit is None:
                 raise BlockError("block must carry the previous block's certificate")

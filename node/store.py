@@ -246,7 +246,7 @@ class LedgerStore:
         tree = StateTree(tree_cache_entries)
         delta = tree.preview(dict(state), self.leaves)
         self.state.clear()
-        with self.db.write_batch(sync=True) as batch:
+        with self.db.write_batch(sync=True, transaction=True) as batch:
             for key, value in state.items():
                 batch.put(STATE_PREFIX + key, value)
             for key, vhash in delta.leaf_writes.items():
@@ -328,14 +328,14 @@ class LedgerStore:
         return value
 
     def delete_prefix(self, prefix: bytes) -> None:
-        with self.db.write_batch() as batch:
+        with self.db.write_batch(transaction=True) as batch:
             for key in self.db.iterator(prefix=prefix, include_value=False):
                 batch.delete(key)
 
     def delete_records(self, keys: Iterable[bytes]) -> None:
         """Delete these keys in one (unsynced) batch. Cheaper than :meth:`delete_prefix`
         for keys that are rewritten often: no iterator steps over their deleted versions."""
-        with self.db.write_batch() as batch:
+        with self.db.write_batch(transaction=True) as batch:
             for key in keys:
                 batch.delete(key)
 
@@ -371,7 +371,7 @@ class LedgerStore:
     def _write_block(self, block: Block, commit: Any, receipts: Sequence[Receipt],
                      state_writes: Mapping[bytes, bytes | None], delta: StateDelta) -> None:
         height = block.height
-        with self.db.write_batch(sync=True) as batch:
+        with self.db.write_batch(sync=True, transaction=True) as batch:
             batch.put(height_key(b"b/", height), block.encoded)
             batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
             batch.put(height_key(b"c/", height), canonical.encode(commit))

@@ -326,3 +326,73 @@ def test_a_block_whose_diff_does_not_fit_starts_the_next_answer_with_it(tmp_path
     assert [len(item) for item in served] == [3] * 8  # every block with its diff
     assert all(item[2] == diffs.wire(h) for h, item in enumerate(served, 1))
     store.close()
+
+
+def test_a_commit_that_fails_midway_writes_nothing(tmp_path, monkeypatch):
+    """Regression: plyvel writes a batch even when its ``with`` block raises (unless asked
+    for a transaction), so a commit failing halfway (a receipt that cannot be encoded, an
+    out-of-memory) left the block's first records on disk: transaction index entries for a
+    block never committed, after which those transactions were refused as "already
+    committed" forever."""
+    import pytest
+
+    from node.execution import Receipt
+
+    genesis = make_genesis()
+    path = str(tmp_path / "data")
+    store, engine = open_engine(path, genesis)
+    admin, validator = seed_key("admin"), seed_key("v0")
+    txs = [add_member_tx(admin, f"m{i}", i) for i in range(3)]
+    block = engine.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                               txs=txs, last_commit=None)
+    cert = certify(1, block.hash, [validator])
+    calls = {"n": 0}
+    original = Receipt.encoded.func  # the cached_property's function
+
+    def failing(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise MemoryError("simulated failure halfway through the batch")
+        return original(self)
+
+    result = engine._results[block.hash][1]
+    for receipt in result.receipts:
+        receipt.__dict__.pop("encoded", None)
+    monkeypatch.setattr(Receipt, "encoded", property(failing))
+    with pytest.raises(MemoryError):
+        engine.commit(block, cert)
+    monkeypatch.undo()
+    assert store.height == 0
+    assert not any(store.has_tx(tx.hash) for tx in txs)
+    assert store.get_block_bytes(1) is None
+    store.close()
+    reopened, _ = open_engine(path, genesis)
+    assert reopened.height == 0 and not any(reopened.has_tx(tx.hash) for tx in txs)
+    reopened.close()
+
+
+def test_bytes_a_block_hash_does_not_cover_are_refused(tmp_path):
+    """From a review: a header with an extra field decoded to the same hash (the hash covers
+    the known fields only), and the first block could carry any ``last_commit``: bytes
+    that travel and are stored under a hash or certificate that does not vouch for them."""
+    import pytest
+
+    from node.block import Block, BlockError
+
+    genesis = make_genesis()
+    _, engine = open_engine(str(tmp_path / "a"), genesis)
+    admin, validator = seed_key("admin"), seed_key("v0")
+    block = engine.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                               txs=[add_member_tx(admin, "x", 1)], last_commit=None)
+    obj = block.to_obj()
+    padded = {**obj, "header": {**obj["header"], "note": "padding"}}
+    with pytest.raises(BlockError, match="unknown fields"):
+        Block.decode(canonical.encode(padded))
+    # A proposer's first block with a made-up certificate (and a header that commits to it).
+    _, other = open_engine(str(tmp_path / "c"), genesis)
+    junk_commit = other.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                                    txs=[add_member_tx(admin, "x", 1)],
+                                    last_commit={"junk": 1})
+    _, fresh = open_engine(str(tmp_path / "b"), genesis)
+    with pytest.raises(BlockError, match="first block"):
+        fresh.validate_block(Block.decode(junk_commit.encoded))
