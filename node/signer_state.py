@@ -130,7 +130,11 @@ class SignerStateFile:
     def save(self, state: GuardState) -> None:
         data = canonical.encode(state.to_obj())
         if (self._sequence is None or self._fd is None
-                or len(data) + _OVERHEAD > self._slot_size):
+                or len(data) + _OVERHEAD > self._slot_size
+                or os.fstat(self._fd).st_nlink == 0):
+            # (st_nlink 0: the file we hold was replaced or removed behind our back, say by
+            # an operator restoring a backup; writing into the old inode would leave the
+            # path with a stale record. Rewrite the path instead, as every save once did.)
             self._create(data)
             return
         sequence = self._sequence + 1

@@ -131,3 +131,19 @@ def test_a_state_that_outgrows_its_slots_moves_to_larger_ones(tmp_path):
     reloaded.save(state(3, entries=200))
     reloaded.save(state(4))
     assert SignerStateFile(path).load() == state(4)
+
+
+def test_a_file_replaced_behind_the_nodes_back_is_rewritten_at_the_next_save(tmp_path):
+    """The node holds the file open and writes slots in place; if the path is replaced
+    meanwhile (an operator restoring an old copy, against the advice of operations.md), the
+    next save must land on the path, not in the replaced file nobody will read again."""
+    path = tmp_path / "signer-state.bin"
+    guard = SignerStateFile(path)
+    guard.save(state(1))
+    old_copy = path.read_bytes()
+    guard.save(state(2))
+    restored = tmp_path / "restored.bin"
+    restored.write_bytes(old_copy)
+    restored.replace(path)  # the path now holds height 1's record, in another file
+    guard.save(state(3))
+    assert SignerStateFile(path).load() == state(3)
