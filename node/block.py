@@ -157,7 +157,12 @@ class Block:
             obj = canonical.decode(data)
         except canonical.CanonicalError as exc:
             raise BlockError(str(exc)) from None
-        return cls.from_obj(obj, known)
+        block = cls.from_obj(obj, known)
+        # ``data`` is canonical and from_obj keeps every part as it came (the header has
+        # exactly its fields, each transaction its own bytes), so re-encoding would give
+        # ``data`` back: keep it instead (~1 ms per full block on every validator).
+        block.__dict__["encoded"] = bytes(data)
+        return block
 
 
 KnownTx = Callable[[bytes], "Transaction | None"]

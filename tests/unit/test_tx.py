@@ -147,6 +147,26 @@ def test_block_decode_reuses_transactions_the_node_already_holds():
     assert block.txs[2] is not txs[2] and block.txs[2] == txs[2]
 
 
+def test_a_decoded_block_keeps_the_bytes_it_came_from_and_they_re_encode_the_same():
+    """Block.decode keeps ``data`` as ``encoded`` instead of re-encoding a ~1 MB block; that
+    is sound only because re-encoding gives exactly ``data`` back (canonical form)."""
+    from node.block import Block, Header
+    from tests.ledger_support import certify, seed_key
+
+    txs = [Transaction.create(KEY, "chain-a", "membership", "add_member", {"i": i}, i)
+           for i in range(4)]
+    for last_commit in (None, certify(1, b"\7" * 32, [seed_key("v0"), seed_key("v1")])):
+        header = Header(chain_id="chain-a", height=2, time_ms=1, prev_hash=b"\0" * 32,
+                        proposer=b"\1" * 32, txs_root=b"\2" * 32, state_root=b"\3" * 32,
+                        results_root=b"\4" * 32, last_commit_hash=b"\5" * 32,
+                        validators_hash=b"\6" * 32)
+        data = Block(header, tuple(txs), last_commit).encoded
+        for known in (None, {tx.hash: tx for tx in txs[:2]}.get):
+            block = Block.decode(data, known=known)
+            assert block.encoded == data
+            assert canonical.encode(block.to_obj()) == data
+
+
 def test_result_leaf_spliced_from_receipt_bytes_equals_the_canonical_leaf():
     from hypothesis import given, settings
     from hypothesis import strategies as st
