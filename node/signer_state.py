@@ -8,9 +8,10 @@ from an honest node. Kept beside the keys, the guard survives any operation on `
 Writes are durable before the signature leaves the process. The file holds two slots of
 one or more 4 KiB pages; each save writes the slot *not* holding the newest state
 (sequence number, length, the state's canonical bytes, SHA-256 over all of it) and
-``fdatasync``s it. A crash in the middle of a save can tear only the slot being written,
-whose signature never left the process; the other slot still holds the state before it.
-Loading takes the valid slot with the higher sequence number.
+``fdatasync``s it. A crash between saves leaves both slots whole, and loading takes the one
+with the higher sequence number. A slot torn by a crash *during* a save cannot be told
+apart from one damaged after its save (whose signature did leave), so, like any damage, it
+stops the node at start-up with a message instead of guessing (docs/operations.md).
 
 Why slots: the first format replaced the whole file each time (write a temporary file,
 fsync, rename, fsync the directory): under load that took 2.0–2.4 ms per save on average
@@ -23,7 +24,6 @@ first save after an upgrade.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import struct
 from pathlib import Path
@@ -46,7 +46,6 @@ def slot_size_for(state_size: int) -> int:
     the slots makes the next save rewrite the file with larger ones."""
     return -(-(state_size + _OVERHEAD) // PAGE) * PAGE
 
-log = logging.getLogger("jangbu.signer_state")
 
 
 class SignerStateError(RuntimeError):
@@ -84,8 +83,10 @@ class SignerStateFile:
         self._fd: int | None = None
         self._sequence: int | None = None  # of the newest slot; None: not in slots yet
         self._slot_size = PAGE
+        self._loaded = False
 
     def load(self) -> GuardState | None:
+        self._loaded = True
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -108,19 +109,22 @@ class SignerStateFile:
         size = len(raw) // 2
         parts = [raw[:size], raw[size:]]
         slots = [decode_slot(part) for part in parts]
-        whole = [slot for slot in slots if slot is not None]
+        whole = [(slot, index) for index, slot in enumerate(slots) if slot is not None]
         if not whole:
             if raw[:len(SLOT_MAGIC)] != SLOT_MAGIC and raw[size:size + len(SLOT_MAGIC)] \
                     != SLOT_MAGIC:
                 self._sequence = None
                 return raw  # not slots at all: a first-format value of that very length
             raise ValueError("neither slot is whole")
-        torn = [part for part, slot in zip(parts, slots, strict=True) if slot is None]
-        if any(part.strip(b"\x00") for part in torn):
-            # A save interrupted mid-write (its signature never left the process): the
-            # other slot is the state before it. Logged, since disk damage looks the same.
-            log.warning("%s: one slot is torn (an interrupted save); using the other", self.path)
-        sequence, state_bytes = max(whole)
+        if any(slot is None and part.strip(b"\x00") for part, slot in zip(parts, slots,
+                                                                           strict=True)):
+            # A save interrupted mid-write looks exactly like a slot damaged after its save
+            # was synced and its signature sent; only the first is safe to roll back from.
+            # So, as with any damage: refuse, and let the operator decide (operations.md).
+            raise ValueError("one slot is torn (an interrupted save, or disk damage)")
+        (sequence, state_bytes), index = max(whole)
+        if index != sequence % 2:
+            raise ValueError("the newest slot is not where its sequence number puts it")
         self._sequence = sequence
         self._slot_size = size
         if self._fd is None:
@@ -128,32 +132,47 @@ class SignerStateFile:
         return state_bytes
 
     def save(self, state: GuardState) -> None:
+        if not self._loaded and os.path.exists(self._path):
+            # Saving over a record never read would forget what it says was signed.
+            raise SignerStateError(f"{self.path}: load() it before saving over it")
         data = canonical.encode(state.to_obj())
         if (self._sequence is None or self._fd is None
-                or len(data) + _OVERHEAD > self._slot_size
-                or os.fstat(self._fd).st_nlink == 0):
-            # (st_nlink 0: the file we hold was replaced or removed behind our back, say by
-            # an operator restoring a backup; writing into the old inode would leave the
-            # path with a stale record. Rewrite the path instead, as every save once did.)
+                or len(data) + _OVERHEAD > self._slot_size or self._replaced()):
             self._create(data)
             return
         sequence = self._sequence + 1
-        os.pwrite(self._fd, encode_slot(sequence, data, self._slot_size),
-                  (sequence % 2) * self._slot_size)
+        slot = encode_slot(sequence, data, self._slot_size)
+        if os.pwrite(self._fd, slot, (sequence % 2) * self._slot_size) != len(slot):
+            raise OSError(f"{self.path}: short write")  # nothing released; next save rewrites
         os.fdatasync(self._fd)
         self._sequence = sequence
 
+    def _replaced(self) -> bool:
+        """True if the path no longer names the file we hold open (an operator moved it
+        aside, restored a copy, removed it): saves must then go to the path, not into a
+        file nobody will read again."""
+        assert self._fd is not None
+        held = os.fstat(self._fd)
+        try:
+            current = os.stat(self._path)
+        except FileNotFoundError:
+            return True
+        return (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino)
+
     def _create(self, data: bytes) -> None:
-        """Write the whole two-slot file atomically (the first save, or the first after
-        an upgrade from the one-value format): temporary file, fsync, rename, fsync the
-        directory. Later saves write one slot in place."""
+        """Write the whole two-slot file atomically (the first save, the first after an
+        upgrade from the one-value format, slots outgrown, the file replaced): temporary
+        file, fsync, rename, fsync the directory. Later saves write one slot in place."""
+        self.close()  # from here until the end, a failure leaves no stale descriptor
         sequence = 1 if self._sequence is None else self._sequence + 1
         size = max(self._slot_size, slot_size_for(len(data)))
         slots = [b"\x00" * size, b"\x00" * size]
         slots[sequence % 2] = encode_slot(sequence, data, size)
+        content = b"".join(slots)
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, b"".join(slots))
+            if os.write(fd, content) != len(content):
+                raise OSError(f"{self._tmp}: short write")
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -163,11 +182,10 @@ class SignerStateFile:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        if self._fd is not None:
-            os.close(self._fd)
         self._fd = os.open(self._path, os.O_RDWR)
         self._sequence = sequence
         self._slot_size = size
+        self._loaded = True
 
     def close(self) -> None:
         fd = getattr(self, "_fd", None)

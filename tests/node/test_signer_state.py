@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -79,13 +81,13 @@ def test_a_file_of_the_first_format_is_read_and_rewritten_in_slots(tmp_path):
     assert SignerStateFile(path).load() == state(42)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(saves=st.integers(1, 6), cut=st.integers(0, PAGE), garbage=st.booleans())
-def test_a_save_torn_by_a_crash_leaves_the_state_before_it(tmp_path_factory, saves, cut,
-                                                          garbage):
-    """A crash in the middle of a save writes part of one slot (the signature of that save
-    never left the process): loading must give the state saved before it, never an error
-    and never a state that was not fully written."""
+def test_a_torn_slot_stops_the_node_and_never_loads_a_state_not_fully_written(
+        tmp_path_factory, saves, cut, garbage):
+    """A crash in the middle of a save writes part of one slot. That cannot be told apart
+    from a slot damaged after its save was synced (its signature sent), so loading refuses
+    it, as it refuses any damage; a slot written whole, or not at all, loads."""
     path = tmp_path_factory.mktemp("torn") / "signer-state.bin"
     guard = SignerStateFile(path)
     for height in range(1, saves + 1):
@@ -95,13 +97,21 @@ def test_a_save_torn_by_a_crash_leaves_the_state_before_it(tmp_path_factory, sav
     data = canonical.encode(state(saves + 1).to_obj())
     slot = encode_slot(sequence, data, PAGE)
     written = bytes(b ^ 0x5A for b in slot[:cut]) if garbage else slot[:cut]
+    offset = (sequence % 2) * PAGE
+    before = path.read_bytes()[offset:offset + PAGE]
     with open(path, "r+b") as f:
-        f.seek((sequence % 2) * PAGE)
+        f.seek(offset)
         f.write(written)
-    loaded = SignerStateFile(path).load()
+    unchanged = path.read_bytes()[offset:offset + PAGE] == before
     # Whole once head, state and digest are all written (the rest is padding).
     whole = not garbage and cut >= 16 + len(data) + 32
-    assert loaded == (state(saves + 1) if whole else state(saves))
+    if whole:
+        assert SignerStateFile(path).load() == state(saves + 1)
+    elif unchanged:  # nothing written, or only bytes equal to those already there
+        assert SignerStateFile(path).load() == state(saves)
+    else:
+        with pytest.raises(SignerStateError, match="torn"):
+            SignerStateFile(path).load()
 
 
 def test_both_slots_damaged_refuses_to_load(tmp_path):
@@ -147,3 +157,64 @@ def test_a_file_replaced_behind_the_nodes_back_is_rewritten_at_the_next_save(tmp
     restored.replace(path)  # the path now holds height 1's record, in another file
     guard.save(state(3))
     assert SignerStateFile(path).load() == state(3)
+
+
+def test_a_file_moved_aside_and_replaced_by_a_copy_gets_the_next_save(tmp_path):
+    path = tmp_path / "signer-state.bin"
+    guard = SignerStateFile(path)
+    guard.save(state(1))
+    old_copy = path.read_bytes()
+    guard.save(state(2))
+    path.rename(tmp_path / "signer-state.bin.bak")  # moved aside: the node's file lives on
+    path.write_bytes(old_copy)  # and an old copy put in its place
+    guard.save(state(3))
+    assert SignerStateFile(path).load() == state(3)
+
+
+def test_a_failed_rewrite_leaves_no_stale_descriptor_behind(tmp_path, monkeypatch):
+    """From a review: the rewrite closed the old descriptor, then failed to open the new
+    file (too many open files, say), and kept the closed number; once another file reused
+    it, the next save wrote the guard's state into that file and reported success."""
+    import node.signer_state as module
+
+    path = tmp_path / "signer-state.bin"
+    guard = SignerStateFile(path)
+    guard.save(state(1))
+    real_open = os.open
+
+    def failing_open(name, flags, *args):
+        if os.fspath(name) == os.fspath(path) and flags & os.O_RDWR:
+            raise OSError(24, "Too many open files")
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(module.os, "open", failing_open)
+    with pytest.raises(OSError):
+        guard.save(state(2, entries=200))  # outgrows the slots: a rewrite
+    monkeypatch.undo()
+    victim = tmp_path / "victim.bin"
+    fd = os.open(victim, os.O_RDWR | os.O_CREAT)  # may reuse any closed number
+    try:
+        guard.save(state(3))
+        assert victim.read_bytes() == b""
+        assert SignerStateFile(path).load() == state(3)
+    finally:
+        os.close(fd)
+
+
+def test_a_newest_slot_out_of_its_place_is_refused(tmp_path):
+    path = tmp_path / "signer-state.bin"
+    guard = SignerStateFile(path)
+    guard.save(state(1))
+    guard.save(state(2))
+    raw = path.read_bytes()
+    path.write_bytes(raw[PAGE:] + raw[:PAGE])  # slots swapped by hand
+    with pytest.raises(SignerStateError, match="where its sequence"):
+        SignerStateFile(path).load()
+
+
+def test_saving_over_a_record_never_loaded_is_refused(tmp_path):
+    path = tmp_path / "signer-state.bin"
+    SignerStateFile(path).save(state(7))
+    with pytest.raises(SignerStateError, match="load"):
+        SignerStateFile(path).save(state(1))
+    assert SignerStateFile(path).load() == state(7)
