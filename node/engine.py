@@ -136,6 +136,7 @@ class PendingSignatures:
         self._cache = cache
         self._txs = txs
         self._verdicts = verdicts
+        self._finished = False
 
     @property
     def ready(self) -> bool:
@@ -148,12 +149,15 @@ class PendingSignatures:
 
     def finish(self) -> None:
         """Wait for the verdicts; remember the good ones, raise BlockError for the first
-        bad one in block order."""
+        bad one in block order. Once it has passed, calling it again does nothing."""
+        if self._finished:
+            return
         for tx, ok in zip(self._txs, self._verdicts.wait(), strict=True):
             if not ok:
                 raise BlockError(f"invalid transaction {tx.hash.hex()[:16]}: {E_BAD_SIGNATURE}:"
                                  " signature does not verify for this signer and body")
             self._cache.add(self._cache.key_of(tx))
+        self._finished = True
 
 
 class Engine:
