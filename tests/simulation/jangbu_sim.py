@@ -15,6 +15,10 @@ GST. Byzantine validators (at most ``k``):
   non-validator key, proposals from the wrong proposer, far-future votes; never votes
   properly (so it is also a silent validator);
 * ``silent``: never sends anything.
+* ``spoiler``: never votes or proposes; relays every proposal at once, ahead of the genuine
+  copy (it sees proposals first), with other block bytes under the proposer's signature.
+  Before proposals signed their bytes' digest, the first copy a validator got was the one
+  it judged: this alone stalled every round (10 of 10 seeds failed liveness).
 
 Invariants checked after each run: agreement, validity, no conflicting honest votes,
 liveness (every honest process commits ``heights`` heights before the deadline).
@@ -71,7 +75,7 @@ from consensus.types import (
 from consensus.wal import WalRecord, replay, wal_after_commit
 
 CHAIN_ID = "jangbu-sim"
-BEHAVIOURS = ("equivocator", "double_voter", "twins", "garbage", "silent")
+BEHAVIOURS = ("equivocator", "double_voter", "twins", "garbage", "silent", "spoiler")
 CORE_KINDS = frozenset({"honest", "twin", "equivocator", "double_voter"})
 
 SIM_PARAMS = ConsensusParams(
@@ -242,14 +246,23 @@ class Simulation:
             self._push(self.rng.randint(1, max_delay), "deliver", dst, 0, data)
 
     def _peers(self, pid: int) -> list[int]:
-        return [p.pid for p in self.procs if p.pid != pid and p.kind in CORE_KINDS]
+        return [p.pid for p in self.procs
+                if p.pid != pid and (p.kind in CORE_KINDS or p.kind == "spoiler")]
 
     def _send_all(self, pid: int, message: Message) -> None:
         data = canonical.encode(message_to_obj(message))
         for dst in self._peers(pid):
-            self._send(pid, dst, data)
+            if self.procs[dst].kind == "spoiler" and isinstance(message, Proposal):
+                # The worst case: the spoiler is closer to everyone than the proposer
+                # is, so its copies arrive first.
+                self._spoil(self.procs[dst], data)
+            else:
+                self._send(pid, dst, data)
 
     def _deliver(self, proc: Process, data: bytes) -> None:
+        if proc.kind == "spoiler":
+            self._spoil(proc, data)
+            return
         if not proc.alive or proc.core is None:
             return
         message = self._decoded.get(data)
@@ -264,6 +277,20 @@ class Simulation:
             VoteReceived(message) if isinstance(message, Vote) else ProposalReceived(message)
         )
         self._feed(proc, event)
+
+    def _spoil(self, proc: Process, data: bytes) -> None:
+        """Byzantine relay: a proposal goes on at once, with other bytes, same signature."""
+        try:
+            message = message_from_obj(canonical.decode(data))
+        except (InvalidMessage, canonical.CanonicalError):
+            return
+        if not isinstance(message, Proposal):
+            return
+        spoiled = canonical.encode(message_to_obj(replace(message, block=message.block + b"!")))
+        self.stats["spoiled_relays"] += 1
+        for dst in self._peers(proc.pid):
+            if self.procs[dst].kind != "spoiler":
+                self._push(0, "deliver", dst, 0, spoiled)
 
     # --- actions -------------------------------------------------------------------------
 

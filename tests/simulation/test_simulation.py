@@ -49,7 +49,8 @@ def test_many_seeds_n7(block: int) -> None:
         check(7, seed)
 
 
-@pytest.mark.parametrize("behaviour", ["equivocator", "double_voter", "twins", "garbage"])
+@pytest.mark.parametrize("behaviour", ["equivocator", "double_voter", "twins", "garbage",
+                                       "spoiler"])
 def test_each_byzantine_behaviour_alone(behaviour: str) -> None:
     for seed in range(10):
         result = run_seed(seed, SimConfig(n=4, behaviours=(behaviour,)))
