@@ -14,8 +14,7 @@ leaf/node hashes are domain-separated (0x00 / 0x01 prefixes), which rules out th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -51,7 +50,7 @@ def merkle_root(items: Sequence[bytes]) -> bytes:
     """Root over raw leaf data (computed by the compiled state-tree module when in use:
     two roots per block per node, ~2% of a node's CPU in Python)."""
     if _fast_root is not None:
-        root: bytes | None = _fast_root(items if type(items) is list else list(items))
+        root = _fast_root(items if type(items) is list else list(items))
         if root is not None:
             return root
     return merkle_root_pure(items)
@@ -62,22 +61,15 @@ def merkle_root_pure(items: Sequence[bytes]) -> bytes:
     return root_of_hashes([leaf_hash(item) for item in items])
 
 
-def use_compiled_root(enabled: bool) -> bool:
-    """Use ``node/_tree_speedups.c``'s root (if built) or Python's; True if in use. Switched
-    with the state tree's loops (``state_tree.use_compiled_tree``, ``JANGBU_PURE_TREE``)."""
+def use_compiled_root(root: Callable[[list[bytes]], bytes | None] | None) -> None:
+    """Compute roots with ``root`` (``node/_tree_speedups.c``'s ``merkle_root``: None when it
+    steps aside) or, given None, in Python. Set by node/state_tree.py, which loads the
+    compiled module and switches it with the tree's loops (``JANGBU_PURE_TREE``)."""
     global _fast_root
-    _fast_root = None
-    if enabled:
-        try:
-            from node import _tree_speedups  # type: ignore[attr-defined]
-        except ImportError:
-            return False
-        _fast_root = getattr(_tree_speedups, "merkle_root", None)
-    return _fast_root is not None
+    _fast_root = root
 
 
-_fast_root: Any = None
-use_compiled_root(True)
+_fast_root: Callable[[list[bytes]], bytes | None] | None = None
 
 
 def inclusion_proof(items: Sequence[bytes], index: int) -> list[bytes]:

@@ -41,6 +41,7 @@ def _load_compiled() -> Any:
 
 _compiled = _load_compiled()
 _fast = _compiled
+merkle.use_compiled_root(getattr(_fast, "merkle_root", None))  # block roots: same switch
 
 
 def use_compiled_tree(enabled: bool) -> bool:
@@ -51,7 +52,7 @@ def use_compiled_tree(enabled: bool) -> bool:
     """
     global _fast
     _fast = _compiled if enabled else None
-    merkle.use_compiled_root(_fast is not None)
+    merkle.use_compiled_root(getattr(_fast, "merkle_root", None))
     return _fast is not None
 
 DEPTH = 16
