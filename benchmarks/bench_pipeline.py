@@ -28,6 +28,7 @@ from nacl.signing import SigningKey
 
 from consensus import canonical
 from consensus.types import ValidatorSet
+from node.block import BLOCK_VERSION_SIGNED
 from node.engine import Engine, SignatureCache
 from node.execution import Receipt, committed_member_lookup
 from node.genesis import parse_genesis
@@ -57,6 +58,7 @@ def genesis():
                         "p2p": "127.0.0.1:1", "api": "http://127.0.0.1:2"}],
         "contracts": [{"name": name, "version": installed_version(name)}
                       for name in ("membership", "clearance")],
+        "consensus": {"block_version": BLOCK_VERSION_SIGNED},  # as devnets are made
     })
 
 
@@ -70,7 +72,8 @@ def open_engine(path: str, g, tree_cache_entries: int = DEFAULT_CACHE_ENTRIES):
     members = committed_member_lookup(store.state, lambda: store.height)  # as node/app.py
     engine = Engine(chain_id=CHAIN, contracts=contracts, store=store, tree=tree,
                     validators_hash=vset.hash(), validators=vset.validators,
-                    max_block_txs=100_000, max_block_bytes=64 * 1024 * 1024, sig_cache=cache,
+                    max_block_txs=100_000, max_block_bytes=64 * 1024 * 1024,
+                    block_version=g.params.block_version, sig_cache=cache,
                     committed_members=members)
     pool = Mempool(chain_id=CHAIN, contracts=contracts, is_committed=store.has_tx,
                    lookup_member=members, sig_cache=cache)

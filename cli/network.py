@@ -14,6 +14,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from cli.presets import BUSINESS_IDS, CONTRACTS
+from node.block import BLOCK_VERSION_SIGNED
 from node.config import render_config
 from node.genesis import parse_genesis
 from node.keys import write_key_file
@@ -70,7 +71,8 @@ def init_network(
         "validators": validators,
         "orgs": genesis_orgs,
         "contracts": [{"name": c, "version": versions[c]} for c in contracts],
-        "consensus": consensus or {},
+        # Block version 2: certified blocks pin their signatures (node/block.py).
+        "consensus": {"block_version": BLOCK_VERSION_SIGNED, **(consensus or {})},
     }
     parse_genesis(genesis)  # refuse to write a network that would not start
     text = json.dumps(genesis, indent=2) + "\n"

@@ -125,6 +125,7 @@ class Node:
             validators_hash=self.vset.hash(), validators=self.vset.validators,
             max_block_txs=self.genesis.params.max_block_txs,
             max_block_bytes=self.genesis.params.max_block_bytes,
+            block_version=self.genesis.params.block_version,
             verify_commit=certificate_verifier(self.chain_id, self.vset),
             sig_cache=self.sig_cache)
         if self.store.height and (engine_root_mismatch(self) or state_values_damaged(self)):

@@ -1,10 +1,11 @@
 """Block header and block: what consensus orders and the store keeps.
 
 The block hash is SHA-256 of the canonical header. The header commits to everything else:
-``txs_root`` (Merkle over transaction hashes), ``results_root`` (Merkle over receipts),
-``state_root`` (the authenticated state *after* this block), ``last_commit_hash`` (the
-certificate of the previous block carried in this one, like CometBFT's LastCommit) and
-``validators_hash``. A block's own certificate is stored beside it by the node.
+``txs_root`` (Merkle over the transactions, :func:`compute_txs_root`), ``results_root``
+(Merkle over receipts), ``state_root`` (the authenticated state *after* this block),
+``last_commit_hash`` (the certificate of the previous block carried in this one, like
+CometBFT's LastCommit) and ``validators_hash``. A block's own certificate is stored beside
+it by the node.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ as a proposal and as a block-sync answer."""
 ZERO_HASH = b"\x00" * 32
 
 E_BAD_BLOCK = "E_BAD_BLOCK"
+
+BLOCK_VERSION_HASHES = 1
+"""``txs_root`` over the transaction hashes alone: the certificate vouches for each body but
+not for its signature bytes, so every node checks every signature it is sent, synced blocks
+included. What a genesis without ``consensus.block_version`` means (chains made before
+version 2 keep the rule their blocks were certified under)."""
+BLOCK_VERSION_SIGNED = 2
+"""``txs_root`` over hash ‖ signature: a block's hash fixes its every byte, and a node
+syncing certified blocks need not check their signatures again (a quorum did)."""
+BLOCK_VERSIONS = (BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED)
 
 
 class BlockError(ValueError):
@@ -182,8 +193,19 @@ def _decode_tx(raw: Any, chain_id: str, known: KnownTx | None) -> Transaction:
     return Transaction.decode(raw)
 
 
-def compute_txs_root(txs: Sequence[Transaction]) -> bytes:
-    return merkle.merkle_root([tx.hash for tx in txs])
+def compute_txs_root(txs: Sequence[Transaction], version: int) -> bytes:
+    """The Merkle root over the block's transactions under the chain's block version.
+
+    Version 2 leaves are ``hash ‖ sig`` (96 bytes): the hash covers the signed body, and the
+    signature is appended so that a certified header pins the signature bytes too. Without
+    it a sync peer could hand over another signature (garbage, or the signer's second valid
+    one) under the same block hash.
+    """
+    if version == BLOCK_VERSION_SIGNED:
+        return merkle.merkle_root([tx.hash + tx.sig for tx in txs])
+    if version == BLOCK_VERSION_HASHES:
+        return merkle.merkle_root([tx.hash for tx in txs])
+    raise ValueError(f"unknown block version {version!r}")
 
 
 def result_leaf(tx_hash: bytes, receipt_obj: Mapping[str, Any]) -> bytes:

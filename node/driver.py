@@ -61,7 +61,7 @@ from consensus.types import (
 )
 from consensus.wal import WalRecord, replay, wal_after_commit
 from node.block import Block, BlockError
-from node.engine import Engine, ExecutionResult, certificate_verifier
+from node.engine import Engine, ExecutionResult
 from node.events import EventBus
 from node.genesis import Genesis
 from node.mempool import AdmissionError, Mempool
@@ -205,7 +205,6 @@ class ConsensusDriver:
         self.diffs = RecentDiffs()
         self.clock_ms = clock_ms
         self.vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
-        self._verify_certificate = certificate_verifier(self.chain_id, self.vset)
         self.pubkey = node_key.verify_key.encode()
         self.is_validator = self.pubkey in self.vset
         self.guard_file = guard_file
@@ -802,10 +801,9 @@ class ConsensusDriver:
             if block.height != self.store.height + 1:
                 break
             try:
-                # The diff path verifies the certificate itself (Engine.apply_certified_diff).
+                # Either way the engine verifies the certificate itself.
                 if not (diff and self._apply_diff(block, cert, diff[0], event.sender)):
-                    self._verify_certificate(block.height, block.hash, cert)
-                    self.engine.validate_block(block)
+                    self.engine.validate_block(block, certificate=cert)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self._count_rejected_sync(event.sender, exc)
                 refused = True

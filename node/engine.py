@@ -19,6 +19,7 @@ from consensus.types import Commit, ValidatorSet, verify_commit
 from contracts.sdk import Call, Contract
 from node import merkle, sigcheck
 from node.block import (
+    BLOCK_VERSION_SIGNED,
     ZERO_HASH,
     Block,
     BlockError,
@@ -127,6 +128,14 @@ class SignatureCache:
         verdicts = sigcheck.start([(tx.signer, tx.signed_bytes, tx.sig) for tx in unchecked])
         return PendingSignatures(self, unchecked, verdicts)
 
+    def vouched(self, txs: Sequence[Transaction], chain_id: str) -> PendingSignatures:
+        """Nothing to check: a verified certificate whose header pins the signature bytes
+        (block version 2) says a quorum, so at least one honest validator, checked them
+        before voting. Only the shape of each transaction is checked (raises TxError)."""
+        for tx in txs:
+            tx.validate_basic(chain_id)
+        return PendingSignatures(self, [], sigcheck.start([]))
+
 
 class PendingSignatures:
     """Signature checks under way for one block (see :meth:`SignatureCache.begin`)."""
@@ -174,6 +183,7 @@ class Engine:
         validators: Sequence[bytes],
         max_block_txs: int,
         max_block_bytes: int,
+        block_version: int,
         verify_commit: CommitVerifier | None = None,
         sig_cache: SignatureCache | None = None,
         is_prechecked: Callable[[bytes], bool] | None = None,
@@ -187,6 +197,7 @@ class Engine:
         self.validators = set(validators)
         self.max_block_txs = max_block_txs
         self.max_block_bytes = max_block_bytes
+        self.block_version = block_version
         self.verify_commit = verify_commit
         # `is None`, not `or`: an empty cache has len() 0 and is falsy, and `or` once swapped
         # the node's shared (still empty at start) cache for a private one, so the mempool
@@ -198,9 +209,9 @@ class Engine:
         # node shares the mempool's); None reads every signer's record for every call.
         self.committed_members = committed_members
         # Block hash -> (the bytes of the block that passed every check, its result). The
-        # bytes matter: the hash covers transaction bodies, not signatures, so two blocks
-        # with one hash may differ in signature bytes, and only the checked one may be
-        # committed without checking again (see commit).
+        # bytes matter under block version 1: the hash covers transaction bodies, not
+        # signatures, so two blocks with one hash may differ in signature bytes, and only
+        # the checked one may be committed without checking again (see commit).
         self._results: dict[bytes, tuple[bytes, ExecutionResult]] = {}
         self._tip: tuple[int, bytes, int] | None = None
 
@@ -259,7 +270,7 @@ class Engine:
             time_ms=time_ms,
             prev_hash=prev_hash,
             proposer=proposer,
-            txs_root=compute_txs_root(chosen),
+            txs_root=compute_txs_root(chosen, self.block_version),
             state_root=result.state_root,
             results_root=result.results_root,
             last_commit_hash=compute_last_commit_hash(last_commit),
@@ -287,18 +298,23 @@ class Engine:
         return chosen
 
     def validate_block(self, block: Block, *, now_ms: int | None = None,
-                       max_future_ms: int = 30_000) -> ExecutionResult:
+                       max_future_ms: int = 30_000, certificate: Any = None) -> ExecutionResult:
         """Every check a validator makes before it prevotes; raises BlockError.
 
         Re-executes the transactions and compares the roots with the header. Block sync
-        runs it too, signatures included even though the block's certificate verified: a
-        transaction's hash, and so ``txs_root`` and the certified header, covers its signed
-        body but not its signature, so a certificate says nothing about the signature
-        bytes a sync peer sends (the signature cache keeps this to one check per
-        transaction: a block proposed to us was checked when it was proposed).
+        runs it too, with the block's ``certificate`` (verified here). Whether that spares
+        the signature checks depends on the block version: under version 2 ``txs_root``
+        covers each signature, so the certified header vouches for the very bytes sent
+        (:meth:`SignatureCache.vouched`); under version 1 it covers the signed bodies but
+        not the signatures, so a certificate says nothing about the signature bytes a sync
+        peer sends, and every one is checked (the signature cache keeps this to one check
+        per transaction: a block proposed to us was checked when it was proposed).
         """
         cached = self._results.get(block.hash)
-        signatures = self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms)
+        if certificate is not None:
+            self._verify_certificate(block, certificate)
+        signatures = self._check_block(block, now_ms=now_ms, max_future_ms=max_future_ms,
+                                       certified=certificate is not None)
         header = block.header
         try:
             if signatures.ready:  # known already: a bad one costs no execution
@@ -337,13 +353,8 @@ class Engine:
         are checked against ``results_root`` the same way. Every check of
         :meth:`validate_block` but execution runs as well.
         """
-        if self.verify_commit is None:
-            raise BlockError("diff: no certificate verifier configured")
-        try:
-            self.verify_commit(block.height, block.hash, certificate)
-        except Exception as exc:  # any failure of the remote certificate is theirs
-            raise BlockError(f"diff: certificate does not verify: {exc}") from None
-        signatures = self._check_block(block)  # signatures included: see validate_block
+        self._verify_certificate(block, certificate, what="diff: ")
+        signatures = self._check_block(block, certified=True)  # see validate_block
         try:
             result = self._result_from_diff(block, receipts, writes)
             signatures.finish()
@@ -389,10 +400,22 @@ class Engine:
         return ExecutionResult(tuple(decoded), state_writes, delta, results_root,
                                executed=False)
 
+    def _verify_certificate(self, block: Block, certificate: Any, what: str = "") -> None:
+        """Raise BlockError unless ``certificate`` is a quorum's for this very block."""
+        if self.verify_commit is None:
+            raise BlockError(f"{what}no certificate verifier configured")
+        try:
+            self.verify_commit(block.height, block.hash, certificate)
+        except Exception as exc:  # any failure of the remote certificate is theirs
+            raise BlockError(f"{what}certificate does not verify: {exc}") from None
+
     def _check_block(self, block: Block, *, now_ms: int | None = None,
-                     max_future_ms: int = 30_000) -> PendingSignatures:
+                     max_future_ms: int = 30_000, certified: bool = False) -> PendingSignatures:
         """Every check of :meth:`validate_block` that needs no execution; the signature
-        checks are started, and the caller finishes them before it trusts the block."""
+        checks are started, and the caller finishes them before it trusts the block.
+
+        ``certified``: the caller verified a certificate for this block hash (only then
+        may a block version that pins signatures spare their checks)."""
         header = block.header
         height, prev_hash, prev_time = self.tip()
         # Verify the block extends our chain.
@@ -428,7 +451,7 @@ class Engine:
             raise BlockError("too many transactions")
         if sum(len(tx.encoded) for tx in block.txs) > self.max_block_bytes:
             raise BlockError("block too large")
-        if header.txs_root != compute_txs_root(block.txs):
+        if header.txs_root != compute_txs_root(block.txs, self.block_version):
             raise BlockError("txs_root does not match the transactions")
         seen: set[bytes] = set()
         for tx in block.txs:
@@ -438,6 +461,8 @@ class Engine:
             if self.store.has_tx(tx.hash):
                 raise BlockError("block replays a committed transaction")
         try:
+            if certified and self.block_version == BLOCK_VERSION_SIGNED:
+                return self.sig_cache.vouched(block.txs, self.chain_id)
             return self.sig_cache.begin(block.txs, self.chain_id)
         except TxError as exc:
             raise BlockError(f"invalid transaction in block: {exc}") from None

@@ -19,7 +19,7 @@ from typing import Any
 from consensus import canonical
 from consensus.core import ConsensusParams as CoreParams
 from contracts import membership
-from node.block import MAX_BLOCK_BYTES
+from node.block import BLOCK_VERSION_HASHES, BLOCK_VERSIONS, MAX_BLOCK_BYTES
 from node.state import state_key
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -47,6 +47,10 @@ class ConsensusParams:
     max_block_txs: int = 1000  # bounds the time one block takes to execute (~0.2 s)
     max_block_bytes: int = 3 * 1024 * 1024  # a proposal must fit a 4 MiB canonical message
     empty_block_interval_ms: int = 0  # 0: never make empty blocks while idle
+    # What txs_root covers (node/block.py): 1 = transaction hashes, 2 = hash + signature.
+    # Absent means 1, the rule of every chain made before version 2 existed; new networks
+    # are written with 2 (cli/network.py).
+    block_version: int = BLOCK_VERSION_HASHES
 
     def to_obj(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -199,6 +203,8 @@ def parse_genesis(obj: Any) -> Genesis:
     _require(params.max_block_txs >= 1, "consensus.max_block_txs", "must be at least 1")
     _require(1 <= params.max_block_bytes <= MAX_BLOCK_BYTES, "consensus.max_block_bytes",
              f"must be between 1 and {MAX_BLOCK_BYTES} (a block must fit one message)")
+    _require(params.block_version in BLOCK_VERSIONS, "consensus.block_version",
+             f"must be one of {', '.join(map(str, BLOCK_VERSIONS))}")
 
     try:
         canonical.encode(obj)

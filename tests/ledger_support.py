@@ -12,6 +12,7 @@ from nacl.signing import SigningKey
 
 from consensus import canonical
 from consensus.types import Commit, Height, Round, ValidatorSet, Vote, VoteType
+from node.block import BLOCK_VERSION_SIGNED
 from node.engine import Engine, certificate_verifier
 from node.genesis import Genesis, parse_genesis
 from node.registry import load_contracts
@@ -26,7 +27,9 @@ def seed_key(name: str) -> SigningKey:
     return SigningKey(canonical.digest(name.encode()))
 
 
-def make_genesis(validator_names: list[str] | None = None) -> Genesis:
+def make_genesis(validator_names: list[str] | None = None, *,
+                 block_version: int = BLOCK_VERSION_SIGNED) -> Genesis:
+    """A one-organisation chain; ``block_version`` as new networks get it unless given."""
     names = validator_names or ["v0"]
     admin = seed_key("admin")
     return parse_genesis({
@@ -41,6 +44,7 @@ def make_genesis(validator_names: list[str] | None = None) -> Genesis:
                   "keys": [{"pubkey": admin.verify_key.encode().hex(),
                             "roles": ["operator", "admin"]}]}],
         "contracts": [{"name": "membership", "version": "1"}],
+        "consensus": {"block_version": block_version},
     })
 
 
@@ -56,6 +60,7 @@ def open_engine(path: str, genesis: Genesis) -> tuple[LedgerStore, Engine]:
                     store=store, tree=tree, validators_hash=vset.hash(),
                     validators=vset.validators, max_block_txs=genesis.params.max_block_txs,
                     max_block_bytes=genesis.params.max_block_bytes,
+                    block_version=genesis.params.block_version,
                     verify_commit=certificate_verifier(genesis.chain_id, vset))
     return store, engine
 

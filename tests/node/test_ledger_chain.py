@@ -7,7 +7,13 @@ import pytest
 from consensus import canonical
 from consensus.types import Commit, ValidatorSet, verify_commit
 from node import merkle
-from node.block import compute_last_commit_hash, compute_txs_root, result_leaf
+from node.block import (
+    BLOCK_VERSION_HASHES,
+    BLOCK_VERSION_SIGNED,
+    compute_last_commit_hash,
+    compute_txs_root,
+    result_leaf,
+)
 from node.state import state_key
 from node.state_tree import verify_state_proof
 from node.tx import Transaction
@@ -61,7 +67,7 @@ def test_hundred_blocks_verify_after_reopen(tmp_path):
         commit = Commit.from_obj(store.get_commit(h))
         assert commit.block_hash == block.hash
         verify_commit(CHAIN_ID, vset, commit)
-        assert block.header.txs_root == compute_txs_root(block.txs)
+        assert block.header.txs_root == compute_txs_root(block.txs, BLOCK_VERSION_SIGNED)
         assert block.header.last_commit_hash == compute_last_commit_hash(block.last_commit)
         receipts = store.receipts_of(h)
         pairs = zip(block.txs, receipts, strict=True)
@@ -144,11 +150,13 @@ def test_a_synced_block_still_fails_on_wrong_state_root(tmp_path):
 @pytest.mark.parametrize("count", [2, 40])  # 40: checked on the worker thread (sigcheck)
 def test_a_certified_block_whose_transaction_signature_was_swapped_is_refused(tmp_path, count):
     """Regression: block sync skipped signature checks on certified blocks, reasoning that
-    the quorum had checked them. But a transaction's hash (and so ``txs_root``, and so the
-    certified header) covers its signed body, not its signature: a sync peer could swap
-    a signature for garbage, and the block, its certificate and its roots still checked
-    out. The node then stored and served transactions whose signatures do not verify.
-    Both ways a synced block is taken (executed, or from a diff) must refuse it."""
+    the quorum had checked them. But under block version 1 a transaction's hash (and so
+    ``txs_root``, and so the certified header) covers its signed body, not its signature:
+    a sync peer could swap a signature for garbage, and the block, its certificate and its
+    roots still checked out. The node then stored and served transactions whose signatures
+    do not verify. Both ways a synced block is taken (executed, or from a diff) must
+    refuse it: by checking the signature under version 1, by ``txs_root`` under version 2
+    (where the signatures are then not checked again)."""
     import os
     from dataclasses import replace
 
@@ -158,40 +166,118 @@ def test_a_certified_block_whose_transaction_signature_was_swapped_is_refused(tm
 
     if count >= sigcheck.MIN_BACKGROUND and (sigcheck._compiled or os.environ.get("CI")):
         assert sigcheck.background_checks(), "this case is meant for the worker thread"
-    genesis = make_genesis()
+    for version, refusal in ((BLOCK_VERSION_HASHES, "signature"),
+                             (BLOCK_VERSION_SIGNED, "txs_root")):
+        genesis = make_genesis(block_version=version)
+        _, source = open_engine(str(tmp_path / f"source-{version}"), genesis)
+        admin, validator = seed_key("admin"), seed_key("v0")
+        block = source.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                                   txs=[add_member_tx(admin, f"m{i}", i) for i in range(count)],
+                                   last_commit=None)
+        cert = certify(1, block.hash, [validator])
+        result = source.commit(block, cert)
+        diffs = RecentDiffs()
+        diffs.remember(1, result.state_writes, result.receipts)
+
+        victim = block.txs[-1]
+        forged_tx = replace(victim, sig=bytes(64))  # same body, so the same hash
+        assert forged_tx.hash == victim.hash and forged_tx.encoded != victim.encoded
+        forged = Block.decode(Block(block.header, (*block.txs[:-1], forged_tx), None).encoded)
+        assert forged.hash == block.hash  # the certificate still fits its header
+
+        for name in ("executed", "from its diff"):
+            path = tmp_path / f"{version}-{name.replace(' ', '-')}"
+            store, target = open_engine(str(path), genesis)
+            with pytest.raises(BlockError, match=refusal):
+                if name == "executed":
+                    target.validate_block(forged, certificate=cert)
+                else:
+                    receipts, writes = diff_from_wire(diffs.wire(1))
+                    target.apply_certified_diff(forged, cert, receipts, writes)
+            # The genuine block still goes through either way.
+            if name == "executed":
+                target.validate_block(Block.decode(block.encoded), certificate=cert)
+            else:
+                receipts, writes = diff_from_wire(diffs.wire(1))
+                target.apply_certified_diff(Block.decode(block.encoded), cert, receipts, writes)
+            target.commit(Block.decode(block.encoded), cert)
+            assert store.get_block_bytes(1) == block.encoded
+            store.close()
+
+
+def _count_signature_checks(monkeypatch) -> list[int]:
+    """Patch every path an Ed25519 check of a transaction takes; the list counts them."""
+    from node import sigcheck
+    from node.tx import Transaction as Tx
+
+    calls = [0]
+    start, check = sigcheck.start, Tx.check
+
+    def counting_start(items):
+        calls[0] += len(items)
+        return start(items)
+
+    def counting_check(self, chain_id):
+        calls[0] += 1
+        return check(self, chain_id)
+
+    monkeypatch.setattr(sigcheck, "start", counting_start)
+    monkeypatch.setattr(Tx, "check", counting_check)
+    return calls
+
+
+@pytest.mark.parametrize("version", [BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED])
+def test_synced_blocks_skip_signature_checks_only_where_the_certificate_pins_them(
+        tmp_path, monkeypatch, version):
+    """Block version 2 puts each signature under ``txs_root``, so a verified certificate
+    vouches for the signature bytes and catch-up skips ~half its CPU. Without the
+    certificate (a proposal) and under version 1, every signature is still checked."""
+    from node.block import Block
+    from node.recent_diffs import RecentDiffs, diff_from_wire
+
+    genesis = make_genesis(block_version=version)
     _, source = open_engine(str(tmp_path / "source"), genesis)
     admin, validator = seed_key("admin"), seed_key("v0")
     block = source.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
-                               txs=[add_member_tx(admin, f"m{i}", i) for i in range(count)],
+                               txs=[add_member_tx(admin, f"m{i}", i) for i in range(30)],
                                last_commit=None)
     cert = certify(1, block.hash, [validator])
     result = source.commit(block, cert)
     diffs = RecentDiffs()
     diffs.remember(1, result.state_writes, result.receipts)
+    calls = _count_signature_checks(monkeypatch)
+    expected = 0 if version == BLOCK_VERSION_SIGNED else 30
 
-    victim = block.txs[-1]
-    forged_tx = replace(victim, sig=bytes(64))  # same body, so the same hash
-    assert forged_tx.hash == victim.hash and forged_tx.encoded != victim.encoded
-    forged = Block.decode(Block(block.header, (*block.txs[:-1], forged_tx), None).encoded)
-    assert forged.hash == block.hash  # the certificate still fits it
+    _, executed = open_engine(str(tmp_path / "executed"), genesis)
+    executed.validate_block(Block.decode(block.encoded), certificate=cert)
+    assert calls[0] == expected
+    _, from_diff = open_engine(str(tmp_path / "diff"), genesis)
+    receipts, writes = diff_from_wire(diffs.wire(1))
+    from_diff.apply_certified_diff(Block.decode(block.encoded), cert, receipts, writes)
+    assert calls[0] == 2 * expected
+    _, proposed = open_engine(str(tmp_path / "proposed"), genesis)
+    proposed.validate_block(Block.decode(block.encoded))  # no certificate: a proposal
+    assert calls[0] == 2 * expected + 30
 
-    for name in ("executed", "from its diff"):
-        store, target = open_engine(str(tmp_path / name.replace(" ", "-")), genesis)
-        with pytest.raises(BlockError, match="signature"):
-            if name == "executed":
-                target.validate_block(forged)
-            else:
-                receipts, writes = diff_from_wire(diffs.wire(1))
-                target.apply_certified_diff(forged, cert, receipts, writes)
-        # The genuine block still goes through either way.
-        if name == "executed":
-            target.validate_block(Block.decode(block.encoded))
-        else:
-            receipts, writes = diff_from_wire(diffs.wire(1))
-            target.apply_certified_diff(Block.decode(block.encoded), cert, receipts, writes)
-        target.commit(Block.decode(block.encoded), cert)
-        assert store.get_block_bytes(1) == block.encoded
-        store.close()
+
+def test_a_synced_block_with_a_certificate_for_another_block_is_refused(tmp_path):
+    """The certificate handed to validate_block is verified there: it must be a quorum's
+    for this very block, or the signatures it would spare are checked by nobody."""
+    from node.block import Block, BlockError
+
+    genesis = make_genesis()
+    _, source = open_engine(str(tmp_path / "source"), genesis)
+    admin, validator = seed_key("admin"), seed_key("v0")
+    block = source.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                               txs=[add_member_tx(admin, "m", 1)], last_commit=None)
+    _, target = open_engine(str(tmp_path / "target"), genesis)
+    for cert in (certify(1, b"\x07" * 32, [validator]),  # another block
+                 certify(1, block.hash, [seed_key("stranger")]),  # not the validators
+                 {"nonsense": True}):
+        with pytest.raises(BlockError, match="certificate"):
+            target.validate_block(Block.decode(block.encoded), certificate=cert)
+    target.validate_block(Block.decode(block.encoded), certificate=certify(1, block.hash,
+                                                                           [validator]))
 
 
 def full_blocks(path: str, count: int = 8):

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cli.network import init_network
 from cli.presets import CONTRACTS, PRESETS
 from consensus.types import ValidatorSet
 from node.app import Node
+from node.block import BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED
 from node.config import load_config
 from node.engine import Engine, SignatureCache, certificate_verifier
 from node.registry import load_contracts
 from node.store import LedgerStore
 from tests.ledger_support import T0, add_member_tx, make_genesis, open_engine, seed_key
+
+# A copy of a block with a signature swapped keeps the block hash under version 1 and is
+# caught by the signature check; under version 2 the hash covers the signature, and the
+# copy no longer matches its header's txs_root.
+SWAP_REFUSED_BY = [(BLOCK_VERSION_HASHES, "signature"), (BLOCK_VERSION_SIGNED, "txs_root")]
 
 
 def test_a_started_node_shares_one_cache_between_mempool_and_engine(tmp_path: Path) -> None:
@@ -46,7 +54,7 @@ def test_an_empty_cache_given_to_the_engine_is_the_one_it_fills(tmp_path: Path) 
         engine = Engine(chain_id=genesis.chain_id, contracts=load_contracts(genesis.contracts),
                         store=store, tree=tree, validators_hash=vset.hash(),
                         validators=vset.validators, max_block_txs=100,
-                        max_block_bytes=1 << 20,
+                        max_block_bytes=1 << 20, block_version=genesis.params.block_version,
                         verify_commit=certificate_verifier(genesis.chain_id, vset),
                         sig_cache=cache)
         assert engine.sig_cache is cache
@@ -61,18 +69,17 @@ def test_an_empty_cache_given_to_the_engine_is_the_one_it_fills(tmp_path: Path) 
         proposer_store.close()
 
 
+@pytest.mark.parametrize("version,refusal", SWAP_REFUSED_BY)
 def test_a_proposal_cannot_pass_off_a_swapped_signature_as_one_already_checked(
-        tmp_path: Path) -> None:
+        tmp_path: Path, version: int, refusal: str) -> None:
     """Regression: the cache was keyed by the transaction hash, which covers the signed
     body but not ``sig``. A validator that had admitted a transaction accepted a proposal
     carrying it with a garbage signature (the cache said "verified"), and stored it so."""
     from dataclasses import replace
 
-    import pytest
-
     from node.block import Block, BlockError
 
-    genesis = make_genesis()
+    genesis = make_genesis(block_version=version)
     proposer_store, proposer = open_engine(str(tmp_path / "proposer"), genesis)
     store, validator = open_engine(str(tmp_path / "validator"), genesis)
     try:
@@ -84,7 +91,7 @@ def test_a_proposal_cannot_pass_off_a_swapped_signature_as_one_already_checked(
         assert forged_tx.hash == tx.hash
         forged = Block.decode(Block(block.header, (forged_tx,), None).encoded)
         assert forged.hash == block.hash
-        with pytest.raises(BlockError, match="signature"):
+        with pytest.raises(BlockError, match=refusal):
             validator.validate_block(forged, now_ms=T0 + 1)
         assert not validator.sig_cache.verified(forged_tx)
         assert validator.validate_block(Block.decode(block.encoded), now_ms=T0 + 1)
@@ -93,17 +100,17 @@ def test_a_proposal_cannot_pass_off_a_swapped_signature_as_one_already_checked(
         proposer_store.close()
 
 
-def test_committing_another_copy_of_a_checked_block_checks_that_copy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version,refusal", SWAP_REFUSED_BY)
+def test_committing_another_copy_of_a_checked_block_checks_that_copy(
+        tmp_path: Path, version: int, refusal: str) -> None:
     """Regression: the engine remembered "validated" by block hash, and the hash does not
-    cover signatures. A validator that had checked a proposal would then commit a second
-    copy with the same hash and forged signatures without checking it."""
+    cover signatures (block version 1). A validator that had checked a proposal would then
+    commit a second copy with the same hash and forged signatures without checking it."""
     from dataclasses import replace
-
-    import pytest
 
     from node.block import Block, BlockError
 
-    genesis = make_genesis()
+    genesis = make_genesis(block_version=version)
     proposer_store, proposer = open_engine(str(tmp_path / "proposer"), genesis)
     store, validator = open_engine(str(tmp_path / "validator"), genesis)
     try:
@@ -117,7 +124,7 @@ def test_committing_another_copy_of_a_checked_block_checks_that_copy(tmp_path: P
                                     None).encoded)
         assert forged.hash == genuine.hash
         cert = {"any": "certificate"}  # not looked at: the engine's caller checked it
-        with pytest.raises(BlockError, match="signature"):
+        with pytest.raises(BlockError, match=refusal):
             validator.commit(forged, cert)
         assert store.height == 0
         validator.commit(genuine, cert)

@@ -33,6 +33,8 @@ def raw():
     (lambda g: g.update(consensus={"max_block_bytes": 4 * 1024 * 1024}),
      "consensus.max_block_bytes"),
     (lambda g: g.update(consensus={"max_block_bytes": 0}), "consensus.max_block_bytes"),
+    (lambda g: g.update(consensus={"block_version": 3}), "consensus.block_version"),
+    (lambda g: g.update(consensus={"block_version": 0}), "consensus.block_version"),
     (lambda g: g.update(contracts=[{"name": "clearance", "version": "1"}]), "contracts"),
     (lambda g: g["validators"][0].update(api="ftp://x"), "validators[0].api"),
 ])
@@ -42,6 +44,21 @@ def test_invalid_genesis_names_the_field(mutate, field):
     with pytest.raises(GenesisError) as err:
         parse_genesis(g)
     assert str(err.value).startswith(field), str(err.value)
+
+
+def test_block_version_is_1_when_absent_and_new_networks_get_2(tmp_path):
+    """A genesis from before block version 2 keeps the rule its blocks were certified under
+    (a node must still verify the chain it already has); networks made now get 2."""
+    from cli.network import init_network
+    from cli.presets import CONTRACTS, PRESETS
+    from node.genesis import load_genesis
+
+    g = raw()
+    del g["consensus"]
+    assert parse_genesis(g).params.block_version == 1
+    path = init_network(tmp_path / "net", PRESETS["customs"], CONTRACTS["customs"],
+                        chain_id="versions")
+    assert load_genesis(path).params.block_version == 2
 
 
 def test_key_file_round_trip_and_permissions(tmp_path):

@@ -41,8 +41,9 @@ from consensus.types import (
     VoteType,
     verify_commit,
 )
+from node import block as blocks
 from node import merkle, state_tree
-from node.block import Header, compute_last_commit_hash, compute_txs_root, result_leaf
+from node.block import Header, compute_last_commit_hash, result_leaf
 from node.execution import Receipt
 from node.p2p import handshake
 from node.state import MemoryKV, state_key
@@ -155,6 +156,17 @@ def compute_results(v: dict[str, Any]) -> dict[str, Any]:
                   "path": [h(p) for p in merkle.inclusion_proof(leaves, index)]},
         "merkle_tree_proof": [h(p) for p in tree.proof(index)],
         "empty_root": h(merkle.EMPTY_ROOT),
+    }
+
+
+def compute_txs_root(v: dict[str, Any]) -> dict[str, Any]:
+    """By the document's words, not node.block: leaves are hash (v1) or hash ‖ sig (v2)."""
+    pairs = [(bytes.fromhex(t["tx_hash"]), bytes.fromhex(t["signature"])) for t in v["txs"]]
+    return {
+        "txs": v["txs"],
+        "txs_root_v1": h(merkle.merkle_root([tx_hash for tx_hash, _ in pairs])),
+        "leaves_v2_hex": [h(tx_hash + sig) for tx_hash, sig in pairs],
+        "txs_root_v2": h(merkle.merkle_root([tx_hash + sig for tx_hash, sig in pairs])),
     }
 
 
@@ -360,6 +372,7 @@ COMPUTE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "tx-3": compute_tx,
     "limits": compute_constants,
     "results-1": compute_results,
+    "txs-root-1": compute_txs_root,
     "header-1": compute_header,
     "commit-1": compute_commit,
     "vote-1": compute_vote,
@@ -426,6 +439,14 @@ def test_transaction_vectors_verify(vectors, name):
     VerifyKey(bytes.fromhex(v["public_key"])).verify(signed, bytes.fromhex(v["signature"]))
 
 
+def test_txs_root_vector_is_the_transactions_of_section_3(vectors):
+    v = vectors["txs-root-1"]
+    txs = [Transaction.from_json(vectors[f"tx-{i}"]["json"]) for i in (1, 2, 3)]
+    assert v["txs"] == [{"tx_hash": h(tx.hash), "signature": h(tx.sig)} for tx in txs]
+    assert v["txs_root_v2"] == h(blocks.compute_txs_root(txs, blocks.BLOCK_VERSION_SIGNED))
+    assert v["txs_root_v1"] == h(blocks.compute_txs_root(txs, blocks.BLOCK_VERSION_HASHES))
+
+
 def test_large_nonce_travels_as_a_decimal_string(vectors):
     assert vectors["tx-2"]["json"]["nonce"] == str(2**64 - 1)
 
@@ -472,7 +493,9 @@ def test_results_vector_verifies_and_matches_the_transactions(vectors):
 def test_header_vector_ties_the_other_vectors_together(vectors):
     header = vectors["header-1"]["header"]
     txs = [Transaction.from_json(vectors[f"tx-{i}"]["json"]) for i in (1, 2, 3)]
-    assert header["txs_root"] == h(compute_txs_root(txs))
+    # header-1 is of a chain with block version 1 (txs-root-1 shows both versions)
+    assert header["txs_root"] == vectors["txs-root-1"]["txs_root_v1"]
+    assert header["txs_root"] == h(blocks.compute_txs_root(txs, blocks.BLOCK_VERSION_HASHES))
     assert header["results_root"] == vectors["results-1"]["results_root"]
     assert header["state_root"] == vectors["state-1"]["state_root"]
     assert header["validators_hash"] == vectors["commit-1"]["validators_hash"]
