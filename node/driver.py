@@ -651,13 +651,16 @@ class ConsensusDriver:
         latency = self.metrics.histogram(
             "jangbu_tx_commit_latency_seconds",
             "from admission through this node's API to commit")
-        for index, (tx_hash, receipt) in enumerate(zip(hashes, result.receipts, strict=True)):
+        # A receipt is read only for a client waiting on it: a synced block's receipts stay
+        # bytes otherwise (node.execution.EncodedReceipts).
+        for index, tx_hash in enumerate(hashes):
             submitted = self._submitted_at.pop(tx_hash, None)
             if submitted is not None:
                 latency.observe(now - submitted)
             for fut in self._waiters.pop(tx_hash, []):
                 if not fut.done():
-                    fut.set_result(Committed(block.height, index, receipt, block.hash))
+                    fut.set_result(Committed(block.height, index, result.receipts[index],
+                                             block.hash))
         self.bus.publish_block(block.height, block.header.time_ms, hashes, result.receipts)
         for listener in self.commit_listeners:
             listener(block, result)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consensus import canonical
 from consensus.types import Commit, ValidatorSet, verify_commit
 from contracts.sdk import Call, Contract
 from node import merkle, sigcheck
@@ -28,7 +27,14 @@ from node.block import (
     compute_txs_root,
     result_leaf_from_encoded,
 )
-from node.execution import MemberLookup, Receipt, block_member_lookup, execute_call
+from node.execution import (
+    EncodedReceipts,
+    MemberLookup,
+    Receipt,
+    block_member_lookup,
+    encoded_receipts,
+    execute_call,
+)
 from node.state import Overlay
 from node.state_tree import StateDelta, StateTree
 from node.store import LedgerStore
@@ -53,7 +59,7 @@ def certificate_verifier(chain_id: str, vset: ValidatorSet) -> CommitVerifier:
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    receipts: tuple[Receipt, ...]
+    receipts: Sequence[Receipt]  # a tuple, or EncodedReceipts for a result from a diff
     state_writes: Mapping[bytes, bytes | None]
     delta: StateDelta
     results_root: bytes
@@ -382,14 +388,6 @@ class Engine:
         )
         if results_root != header.results_root:
             raise BlockError("diff: receipts do not match results_root")
-        decoded: list[Receipt] = []
-        for raw in receipts:
-            try:
-                receipt = Receipt.from_obj(canonical.decode_trusted(raw))
-            except Exception as exc:  # cannot happen for certified bytes; never crash on it
-                raise BlockError(f"diff: malformed receipt: {exc}") from None
-            receipt.__dict__["encoded"] = raw
-            decoded.append(receipt)
         for key, value in writes.items():
             if type(key) is not bytes or not (value is None or type(value) is bytes):
                 raise BlockError("diff: writes must map bytes to bytes or nil")
@@ -397,7 +395,8 @@ class Engine:
         delta = self.tree.preview(state_writes, self.store.leaves)
         if delta.root != header.state_root:
             raise BlockError("diff: writes do not give the block's state_root")
-        return ExecutionResult(tuple(decoded), state_writes, delta, results_root,
+        # Stored as the bytes they are, decoded only where read (EncodedReceipts).
+        return ExecutionResult(EncodedReceipts(receipts), state_writes, delta, results_root,
                                executed=False)
 
     def _verify_certificate(self, block: Block, certificate: Any, what: str = "") -> None:
@@ -480,8 +479,8 @@ class Engine:
             result = checked[1]
         else:
             result = self.validate_block(block)
-        self.store.commit_block(block, certificate, result.receipts, result.state_writes,
-                                result.delta)
+        self.store.commit_block(block, certificate, encoded_receipts(result.receipts),
+                                result.state_writes, result.delta)
         self.tree.apply(result.delta)
         self._results.clear()
         self._tip = (block.height, block.hash, block.header.time_ms)

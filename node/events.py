@@ -102,15 +102,17 @@ class EventBus:
 
         A record is built only for an event some subscriber's filter takes: building one
         is a dict and a hex string per event on the commit path, and a typical stream
-        follows one event type of one contract (with nobody listening, events are only
-        counted).
+        follows one event type of one contract. With nobody listening the receipts are not
+        even read: a block synced from a diff holds them as bytes, and decoding them only
+        to count events was ~16% of a catch-up's CPU (``published`` counts the events of
+        blocks published while someone listened).
         """
         subs = list(self._subs)  # deliver() may unsubscribe an overflowing subscriber
+        if not subs:
+            return
         for index, (tx_hash, receipt) in enumerate(zip(tx_hashes, receipts, strict=True)):
             events = receipt.events
             self.published += len(events)
-            if not subs:
-                continue
             for seq, event in enumerate(events):
                 wanting = [sub for sub in subs
                            if sub.filter.matches_event(event.contract, event.type, event.keys)]

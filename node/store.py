@@ -348,11 +348,13 @@ class LedgerStore:
         self,
         block: Block,
         commit: Any,
-        receipts: Sequence[Receipt],
+        receipts: Sequence[bytes],
         state_writes: Mapping[bytes, bytes | None],
         delta: StateDelta,
     ) -> None:
         """Write everything block ``block.height`` changes in one synced batch.
+
+        ``receipts`` are the receipts' canonical bytes, in block order.
 
         Raises StoreError if the height is not the next one (a bug in the caller: committing
         on top of the wrong state is never allowed).
@@ -368,7 +370,7 @@ class LedgerStore:
             self.state.invalidate(state_writes)
         self._height = height
 
-    def _write_block(self, block: Block, commit: Any, receipts: Sequence[Receipt],
+    def _write_block(self, block: Block, commit: Any, receipts: Sequence[bytes],
                      state_writes: Mapping[bytes, bytes | None], delta: StateDelta) -> None:
         height = block.height
         with self.db.write_batch(sync=True, transaction=True) as batch:
@@ -379,7 +381,7 @@ class LedgerStore:
                 batch.put(b"t/" + tx.hash, canonical.encode([height, index]))
                 batch.put(
                     height_key(b"r/", height) + index.to_bytes(4, "big"),
-                    receipt.encoded,
+                    receipt,
                 )
             for key, value in state_writes.items():
                 if value is None:

@@ -101,12 +101,17 @@ def test_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for(monkeyp
     assert event_loop_factory() is None
 
 
-def test_publish_block_counts_events_and_builds_records_only_for_listeners():
+def test_publish_block_reads_receipts_and_builds_records_only_for_listeners():
     import asyncio
 
     from contracts.sdk import Event
     from node.events import EventBus, EventFilter
     from node.execution import Receipt
+
+    class Unreadable:
+        @property
+        def events(self) -> None:
+            raise AssertionError("a receipt was read with nobody listening")
 
     receipts = [Receipt("OK", "", (Event("c", "a", {"x": b"\x01"}, ("k",)),
                                    Event("c", "b", {}, ()))), Receipt("E_ARGS", "no")]
@@ -114,11 +119,12 @@ def test_publish_block_counts_events_and_builds_records_only_for_listeners():
 
     async def go() -> None:
         bus = EventBus()
-        bus.publish_block(1, 10, hashes, receipts)
-        assert bus.published == 2
+        unread = [Unreadable(), Unreadable()]  # nobody listens: receipts are not read
+        bus.publish_block(1, 10, hashes, unread)
+        assert bus.published == 0
         sub = bus.subscribe(EventFilter(type="a"))
         bus.publish_block(2, 20, hashes, receipts)
-        assert bus.published == 4
+        assert bus.published == 2
         record = sub.queue.get_nowait()
         assert (record["height"], record["tx"], record["type"], record["keys"]) == \
             (2, hashes[0].hex(), "a", ["k"])
