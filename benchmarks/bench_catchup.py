@@ -95,7 +95,7 @@ def main() -> None:
         profiler.enable()
     for message in messages:
         raw, item_cert, diff = canonical.decode(message)["items"][0]
-        block = Block.decode(raw)
+        block = Block.decode(raw, synced=True)
         # As node/driver.py does: the engine verifies the certificate either way.
         if args.mode == "diff":
             receipts, writes = diff_from_wire(diff)

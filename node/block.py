@@ -149,26 +149,40 @@ class Block:
         return canonical.encode(self.to_obj())
 
     @classmethod
-    def from_obj(cls, obj: Any, known: KnownTx | None = None) -> Block:
-        """``known(tx_hash)`` may return an already checked transaction (the mempool's)."""
+    def from_obj(cls, obj: Any, known: KnownTx | None = None, *,
+                 synced: bool = False) -> Block:
+        """``known(tx_hash)`` may return an already checked transaction (the mempool's);
+        ``synced``: see :meth:`decode`."""
         if not isinstance(obj, Mapping) or set(obj) != {"header", "txs", "last_commit"}:
             raise BlockError("block must be a map of header, txs, last_commit")
         if not isinstance(obj["txs"], list):
             raise BlockError("block.txs must be a list")
         header = Header.from_obj(obj["header"])
         try:
-            txs = tuple(_decode_tx(raw, header.chain_id, known) for raw in obj["txs"])
+            txs = tuple(_decode_tx(raw, header.chain_id, known, synced) for raw in obj["txs"])
         except TxError as exc:
             raise BlockError(f"bad transaction in block: {exc}") from None
-        return cls(header, txs, obj["last_commit"])
+        block = cls(header, txs, obj["last_commit"])
+        if synced:
+            block.__dict__["needs_certificate"] = True
+        return block
 
     @classmethod
-    def decode(cls, data: bytes, known: KnownTx | None = None) -> Block:
+    def decode(cls, data: bytes, known: KnownTx | None = None, *,
+               synced: bool = False) -> Block:
+        """The block of canonical ``data``; raises BlockError.
+
+        ``synced``: a block from block sync, used only once its certificate verifies
+        (the engine refuses it otherwise: ``needs_certificate``). Its transactions are
+        decoded without their canonical-form and shape checks where their layout allows
+        (:meth:`Transaction.decode_unchecked`): the certificate and ``txs_root`` pin their
+        bytes to those honest validators checked.
+        """
         try:
             obj = canonical.decode(data)
         except canonical.CanonicalError as exc:
             raise BlockError(str(exc)) from None
-        block = cls.from_obj(obj, known)
+        block = cls.from_obj(obj, known, synced=synced)
         # ``data`` is canonical and from_obj keeps every part as it came (the header has
         # exactly its fields, each transaction its own bytes), so re-encoding would give
         # ``data`` back: keep it instead (~1 ms per full block on every validator).
@@ -179,10 +193,15 @@ class Block:
 KnownTx = Callable[[bytes], "Transaction | None"]
 
 
-def _decode_tx(raw: Any, chain_id: str, known: KnownTx | None) -> Transaction:
+def _decode_tx(raw: Any, chain_id: str, known: KnownTx | None,
+               synced: bool = False) -> Transaction:
     """One transaction of a block: reuse the known object when the bytes match exactly."""
     if not isinstance(raw, bytes):
         raise TxError(E_MALFORMED, "a block's transactions are canonical bytes")
+    if synced:
+        unchecked = Transaction.decode_unchecked(raw)
+        if unchecked is not None:
+            return unchecked
     if known is not None:
         body = body_from_encoded(raw)
         if body is not None:

@@ -854,7 +854,7 @@ class ConsensusDriver:
                 raw, cert, *diff = item
                 if len(diff) > 1:
                     raise ValueError("a sync item has two or three parts")
-                block = Block.decode(raw)
+                block = Block.decode(raw, synced=True)
             except (BlockError, InvalidMessage, ValueError, TypeError) as exc:
                 self._count_rejected_sync(event.sender, exc)
                 break

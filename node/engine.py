@@ -416,6 +416,11 @@ class Engine:
         ``certified``: the caller verified a certificate for this block hash (only then
         may a block version that pins signatures spare their checks)."""
         header = block.header
+        if block.__dict__.get("needs_certificate") and not certified:
+            # Decoded for block sync (Block.decode(synced=True)): its transactions' form
+            # is vouched for by nothing but the certificate. A bug in the caller, never
+            # data: refuse rather than trust unchecked bytes.
+            raise BlockError("a synced block is taken only with its certificate")
         height, prev_hash, prev_time = self.tip()
         # Verify the block extends our chain.
         if header.chain_id != self.chain_id:

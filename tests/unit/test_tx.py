@@ -223,3 +223,100 @@ def test_a_constructed_transaction_gets_every_check():
     with pytest.raises(TxError) as err:
         bad.check("chain-a")
     assert err.value.code == "E_MALFORMED_TX"
+
+
+def test_unchecked_decode_of_a_canonical_transaction_equals_the_full_decode():
+    """Block sync decodes transactions without the canonical and shape checks (the
+    certificate and txs_root vouch for the bytes); on canonical bytes it must give exactly
+    what the full decoder gives, or the synced node would compute other hashes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=80)
+    @given(st.dictionaries(st.text(max_size=5),
+                           st.integers(-(2**63), 2**64 - 1) | st.text(max_size=5)
+                           | st.binary(max_size=5) | st.lists(st.integers(0, 9), max_size=3),
+                           max_size=4), st.integers(0, 2**64 - 1))
+    def check(args, nonce):
+        tx = Transaction.create(KEY, "chain-a", "membership", "add_member", args, nonce)
+        full, unchecked = Transaction.decode(tx.encoded), Transaction.decode_unchecked(tx.encoded)
+        assert unchecked is not None and unchecked == full
+        assert (unchecked.hash, unchecked.encoded, unchecked.signed_bytes, unchecked.sig) == \
+            (full.hash, full.encoded, full.signed_bytes, full.sig)
+        unchecked.check("chain-a")  # the shape and signature checks still pass on it
+
+    check()
+
+
+def test_unchecked_decode_leaves_odd_layouts_to_the_full_decoder():
+    raw = Transaction.create(KEY, "chain-a", "membership", "add_member", {}, 1).encoded
+    assert Transaction.decode_unchecked(raw[:50]) is None  # no sig/signer tail to cut at
+    assert Transaction.decode_unchecked(raw + b"\x00") is None  # sig/signer tail moved
+    malformed = raw.replace(b"\xa7chain-a", b"\xa8chain-a")  # one byte too long: not UTF-8
+    assert malformed != raw and Transaction.decode_unchecked(malformed) is None
+    not_a_string = raw.replace(b"\xa8chain_id\xa7chain-a", b"\xa8chain_id\xc4\x07chain-a")
+    assert not_a_string != raw and Transaction.decode_unchecked(not_a_string) is None
+
+
+def test_a_synced_block_with_non_canonical_transaction_bytes_is_refused(tmp_path):
+    """The unchecked decode accepts a transaction whose body is not canonical (a nonce in
+    a longer integer form than needed); its hash is then not the one the quorum certified,
+    so txs_root refuses the block under either block version, and the node never stores
+    bytes that are not canonical."""
+    from node.block import BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED, Block, BlockError
+    from tests.ledger_support import (
+        T0,
+        add_member_tx,
+        certify,
+        make_genesis,
+        open_engine,
+        seed_key,
+    )
+
+    for version in (BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED):
+        genesis = make_genesis(block_version=version)
+        _, source = open_engine(str(tmp_path / f"source-{version}"), genesis)
+        validator = seed_key("v0")
+        tx = add_member_tx(seed_key("admin"), "m", 5)
+        block = source.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                                   txs=[tx], last_commit=None)
+        cert = certify(1, block.hash, [validator])
+        odd = tx.encoded.replace(b"\xa5nonce\x05", b"\xa5nonce\xcc\x05")
+        assert odd != tx.encoded
+        with pytest.raises(TxError):
+            Transaction.decode(odd)  # the full decoder refuses it outright
+        assert Transaction.decode_unchecked(odd) is not None
+        forged = Block.decode(canonical.encode({"header": block.header.to_obj(), "txs": [odd],
+                                                "last_commit": None}), synced=True)
+        assert forged.hash == block.hash
+        _, target = open_engine(str(tmp_path / f"target-{version}"), genesis)
+        with pytest.raises(BlockError, match="txs_root"):
+            target.validate_block(forged, certificate=cert)
+        target.validate_block(Block.decode(block.encoded, synced=True), certificate=cert)
+
+
+def test_a_synced_block_is_not_taken_without_its_certificate(tmp_path):
+    """Block.decode(synced=True) skips checks that only the certificate makes redundant:
+    the engine refuses such a block on any path that verifies no certificate."""
+    from node.block import Block, BlockError
+    from tests.ledger_support import (
+        T0,
+        add_member_tx,
+        certify,
+        make_genesis,
+        open_engine,
+        seed_key,
+    )
+
+    genesis = make_genesis()
+    _, source = open_engine(str(tmp_path / "source"), genesis)
+    validator = seed_key("v0")
+    block = source.build_block(proposer=validator.verify_key.encode(), time_ms=T0 + 1,
+                               txs=[add_member_tx(seed_key("admin"), "m", 1)], last_commit=None)
+    _, target = open_engine(str(tmp_path / "target"), genesis)
+    synced = Block.decode(block.encoded, synced=True)
+    with pytest.raises(BlockError, match="certificate"):
+        target.validate_block(synced)
+    with pytest.raises(BlockError, match="certificate"):
+        target.commit(synced, certify(1, block.hash, [validator]))
+    target.validate_block(synced, certificate=certify(1, block.hash, [validator]))
