@@ -92,7 +92,8 @@ class Node:
                                           genesis=self.genesis, node_key=self.key,
                                           store=self.store,
                                           engine=self.engine, mempool=self.mempool, bus=self.bus,
-                                          metrics=self.metrics)
+                                          metrics=self.metrics,
+                                          sync_diffs_bytes=config.sync_diffs_bytes)
         except SignerStateError as exc:
             self.store.close()
             raise NodeStartError(str(exc)) from None

@@ -8,7 +8,8 @@ A node home looks like::
       node.key        the node's Ed25519 key (mode 0600)
       data/           LevelDB ledger store
 
-Every value can be overridden by a ``jangbu node start`` flag. Errors name the key.
+The addresses and logging can also be set by ``jangbu node start`` flags. Errors name the
+key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from node.recent_diffs import DEFAULT_MAX_BYTES as DEFAULT_SYNC_DIFFS_BYTES
 from node.state_tree import DEFAULT_CACHE_ENTRIES
 
 ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
@@ -46,6 +48,7 @@ class NodeConfig:
     wait_commit_timeout_s: int = 30
     read_auth_window_s: int = 60
     tree_cache_entries: int = DEFAULT_CACHE_ENTRIES
+    sync_diffs_bytes: int = DEFAULT_SYNC_DIFFS_BYTES
 
     @property
     def p2p_host(self) -> str:
@@ -82,6 +85,8 @@ class NodeConfig:
                 raise ConfigError(f"{name}: must be positive")
         if self.tree_cache_entries < 0:
             raise ConfigError("state.tree_cache_entries: must be 0 (off) or positive")
+        if self.sync_diffs_bytes < 0:
+            raise ConfigError("p2p.sync_diffs_bytes: must be 0 (off) or positive")
 
 
 def split_address(value: str, key: str) -> tuple[str, int]:
@@ -128,6 +133,7 @@ def load_config(home: str | Path) -> NodeConfig:
         log_level=_get(table, "node", "log_level", str, "info"),
         log_format=_get(table, "node", "log_format", str, "text"),
         p2p_listen=_get(table, "p2p", "listen", str, None),
+        sync_diffs_bytes=_get(table, "p2p", "sync_diffs_bytes", int, DEFAULT_SYNC_DIFFS_BYTES),
         api_listen=_get(table, "api", "listen", str, None),
         mempool_max_txs=_get(table, "mempool", "max_txs", int, 100_000),
         mempool_max_bytes=_get(table, "mempool", "max_bytes", int, 128 * 1024 * 1024),
@@ -154,6 +160,10 @@ log_format = "text"     # text | json
 
 [p2p]
 listen = "{p2p_listen}"
+# Recent blocks' state writes and receipts kept in memory (wire bytes, ~1.2x that in RAM)
+# and sent with those blocks to a catching-up peer, which then applies them instead of
+# executing the blocks (docs/operations.md section 0). 0 keeps none.
+sync_diffs_bytes = {DEFAULT_SYNC_DIFFS_BYTES}
 
 [api]
 listen = "{api_listen}"

@@ -66,6 +66,7 @@ from node.events import EventBus
 from node.genesis import Genesis
 from node.mempool import AdmissionError, Mempool
 from node.metrics import Metrics
+from node.recent_diffs import DEFAULT_MAX_BYTES as DEFAULT_SYNC_DIFFS_BYTES
 from node.recent_diffs import RecentDiffs, diff_from_wire
 from node.signer_state import SignerStateFile
 from node.store import LedgerStore
@@ -193,6 +194,7 @@ class ConsensusDriver:
         metrics: Metrics,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         guard_file: SignerStateFile | None = None,
+        sync_diffs_bytes: int = DEFAULT_SYNC_DIFFS_BYTES,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -202,7 +204,7 @@ class ConsensusDriver:
         self.bus = bus
         self.metrics = metrics
         # The last blocks' state writes and receipts, sent with them to catching-up peers.
-        self.diffs = RecentDiffs()
+        self.diffs = RecentDiffs(sync_diffs_bytes)
         self.clock_ms = clock_ms
         self.vset = ValidatorSet(tuple(genesis.validator_pubkeys()))
         self.pubkey = node_key.verify_key.encode()

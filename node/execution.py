@@ -115,11 +115,12 @@ class EncodedReceipts(Sequence[Receipt]):
     __hash__ = None  # type: ignore[assignment]  # mutable cache inside: not hashable
 
 
-def encoded_receipts(receipts: Sequence[Receipt]) -> Sequence[bytes]:
-    """The canonical bytes of ``receipts``, without decoding an :class:`EncodedReceipts`."""
+def encoded_receipts(receipts: Sequence[Receipt] | Sequence[bytes]) -> Sequence[bytes]:
+    """The canonical bytes of ``receipts`` (objects, or bytes already), without decoding an
+    :class:`EncodedReceipts`."""
     if isinstance(receipts, EncodedReceipts):
         return receipts.encoded
-    return [receipt.encoded for receipt in receipts]
+    return [raw if isinstance(raw, bytes) else raw.encoded for raw in receipts]
 
 
 def make_signature_checker(chain_id: str) -> Any:

@@ -49,3 +49,42 @@ def test_invalid_tree_cache_bound_names_the_key(tmp_path: Path, value: str) -> N
     (home / "config.toml").write_text(text)
     with pytest.raises(ConfigError, match="tree_cache_entries"):
         load_config(home)
+
+
+def test_the_sync_diffs_bound_reaches_the_driver(tmp_path: Path) -> None:
+    """``[p2p] sync_diffs_bytes``: how much of the recent blocks' diffs a node keeps for
+    catching-up peers (docs/operations.md section 0)."""
+    from node.recent_diffs import DEFAULT_MAX_BYTES
+
+    home = write_home(tmp_path)
+    assert f"sync_diffs_bytes = {DEFAULT_MAX_BYTES}" in (home / "config.toml").read_text()
+    assert load_config(home).sync_diffs_bytes == DEFAULT_MAX_BYTES
+    for value, ok in (("0", True), ("1048576", True), ("-1", False), ('"lots"', False)):
+        text = (home / "config.toml").read_text().replace(
+            f"sync_diffs_bytes = {DEFAULT_MAX_BYTES}", f"sync_diffs_bytes = {value}")
+        (tmp_path / "other").mkdir(exist_ok=True)
+        (tmp_path / "other" / "config.toml").write_text(text)
+        if ok:
+            assert load_config(tmp_path / "other").sync_diffs_bytes == int(value)
+        else:
+            with pytest.raises(ConfigError, match="sync_diffs_bytes"):
+                load_config(tmp_path / "other")
+
+
+def test_a_node_keeps_diffs_up_to_its_configured_bound(tmp_path: Path) -> None:
+    from cli.network import init_network
+    from cli.presets import CONTRACTS, PRESETS
+    from node.app import Node
+
+    init_network(tmp_path / "net", PRESETS["customs"], CONTRACTS["customs"],
+                 chain_id="diff-bound", base_port=40200)
+    home = tmp_path / "net" / "customs"
+    text = (home / "config.toml").read_text()
+    (home / "config.toml").write_text(
+        "\n".join("sync_diffs_bytes = 12345" if line.startswith("sync_diffs_bytes") else line
+                  for line in text.splitlines()))
+    node = Node(load_config(home))
+    try:
+        assert node.driver.diffs.max_bytes == 12345
+    finally:
+        node.store.close()
