@@ -7,6 +7,7 @@ from nacl.signing import SigningKey
 
 from consensus import canonical
 from node.tx import Transaction, TxError, body_from_encoded
+from tests.ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key
 
 KEY = SigningKey(b"\x07" * 32)
 
@@ -151,7 +152,6 @@ def test_a_decoded_block_keeps_the_bytes_it_came_from_and_they_re_encode_the_sam
     """Block.decode keeps ``data`` as ``encoded`` instead of re-encoding a ~1 MB block; that
     is sound only because re-encoding gives exactly ``data`` back (canonical form)."""
     from node.block import Block, Header
-    from tests.ledger_support import certify, seed_key
 
     txs = [Transaction.create(KEY, "chain-a", "membership", "add_member", {"i": i}, i)
            for i in range(4)]
@@ -264,14 +264,6 @@ def test_a_synced_block_with_non_canonical_transaction_bytes_is_refused(tmp_path
     so txs_root refuses the block under either block version, and the node never stores
     bytes that are not canonical."""
     from node.block import BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED, Block, BlockError
-    from tests.ledger_support import (
-        T0,
-        add_member_tx,
-        certify,
-        make_genesis,
-        open_engine,
-        seed_key,
-    )
 
     for version in (BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED):
         genesis = make_genesis(block_version=version)
@@ -299,14 +291,6 @@ def test_a_synced_block_is_not_taken_without_its_certificate(tmp_path):
     """Block.decode(synced=True) skips checks that only the certificate makes redundant:
     the engine refuses such a block on any path that verifies no certificate."""
     from node.block import Block, BlockError
-    from tests.ledger_support import (
-        T0,
-        add_member_tx,
-        certify,
-        make_genesis,
-        open_engine,
-        seed_key,
-    )
 
     genesis = make_genesis()
     _, source = open_engine(str(tmp_path / "source"), genesis)
