@@ -32,6 +32,7 @@ OK = "OK"
 E_UNKNOWN_CONTRACT = "E_UNKNOWN_CONTRACT"
 E_REVOKED_SIGNER = "E_REVOKED_SIGNER"
 E_INTERNAL = "E_CONTRACT_FAILURE"
+E_UNREADABLE_RECEIPT = "E_UNREADABLE_RECEIPT"
 
 TAG_TX = "jangbu/tx/v1"
 TAG_DEVICE = "jangbu/device/v1"
@@ -82,7 +83,9 @@ class EncodedReceipts(Sequence[Receipt]):
     store them; decoding all of them was ~16% of a catch-up's CPU, for events that only
     an event-stream subscriber or a waiting client ever reads. The bytes are certified
     (their results leaves gave the header's ``results_root``), so they are exactly what
-    an honest node encoded, and they decode.
+    an honest node encoded, and they decode. Only a quorum of Byzantine validators (beyond
+    the fault model) could certify bytes that do not: those read as an
+    ``E_UNREADABLE_RECEIPT`` receipt rather than stopping the node after the commit.
     """
 
     def __init__(self, encoded: Sequence[bytes]) -> None:
@@ -99,7 +102,11 @@ class EncodedReceipts(Sequence[Receipt]):
         receipt = self._decoded.get(index)
         if receipt is None:
             raw = self.encoded[index]
-            receipt = Receipt.from_obj(canonical.decode_trusted(raw))
+            try:
+                receipt = Receipt.from_obj(canonical.decode_trusted(raw))
+            except Exception:  # certified by a Byzantine quorum: never crash on it
+                receipt = Receipt(E_UNREADABLE_RECEIPT,
+                                  "the certified receipt bytes do not decode")
             receipt.__dict__["encoded"] = raw  # the very bytes: no re-encoding
             self._decoded[index] = receipt
         return receipt

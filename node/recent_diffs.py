@@ -31,6 +31,10 @@ that in memory: the writes dict and the receipts' bytes): the last ~25 s of a fu
 loaded chain here. It was 32 MiB with the receipts held as objects (2x the wire size in
 memory), about the same memory for a third of the blocks."""
 _ENTRY_OVERHEAD = 16  # wire bytes per write or receipt beyond its own: msgpack headers
+_HELD_OVERHEAD = 256
+"""Memory counted per held block beyond its wire size, so that the empty blocks of an idle
+chain count too (at wire size 0 they once piled up without bound, even with
+``max_bytes`` 0)."""
 
 
 class RecentDiffs:
@@ -41,6 +45,7 @@ class RecentDiffs:
         self._diffs: OrderedDict[int, tuple[Mapping[bytes, bytes | None],
                                             Sequence[bytes], int]] = OrderedDict()
         self._bytes = 0
+        self._held = 0  # _bytes + _HELD_OVERHEAD per block: what max_bytes bounds
 
     def __len__(self) -> int:
         return len(self._diffs)
@@ -56,16 +61,18 @@ class RecentDiffs:
         bytes (the objects, with their events, took ~3.6x the memory)."""
         raws = tuple(encoded_receipts(receipts))
         size = diff_size(writes, raws)
-        if size > self.max_bytes:
+        if size + _HELD_OVERHEAD > self.max_bytes:
             self.clear()  # too big to keep; older ones would be a gap before it anyway
             return
         if self._diffs and next(reversed(self._diffs)) >= height:
             self.clear()  # heights only grow; anything else means state was replaced
         self._diffs[height] = (writes, raws, size)
         self._bytes += size
-        while self._bytes > self.max_bytes:
+        self._held += size + _HELD_OVERHEAD
+        while self._held > self.max_bytes:
             _, (_, _, evicted) = self._diffs.popitem(last=False)
             self._bytes -= evicted
+            self._held -= evicted + _HELD_OVERHEAD
 
     def size_of(self, height: int) -> int | None:
         """Wire bytes of the diff of ``height`` if still held, else None."""
@@ -84,6 +91,7 @@ class RecentDiffs:
     def clear(self) -> None:
         self._diffs.clear()
         self._bytes = 0
+        self._held = 0
 
 
 def diff_size(writes: Mapping[bytes, bytes | None],

@@ -249,3 +249,28 @@ def test_recent_diffs_hold_receipts_as_their_bytes(chain) -> None:
     nothing = RecentDiffs(max_bytes=0)
     nothing.remember(1, {b"k": b"v"}, objects)
     assert len(nothing) == 0 and nothing.wire(1) is None  # 0 keeps none
+
+
+def test_recent_diffs_bound_counts_empty_blocks_too() -> None:
+    """Regression (review): an empty block's diff is 0 wire bytes, so with ``max_bytes`` 0
+    ("keep none") or over a long idle stretch they piled up without bound."""
+    nothing = RecentDiffs(max_bytes=0)
+    for height in range(1, 1001):
+        nothing.remember(height, {}, ())
+    assert len(nothing) == 0 and nothing.wire(5) is None
+    small = RecentDiffs(max_bytes=10_000)
+    for height in range(1, 100_001):
+        small.remember(height, {}, ())
+    assert 0 < len(small) <= 10_000 // 256 and small.wire(100_000) is not None
+
+
+def test_receipt_bytes_that_do_not_decode_never_stop_the_node() -> None:
+    """Regression (review): receipts of a diff are decoded only when read, after the
+    commit. Bytes that match results_root but do not decode can only come from a Byzantine
+    quorum; reading them gives a receipt saying so instead of raising in the commit path."""
+    from node.execution import E_UNREADABLE_RECEIPT, EncodedReceipts
+
+    receipts = EncodedReceipts([b"\xc1", Receipt("OK").encoded, canonical.encode({"x": 1})])
+    assert receipts[0].code == E_UNREADABLE_RECEIPT and receipts[0].encoded == b"\xc1"
+    assert receipts[1] == Receipt("OK")
+    assert receipts[2].code == E_UNREADABLE_RECEIPT and receipts[2].events == ()
