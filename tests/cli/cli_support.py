@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "tests") not in sys.path:
+    sys.path.append(str(REPO / "tests"))
+
+import port_support  # noqa: E402
 
 
 def cli_env() -> dict[str, str]:
@@ -47,22 +48,6 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> tuple[st
         return proc.communicate()
 
 
-def free_ports(count: int, *, start: int = 20000, stop: int = 60000) -> int:
-    """A base port such that ``base .. base+count-1`` are all free on 127.0.0.1 right now."""
-    rng = random.Random(os.getpid() ^ time.time_ns())
-    for _ in range(200):
-        base = rng.randrange(start, stop - count)
-        socks = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        return base
-    raise RuntimeError("no free consecutive ports found")
+def free_ports(count: int) -> int:
+    """A base port such that ``base .. base+count-1`` are free now, below the ephemeral range."""
+    return port_support.free_base_port(count)

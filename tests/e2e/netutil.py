@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,30 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.network import init_network
-from cli.presets import CONTRACTS, PRESETS
-from node.keys import load_key_file
-
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "tests") not in sys.path:  # chaos.py and bench_scale.py run as scripts
+    sys.path.append(str(ROOT / "tests"))
 
+import port_support  # noqa: E402
 
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from cli.network import init_network  # noqa: E402
+from cli.presets import CONTRACTS, PRESETS  # noqa: E402
+from node.keys import load_key_file  # noqa: E402
 
 
 def free_base_port(count: int) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000, 2)
-        if all(port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range found")
+    """An even base port with ``count`` free ports above it, below the ephemeral range."""
+    return port_support.free_base_port(count, step=2)
 
 
 def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
