@@ -191,6 +191,18 @@ class Contract(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
 
+    @classmethod
+    def for_version(cls, version: str) -> Contract | None:
+        """An instance that runs the rules of ``version`` (what a chain's genesis names), or
+        None when this build does not have them.
+
+        Why: a contract's rules decide the state, and so the state root, of a history; a
+        chain keeps the version it started with. A contract that changes its rules may keep
+        the older ones runnable (override this) so chains begun under them still run on a
+        newer build; ``version`` stays the newest, the one a new genesis names.
+        """
+        return cls() if version == cls.version else None
+
     @abstractmethod
     def check(self, call: Call) -> None:
         """Stateless validation; raise ContractError to refuse admission."""

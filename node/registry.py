@@ -56,12 +56,14 @@ def load_contracts(wanted: Iterable[tuple[str, str]]) -> dict[str, Contract]:
             raise ContractLoadError(f"contract {name!r} failed to import: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, Contract)):
             raise ContractLoadError(f"entry point {ep.value} is not a jangbu Contract class")
-        contract = cls()
+        runnable = cls.for_version(version)
+        if runnable is None:
+            raise ContractLoadError(
+                f"contract {name!r} is version {cls.version}, genesis requires {version} "
+                "(this build cannot run it)"
+            )
+        contract = runnable
         if contract.name != name:
             raise ContractLoadError(f"entry point {name!r} provides contract {contract.name!r}")
-        if str(contract.version) != version:
-            raise ContractLoadError(
-                f"contract {name!r} is version {contract.version}, genesis requires {version}"
-            )
         loaded[name] = contract
     return loaded
