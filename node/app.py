@@ -102,7 +102,8 @@ class Node:
             host, port = split_address(info.p2p, "p2p")
             allowed[info.pubkey] = (info.name, host, port)
         self.p2p = PeerManager(self.chain_id, self.key, allowed, host=config.p2p_host,
-                               port=config.p2p_port, on_message=self.driver.on_peer_message)
+                               port=config.p2p_port, on_message=self.driver.on_peer_message,
+                               genesis_hash=self.genesis.hash)
         self.driver.send = self._send
         self.p2p.on_connect = self.driver.on_peer_connected
         self.driver.broadcast = self.p2p.broadcast

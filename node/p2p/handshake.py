@@ -10,12 +10,19 @@ In the spirit of CometBFT's SecretConnection, both ends run the same steps, in p
    ``okm[32:]`` those sent by the ``hi`` side. An all-zero ``shared`` (low-order point) or a
    peer that echoes our own ephemeral key is refused.
 3. **Auth** (first sealed frame each way, counter 0): the canonical map
-   ``{"t": "auth", "chain_id", "version", "pubkey": static Ed25519 key, "sig"}`` where
+   ``{"t": "auth", "chain_id", "version", "pubkey": static Ed25519 key, "sig"
+   [, "genesis": SHA-256 of the canonical genesis]}`` where
    ``sig = canonical.sign(node_key, "jangbu/p2p-handshake/v1", chain_id,
    {"eph_hi": hi, "eph_lo": lo, "version": version})``.
-4. **Checks** on the peer's auth, in order: shape, version, chain id, signature, not our
-   own key, key in the allowed set (the genesis validators). Any failure raises
-   :class:`HandshakeError` with a stable ``reason``.
+4. **Checks** on the peer's auth, in order: shape, version, chain id, genesis (when both
+   ends name one), signature, not our own key, key in the allowed set (the genesis
+   validators). Any failure raises :class:`HandshakeError` with a stable ``reason``.
+
+``genesis`` is outside the signature: the sealed channel already guarantees the frame's
+integrity, and the field is optional so builds from before it (which ignore it and send
+none) still connect. Why compare it at all: two nodes of one chain id whose genesis files
+differ in any parameter used to connect and then halt at the first block the difference
+decided; now the link is refused at once, naming the file.
 
 Signing both ephemeral keys binds the static identity to *this* key exchange: a
 man-in-the-middle runs two exchanges with different ephemeral pairs, so neither end's
@@ -49,6 +56,7 @@ EPHEMERAL_KEY_SIZE = 32
 HELLO_SIZE = len(MAGIC) + 1 + EPHEMERAL_KEY_SIZE
 HANDSHAKE_TAG = "jangbu/p2p-handshake/v1"
 KDF_PERSON = b"jangbu/p2p/kdf1"
+GENESIS_HASH_SIZE = 32
 AUTH_MAX_FRAME = 1024
 """The auth frame is ~200 bytes; a peer announcing more during the handshake is refused."""
 
@@ -128,15 +136,19 @@ def get_transcript(keys: SessionKeys, version: int = PROTOCOL_VERSION) -> dict[s
     return {"eph_hi": keys.eph_hi, "eph_lo": keys.eph_lo, "version": version}
 
 
-def make_auth(node_key: SigningKey, chain_id: str, keys: SessionKeys) -> dict[str, Any]:
+def make_auth(node_key: SigningKey, chain_id: str, keys: SessionKeys,
+              genesis: bytes | None = None) -> dict[str, Any]:
     """Our auth message: static key plus a signature over this link's transcript."""
-    return {
+    auth = {
         "t": "auth",
         "chain_id": chain_id,
         "version": PROTOCOL_VERSION,
         "pubkey": bytes(node_key.verify_key),
         "sig": canonical.sign(node_key, HANDSHAKE_TAG, chain_id, get_transcript(keys)),
     }
+    if genesis is not None:
+        auth["genesis"] = genesis
+    return auth
 
 
 def check_auth(
@@ -146,8 +158,12 @@ def check_auth(
     keys: SessionKeys,
     own_pubkey: bytes,
     allowed: Collection[bytes],
+    genesis: bytes | None = None,
 ) -> bytes:
-    """Check a peer's auth message and return its static public key."""
+    """Check a peer's auth message and return its static public key.
+
+    ``genesis``: our genesis hash; a peer naming another is refused (one naming none, an
+    older build, is not)."""
     # Verify the shape.
     if not isinstance(msg, dict) or msg.get("t") != "auth":
         raise HandshakeError("bad_auth", "not an auth message")
@@ -163,6 +179,14 @@ def check_auth(
         raise HandshakeError(
             "chain_id", f"peer is on chain {msg.get('chain_id')!r}, we are on {chain_id!r}"
         )
+    peer_genesis = msg.get("genesis")
+    if peer_genesis is not None and (not isinstance(peer_genesis, bytes)
+                                     or len(peer_genesis) != GENESIS_HASH_SIZE):
+        raise HandshakeError("bad_auth", "malformed genesis hash")
+    if genesis is not None and peer_genesis is not None and peer_genesis != genesis:
+        raise HandshakeError(
+            "genesis", f"peer's genesis is {peer_genesis.hex()[:16]}…, ours is "
+            f"{genesis.hex()[:16]}…: the organisations' genesis.json files differ")
     # Verify the peer holds the private key for this link's transcript.
     if not canonical.verify(pubkey, HANDSHAKE_TAG, chain_id, get_transcript(keys), sig):
         raise HandshakeError("bad_signature", f"bad transcript signature for {pubkey.hex()}")
@@ -190,8 +214,10 @@ class Handshake:
         allowed: Collection[bytes],
         max_frame: int = DEFAULT_MAX_FRAME,
         ephemeral: PrivateKey | None = None,
+        genesis: bytes | None = None,
     ) -> None:
         self.chain_id = chain_id
+        self.genesis = genesis
         self.node_key = node_key
         self.own_pubkey = bytes(node_key.verify_key)
         self.allowed = allowed
@@ -215,7 +241,7 @@ class Handshake:
         self._keys = keys
         self._sealer = FrameSealer(keys.send_key, self.max_frame)
         self._opener = FrameOpener(keys.recv_key, AUTH_MAX_FRAME)
-        auth = make_auth(self.node_key, self.chain_id, keys)
+        auth = make_auth(self.node_key, self.chain_id, keys, self.genesis)
         return self._sealer.seal(canonical.encode(auth))
 
     def auth_body_length(self, header: bytes) -> int:
@@ -246,6 +272,7 @@ class Handshake:
             keys=self._keys,
             own_pubkey=self.own_pubkey,
             allowed=self.allowed,
+            genesis=self.genesis,
         )
         self._done = True
         # The auth frame used counter 0 each way; the link carries on from counter 1.

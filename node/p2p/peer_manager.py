@@ -192,10 +192,13 @@ class PeerManager:
         *,
         config: P2PConfig | None = None,
         rng: random.Random | None = None,
+        genesis_hash: bytes | None = None,
     ) -> None:
         self.config = config if config is not None else P2PConfig()
         self.config.validate()
         self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
+        """Named in our handshake and compared with the peer's (node/p2p/handshake.py)."""
         self.node_key = node_key
         self.pubkey = bytes(node_key.verify_key)
         self.host = host
@@ -355,6 +358,7 @@ class PeerManager:
             node_key=self.node_key,
             allowed=self._allowed,
             max_frame=self.config.max_frame,
+            genesis=self.genesis_hash,
         )
         step = self.config.handshake_step_timeout
         try:

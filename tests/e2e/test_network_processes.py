@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -113,3 +114,28 @@ def test_node_with_key_not_in_genesis_cannot_join(network, tmp_path):
     finally:
         network.kill("intruder")
         network.orgs.remove("intruder")
+
+
+def test_invalid_node_with_another_genesis_is_refused_at_the_handshake(tmp_path):
+    """Same chain id and keys, a genesis differing in one consensus parameter: the nodes
+    refuse each other's links, naming the genesis (they used to connect, then halt)."""
+    net = make_network(tmp_path / "net")
+    path = net.home("buyer") / "genesis.json"
+    genesis = json.loads(path.read_text())
+    genesis.setdefault("consensus", {})["timeout_propose_ms"] = 1234
+    path.write_text(json.dumps(genesis, indent=2))
+    try:
+        for org in ("customs", "buyer"):
+            net.start(org)
+            net.wait_ready(org)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            logs = net.log_tail("customs", 200) + net.log_tail("buyer", 200)
+            if "refused" in logs and "genesis.json files differ" in logs:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no genesis refusal logged: {logs}")
+        assert net.status("customs")["peers"] == [] and net.status("buyer")["peers"] == []
+    finally:
+        net.stop_all()

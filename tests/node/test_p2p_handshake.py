@@ -389,3 +389,56 @@ def test_invalid_send_to_unknown_peer_or_oversized_message() -> None:
         mgr.send(pub(B), {"x": bytes(2000)})
     with pytest.raises(canonical.CanonicalError):
         mgr.broadcast({"x": 1.5})
+
+
+# --------------------------------------------------------------------------- genesis
+
+GENESIS_1 = bytes(range(32))
+GENESIS_2 = bytes(range(1, 33))
+
+
+def test_invalid_handshake_other_genesis_is_refused_on_both_ends() -> None:
+    """Two nodes of one chain id whose genesis files differ (a ``block_version``, a timeout)
+    used to connect and then halt at the first block the difference decided."""
+    left = Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, genesis=GENESIS_1)
+    right = Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, genesis=GENESIS_2)
+    auth_left = left.receive_hello(right.hello())
+    auth_right = right.receive_hello(left.hello())
+    for side, frame in ((left, auth_right), (right, auth_left)):
+        with pytest.raises(HandshakeError) as err:
+            side.receive_auth(*split_frame(frame))
+        assert err.value.reason == "genesis"
+        assert "genesis.json" in err.value.detail
+
+
+def test_same_genesis_connects() -> None:
+    res_a, res_b = run_handshake(
+        Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, genesis=GENESIS_1),
+        Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, genesis=GENESIS_1))
+    assert res_a.peer_pubkey == pub(B) and res_b.peer_pubkey == pub(A)
+
+
+def test_a_peer_that_names_no_genesis_still_connects() -> None:
+    """Builds from before the genesis field send none: a rolling upgrade keeps working."""
+    res_a, res_b = run_handshake(
+        Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, genesis=GENESIS_1),
+        new_handshake(B))
+    assert res_a.peer_pubkey == pub(B) and res_b.peer_pubkey == pub(A)
+
+
+def test_invalid_genesis_field_shape_is_refused() -> None:
+    keys = compute_session_keys(PrivateKey.generate(), bytes(PrivateKey.generate().public_key))
+    good = make_auth(B, CHAIN, keys, genesis=GENESIS_1)
+    assert good["genesis"] == GENESIS_1
+
+    def check(msg: object) -> bytes:
+        return check_auth(msg, chain_id=CHAIN, keys=keys, own_pubkey=pub(A), allowed=ALLOWED,
+                          genesis=GENESIS_1)
+
+    assert check(good) == pub(B)
+    for bad, reason in [({**good, "genesis": b"short"}, "bad_auth"),
+                        ({**good, "genesis": "00" * 32}, "bad_auth"),
+                        ({**good, "genesis": GENESIS_2}, "genesis")]:
+        with pytest.raises(HandshakeError) as err:
+            check(bad)
+        assert err.value.reason == reason

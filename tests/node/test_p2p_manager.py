@@ -61,11 +61,13 @@ class Node:
         port: int = 0,
         config: P2PConfig = FAST,
         chain_id: str = CHAIN,
+        genesis_hash: bytes | None = None,
     ) -> None:
         self.key = key
         self.pubkey = pub(key)
         self.inbox: dict[bytes, list[Any]] = defaultdict(list)
-        self.mgr = PeerManager(chain_id, key, allowed, HOST, port, self.on_message, config=config)
+        self.mgr = PeerManager(chain_id, key, allowed, HOST, port, self.on_message, config=config,
+                               genesis_hash=genesis_hash)
 
     async def on_message(self, sender: bytes, msg: Any) -> None:
         self.inbox[sender].append(msg)
@@ -343,6 +345,27 @@ async def test_invalid_wrong_chain_id_is_refused(cluster: Cluster) -> None:
     # is told it was refused (and a WARNING says to compare genesis files).
     await wait_until(lambda: a.mgr.rejected["chain_id"] >= 1 and b.mgr.rejected["refused"] >= 1)
     assert a.mgr.connected_peers() == [] and b.mgr.connected_peers() == []
+
+
+async def test_invalid_other_genesis_is_refused(cluster: Cluster) -> None:
+    """Same chain id, genesis files that differ: refused at the handshake (the nodes used to
+    connect and halt at the first block the difference decided)."""
+    keys = [make_key(1), make_key(2)]
+    a = await cluster.add(Node(keys[0], allowed_for(keys), genesis_hash=bytes(32)))
+    allowed = allowed_for(keys)
+    allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
+    b = await cluster.add(Node(keys[1], allowed, genesis_hash=b"\x01" * 32))
+    await wait_until(lambda: a.mgr.rejected["genesis"] >= 1)
+    assert a.mgr.connected_peers() == [] and b.mgr.connected_peers() == []
+
+
+async def test_same_genesis_hash_connects(cluster: Cluster) -> None:
+    keys = [make_key(1), make_key(2)]
+    a = await cluster.add(Node(keys[0], allowed_for(keys), genesis_hash=bytes(32)))
+    allowed = allowed_for(keys)
+    allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
+    b = await cluster.add(Node(keys[1], allowed, genesis_hash=bytes(32)))
+    await wait_until(lambda: a.mgr.connected_peers() == [b.pubkey])
 
 
 async def test_invalid_garbage_bytes_close_only_that_connection(cluster: Cluster) -> None:
