@@ -201,7 +201,7 @@ class Contract(ABC):
         the older ones runnable (override this) so chains begun under them still run on a
         newer build; ``version`` stays the newest, the one a new genesis names.
         """
-        return cls() if version == cls.version else None
+        return cls() if version == str(cls.version) else None
 
     @abstractmethod
     def check(self, call: Call) -> None:

@@ -162,6 +162,7 @@ class Node:
         connected = set(self.p2p.connected_peers())
         return {
             "chain_id": self.chain_id,
+            "genesis_hash": self.genesis.hash.hex(),
             "node_id": self.pubkey.hex(),
             "name": me.name if me else self.config.name,
             "height": height,

@@ -86,7 +86,7 @@ OPENAPI: dict[str, Any] = {
             "A committed block with its certificate", {"200": "block", "400": "bad height",
                                                         "404": "no such block"},
             params=[_path_param("height", {"type": "integer", "minimum": 1})])},
-        "/v1/status": {"get": _op("Chain id, height, peers, validators, sync state",
+        "/v1/status": {"get": _op("Chain id, genesis hash, height, peers, validators, sync state",
                                   {"200": "status"})},
         "/v1/state/{contract}/{key}": {"get": _op(
             "One state value with its proof against state_root",

@@ -14,9 +14,9 @@ In the spirit of CometBFT's SecretConnection, both ends run the same steps, in p
    [, "genesis": SHA-256 of the canonical genesis]}`` where
    ``sig = canonical.sign(node_key, "jangbu/p2p-handshake/v1", chain_id,
    {"eph_hi": hi, "eph_lo": lo, "version": version})``.
-4. **Checks** on the peer's auth, in order: shape, version, chain id, genesis (when both
-   ends name one), signature, not our own key, key in the allowed set (the genesis
-   validators). Any failure raises :class:`HandshakeError` with a stable ``reason``.
+4. **Checks** on the peer's auth, in order: shape, version, chain id, signature, not our
+   own key, key in the allowed set (the genesis validators), genesis (when both ends name
+   one). Any failure raises :class:`HandshakeError` with a stable ``reason``.
 
 ``genesis`` is outside the signature: the sealed channel already guarantees the frame's
 integrity, and the field is optional so builds from before it (which ignore it and send
@@ -183,10 +183,6 @@ def check_auth(
     if peer_genesis is not None and (not isinstance(peer_genesis, bytes)
                                      or len(peer_genesis) != GENESIS_HASH_SIZE):
         raise HandshakeError("bad_auth", "malformed genesis hash")
-    if genesis is not None and peer_genesis is not None and peer_genesis != genesis:
-        raise HandshakeError(
-            "genesis", f"peer's genesis is {peer_genesis.hex()[:16]}…, ours is "
-            f"{genesis.hex()[:16]}…: the organisations' genesis.json files differ")
     # Verify the peer holds the private key for this link's transcript.
     if not canonical.verify(pubkey, HANDSHAKE_TAG, chain_id, get_transcript(keys), sig):
         raise HandshakeError("bad_signature", f"bad transcript signature for {pubkey.hex()}")
@@ -195,6 +191,12 @@ def check_auth(
         raise HandshakeError("self", "connected to ourselves")
     if pubkey not in allowed:
         raise HandshakeError("unknown_key", f"{pubkey.hex()} is not in the allowed set")
+    # Verify the genesis last: only an authenticated validator's differing file is reported
+    # as the organisations' genesis files differing (a stranger could otherwise fake it).
+    if genesis is not None and peer_genesis is not None and peer_genesis != genesis:
+        raise HandshakeError(
+            "genesis", f"peer's genesis is {peer_genesis.hex()[:16]}…, ours is "
+            f"{genesis.hex()[:16]}…: the organisations' genesis.json files differ")
     return pubkey
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from contracts import membership
+from contracts.sdk import Contract
 from node.registry import ContractLoadError, available_contracts, installed_version, load_contracts
 
 from contract_harness import Ledger
@@ -64,3 +65,19 @@ def test_each_builtin_contract_loads_alone():
     # Chains begun under clearance 2 keep running its rules on this build.
     assert list(load_contracts([("clearance", "2")])) == ["clearance"]
     assert membership.NAME == "membership"
+
+
+def test_a_contract_whose_version_is_an_int_still_loads_the_version_genesis_names():
+    """``network init`` writes ``str(cls.version)``; a third-party class declaring
+    ``version = 1`` (an int) loaded before ``for_version`` and must still (review)."""
+
+    class IntVersioned(Contract):
+        name = "intver"
+        version = 1  # type: ignore[assignment]
+
+        def check(self, call): ...
+
+        def apply(self, ctx, call): ...
+
+    assert isinstance(IntVersioned.for_version("1"), IntVersioned)
+    assert IntVersioned.for_version("2") is None

@@ -122,3 +122,13 @@ def test_msgpack_bodies_carry_canonical_transaction_bytes(network):
     assert body["results"][1]["code"] == "E_MALFORMED_TX"
     assert body["results"][3]["code"] == "E_DUPLICATE"
     assert body["results"][0]["hash"] == good[0].hash.hex()
+
+
+def test_status_names_the_genesis_hash_the_handshake_compares(network):
+    """Operators compare this across organisations: it is what a refused link's log line
+    prints the start of (docs/operations.md §0), not ``sha256sum genesis.json``."""
+    from node.genesis import load_genesis
+
+    expected = load_genesis(network.home("customs") / "genesis.json").hash.hex()
+    for org in network.orgs:
+        assert network.status(org)["genesis_hash"] == expected

@@ -436,9 +436,14 @@ def test_invalid_genesis_field_shape_is_refused() -> None:
                           genesis=GENESIS_1)
 
     assert check(good) == pub(B)
+    stranger = make_auth(C, CHAIN, keys, genesis=GENESIS_2)  # a key not in the allowed set
     for bad, reason in [({**good, "genesis": b"short"}, "bad_auth"),
                         ({**good, "genesis": "00" * 32}, "bad_auth"),
-                        ({**good, "genesis": GENESIS_2}, "genesis")]:
+                        ({**good, "genesis": GENESIS_2}, "genesis"),
+                        # Only an authenticated, allowed peer may be blamed on the genesis
+                        # files (review): a forger or a stranger is refused for what it is.
+                        ({**good, "genesis": GENESIS_2, "sig": bytes(64)}, "bad_signature"),
+                        (stranger, "unknown_key")]:
         with pytest.raises(HandshakeError) as err:
             check(bad)
         assert err.value.reason == reason
