@@ -56,13 +56,12 @@ def load_contracts(wanted: Iterable[tuple[str, str]]) -> dict[str, Contract]:
             raise ContractLoadError(f"contract {name!r} failed to import: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, Contract)):
             raise ContractLoadError(f"entry point {ep.value} is not a jangbu Contract class")
-        runnable = cls.for_version(version)
-        if runnable is None:
+        contract = cls.for_version(version)
+        if contract is None:
             raise ContractLoadError(
                 f"contract {name!r} is version {cls.version}, genesis requires {version} "
                 "(this build cannot run it)"
             )
-        contract = runnable
         if contract.name != name:
             raise ContractLoadError(f"entry point {name!r} provides contract {contract.name!r}")
         loaded[name] = contract

@@ -680,7 +680,7 @@ class ClearanceContract(Contract):
         order, target = self.begin(ctx, args, "declare")
         order["declaration"] = make_declaration(ctx, order)
         if self.flags_listed and order["declaration"]["type"] == screening.LIST:
-            self.flag_listed(ctx, order, True)
+            self.flag_listed(ctx, order)
         self.transition(ctx, order, "declare", target,
                         detail={"type": order["declaration"]["type"]})
         self.emit_assessment(ctx, order)
@@ -822,18 +822,23 @@ class ClearanceContract(Contract):
         group[order["order_id"]] = entry
         ctx.state.put(group_key(order), group)
 
-    def flag_listed(self, ctx: Context, order: Mapping[str, Any], listed: bool) -> None:
-        """Mark (or unmark) ``order``'s group entry as holding a list declaration."""
+    def flag_listed(self, ctx: Context, order: Mapping[str, Any]) -> None:
+        """Mark ``order``'s group entry as holding a list declaration."""
         group = get_group(ctx, order)
         if order["order_id"] not in group:  # left its group (cancelled): nothing to mark
             return
-        entry = dict(group[order["order_id"]])
-        if listed:
-            entry[LISTED] = 1
-        else:
-            entry.pop(LISTED, None)
-        group[order["order_id"]] = entry
+        group[order["order_id"]] = {**group[order["order_id"]], LISTED: 1}
         ctx.state.put(group_key(order), group)
+
+    def unflag_listed(self, ctx: Context, member: Mapping[str, Any],
+                      order_ids: list[str]) -> None:
+        """Unmark ``order_ids`` (re-declared with duty) in ``member``'s group, in one write."""
+        group = get_group(ctx, member)
+        for order_id in order_ids:
+            entry = dict(group[order_id])
+            del entry[LISTED]
+            group[order_id] = entry
+        ctx.state.put(group_key(member), group)
 
     def remove_group_member(self, ctx: Context, order: Mapping[str, Any]) -> None:
         group = get_group(ctx, order)
@@ -858,6 +863,7 @@ class ClearanceContract(Contract):
                           if order_id != changed["order_id"] and LISTED in entry]
         else:
             candidates = [member.order_id for member in group_others(group, changed)]
+        redeclared: list[str] = []
         for order_id in candidates:
             order = get_order(ctx, order_id)
             declaration = order.get("declaration")
@@ -876,9 +882,10 @@ class ClearanceContract(Contract):
             self.record(ctx, order, "reassess", order["state"], NAME,
                         {"type": fresh["type"], "reason": "COMBINED_TAXATION"})
             ctx.state.put(order_key(order["order_id"]), order)
-            if self.flags_listed:
-                self.flag_listed(ctx, order, False)
+            redeclared.append(order["order_id"])
             self.emit_assessment(ctx, order)
+        if self.flags_listed and redeclared:
+            self.unflag_listed(ctx, changed, redeclared)
 
     def emit_assessment(self, ctx: Context, order: Mapping[str, Any]) -> None:
         declaration = order["declaration"]
