@@ -474,7 +474,6 @@ class ClearanceContract(Contract):
                  rules_version: str = version) -> None:
         if rules_version not in self.runs_versions:
             raise ValueError(f"clearance has no rules version {rules_version!r}")
-        self.rules_version = rules_version
         # Version 3 and later keep the list-declared members flagged in their group.
         self.flags_listed = rules_version != "2"
         self.parse_cache_size = parse_cache_size
