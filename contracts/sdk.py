@@ -34,17 +34,29 @@ E_FORBIDDEN = "E_FORBIDDEN"
 E_UNKNOWN_SIGNER = "E_UNKNOWN_SIGNER"
 
 
+Report = tuple[str, Mapping[str, Any], tuple[str, ...]]
+"""An event a refusal carries: ``(type, attrs, keys)`` (see :class:`ContractError`)."""
+
+
 class ContractError(Exception):
     """A rejection with a stable, machine-readable code (``E_ROLE``, ``E_STATE``...).
 
     Raised by ``check``/``apply``/``query``; the node records ``code`` and ``message`` in the
     receipt (apply) or returns them as HTTP 4xx (check, query).
+
+    ``reports``: events the refusal itself must publish (raised from ``apply`` only). A
+    refused call's writes and emitted events are all dropped, yet some refusals are exactly
+    what a subscriber must hear of: a slaughter refused because a drug withdrawal period is
+    still running is a violation the regulator's node acts on, and a receipt code alone does
+    not reach its event stream. These become the failed receipt's events (in the
+    contract's own namespace), so every node records and streams them identically.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, reports: tuple[Report, ...] = ()) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.reports = reports
 
 
 class StateView(Protocol):

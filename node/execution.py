@@ -254,7 +254,7 @@ def execute_call(
             contract.check(call)
         contract.apply(ctx, call)
     except ContractError as exc:
-        return Receipt(exc.code, exc.message)
+        return refusal_receipt(call.contract, exc)
     except canonical.CanonicalError as exc:
         return Receipt(exc.code, str(exc))
     receipt = Receipt(OK, "", tuple(ctx.events))
@@ -263,6 +263,22 @@ def execute_call(
     except canonical.CanonicalError as exc:
         return Receipt(exc.code, f"events cannot be recorded: {exc}")
     tx_overlay.merge_into(block)
+    return receipt
+
+
+def refusal_receipt(contract: str, exc: ContractError) -> Receipt:
+    """The receipt of a refused call: its code and message, and the events the refusal
+    reports (:class:`ContractError`), named for the refusing contract whatever it claims.
+    Reports that cannot be recorded are dropped; the refusal itself still stands."""
+    if not exc.reports:
+        return Receipt(exc.code, exc.message)
+    try:
+        events = tuple(Event(contract, str(type_), dict(attrs), tuple(keys))
+                       for type_, attrs, keys in exc.reports)
+        receipt = Receipt(exc.code, exc.message, events)
+        _ = receipt.encoded
+    except (canonical.CanonicalError, TypeError, ValueError):
+        return Receipt(exc.code, exc.message)
     return receipt
 
 

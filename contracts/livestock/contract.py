@@ -7,11 +7,15 @@ and ``alert`` events when an automatic check fires), and may recall an animal or
 Business rules: ``/work/shared/workflows/livestock-traceability.md``; reference for callers:
 ``docs/contracts-livestock.md``.
 
-A refused call keeps neither writes nor events (the engine drops both), so rules the
-regulator must *see* are modelled as accepted-and-flagged reports (late reports,
-unregistered animals or lots met downstream, failed inspections, carcass heavier than the
-live animal); rules that must *stop* something are rejections with a stable code, which the
-regulator reads from the block's receipts (``E_WITHDRAWAL``, ``E_WEIGHT``...).
+A refused call keeps no writes, so rules the regulator must *see* but that need not stop
+anything are accepted-and-flagged reports (late reports, unregistered animals or lots met
+downstream, failed inspections, carcass heavier than the live animal); rules that must
+*stop* something are refusals with a stable code (``E_WITHDRAWAL``, ``E_WEIGHT``...). Since
+rules version 2 those refusals also carry a ``violation`` event (``ContractError.reports``:
+the failed receipt's events), because the workflow has the regulator hear of a slaughter
+during withdrawal or a weight inconsistency, and a receipt code alone never reaches its
+event stream. Version 2 also keeps a recalled live animal where it is (no arrival at a
+slaughterhouse, no confirmed transfer in), as the reference always said.
 
 State layout (namespace ``livestock``):
 
@@ -44,6 +48,7 @@ from contracts.sdk import (
     Contract,
     ContractError,
     QueryContext,
+    Report,
     StateReader,
     arg_int,
     arg_list,
@@ -400,11 +405,18 @@ def report(ctx: Context, action: str, attrs: Mapping[str, Any], *keys: str) -> N
              keys=tuple(dict.fromkeys([*keys, ctx.signer.org])))
 
 
+def violation_report(ctx: Context, code: str, attrs: Mapping[str, Any],
+                     *keys: str) -> Report:
+    """The ``violation`` event of an automatic check, as ``(type, attrs, keys)``."""
+    return ("violation", {"report": True, "code": code, "org": ctx.signer.org,
+                          "time_ms": ctx.time_ms, "height": ctx.height, **attrs},
+            tuple(dict.fromkeys([*keys, ctx.signer.org, REGULATOR])))
+
+
 def violation(ctx: Context, code: str, attrs: Mapping[str, Any], *keys: str) -> None:
     """An automatic check fired: flagged for the regulator, the call itself is accepted."""
-    ctx.emit("violation", {"report": True, "code": code, "org": ctx.signer.org,
-                           "time_ms": ctx.time_ms, "height": ctx.height, **attrs},
-             keys=tuple(dict.fromkeys([*keys, ctx.signer.org, REGULATOR])))
+    type_, fields, event_keys = violation_report(ctx, code, attrs, *keys)
+    ctx.emit(type_, fields, keys=event_keys)
 
 
 def record_unregistered(ctx: Context, number: str, action: str, **fields: Any) -> None:
@@ -429,12 +441,40 @@ class LivestockContract(Contract):
     """Birth-to-sale traceability; see the module docstring and docs/contracts-livestock.md."""
 
     name = NAME
-    version = "1"
+    # 2: refusals for a drug withdrawal period (E_WITHDRAWAL) or a weight that does not add
+    # up (E_WEIGHT) carry a ``violation`` event (SLAUGHTER_DURING_WITHDRAWAL,
+    # WEIGHT_INCONSISTENCY); a recalled live animal can no longer arrive at a slaughterhouse
+    # or be taken in by a farm (E_RECALLED; version 1 let both through). Receipts, and so
+    # the results root, of the same history differ from version 1's: genesis names the
+    # version, and a chain begun under 1 keeps running by 1's rules.
+    version = "2"
+    runs_versions: tuple[str, ...] = ("1", "2")
 
-    def __init__(self, check_digit_rule: str = identifiers.DEFAULT_CHECK_DIGIT_RULE) -> None:
+    @classmethod
+    def for_version(cls, version: str) -> LivestockContract | None:
+        return cls(rules_version=version) if version in cls.runs_versions else None
+
+    def __init__(self, check_digit_rule: str = identifiers.DEFAULT_CHECK_DIGIT_RULE, *,
+                 rules_version: str = version) -> None:
         if check_digit_rule not in identifiers.CHECK_DIGIT_RULES:
             raise ValueError(f"unknown check-digit rule {check_digit_rule!r}")
+        if rules_version not in self.runs_versions:
+            raise ValueError(f"livestock has no rules version {rules_version!r}")
         self.check_digit_rule = check_digit_rule
+        self.refusals_report = rules_version != "1"
+        self.recall_stops_moves = rules_version != "1"
+
+    def refusal(self, ctx: Context, code: str, message: str, violation_code: str,
+                attrs: Mapping[str, Any], *keys: str) -> ContractError:
+        """A refusal that also tells the regulator (version 2 on; see the module doc)."""
+        reports = ((violation_report(ctx, violation_code, attrs, *keys),)
+                   if self.refusals_report else ())
+        return ContractError(code, message, reports=reports)
+
+    def next_animal_move(self, action: str, animal: Mapping[str, Any]) -> str:
+        """The state after a move; a recalled animal may not move (version 2 on)."""
+        recalled = self.recall_stops_moves and bool(animal["recalled"])
+        return next_state(ANIMAL, action, str(animal["state"]), recalled=recalled)
 
     def check(self, call: Call) -> None:
         parse_args(call.action, call.args)
@@ -545,7 +585,7 @@ class LivestockContract(Contract):
         farm_no = args["farm_no"] or (business_ids[0] if business_ids else "")
         if args["farm_no"] and farm_no not in business_ids:
             raise ContractError(E_BUSINESS_ID, f"{farm_no!r} is not a business id of this farm")
-        animal["state"] = next_state(ANIMAL, "transfer_in", animal["state"])
+        animal["state"] = self.next_animal_move("transfer_in", animal)
         animal.update(owner=ctx.signer.org, pending_to=None, location=ctx.signer.org,
                       farm_no=farm_no)
         ctx.state.put(f"animal/{number}", animal)
@@ -673,7 +713,7 @@ class LivestockContract(Contract):
             report(ctx, "arrival", {"animal": number, "registered": False}, number)
             return
         animal = dict(animal)
-        put_state(ctx, f"animal/{number}", animal, ANIMAL, "arrival")
+        animal["state"] = self.next_animal_move("arrival", animal)
         animal["location"] = ctx.signer.org
         ctx.state.put(f"animal/{number}", animal)
         append_log(ctx, trace.node(ANIMAL, number), "arrival", source=animal["owner"],
@@ -717,7 +757,12 @@ class LivestockContract(Contract):
                                          recalled=animal["recalled"])
             # Verify no drug withdrawal period was still running when the animal was slaughtered.
             if moment < int(animal["withdrawal_until_ms"]):
-                raise ContractError(E_WITHDRAWAL, f"animal {number} is in a withdrawal period")
+                raise self.refusal(
+                    ctx, E_WITHDRAWAL, f"animal {number} is in a withdrawal period",
+                    "SLAUGHTER_DURING_WITHDRAWAL",
+                    {"carcass": carcass_no, "animal": number,
+                     "withdrawal_until_ms": int(animal["withdrawal_until_ms"])},
+                    carcass_no, number, str(animal["owner"]))
             if identifiers.parse_date(animal["birth_date"]) > args["day"]:
                 raise ContractError(E_INVALID_DATE, "slaughter date is before the birth date")
             if animal["last_weight_g"] is not None and args["weight_g"] > animal["last_weight_g"]:
@@ -738,7 +783,12 @@ class LivestockContract(Contract):
             farm = self.find_farm(ctx, farm_no)
             herd = ctx.state.get(f"herd/{farm_no}")
             if herd is not None and moment < int(herd["withdrawal_until_ms"]):
-                raise ContractError(E_WITHDRAWAL, f"herd {farm_no} is in a withdrawal period")
+                raise self.refusal(
+                    ctx, E_WITHDRAWAL, f"herd {farm_no} is in a withdrawal period",
+                    "SLAUGHTER_DURING_WITHDRAWAL",
+                    {"carcass": carcass_no, "farm_no": farm_no, "trace_no": trace_no,
+                     "withdrawal_until_ms": int(herd["withdrawal_until_ms"])},
+                    carcass_no, trace_no, farm_no, farm)
             record.update(farm=farm, farm_no=farm_no, trace_no=trace_no,
                           head_count=args["head_count"])
             ctx.state.put(f"pig/{trace_no}", carcass_no)
@@ -795,7 +845,12 @@ class LivestockContract(Contract):
         # Verify the lots (with every earlier cut) do not weigh more than the carcass.
         total = int(carcass["cut_g"]) + sum(weight for _, weight in args["lots"])
         if total > int(carcass["weight_g"]):
-            raise ContractError(E_WEIGHT, f"lots weigh {total} g, carcass {carcass['weight_g']} g")
+            raise self.refusal(
+                ctx, E_WEIGHT, f"lots weigh {total} g, carcass {carcass['weight_g']} g",
+                "WEIGHT_INCONSISTENCY",
+                {"carcass": carcass_no, "lots_weight_g": total,
+                 "carcass_weight_g": int(carcass["weight_g"])},
+                carcass_no, *(lot.number for lot, _ in args["lots"]))
         carcass["cut_g"] = total
         ctx.state.put(f"carcass/{carcass_no}", carcass)
         source = trace.node(CARCASS, carcass_no)
@@ -824,7 +879,12 @@ class LivestockContract(Contract):
         lot = args["lot"]
         # Verify the bundle does not weigh more than its inputs.
         if args["weight_g"] > total:
-            raise ContractError(E_WEIGHT, f"bundle {args['weight_g']} g > inputs {total} g")
+            raise self.refusal(
+                ctx, E_WEIGHT, f"bundle {args['weight_g']} g > inputs {total} g",
+                "WEIGHT_INCONSISTENCY",
+                {"lot": lot.number, "weight_g": args["weight_g"], "inputs_weight_g": total,
+                 "inputs": args["inputs"]},
+                lot.number, *args["inputs"])
         inputs = [trace.node(LOT, number) for number in args["inputs"]]
         record = self.new_lot(ctx, lot, products.pop(), "bundle", inputs, args["weight_g"])
         ctx.state.put(f"lot/{lot.number}", record)
@@ -868,7 +928,10 @@ class LivestockContract(Contract):
         put_state(ctx, f"lot/{number}", record, LOT, "sell" if remaining > 0 else "sell_last")
         # Verify the shop does not sell more meat than the lot holds.
         if remaining < 0:
-            raise ContractError(E_WEIGHT, f"only {record['weight_g'] - record['sold_g']} g left")
+            left = int(record["weight_g"]) - int(record["sold_g"])
+            raise self.refusal(
+                ctx, E_WEIGHT, f"only {left} g left", "WEIGHT_INCONSISTENCY",
+                {"lot": number, "weight_g": args["weight_g"], "left_g": left}, number)
         record["sold_g"] = sold
         ctx.state.put(f"lot/{number}", record)
         append_log(ctx, trace.node(LOT, number), "sell", weight_g=args["weight_g"],

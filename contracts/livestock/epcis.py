@@ -11,6 +11,7 @@ transfer_in        ObjectEvent OBSERVE    receiving       active
 transfer_refused   ObjectEvent OBSERVE    receiving       returned
 arrival            ObjectEvent OBSERVE    receiving       in_progress
 treat              ObjectEvent OBSERVE    jangbu treating active (jangbu:drug...)
+herd treat         ObjectEvent OBSERVE    jangbu treating active (quantity: the herd)
 death              ObjectEvent DELETE     decommissioning destroyed
 slaughter          TransformationEvent    killing         active / non_sellable_other
 cut                TransformationEvent    creating_class_instance  active
@@ -104,6 +105,27 @@ def on_treat(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def on_herd_treat(entry: dict[str, Any]) -> dict[str, Any]:
+    """A pig herd's treatment before its batch's slaughter (:func:`trace.get_herd_treatments`).
+    The herd log keeps no block height, so the event has no ``jangbu:height``."""
+    herd = str(entry["farm_no"])
+    org = urn("org", str(entry["org"]))
+    return {
+        "type": "ObjectEvent",
+        "eventID": f"urn:jangbu:event:herd:{herd}:{entry['n']}",
+        "eventTime": identifiers.format_kst_iso(int(entry["time_ms"])),
+        "eventTimeZoneOffset": TIMEZONE,
+        "readPoint": {"id": org},
+        "bizLocation": {"id": org},
+        "quantityList": [{"epcClass": urn("herd", herd)}],
+        "action": "OBSERVE",
+        "bizStep": "urn:jangbu:bizstep:treating",
+        "disposition": "active",
+        "jangbu:drug": entry["drug"], "jangbu:treatmentKind": entry["kind"],
+        "jangbu:withdrawalDays": entry["withdrawal_days"],
+    }
+
+
 def on_slaughter(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     event = compute_base(entry, "TransformationEvent")
     if entry["animals"]:
@@ -188,7 +210,14 @@ def compute_events(state: StateReader, root: str) -> list[dict[str, Any]]:
             continue
         entries.extend((entry, record) for entry in trace.get_history(state, value))
     entries.sort(key=lambda pair: (pair[0]["height"], pair[0]["node"], pair[0]["n"]))
-    return [HANDLERS[entry["action"]](entry, record) for entry, record in entries]
+    # A batch's herd treatments were all recorded before its slaughter, so before every
+    # other event of a pig trace (which starts at the slaughter).
+    herd_events = [on_herd_treat(entry) for value in sorted(set(nodes))
+                   if trace.split_node(value)[0] == trace.CARCASS
+                   and (record := trace.get_record(state, value)) is not None
+                   for entry in trace.get_herd_treatments(state, record)]
+    return [*herd_events,
+            *(HANDLERS[entry["action"]](entry, record) for entry, record in entries)]
 
 
 def compute_document(state: StateReader, root: str, time_ms: int) -> dict[str, Any]:

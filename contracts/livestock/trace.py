@@ -9,7 +9,7 @@ scans and never a scan of the whole namespace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from contracts.sdk import StateReader
@@ -98,6 +98,27 @@ def get_history(state: StateReader, value: str) -> list[dict[str, Any]]:
     return [dict(entry) for _, entry in state.scan(f"log/{value}/")]
 
 
+def get_herd_treatments(state: StateReader, carcass: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The herd treatments of a pig shipment batch's farm recorded up to its slaughter.
+
+    Why: pigs are treated by herd (``treat`` with ``herd``), not one by one, so their
+    treatments live in the herd's log, not on any node of the trace; without them a pork
+    lot's trace would show no treatment at all. Each entry gets ``farm_no`` and ``n``
+    (its place in the herd's log) so it can be named (EPCIS ``eventID``).
+    """
+    farm_no = carcass.get("farm_no")
+    if carcass.get("animals") or not farm_no:
+        return []
+    log = get_history(state, node(CARCASS, str(carcass["number"])))
+    slaughtered = [int(entry["time_ms"]) for entry in log if entry["action"] == "slaughter"]
+    until = slaughtered[0] if slaughtered else None
+    treatments = []
+    for n, (_, entry) in enumerate(state.scan(f"herdlog/{farm_no}/")):
+        if entry.get("action") == "treat" and (until is None or int(entry["time_ms"]) <= until):
+            treatments.append({**entry, "farm_no": farm_no, "n": n})
+    return treatments
+
+
 def compute_parties(state: StateReader, root: str, downstream: Iterable[str]) -> list[str]:
     """Organisations affected by a recall of ``root``: the owner of a recalled animal, the
     slaughterhouse of each carcass, the packer and the shop of each lot."""
@@ -172,6 +193,8 @@ def get_trace(state: StateReader, root: str) -> dict[str, Any]:
         if record is None:
             continue
         record["history"] = get_history(state, value)
+        if split_node(value)[0] == CARCASS and record.get("species") == "pig":
+            record["herd_treatments"] = get_herd_treatments(state, record)
         records[plural[split_node(value)[0]]].append(record)
 
     # Consumer view: one origin per carcass upstream (or the animal itself before slaughter).
@@ -185,7 +208,12 @@ def get_trace(state: StateReader, root: str) -> dict[str, Any]:
         origins.append(compute_origin(state, state.get(f"carcass/{made}") if made else None,
                                       root_animal))
     lot = next((r for r in records["lots"] if r["number"] == ident), None)
-    packers = sorted({str(r["packer"]) for r in records["lots"]})
+    # The packer: the lot's own, else an upstream lot's, else (an animal or carcass number)
+    # that of the lots cut from it, which is what a consumer holding one of them sees.
+    packers = sorted({str(r["packer"]) for r in records["lots"]}) or sorted({
+        str(record["packer"]) for value in downstream
+        if split_node(value)[0] == LOT and (record := get_record(state, value)) is not None
+    })
     recalled = any(o["recalled"] for o in origins) or any(
         r["state"] == "recalled" for r in records["lots"]
     )

@@ -21,8 +21,8 @@ STRANGER = with_check_digit("20000099")
 PASSED = {"passed": True, "residue": "negative", "bse": "negative"}
 
 
-def setup_ledger() -> Any:
-    ledger = make_ledger(LivestockContract())
+def setup_ledger(contract: LivestockContract | None = None) -> Any:
+    ledger = make_ledger(contract or LivestockContract())
     ledger.add_org("farm-a", ["farm"], ["110001"])
     ledger.add_org("farm-b", ["farm"], ["220002"])
     ledger.add_org("plant", ["slaughterhouse"], ["0301"])
