@@ -360,8 +360,8 @@ def get_origin(order: Mapping[str, Any]) -> str:
     return str(shipment["origin"]) if shipment else str(order["ship_from"])
 
 
-def get_kinds(order: Mapping[str, Any]) -> list[str]:
-    return screening.get_kinds(order["items"])
+def get_kinds(order: Mapping[str, Any], any_declared: bool = False) -> list[str]:
+    return screening.get_kinds(order["items"], any_declared)
 
 
 def get_restricted(ctx: Context) -> tuple[list[str], list[str]]:
@@ -414,12 +414,14 @@ def require_org_role(ctx: Context, org_id: str, role: str) -> None:
         raise ContractError(E_ARGS, f"organisation {org_id!r} does not hold role {role!r}")
 
 
-def make_declaration(ctx: Context, order: Mapping[str, Any]) -> dict[str, Any]:
+def make_declaration(ctx: Context, order: Mapping[str, Any],
+                     any_declared: bool = False) -> dict[str, Any]:
     """The declaration, assembled from the order's ledger data (nothing is retyped)."""
     rate = get_rate(ctx, str(order["currency"]))
     others = get_group_others(ctx, order)
     route = screening.compute_route(
-        get_kinds(order), get_origin(order), int(order["value_usd_cents"]), others
+        get_kinds(order, any_declared), get_origin(order), int(order["value_usd_cents"]),
+        others
     )
     lines = [duty.Line(str(item["hs"]), int(item["amount"])) for item in order["items"]]
     assessment = duty.compute_assessment(
@@ -463,8 +465,13 @@ class ClearanceContract(Contract):
     # declaration, so re-assessing a group reads only those orders. Under 2 every new order
     # of a group over its threshold read every other order of the group (O(group) reads per
     # order, up to 1,000). Same receipts and events as 2; only group entries differ.
-    version = "3"
-    runs_versions: tuple[str, ...] = ("2", "3")
+    # 4 (a review against the workflow): words revealing an excluded kind (ginseng) count
+    # whatever kind was declared; combined taxation re-assesses every declared parcel not
+    # yet taxed, general declarations too (the flag now means "declared, not taxed"); and
+    # a parcel cancelled, seized or returned leaves its group, its partners taxed only
+    # because of it being re-assessed (or, once released, reported to customs).
+    version = "4"
+    runs_versions: tuple[str, ...] = ("2", "3", "4")
 
     @classmethod
     def for_version(cls, version: str) -> ClearanceContract | None:
@@ -476,6 +483,10 @@ class ClearanceContract(Contract):
             raise ValueError(f"clearance has no rules version {rules_version!r}")
         # Version 3 and later keep the list-declared members flagged in their group.
         self.flags_listed = rules_version != "2"
+        new_rules = rules_version not in ("2", "3")
+        self.reveals_any_kind = new_rules
+        self.reassesses_general = new_rules
+        self.exits_groups = new_rules
         self.parse_cache_size = parse_cache_size
         # tx hash -> (the args parsed, the result); weighed as 1 + items per order so that
         # large orders count for what they hold.
@@ -617,7 +628,7 @@ class ClearanceContract(Contract):
         # group is read once here and handed to put_group_member below (it is a copy).
         group = get_group(ctx, order)
         others = group_others(group, order)
-        kinds = get_kinds(order)
+        kinds = get_kinds(order, self.reveals_any_kind)
         route = screening.compute_route(kinds, parsed.ship_from, value_usd_cents, others)
         restricted_hs, restricted_keywords = get_restricted(ctx)
         order["screening"] = screening.screen_order(
@@ -636,7 +647,7 @@ class ClearanceContract(Contract):
         order, target = self.begin(ctx, args, "cancel")
         reason = parse_text(args, "reason", optional=True)
         self.transition(ctx, order, "cancel", target, detail={"reason": reason})
-        self.remove_group_member(ctx, order)
+        self.leave_group(ctx, order)
         # The buyer platform learns of it from the event stream at once.
         ctx.emit(
             "buyer_notice",
@@ -677,8 +688,8 @@ class ClearanceContract(Contract):
 
     def process_declare(self, ctx: Context, args: Mapping[str, Any]) -> None:
         order, target = self.begin(ctx, args, "declare")
-        order["declaration"] = make_declaration(ctx, order)
-        if self.flags_listed and order["declaration"]["type"] == screening.LIST:
+        order["declaration"] = make_declaration(ctx, order, self.reveals_any_kind)
+        if self.flags_listed and self.open_to_combination(order["declaration"]):
             self.flag_listed(ctx, order)
         self.transition(ctx, order, "declare", target,
                         detail={"type": order["declaration"]["type"]})
@@ -719,12 +730,16 @@ class ClearanceContract(Contract):
         order["inspection"] = inspection
         self.transition(ctx, order, "inspection_result", target,
                         detail={"reason": reason, "documents": documents})
+        if target == SEIZED and self.exits_groups:
+            self.leave_group(ctx, order)
 
     def process_resolve_hold(self, ctx: Context, args: Mapping[str, Any]) -> None:
         to = parse_choice(args, "to", HOLD_RESOLUTIONS)
         order, target = self.begin(ctx, args, "resolve_hold", to)
         note = parse_text(args, "note", optional=True)
         self.transition(ctx, order, "resolve_hold", target, detail={"note": note})
+        if target in (SEIZED, RETURNED) and self.exits_groups:
+            self.leave_group(ctx, order)
 
     # --- the buyer platform --------------------------------------------------------------------
 
@@ -806,7 +821,7 @@ class ClearanceContract(Contract):
         """Index ``order`` in its combined-taxation group (``kinds``, ``group``: if already
         read in this call; ``group`` is then changed and written)."""
         if kinds is None:
-            kinds = get_kinds(order)
+            kinds = get_kinds(order, self.reveals_any_kind)
         threshold = rules.get_threshold_usd_cents(get_origin(order), frozenset(kinds))
         if group is None:
             group = get_group(ctx, order)
@@ -866,10 +881,10 @@ class ClearanceContract(Contract):
         for order_id in candidates:
             order = get_order(ctx, order_id)
             declaration = order.get("declaration")
-            if not declaration or declaration["type"] != screening.LIST:
+            if not declaration or not self.open_to_combination(declaration):
                 continue
-            fresh = make_declaration(ctx, order)
-            if fresh["type"] == screening.LIST:
+            fresh = make_declaration(ctx, order, self.reveals_any_kind)
+            if self.open_to_combination(fresh):
                 continue
             if order["state"] not in REASSESSABLE:
                 ctx.emit("combined_taxation_late",
@@ -885,6 +900,52 @@ class ClearanceContract(Contract):
             self.emit_assessment(ctx, order)
         if self.flags_listed and redeclared:
             self.unflag_listed(ctx, changed, redeclared)
+
+    def open_to_combination(self, declaration: Mapping[str, Any]) -> bool:
+        """Whether a group's growth can still tax this declaration: one for list clearance
+        (versions 2 and 3), any not yet taxed (4: a general declaration of an excluded kind
+        under the threshold owes nothing alone, but the group's whole value is taxed)."""
+        if self.reassesses_general:
+            return not declaration["route"]["taxable"]
+        return bool(declaration["type"] == screening.LIST)
+
+    def leave_group(self, ctx: Context, order: Mapping[str, Any]) -> None:
+        """``order`` will not be imported (cancelled, seized, returned): it leaves its
+        group, and (version 4 on) each partner taxed only because the group went over its
+        threshold is assessed again without it. Before release it is re-declared; after,
+        customs hears of it (``combined_taxation_late``, reason ``GROUP_MEMBER_LEFT``),
+        since duty may already be paid. Reads every member: this is rare."""
+        self.remove_group_member(ctx, order)
+        if not self.exits_groups:
+            return
+        relieved: list[str] = []
+        for order_id in sorted(get_group(ctx, order)):
+            partner = get_order(ctx, order_id)
+            declaration = partner.get("declaration")
+            if not declaration or not declaration["combined_with"]:
+                continue
+            fresh = make_declaration(ctx, partner, self.reveals_any_kind)
+            if not self.open_to_combination(fresh):
+                continue
+            if partner["state"] not in REASSESSABLE:
+                ctx.emit("combined_taxation_late",
+                         {"order_id": order_id, "state": partner["state"],
+                          "group_usd_cents": fresh["route"]["assessed_usd_cents"],
+                          "reason": "GROUP_MEMBER_LEFT", "left": order["order_id"]},
+                         keys=event_keys(partner))
+                continue
+            partner["declaration"] = fresh
+            self.record(ctx, partner, "reassess", partner["state"], NAME,
+                        {"type": fresh["type"], "reason": "GROUP_MEMBER_LEFT",
+                         "left": order["order_id"]})
+            ctx.state.put(order_key(order_id), partner)
+            relieved.append(order_id)
+            ctx.emit("combined_taxation_undone",
+                     {"order_id": order_id, "left": order["order_id"], "type": fresh["type"],
+                      "total_krw": fresh["assessment"]["total_krw"]},
+                     keys=event_keys(partner))
+        for order_id in relieved:
+            self.flag_listed(ctx, get_order(ctx, order_id))
 
     def emit_assessment(self, ctx: Context, order: Mapping[str, Any]) -> None:
         declaration = order["declaration"]

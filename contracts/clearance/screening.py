@@ -79,10 +79,16 @@ def reason(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail}
 
 
-def get_kind(item: Mapping[str, Any]) -> str:
-    """The kind an item is screened as: the declared one, unless its words reveal another."""
+def get_kind(item: Mapping[str, Any], any_declared: bool = False) -> str:
+    """The kind an item is screened as: the declared one, unless its words reveal another.
+
+    ``any_declared`` (rules version 4 on): the words are read whatever kind was declared,
+    unless that kind is itself excluded from list clearance. Before, only ``general``
+    items were read, so red ginseng declared as ``food`` went through list clearance,
+    though the workflow excludes herbal medicines whatever they are declared as.
+    """
     declared = str(item["kind"])
-    if declared != GENERAL_KIND:
+    if declared != GENERAL_KIND and not (any_declared and declared not in EXCLUDED_FROM_LIST):
         return declared
     description = str(item["description"]).casefold()
     for word, kind in _KIND_KEYWORDS_SORTED:
@@ -91,8 +97,8 @@ def get_kind(item: Mapping[str, Any]) -> str:
     return declared
 
 
-def get_kinds(items: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [get_kind(item) for item in items]
+def get_kinds(items: Iterable[Mapping[str, Any]], any_declared: bool = False) -> list[str]:
+    return [get_kind(item, any_declared) for item in items]
 
 
 def compute_route(

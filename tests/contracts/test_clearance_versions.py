@@ -114,7 +114,8 @@ def test_a_declared_list_parcel_is_flagged_and_unflagged_when_reassessed():
 def test_genesis_version_picks_the_rules():
     assert load_contracts([("clearance", "2")])["clearance"].flags_listed is False
     assert load_contracts([("clearance", "3")])["clearance"].flags_listed is True
-    assert ClearanceContract.version == "3"
+    assert load_contracts([("clearance", "4")])["clearance"].flags_listed is True
+    assert ClearanceContract.version == "4"
 
 
 def test_invalid_unknown_rules_version_is_refused():
