@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from consensus import canonical
 from contracts.sdk import ContractError, Member
@@ -58,6 +61,17 @@ def error_response(status: int, code: str, message: str,
 
 _CONTRACT_STATUS = {"E_NOT_FOUND": 404, "E_FORBIDDEN": 403, "E_ROLE": 403,
                     "E_UNKNOWN_CONTRACT": 404, "E_UNKNOWN_QUERY": 404}
+
+
+def parse_json(raw: str | bytes, code: str, what: str) -> Any:
+    """JSON from a client, or ApiError(400, ``code``). Besides malformed text this refuses
+    what the parser cannot hold (regressions, each a 500 before): nesting deeper than the
+    interpreter's recursion limit (RecursionError) and integers of more than 4,300 digits
+    (ValueError; JSONDecodeError is one too)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, code, f"{what}: {str(exc)[:200]}") from None
 
 
 @web.middleware
@@ -108,6 +122,10 @@ class Api:
         except ConnectionResetError:  # the client went away mid-body: nobody to answer
             raise ApiError(400, "E_MALFORMED", "connection lost while reading the body") \
                 from None
+        except (RequestPayloadError, ContentEncodingError, zlib.error) as exc:
+            # A body that does not decode as its Content-Encoding says (regression: a
+            # corrupt gzip body was a 500).
+            raise ApiError(400, "E_MALFORMED", f"body does not decode: {exc}") from None
 
     async def _json_body(self, request: web.Request) -> Any:
         raw = await self._raw_body(request)
@@ -116,10 +134,7 @@ class Api:
                 return ("msgpack", canonical.decode(raw))
             except canonical.CanonicalError as exc:
                 raise ApiError(400, "E_MALFORMED", str(exc)) from None
-        try:
-            return ("json", json.loads(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "E_MALFORMED", f"body is not valid JSON: {exc}") from None
+        return ("json", parse_json(raw, "E_MALFORMED", "body is not valid JSON"))
 
     @staticmethod
     def _parse_tx(form: str, obj: Any) -> Transaction:
@@ -354,10 +369,7 @@ class Api:
     async def get_query(self, request: web.Request) -> web.Response:
         args: dict[str, Any] = {k: v for k, v in request.query.items() if k != "args"}
         if "args" in request.query:
-            try:
-                extra = json.loads(request.query["args"])
-            except json.JSONDecodeError:
-                raise ApiError(400, "E_ARGS", "args must be a JSON object") from None
+            extra = parse_json(request.query["args"], "E_ARGS", "args must be a JSON object")
             if not isinstance(extra, dict):
                 raise ApiError(400, "E_ARGS", "args must be a JSON object")
             args.update(extra)

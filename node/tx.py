@@ -18,6 +18,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from consensus import canonical
+from node import jsonform
 
 TAG_TX = "jangbu/tx/v1"
 MAX_TX_BYTES = 64 * 1024
@@ -218,7 +219,9 @@ class Transaction:
             "chain_id": self.chain_id,
             "contract": self.contract,
             "action": self.action,
-            "args": dict(self.args),
+            # Bytes in args (msgpack submissions may carry them) become hex: JSON has no
+            # bytes (regression: such a committed transaction made its block a 500).
+            "args": jsonform.to_json(dict(self.args)),
             "signer": self.signer.hex(),
             "nonce": self.nonce,
             "sig": self.sig.hex(),

@@ -460,7 +460,7 @@
     }
     if (token !== viewToken) return;
     show(() => trackCard(parcel));
-    followKey(`order/${parcel.order_id}`, () => viewTrackRefresh(id, token));
+    followKey(parcel.order_id, () => viewTrackRefresh(id, token));
   }
 
   async function viewTrackRefresh(id, token) {

@@ -178,3 +178,41 @@ def test_explorer_updates_live_when_a_block_commits(
         assert unexpected(errors) == []
     finally:
         context.close()
+
+
+def test_track_page_redraws_when_its_parcel_moves(
+        browser: Any, customs_net: dict[str, Any]) -> None:
+    """The page follows the parcel's events (regression: it subscribed to the key
+    ``order/<id>`` while parcel events are keyed by the bare order id, so it never
+    redrew)."""
+    from contracts.clearance.scenario import demo_steps
+    from node.client import Client
+
+    from web_support import run_async
+
+    net = customs_net["net"]
+    orgs = {"seller": "seller", "courier": "courier", "customs": "customs", "buyer": "buyer"}
+    steps = [s for s in demo_steps(customs_net["buyers"], prefix="LIVE")
+             if s[2].get("order_id") == "LIVE-1"]
+
+    async def run(step: Any) -> None:
+        role, action, args = step
+        async with Client(net.api("customs")) as client:
+            receipt = await client.call("clearance", action, args,
+                                        key=net.member_key(orgs[role]))
+            assert receipt["code"] == "OK", (action, receipt)
+
+    run_async(run(steps[0]))  # create_order
+    context, page, errors = open_page(browser, f"{net.api('buyer')}/track/LIVE-1")
+    try:
+        page.wait_for_selector("#timeline")
+        before = page.inner_text("#status-title")
+        assert steps[1][1] == "ship"
+        run_async(run(steps[1]))
+        page.wait_for_function(
+            "before => document.querySelector('#status-title').innerText !== before",
+            arg=before, timeout=10_000)
+        assert page.inner_text("#status-title") != before
+        assert unexpected(errors) == []
+    finally:
+        context.close()
