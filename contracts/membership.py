@@ -44,6 +44,7 @@ PUBKEY_HEX = re.compile(r"[0-9a-f]{64}")
 ORG_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 ROLE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 E_REVOKED = "E_REVOKED"
+E_LAST_ADMIN = "E_LAST_ADMIN"
 
 
 def org_key(org_id: str) -> str:
@@ -103,7 +104,21 @@ class MembershipContract(Contract):
     """Who belongs to which organisation, with which roles."""
 
     name = NAME
-    version = "1"
+    # 2: an admin cannot revoke its organisation's last active admin key (E_LAST_ADMIN).
+    # Under 1 it could, and the organisation could then never add or revoke a key again:
+    # only an admin of an organisation manages its keys. Genesis names the version; this
+    # build runs chains of either.
+    version = "2"
+    runs_versions: tuple[str, ...] = ("1", "2")
+
+    @classmethod
+    def for_version(cls, version: str) -> MembershipContract | None:
+        return cls(rules_version=version) if version in cls.runs_versions else None
+
+    def __init__(self, *, rules_version: str = version) -> None:
+        if rules_version not in self.runs_versions:
+            raise ValueError(f"membership has no rules version {rules_version!r}")
+        self.keeps_an_admin = rules_version != "1"
 
     def check(self, call: Call) -> None:
         if call.action == "add_member":
@@ -176,6 +191,13 @@ class MembershipContract(Contract):
             raise ContractError(E_ROLE, "an admin may only revoke keys of its own organisation")
         if record["revoked"]:
             raise ContractError(E_REVOKED, "key already revoked")
+        if self.keeps_an_admin and ADMIN in record["roles"] and not any(
+                key != f"key/{pubkey_hex}" and other["org"] == record["org"]
+                and ADMIN in other["roles"] and not other["revoked"]
+                for key, other in ctx.state.scan("key/")):
+            # Scans every key: revocations are rare, and an index would be state to keep.
+            raise ContractError(E_LAST_ADMIN, "this is the organisation's last active admin "
+                                              "key; add another admin key first")
         ctx.state.put(f"key/{pubkey_hex}", {**record, "revoked": True})
         ctx.emit(
             "member_revoked",

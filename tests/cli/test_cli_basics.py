@@ -90,7 +90,7 @@ def test_invalid_network_init_unknown_contract_writes_nothing(tmp_path: Path) ->
 def test_network_init_names_the_installed_contract_versions(tmp_path: Path) -> None:
     assert jangbu("network", "init", "--dir", tmp_path / "n").returncode == 0
     genesis = json.loads((tmp_path / "n" / "genesis.json").read_text())
-    assert genesis["contracts"] == [{"name": "membership", "version": "1"},
+    assert genesis["contracts"] == [{"name": "membership", "version": "2"},
                                     {"name": "clearance", "version": "4"}]
 
 

@@ -78,3 +78,49 @@ def test_device_gets_only_device_role():
     assert ledger.apply("seller", "membership", "add_member",
                         {"pubkey": dev, "kind": "device", "roles": ["seller"]}).ok
     assert ledger.query("membership", "member", {"pubkey": dev})["roles"] == ["device"]
+
+
+# --- rules version 2: an organisation keeps an admin key -------------------------------------
+
+
+def ledger_of(version: str):
+    from contracts.membership import MembershipContract
+
+    ledger = setup_ledger()
+    ledger.contracts["membership"] = MembershipContract(rules_version=version)
+    return ledger
+
+
+def test_invalid_revoke_of_the_last_admin_key_is_refused():
+    """Regression (black-box review): an admin could revoke its own, last admin key, and
+    the organisation could never manage its keys again."""
+    ledger = ledger_of("2")
+    own = ledger.pub("customs").hex()
+    receipt = ledger.apply("customs", "membership", "revoke_member", {"pubkey": own})
+    assert receipt.code == "E_LAST_ADMIN", receipt
+    assert ledger.query("membership", "member", {"pubkey": own})["revoked"] is False
+
+
+def test_an_admin_key_can_be_revoked_once_another_admin_key_exists():
+    ledger = ledger_of("2")
+    deputy = ledger.new_key("deputy").verify_key.encode().hex()
+    assert ledger.apply("customs", "membership", "add_member",
+                        {"pubkey": deputy, "roles": ["admin", "customs"]}).ok
+    own = ledger.pub("customs").hex()
+    assert ledger.apply("customs", "membership", "revoke_member", {"pubkey": own}).ok
+    # The deputy is now the last one.
+    receipt = ledger.apply("deputy", "membership", "revoke_member", {"pubkey": deputy})
+    assert receipt.code == "E_LAST_ADMIN"
+
+
+def test_another_organisations_admins_do_not_count():
+    ledger = ledger_of("2")
+    receipt = ledger.apply("seller", "membership", "revoke_member",
+                           {"pubkey": ledger.pub("seller").hex()})
+    assert receipt.code == "E_LAST_ADMIN"
+
+
+def test_version_1_chains_keep_version_1s_rule():
+    ledger = ledger_of("1")
+    own = ledger.pub("customs").hex()
+    assert ledger.apply("customs", "membership", "revoke_member", {"pubkey": own}).ok
