@@ -11,6 +11,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from cli.errors import CliError
+from cli.output import TerminalSafe, printable
 from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
 from cli.presets import PRESETS, parse_orgs
 from node.keys import KeyFileError, write_key_file
@@ -127,13 +128,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0 if argv is None and len(sys.argv) == 1 else 2
+    stdout = sys.stdout
+    sys.stdout = TerminalSafe(stdout)  # type: ignore[assignment]
     try:
         return int(func(args))
     except CliError as exc:
-        print(f"jangbu: error: {exc}", file=sys.stderr)
+        print(printable(f"jangbu: error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":

@@ -9,12 +9,49 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import itertools
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but tab and newline shown as ``\\xNN``.
+
+    Why: what the CLI prints comes in part from other organisations (a cancellation
+    reason, an item description, an error message a node relays), and a terminal obeys
+    the escape sequences in it: retitling the window, erasing the line, faking a line of
+    output. JSON output needs it too: ``json.dumps`` leaves DEL and the C1 range as they
+    are.
+    """
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+class TerminalSafe(io.TextIOBase):
+    """A text stream that writes through :func:`printable` (what ``main`` puts on stdout)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(printable(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
 
 
 def print_json(value: Any, *, compact: bool = False, file: TextIO | None = None) -> None:

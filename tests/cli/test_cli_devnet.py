@@ -176,3 +176,27 @@ def test_devnet_down_is_idempotent(devnet: tuple[Path, int]) -> None:
     assert [r["result"] for r in json.loads(second.stdout)] == ["not running"] * 4
     unreachable = jangbu("status", "--node", api(base))
     assert unreachable.stderr == f"jangbu: error: cannot reach node at {api(base)}\n"
+
+
+def test_text_from_other_organisations_cannot_drive_the_terminal(
+        devnet: tuple[Path, int]) -> None:
+    """Regression (black-box review): a label, reason or description written by another
+    organisation reached the operator's terminal raw, escape sequences included (retitle
+    the window, erase the line, print a forged line)."""
+    directory, base = devnet
+    hostile = "\x1b]0;pwned\x07\x1b[2K\rh=999 forged\x9b"
+    pubkey = SigningKey.generate().verify_key.encode().hex()
+    args = json.dumps({"pubkey": pubkey, "roles": ["seller"], "label": hostile})
+    submitted = jangbu("tx", "submit", "--node", api(base), "--key",
+                       directory / "seller" / "member.key", "--contract", "membership",
+                       "--action", "add_member", "--args", args)
+    assert submitted.returncode == 0, submitted.stderr
+    for command in (["events", "--node", api(base), "--key", pubkey],
+                    ["events", "--node", api(base), "--key", pubkey, "--json"],
+                    ["query", "membership", "members", "--args", '{"org": "seller"}',
+                     "--node", api(base)]):
+        shown = jangbu(*command)
+        assert shown.returncode == 0, shown.stderr
+        assert not any(ch in shown.stdout for ch in "\x1b\x07\r\x9b"), (command, shown.stdout)
+    # The members table shows the label, escaped.
+    assert "\\x1b]0;pwned\\x07" in shown.stdout, shown.stdout
