@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli.errors import CliError
 from cli.output import age, command, print_json, records_table, short
+from consensus.canonical import CanonicalError
 
 if TYPE_CHECKING:  # aiohttp and the client load only when a command talks to a node
     from nacl.signing import SigningKey
@@ -33,10 +34,32 @@ Action = Callable[["Client", argparse.Namespace], Awaitable[int]]
 
 
 def node_url(args: argparse.Namespace) -> str:
-    url = str(args.node or os.environ.get("JANGBU_NODE") or DEFAULT_NODE).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        url = "http://" + url
+    """The node's base URL (``http://`` added when no scheme is given); CliError when it
+    is not an http(s) URL with a host and a valid port (regressions: a traceback, or
+    ``ftp://x`` read as host ``ftp``)."""
+    from yarl import URL
+
+    raw = str(args.node or os.environ.get("JANGBU_NODE") or DEFAULT_NODE).rstrip("/")
+    url = raw if "://" in raw else "http://" + raw
+    try:
+        parsed = URL(url)
+        valid = parsed.scheme in ("http", "https") and bool(parsed.host) and bool(parsed.port)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise CliError(f"invalid node URL {raw!r}: expected http://HOST:PORT")
     return url
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0 (0 or less once meant no timeout)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 86400 seconds")
+    return value
 
 
 def load_key(args: argparse.Namespace, *, required: bool) -> SigningKey | None:
@@ -97,6 +120,8 @@ def run(action: Action, *, needs_key: bool = False) -> Callable[[argparse.Namesp
             raise CliError(f"request to {url} failed: {exc or type(exc).__name__}") from None
         except TimeoutError:
             raise CliError(f"node at {url} did not answer within {args.timeout:g}s") from None
+        except CanonicalError as exc:  # args a transaction cannot carry (a float, NaN)
+            raise CliError(f"cannot sign these arguments: {exc}") from None
 
     return command(func)
 
@@ -327,7 +352,7 @@ def common_options(*, with_key: bool = True) -> argparse.ArgumentParser:
         common.add_argument("--key", dest="key_file", metavar="FILE",
                             help="member key file that signs (default: $JANGBU_KEY)")
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    common.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    common.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="S",
                         help="HTTP timeout in seconds (default 60)")
     return common
 
@@ -336,7 +361,7 @@ def submit_options() -> argparse.ArgumentParser:
     opts = argparse.ArgumentParser(add_help=False)
     opts.add_argument("--no-wait", action="store_true",
                       help="return once the node accepted it (do not wait for the commit)")
-    opts.add_argument("--wait-timeout", type=float, default=30.0, metavar="S",
+    opts.add_argument("--wait-timeout", type=positive_seconds, default=30.0, metavar="S",
                       help="seconds to wait for the commit (default 30)")
     return opts
 

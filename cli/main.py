@@ -135,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(printable(f"jangbu: error: {exc}"), file=sys.stderr)
         return 1
+    except OSError as exc:
+        # The machine said no (a missing directory, a file where a directory should be, no
+        # permission): its own words, not a traceback (regressions: keygen --out into a
+        # missing directory, --dir naming a file, a data_dir that cannot be created).
+        print(printable(f"jangbu: error: {exc}"), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     finally:

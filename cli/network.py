@@ -6,6 +6,7 @@ key and a copy of the genesis. Ports are ``base + 2*i`` (p2p) and ``base + 2*i +
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import time
@@ -21,6 +22,26 @@ from node.keys import write_key_file
 from node.registry import installed_version
 
 DEFAULT_BASE_PORT = 26600
+
+
+def databases_in_use(directory: Path) -> list[Path]:
+    """LevelDB directories under ``directory`` that a running process holds open.
+
+    LevelDB holds a POSIX record lock on its ``LOCK`` file while open; trying the same lock
+    from here fails exactly then (and takes nothing from the holder: the lock is released
+    at once when it was free).
+    """
+    held = []
+    for lock in sorted(directory.glob("**/LOCK")):
+        try:
+            with open(lock, "a") as handle:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+        except BlockingIOError:
+            held.append(lock.parent)
+        except OSError:
+            continue  # unreadable: not ours to judge; rmtree reports what it cannot remove
+    return held
 
 
 def init_network(
@@ -40,13 +61,24 @@ def init_network(
     genesis names each contract with the version installed here.
     """
     versions = {name: installed_version(name) for name in contracts}
+    # Checked before anything is written (regression: a refused init left an empty
+    # directory behind).
+    if base_port < 1024 or base_port + 2 * len(orgs) > 65535:
+        raise ValueError("--base-port must leave room for two ports per node below 65536")
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory")
     if directory.exists() and any(directory.iterdir()):
         if not force:
             raise FileExistsError(f"{directory} is not empty; use --force to replace it")
+        running = databases_in_use(directory)
+        if running:
+            # Regression: --force deleted the keys and data of a running node, which went
+            # on committing to unlinked files.
+            raise FileExistsError(
+                f"a node is running on {', '.join(str(p) for p in running)}; stop it "
+                f"before replacing {directory}")
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if base_port < 1024 or base_port + 2 * len(orgs) > 65535:
-        raise ValueError("--base-port must leave room for two ports per node below 65536")
     node_keys: dict[str, SigningKey] = {}
     member_keys: dict[str, SigningKey] = {}
     validators, genesis_orgs = [], []

@@ -121,6 +121,19 @@ def query_work_queue(ctx: QueryContext, args: Mapping[str, Any]) -> Any:
     return queue
 
 
+def parse_flag(args: Mapping[str, Any], name: str) -> bool:
+    """A yes/no argument: JSON ``true``/``false``, or from a query string ``true``/``1`` and
+    ``false``/``0`` (regression: the string "false" counted as true)."""
+    value = args.get(name, False)
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0", ""):
+        return False
+    raise ContractError(E_ARGS, f"{name} must be true or false")
+
+
 def query_combined_groups(ctx: QueryContext, args: Mapping[str, Any]) -> Any:
     """Groups of parcels of one buyer, seller and Korean date; ``over`` when taxed together."""
     require_caller_role(ctx, CUSTOMS)
@@ -129,7 +142,7 @@ def query_combined_groups(ctx: QueryContext, args: Mapping[str, Any]) -> Any:
         ref = arg_str(args, "buyer_ref", pattern=rules.BUYER_REF,
                       code=rules.E_INVALID_BUYER_REF)
         prefix += f"{ref}/"
-    include_single = bool(args.get("include_single", False))
+    include_single = parse_flag(args, "include_single")
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for key, members in ctx.state.scan(prefix):
         _, ref, seller, date = key.split("/")

@@ -156,3 +156,53 @@ def test_invalid_devnet_status_without_network(tmp_path: Path) -> None:
     assert "no genesis.json" in result.stderr
     down = jangbu("devnet", "down", "--dir", tmp_path / "none")
     assert down.returncode == 0
+
+
+# --- what the environment refuses: a message, never a traceback (black-box review) --------
+
+
+def plain_refusal(result: object, needle: str) -> None:
+    assert result.returncode != 0, result.stdout  # type: ignore[attr-defined]
+    assert "Traceback" not in result.stderr, result.stderr  # type: ignore[attr-defined]
+    last = result.stderr.splitlines()[-1]  # type: ignore[attr-defined]
+    assert last.startswith("jangbu: error: ") and needle in last, result.stderr  # type: ignore[attr-defined]
+
+
+def test_invalid_paths_are_refused_in_plain_words(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    plain_refusal(jangbu("keygen", "--out", tmp_path / "missing" / "k.key"),
+                  "No such file or directory")
+    plain_refusal(jangbu("network", "init", "--dir", a_file), "not a directory")
+    plain_refusal(jangbu("devnet", "status", "--dir", a_file), "Not a directory")
+    plain_refusal(jangbu("demo", "clearance", "--dir", a_file), "Not a directory")
+
+
+def test_invalid_data_dir_in_a_node_config_is_refused_in_plain_words(tmp_path: Path) -> None:
+    assert jangbu("network", "init", "--dir", tmp_path / "n").returncode == 0
+    home = tmp_path / "n" / "customs"
+    config = home / "config.toml"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    text = config.read_text()
+    assert "data_dir" in text
+    lines = [f'data_dir = "{blocker}/data"' if line.startswith("data_dir") else line
+             for line in text.splitlines()]
+    config.write_text("\n".join(lines) + "\n")
+    plain_refusal(jangbu("node", "start", "--home", home, timeout=30), "Not a directory")
+
+
+def test_invalid_node_urls_are_refused_in_plain_words() -> None:
+    for url in ("http://127.0.0.1:99999", "http://[::1", "::::", "ftp://x"):
+        plain_refusal(jangbu("status", "--node", url), "invalid node URL")
+
+
+def test_invalid_timeouts_are_refused() -> None:
+    for value in ("0", "-1", "nan", "soon"):
+        result = jangbu("status", "--timeout", value)
+        assert result.returncode == 2 and "--timeout" in result.stderr, (value, result.stderr)
+
+
+def test_a_refused_network_init_leaves_no_directory(tmp_path: Path) -> None:
+    result = jangbu("network", "init", "--dir", tmp_path / "n", "--base-port", "80")
+    assert result.returncode == 1 and not (tmp_path / "n").exists()

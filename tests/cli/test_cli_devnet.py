@@ -148,6 +148,55 @@ def test_invalid_tx_rejected_by_the_node(devnet: tuple[Path, int]) -> None:
                              "'no_such_action'\n")
 
 
+def test_text_from_other_organisations_cannot_drive_the_terminal(
+        devnet: tuple[Path, int]) -> None:
+    """Regression (black-box review): a label, reason or description written by another
+    organisation reached the operator's terminal raw, escape sequences included (retitle
+    the window, erase the line, print a forged line)."""
+    directory, base = devnet
+    hostile = "\x1b]0;pwned\x07\x1b[2K\rh=999 forged\x9b"
+    pubkey = SigningKey.generate().verify_key.encode().hex()
+    args = json.dumps({"pubkey": pubkey, "roles": ["seller"], "label": hostile})
+    submitted = jangbu("tx", "submit", "--node", api(base), "--key",
+                       directory / "seller" / "member.key", "--contract", "membership",
+                       "--action", "add_member", "--args", args)
+    assert submitted.returncode == 0, submitted.stderr
+    for command in (["events", "--node", api(base), "--key", pubkey],
+                    ["events", "--node", api(base), "--key", pubkey, "--json"],
+                    ["query", "membership", "members", "--args", '{"org": "seller"}',
+                     "--node", api(base)]):
+        shown = jangbu(*command)
+        assert shown.returncode == 0, shown.stderr
+        assert not any(ch in shown.stdout for ch in "\x1b\x07\r\x9b"), (command, shown.stdout)
+    # The members table shows the label, escaped.
+    assert "\\x1b]0;pwned\\x07" in shown.stdout, shown.stdout
+
+
+def test_invalid_network_init_force_over_a_running_node_is_refused(
+        devnet: tuple[Path, int]) -> None:
+    """Regression (black-box review): ``--force`` deleted the keys and data of running
+    nodes, which went on committing to unlinked files."""
+    directory, base = devnet
+    before = set(directory.rglob("*"))
+    result = jangbu("network", "init", "--dir", directory, "--force")
+    assert result.returncode == 1, result.stdout
+    assert "a node is running on" in result.stderr and "Traceback" not in result.stderr
+    assert set(directory.rglob("*")) >= {p for p in before if p.suffix == ".key"}
+    status = jangbu("status", "--node", api(base), "--json")
+    assert status.returncode == 0, status.stderr
+
+
+def test_invalid_float_args_are_refused_before_signing(devnet: tuple[Path, int]) -> None:
+    directory, base = devnet
+    for args in ('{"x": 1.5}', '{"x": NaN}'):
+        result = jangbu("tx", "submit", "--node", api(base), "--key",
+                        directory / "seller" / "member.key", "--contract", "clearance",
+                        "--action", "create_order", "--args", args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("jangbu: error: cannot sign these arguments"), \
+            result.stderr
+
+
 def test_invalid_devnet_up_port_in_use(tmp_path: Path) -> None:
     base = free_ports(8)
     directory = tmp_path / "net"
@@ -177,26 +226,3 @@ def test_devnet_down_is_idempotent(devnet: tuple[Path, int]) -> None:
     unreachable = jangbu("status", "--node", api(base))
     assert unreachable.stderr == f"jangbu: error: cannot reach node at {api(base)}\n"
 
-
-def test_text_from_other_organisations_cannot_drive_the_terminal(
-        devnet: tuple[Path, int]) -> None:
-    """Regression (black-box review): a label, reason or description written by another
-    organisation reached the operator's terminal raw, escape sequences included (retitle
-    the window, erase the line, print a forged line)."""
-    directory, base = devnet
-    hostile = "\x1b]0;pwned\x07\x1b[2K\rh=999 forged\x9b"
-    pubkey = SigningKey.generate().verify_key.encode().hex()
-    args = json.dumps({"pubkey": pubkey, "roles": ["seller"], "label": hostile})
-    submitted = jangbu("tx", "submit", "--node", api(base), "--key",
-                       directory / "seller" / "member.key", "--contract", "membership",
-                       "--action", "add_member", "--args", args)
-    assert submitted.returncode == 0, submitted.stderr
-    for command in (["events", "--node", api(base), "--key", pubkey],
-                    ["events", "--node", api(base), "--key", pubkey, "--json"],
-                    ["query", "membership", "members", "--args", '{"org": "seller"}',
-                     "--node", api(base)]):
-        shown = jangbu(*command)
-        assert shown.returncode == 0, shown.stderr
-        assert not any(ch in shown.stdout for ch in "\x1b\x07\r\x9b"), (command, shown.stdout)
-    # The members table shows the label, escaped.
-    assert "\\x1b]0;pwned\\x07" in shown.stdout, shown.stdout

@@ -149,3 +149,19 @@ def test_no_personal_data_in_the_clear_anywhere_in_state_or_events():
     for receipt in ledger.receipts:
         for secret in secrets:
             assert secret not in repr(receipt)
+
+
+@pytest.mark.parametrize(("value", "single"), [
+    (True, True), ("true", True), ("1", True), (False, False), ("false", False), ("0", False),
+])
+def test_include_single_reads_yes_and_no_as_a_query_string_sends_them(value, single):
+    """Regression (black-box review): ``?include_single=false`` counted as true."""
+    ledger = setup_ledger()
+    create(ledger, "A")
+    groups = ledger.query(C, "combined_groups", {"include_single": value}, caller="customs")
+    assert [g["orders"] for g in groups] == ([["A"]] if single else [])
+
+
+def test_invalid_include_single_is_refused():
+    ledger = setup_ledger()
+    assert refused(ledger, "combined_groups", {"include_single": "maybe"}, "customs") == "E_ARGS"
