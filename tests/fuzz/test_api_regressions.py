@@ -61,3 +61,19 @@ def test_a_body_that_is_not_the_gzip_it_claims_is_a_400(network):
                              {**JSON, "Content-Encoding": "gzip"})
     check(status, answer)
     assert (status, answer["code"]) == (400, "E_MALFORMED"), answer
+
+
+def test_an_over_long_url_is_a_400_logged_in_one_line(network):
+    """aiohttp answers it itself (plain text: it never reaches our handlers); the node logs
+    one warning line for it, not a traceback."""
+    log = network.home("customs") / "node.log"
+    before = log.read_text(errors="replace").count("Traceback")
+    status, _ = request(network.api("customs") + "/v1/status?x=" + "a" * 9_000)
+    assert status == 400
+    deadline = time.monotonic() + 5
+    text = log.read_text(errors="replace")
+    while "malformed HTTP request" not in text and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = log.read_text(errors="replace")
+    assert "malformed HTTP request" in text
+    assert text.count("Traceback") == before

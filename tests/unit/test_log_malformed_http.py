@@ -1,0 +1,34 @@
+"""A request aiohttp cannot parse is logged as one warning line, not an error with a
+traceback (anyone can send one; a black-box review found them filling the log)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp.http_exceptions import LineTooLong
+
+from node.app import malformed_http_in_one_line
+
+
+def record_of(exc: BaseException) -> logging.LogRecord:
+    try:
+        raise exc
+    except BaseException:
+        info = sys.exc_info()
+    return logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1,
+                             "Error handling request from %s", ("127.0.0.1",), info)
+
+
+def test_a_malformed_request_becomes_one_warning_line() -> None:
+    record = record_of(LineTooLong(b"/v1/...", "8190"))
+    assert malformed_http_in_one_line(record) is True
+    assert (record.levelname, record.exc_info) == ("WARNING", None)
+    assert "malformed HTTP request" in record.getMessage()
+    assert "127.0.0.1" in record.getMessage()
+
+
+def test_errors_of_our_own_keep_their_traceback() -> None:
+    record = record_of(RuntimeError("a bug"))
+    assert malformed_http_in_one_line(record) is True
+    assert record.levelname == "ERROR" and record.exc_info is not None
