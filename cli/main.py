@@ -11,8 +11,8 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from cli.errors import CliError
-from cli.output import TerminalSafe, printable
 from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
+from cli.output import TerminalSafe, printable
 from cli.presets import PRESETS, parse_orgs
 from node.keys import KeyFileError, write_key_file
 from node.registry import ContractLoadError
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv is None and len(sys.argv) == 1 else 2
     stdout = sys.stdout
-    sys.stdout = TerminalSafe(stdout)  # type: ignore[assignment]
+    sys.stdout = TerminalSafe(stdout)
     try:
         return int(func(args))
     except CliError as exc:

@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_clearance import C, create, item, setup_ledger, step_args
-from test_clearance_versions import ORDERS, args_for, parcel_state, state_of, step
 from test_clearance_property import resolve
+from test_clearance_versions import args_for, parcel_state, state_of, step
 
 from contracts.clearance.contract import LISTED, ClearanceContract
 

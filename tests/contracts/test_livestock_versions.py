@@ -12,12 +12,6 @@ import json
 from typing import Any
 
 import pytest
-
-from contracts.livestock import LivestockContract
-from contracts.sdk import Call, ContractError
-from node.execution import refusal_receipt
-
-from contract_harness import DAY_MS
 from test_livestock import (
     COW,
     COW_2,
@@ -31,6 +25,12 @@ from test_livestock import (
     slaughter,
     violations,
 )
+
+from contracts.livestock import LivestockContract
+from contracts.sdk import Call, ContractError
+from node.execution import refusal_receipt
+
+from contract_harness import DAY_MS
 
 L = "livestock"
 
