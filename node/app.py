@@ -282,13 +282,15 @@ def setup_logging(level: str, fmt: str) -> None:
 
 def malformed_http_in_one_line(record: logging.LogRecord) -> bool:
     """Log a request aiohttp could not parse (a URL over 8 KiB, an unknown
-    Content-Encoding...) as one warning line instead of an error with a traceback: it is
-    the client's fault, answered 400, and anyone can send it (a black-box review found the
-    tracebacks filling the log). Errors in our own handlers keep their traceback."""
+    Content-Encoding...) or whose body does not decode (aiohttp drains it after our 400)
+    as one warning line instead of an error with a traceback: it is the client's fault,
+    answered 400, and anyone can send it (a black-box review found the tracebacks filling
+    the log). Errors in our own handlers keep their traceback."""
     from aiohttp.http_exceptions import HttpProcessingError
+    from aiohttp.web_protocol import RequestPayloadError
 
     exc = record.exc_info[1] if record.exc_info else None
-    if isinstance(exc, HttpProcessingError):
+    if isinstance(exc, HttpProcessingError | RequestPayloadError):
         record.msg = f"{record.msg}: malformed HTTP request: {str(exc)[:200]}"
         record.exc_info = None
         record.exc_text = None

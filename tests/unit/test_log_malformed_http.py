@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import sys
 
+import pytest
 from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_protocol import RequestPayloadError
 
 from node.app import malformed_http_in_one_line
 
@@ -20,8 +22,10 @@ def record_of(exc: BaseException) -> logging.LogRecord:
                              "Error handling request from %s", ("127.0.0.1",), info)
 
 
-def test_a_malformed_request_becomes_one_warning_line() -> None:
-    record = record_of(LineTooLong(b"/v1/...", "8190"))
+@pytest.mark.parametrize("exc", [LineTooLong(b"/v1/...", "8190"),
+                                 RequestPayloadError("Can not decode content-encoding: gzip")])
+def test_a_malformed_request_becomes_one_warning_line(exc: BaseException) -> None:
+    record = record_of(exc)
     assert malformed_http_in_one_line(record) is True
     assert (record.levelname, record.exc_info) == ("WARNING", None)
     assert "malformed HTTP request" in record.getMessage()
