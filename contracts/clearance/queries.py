@@ -127,9 +127,9 @@ def parse_flag(args: Mapping[str, Any], name: str) -> bool:
     value = args.get(name, False)
     if isinstance(value, bool):
         return value
-    if value in ("true", "1"):
+    if value in ("true", "1", 1):  # JSON 1 and 0 counted before as well
         return True
-    if value in ("false", "0", ""):
+    if value in ("false", "0", "", 0):
         return False
     raise ContractError(E_ARGS, f"{name} must be true or false")
 

@@ -755,6 +755,9 @@ class LivestockContract(Contract):
                 raise ContractError(E_INVALID_SPECIES, "species does not match the animal")
             animal["state"] = next_state(ANIMAL, "slaughter", animal["state"],
                                          recalled=animal["recalled"])
+            born_after = identifiers.parse_date(animal["birth_date"]) > args["day"]
+            if born_after and self.refusals_report:  # checked before a report is published
+                raise ContractError(E_INVALID_DATE, "slaughter date is before the birth date")
             # Verify no drug withdrawal period was still running when the animal was slaughtered.
             if moment < int(animal["withdrawal_until_ms"]):
                 raise self.refusal(
@@ -763,7 +766,7 @@ class LivestockContract(Contract):
                     {"carcass": carcass_no, "animal": number,
                      "withdrawal_until_ms": int(animal["withdrawal_until_ms"])},
                     carcass_no, number, str(animal["owner"]))
-            if identifiers.parse_date(animal["birth_date"]) > args["day"]:
+            if born_after:
                 raise ContractError(E_INVALID_DATE, "slaughter date is before the birth date")
             if animal["last_weight_g"] is not None and args["weight_g"] > animal["last_weight_g"]:
                 flags.append(("WEIGHT_INCONSISTENCY", {
@@ -842,6 +845,14 @@ class LivestockContract(Contract):
         if carcass["state"] == "failed":
             raise ContractError(E_INSPECTION_FAILED, f"carcass {carcass_no} failed inspection")
         put_state(ctx, f"carcass/{carcass_no}", carcass, CARCASS, "cut")
+        source = trace.node(CARCASS, carcass_no)
+        product = identifiers.SPECIES_PRODUCT[carcass["species"]]
+        if self.refusals_report:
+            # Every lot's own checks (new number, the signer's business code...) before a
+            # weight report is published: a report names these lots to the regulator, so a
+            # call refused anyway must not (review: another packer's lot numbers).
+            for lot, weight in args["lots"]:
+                self.new_lot(ctx, lot, product, "cut", [source], weight)
         # Verify the lots (with every earlier cut) do not weigh more than the carcass.
         total = int(carcass["cut_g"]) + sum(weight for _, weight in args["lots"])
         if total > int(carcass["weight_g"]):
@@ -853,8 +864,6 @@ class LivestockContract(Contract):
                 carcass_no, *(lot.number for lot, _ in args["lots"]))
         carcass["cut_g"] = total
         ctx.state.put(f"carcass/{carcass_no}", carcass)
-        source = trace.node(CARCASS, carcass_no)
-        product = identifiers.SPECIES_PRODUCT[carcass["species"]]
         for lot, weight in args["lots"]:
             record = self.new_lot(ctx, lot, product, "cut", [source], weight)
             ctx.state.put(f"lot/{lot.number}", record)
@@ -877,6 +886,9 @@ class LivestockContract(Contract):
         if len(products) != 1:
             raise ContractError(E_INVALID_LOT, "a bundle holds lots of one product")
         lot = args["lot"]
+        inputs = [trace.node(LOT, number) for number in args["inputs"]]
+        if self.refusals_report:  # the new lot's own checks before a report (see cut)
+            self.new_lot(ctx, lot, next(iter(products)), "bundle", inputs, args["weight_g"])
         # Verify the bundle does not weigh more than its inputs.
         if args["weight_g"] > total:
             raise self.refusal(
@@ -885,7 +897,6 @@ class LivestockContract(Contract):
                 {"lot": lot.number, "weight_g": args["weight_g"], "inputs_weight_g": total,
                  "inputs": args["inputs"]},
                 lot.number, *args["inputs"])
-        inputs = [trace.node(LOT, number) for number in args["inputs"]]
         record = self.new_lot(ctx, lot, products.pop(), "bundle", inputs, args["weight_g"])
         ctx.state.put(f"lot/{lot.number}", record)
         target = trace.node(LOT, lot.number)

@@ -165,3 +165,13 @@ def test_include_single_reads_yes_and_no_as_a_query_string_sends_them(value, sin
 def test_invalid_include_single_is_refused():
     ledger = setup_ledger()
     assert refused(ledger, "combined_groups", {"include_single": "maybe"}, "customs") == "E_ARGS"
+
+
+@pytest.mark.parametrize(("value", "single"), [(1, True), (0, False)])
+def test_include_single_still_reads_json_one_and_zero(value, single):
+    """``bool(1)`` was yes before the query-string fix; a JSON client sending 1 or 0 keeps
+    working (review)."""
+    ledger = setup_ledger()
+    create(ledger, "A")
+    groups = ledger.query(C, "combined_groups", {"include_single": value}, caller="customs")
+    assert [g["orders"] for g in groups] == ([["A"]] if single else [])

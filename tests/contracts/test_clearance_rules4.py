@@ -210,3 +210,50 @@ def test_groups_hold_only_parcels_that_may_be_imported_and_flag_the_untaxed(step
             assert (LISTED in entry) == untaxed, (order_id, parcel["state"], entry)
             if untaxed and declared["type"] == "general":
                 event("an untaxed general declaration flagged")
+
+
+# --- found by a review of version 4 ------------------------------------------------------------
+
+
+def test_a_partner_taxed_by_a_leavers_stricter_threshold_is_relieved() -> None:
+    """A: a USD 180 shirt from the US (threshold 200: list alone). B: USD 10 of food (150).
+    Together 190 > 150 tax A, though ``combined_with`` stays empty (A alone is over 150);
+    when B is cancelled A owes nothing again."""
+    ledger = ledger_of("4")
+    create(ledger, "A", items=[item(price=18_000)])
+    advance(ledger, "A", ["ship", "declare"])
+    assert declaration(ledger, "A")["type"] == "list"
+    create(ledger, "B", items=[item("2106.90-1000", price=1_000, kind="food",
+                                    description="dried fruit")])
+    taxed = declaration(ledger, "A")
+    assert taxed["route"]["taxable"] and taxed["combined_with"] == []
+    receipt = ledger.apply("seller", C, "cancel", {"order_id": "B"})
+    assert [e.type for e in receipt.events if e.type == "combined_taxation_undone"] == [
+        "combined_taxation_undone"]
+    assert due(ledger, "A") == 0
+
+
+def test_ginseng_declared_as_food_keeps_the_food_threshold() -> None:
+    """Screened as herbal medicine, it must not lose the stricter food threshold (USD 150
+    from the US instead of 200): version 4 may not tax the misdeclared parcel less."""
+    owed = {}
+    for version in ("3", "4"):
+        ledger = ledger_of(version)
+        create(ledger, "G", items=[item("2106.90-1000", price=18_000, kind="food",
+                                        description="Korean red ginseng extract")])
+        advance(ledger, "G", ["ship", "declare"])
+        owed[version] = (declaration(ledger, "G")["route"]["threshold_usd_cents"],
+                         due(ledger, "G"))
+    assert owed["4"] == owed["3"] and owed["4"][1] > 0, owed
+
+
+def test_a_released_partner_is_reported_to_customs_once() -> None:
+    ledger = ledger_of("4")
+    shirts_a_declared_then_b(ledger)
+    advance(ledger, "A", ["arrive", "release"])
+    create(ledger, "C", items=[item(price=1_000)], ship_from="CN")
+    first = ledger.apply("seller", C, "cancel", {"order_id": "B"})
+    assert [e.attrs["left"] for e in first.events if e.type == "combined_taxation_late"] == ["B"]
+    assert declaration(ledger, "A")["relief_reported"] == "B"
+    second = ledger.apply("seller", C, "cancel", {"order_id": "C"})
+    assert [e for e in second.events if e.type == "combined_taxation_late"] == []

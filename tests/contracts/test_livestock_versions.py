@@ -214,3 +214,32 @@ def test_trace_by_animal_number_names_the_packer_of_its_lots() -> None:
     # An animal not yet slaughtered has no packer.
     assert birth(ledger, COW_2).ok
     assert ledger.query(L, "trace", {"number": COW_2})["consumer"]["packer"] is None
+
+
+# --- a report is published only for a call refused for that reason alone (review) -----------
+
+
+def test_a_cut_naming_another_packers_lots_is_refused_without_a_report() -> None:
+    ledger = ledger_of("2")
+    lots = carcass_with_lots(ledger)  # packer's lots, 2 x 100 kg of a 300 kg carcass
+    over = cut(ledger, "C1", [(lots[0], 200_000)], packer="packer-2")
+    assert over.code in ("E_EXISTS", "E_BUSINESS_ID") and over.events == ()
+
+
+def test_a_bundle_into_an_existing_lot_is_refused_without_a_report() -> None:
+    ledger = ledger_of("2")
+    lots = carcass_with_lots(ledger, serials=(1, 2, 3))  # 3 x 100 kg
+    over = ledger.apply("packer", L, "bundle", {"inputs": lots[:2], "lot": lots[2],
+                                                "weight_g": 250_000})
+    assert (over.code, over.events) == ("E_EXISTS", ())
+
+
+def test_a_slaughter_dated_before_birth_is_refused_without_a_report() -> None:
+    ledger = ledger_of("2")
+    assert birth(ledger, days_ago=0).ok
+    assert ledger.apply("farm-a", L, "treat", {"animal": COW, "drug": "x",
+                                              "withdrawal_days": 28}).ok
+    receipt = ledger.apply("plant", L, "slaughter", {
+        "species": "cattle", "animal": COW, "carcass": "C1", "date": day(ledger, -3),
+        "weight_g": 300_000, "grade": "1+", "inspection": PASSED})
+    assert receipt.code == "E_INVALID_DATE" and receipt.events == ()
