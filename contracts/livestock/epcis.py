@@ -50,16 +50,20 @@ def urn(kind: str, ident: str) -> str:
 
 
 def compute_base(entry: dict[str, Any], type_: str) -> dict[str, Any]:
+    """The fields every event has; ``jangbu:height`` when the entry knows its block (a
+    herd's log does not)."""
     org = urn("org", str(entry["org"]))
-    return {
+    base = {
         "type": type_,
         "eventID": f"urn:jangbu:event:{entry['node']}:{entry['n']}",
         "eventTime": identifiers.format_kst_iso(int(entry["time_ms"])),
         "eventTimeZoneOffset": TIMEZONE,
         "readPoint": {"id": org},
         "bizLocation": {"id": org},
-        "jangbu:height": entry["height"],
     }
+    if "height" in entry:
+        base["jangbu:height"] = entry["height"]
+    return base
 
 
 def node_ref(value: str, weight_g: int | None) -> tuple[str, dict[str, Any]]:
@@ -98,10 +102,16 @@ def on_birth(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def treatment_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"action": "OBSERVE", "bizStep": "urn:jangbu:bizstep:treating",
+            "disposition": "active", "jangbu:drug": entry["drug"],
+            "jangbu:treatmentKind": entry["kind"],
+            "jangbu:withdrawalDays": entry["withdrawal_days"]}
+
+
 def on_treat(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     event = compute_object_event(entry, "OBSERVE", "urn:jangbu:bizstep:treating", "active")
-    event.update({"jangbu:drug": entry["drug"], "jangbu:treatmentKind": entry["kind"],
-                  "jangbu:withdrawalDays": entry["withdrawal_days"]})
+    event.update(treatment_fields(entry))
     return event
 
 
@@ -109,21 +119,10 @@ def on_herd_treat(entry: dict[str, Any]) -> dict[str, Any]:
     """A pig herd's treatment before its batch's slaughter (:func:`trace.get_herd_treatments`).
     The herd log keeps no block height, so the event has no ``jangbu:height``."""
     herd = str(entry["farm_no"])
-    org = urn("org", str(entry["org"]))
-    return {
-        "type": "ObjectEvent",
-        "eventID": f"urn:jangbu:event:herd:{herd}:{entry['n']}",
-        "eventTime": identifiers.format_kst_iso(int(entry["time_ms"])),
-        "eventTimeZoneOffset": TIMEZONE,
-        "readPoint": {"id": org},
-        "bizLocation": {"id": org},
-        "quantityList": [{"epcClass": urn("herd", herd)}],
-        "action": "OBSERVE",
-        "bizStep": "urn:jangbu:bizstep:treating",
-        "disposition": "active",
-        "jangbu:drug": entry["drug"], "jangbu:treatmentKind": entry["kind"],
-        "jangbu:withdrawalDays": entry["withdrawal_days"],
-    }
+    event = compute_base({**entry, "node": f"herd:{herd}"}, "ObjectEvent")
+    event["quantityList"] = [{"epcClass": urn("herd", herd)}]
+    event.update(treatment_fields(entry))
+    return event
 
 
 def on_slaughter(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

@@ -109,7 +109,7 @@ def get_herd_treatments(state: StateReader, carcass: Mapping[str, Any]) -> list[
     farm_no = carcass.get("farm_no")
     if carcass.get("animals") or not farm_no:
         return []
-    log = get_history(state, node(CARCASS, str(carcass["number"])))
+    log = carcass.get("history") or get_history(state, node(CARCASS, str(carcass["number"])))
     slaughtered = [int(entry["time_ms"]) for entry in log if entry["action"] == "slaughter"]
     until = slaughtered[0] if slaughtered else None
     treatments = []
