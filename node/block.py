@@ -174,9 +174,9 @@ class Block:
 
         ``synced``: a block from block sync, used only once its certificate verifies
         (the engine refuses it otherwise: ``needs_certificate``). Its transactions are
-        decoded without their canonical-form and shape checks where their layout allows
-        (:meth:`Transaction.decode_unchecked`): the certificate and ``txs_root`` pin their
-        bytes to those honest validators checked.
+        only cut into hash, signer and signature where their layout allows, their fields
+        decoded when first read (:meth:`Transaction.decode_certified`): the certificate and
+        ``txs_root`` pin their bytes to those honest validators checked.
         """
         try:
             obj = canonical.decode(data)
@@ -199,9 +199,9 @@ def _decode_tx(raw: Any, chain_id: str, known: KnownTx | None,
     if not isinstance(raw, bytes):
         raise TxError(E_MALFORMED, "a block's transactions are canonical bytes")
     if synced:
-        unchecked = Transaction.decode_unchecked(raw)
-        if unchecked is not None:
-            return unchecked
+        certified = Transaction.decode_certified(raw, chain_id)
+        if certified is not None:
+            return certified
     if known is not None:
         body = body_from_encoded(raw)
         if body is not None:

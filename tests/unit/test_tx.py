@@ -225,10 +225,11 @@ def test_a_constructed_transaction_gets_every_check():
     assert err.value.code == "E_MALFORMED_TX"
 
 
-def test_unchecked_decode_of_a_canonical_transaction_equals_the_full_decode():
-    """Block sync decodes transactions without the canonical and shape checks (the
-    certificate and txs_root vouch for the bytes); on canonical bytes it must give exactly
-    what the full decoder gives, or the synced node would compute other hashes."""
+def test_certified_decode_of_a_canonical_transaction_equals_the_full_decode():
+    """Block sync cuts transactions into hash, signer and signature and decodes their
+    fields only when read, without the canonical check (the certificate and txs_root vouch
+    for the bytes); on canonical bytes it must give exactly what the full decoder gives, or
+    the synced node would compute other hashes."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
@@ -239,23 +240,56 @@ def test_unchecked_decode_of_a_canonical_transaction_equals_the_full_decode():
                            max_size=4), st.integers(0, 2**64 - 1))
     def check(args, nonce):
         tx = Transaction.create(KEY, "chain-a", "membership", "add_member", args, nonce)
-        full, unchecked = Transaction.decode(tx.encoded), Transaction.decode_unchecked(tx.encoded)
-        assert unchecked is not None and unchecked == full
-        assert (unchecked.hash, unchecked.encoded, unchecked.signed_bytes, unchecked.sig) == \
-            (full.hash, full.encoded, full.signed_bytes, full.sig)
+        full = Transaction.decode(tx.encoded)
+        unchecked = Transaction.decode_certified(tx.encoded, "chain-a")
+        assert unchecked is not None
+        # What the certificate checks needs no decoding of the fields ...
+        assert (unchecked.hash, unchecked.encoded, unchecked.signed_bytes, unchecked.sig,
+                unchecked.signer) == (full.hash, full.encoded, full.signed_bytes, full.sig,
+                                      full.signer)
+        unchecked.validate_basic("chain-a")
+        assert "args" not in unchecked.__dict__
+        # ... and the fields, once read, are the full decoder's.
+        assert unchecked.args == full.args and unchecked.nonce == full.nonce
+        assert unchecked == full
         unchecked.check("chain-a")  # the shape and signature checks still pass on it
+        # Cut for another chain, the same bytes give another hash: txs_root refuses them.
+        other = Transaction.decode_certified(tx.encoded, "chain-b")
+        assert other is not None and other.hash != full.hash
+        with pytest.raises(TxError) as err:
+            other.validate_basic("chain-a")
+        assert err.value.code == "E_WRONG_CHAIN"
+        with pytest.raises(TxError):
+            _ = other.contract  # its fields name chain-a
 
     check()
 
 
-def test_unchecked_decode_leaves_odd_layouts_to_the_full_decoder():
+def test_certified_decode_leaves_odd_layouts_to_the_full_decoder():
     raw = Transaction.create(KEY, "chain-a", "membership", "add_member", {}, 1).encoded
-    assert Transaction.decode_unchecked(raw[:50]) is None  # no sig/signer tail to cut at
-    assert Transaction.decode_unchecked(raw + b"\x00") is None  # sig/signer tail moved
+    assert Transaction.decode_certified(raw[:50], "chain-a") is None  # no sig/signer tail
+    assert Transaction.decode_certified(raw + b"\x00", "chain-a") is None  # tail moved
+
+
+def test_certified_transaction_fields_that_do_not_decode_raise_when_read():
+    """Bytes that no honest validator would have certified (only a Byzantine quorum could
+    sign a block holding them) are found out when their fields are first read: TxError,
+    never a half-decoded transaction."""
+    raw = Transaction.create(KEY, "chain-a", "membership", "add_member", {}, 1).encoded
     malformed = raw.replace(b"\xa7chain-a", b"\xa8chain-a")  # one byte too long: not UTF-8
-    assert malformed != raw and Transaction.decode_unchecked(malformed) is None
     not_a_string = raw.replace(b"\xa8chain_id\xa7chain-a", b"\xa8chain_id\xc4\x07chain-a")
-    assert not_a_string != raw and Transaction.decode_unchecked(not_a_string) is None
+    negative = raw.replace(b"\xa5nonce\x01", b"\xa5nonce\xff")  # nonce -1: a bad shape
+    for odd in (malformed, not_a_string, negative):
+        assert odd != raw
+        tx = Transaction.decode_certified(odd, "chain-a")
+        assert tx is not None
+        for _ in range(2):  # and again: it stays undecoded, never half-filled
+            with pytest.raises(TxError) as err:
+                _ = tx.args
+            assert err.value.code == "E_MALFORMED_TX"
+            assert "args" not in tx.__dict__
+    with pytest.raises(AttributeError):
+        _ = Transaction.decode_certified(raw, "chain-a").no_such_field  # type: ignore[union-attr]
 
 
 def test_a_synced_block_with_non_canonical_transaction_bytes_is_refused(tmp_path):
@@ -277,7 +311,7 @@ def test_a_synced_block_with_non_canonical_transaction_bytes_is_refused(tmp_path
         assert odd != tx.encoded
         with pytest.raises(TxError):
             Transaction.decode(odd)  # the full decoder refuses it outright
-        assert Transaction.decode_unchecked(odd) is not None
+        assert Transaction.decode_certified(odd, genesis.chain_id) is not None
         forged = Block.decode(canonical.encode({"header": block.header.to_obj(), "txs": [odd],
                                                 "last_commit": None}), synced=True)
         assert forged.hash == block.hash
