@@ -102,7 +102,8 @@ def main() -> None:
             target.apply_certified_diff(block, item_cert, receipts, writes)
         else:
             target.validate_block(block, certificate=item_cert)
-        target.commit(block, item_cert)
+        target.commit(block, item_cert, background=True)  # as node/driver.py does
+    target.store.settle()
     if profiler:
         profiler.disable()
     elapsed = time.process_time() - started

@@ -471,12 +471,15 @@ class Engine:
         except TxError as exc:
             raise BlockError(f"invalid transaction in block: {exc}") from None
 
-    def commit(self, block: Block, certificate: Any) -> ExecutionResult:
+    def commit(self, block: Block, certificate: Any, *,
+               background: bool = False) -> ExecutionResult:
         """Write a decided block (validated here if it was not already) in one batch.
 
         "Already" means these very bytes: a block with the same hash but other signature
         bytes than the one checked is checked now (regression: a proposer could have a
         validator check one copy and then hand it another with forged signatures).
+        ``background``: the batch is written on another thread (block sync; see
+        :meth:`LedgerStore.commit_block`).
         """
         checked = self._results.get(block.hash)
         if checked is not None and (checked[0] is block.encoded
@@ -485,7 +488,7 @@ class Engine:
         else:
             result = self.validate_block(block)
         self.store.commit_block(block, certificate, encoded_receipts(result.receipts),
-                                result.state_writes, result.delta)
+                                result.state_writes, result.delta, background=background)
         self.tree.apply(result.delta)
         self._results.clear()
         self._tip = (block.height, block.hash, block.header.time_ms)

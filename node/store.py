@@ -5,6 +5,11 @@ certificate, its receipts, the transaction index, the state changes, the state-t
 index and the new height. LevelDB applies a batch atomically and its log is replayed on
 open, so after a crash the store is at the old height or the new one, never between.
 
+Block sync may have that batch written on a second thread while it decodes and checks the
+next block (``commit_block(..., background=True)``): the write releases the GIL and was a
+fifth of a catch-up. Until it is done, every use of the database waits for it first
+(:class:`_AfterWrite`), so no reader ever sees the store without a block it reports.
+
 Key layout (all heights are 8-byte big-endian so they sort numerically):
 
 ==================  ===============================================================
@@ -19,9 +24,11 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import plyvel
@@ -163,15 +170,37 @@ class _CachedStateReader(_PrefixReader):
         self._lengths.clear()
 
 
+class _AfterWrite:
+    """Stands in for the LevelDB handle while a block's batch is written in the background.
+
+    Any use of it (a read, a write, ``closed``) first waits for that write to finish
+    (:meth:`LedgerStore.settle`), which puts the real handle back. Why a stand-in rather
+    than a check in every read: the readers are on every transaction's path, and a write in
+    the background happens only during block sync.
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store.settle(), name)
+
+
 class LedgerStore:
     """One node's copy of the ledger."""
 
     def __init__(self, db: Any, path: str) -> None:
         self.db = db
+        self._db = db  # the real handle, whatever ``self.db`` stands for meanwhile
         self.path = path
         self.state = _CachedStateReader(db, STATE_PREFIX)
         self.leaves = _PrefixReader(db, b"")  # StateTree scans b"l/..." itself
         self._height = self._read_height()
+        self._writing: Future[None] | None = None
+        self._write_failed: BaseException | None = None
+        self._writer: ThreadPoolExecutor | None = None
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -229,8 +258,51 @@ class LedgerStore:
         return cls(db, path)
 
     def close(self) -> None:
-        if not self.db.closed:
-            self.db.close()
+        with contextlib.suppress(StoreError):  # reported where found; closed all the same
+            self.settle()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if not self._db.closed:
+            self._db.close()
+
+    # --- the block write in the background (block sync) ---------------------------------
+
+    @property
+    def writing(self) -> bool:
+        """True while a block's batch is being written in the background."""
+        return self._writing is not None
+
+    def settle(self) -> Any:
+        """Wait for the block write under way in the background, if any, and return the
+        real database handle. Raises StoreError, now and at every later use of the
+        database, if that write failed: the node reported a height its disk does not hold
+        and must stop."""
+        future = self._writing
+        if future is not None:
+            self._writing = None
+            try:
+                future.result()
+            except BaseException as exc:  # whatever LevelDB raised
+                self._write_failed = exc
+            else:
+                self._use(self._db)
+        if self._write_failed is not None:
+            raise StoreError(f"writing block {self._height} to {self.path} failed: "
+                             f"{type(self._write_failed).__name__}: {self._write_failed}")
+        return self._db
+
+    def _use(self, db: Any) -> None:
+        self.db = db
+        self.state._db = db
+        self.leaves._db = db
+
+    def _write_in_background(self, batch: Any) -> None:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1,
+                                              thread_name_prefix="jangbu-block-write")
+        self._writing = self._writer.submit(batch.write)
+        self._use(_AfterWrite(self))
 
     @property
     def initialised(self) -> bool:
@@ -351,10 +423,16 @@ class LedgerStore:
         receipts: Sequence[bytes],
         state_writes: Mapping[bytes, bytes | None],
         delta: StateDelta,
+        *,
+        background: bool = False,
     ) -> None:
         """Write everything block ``block.height`` changes in one synced batch.
 
-        ``receipts`` are the receipts' canonical bytes, in block order.
+        ``receipts`` are the receipts' canonical bytes, in block order. ``background``:
+        return once the batch is built and let a second thread write it; every later use of
+        the database waits for it (:meth:`settle`). Only for blocks that are final already
+        (block sync): a crash before the write is done leaves the store at the previous
+        height, and the block is fetched again.
 
         Raises StoreError if the height is not the next one (a bug in the caller: committing
         on top of the wrong state is never allowed).
@@ -364,36 +442,45 @@ class LedgerStore:
             raise StoreError(f"refusing to commit height {height} on top of {self._height}")
         if len(receipts) != len(block.txs):
             raise StoreError("receipt count does not match transaction count")
+        db = self.settle()  # one block write at a time, in height order
         try:
-            self._write_block(block, commit, receipts, state_writes, delta)
+            batch = self._block_batch(db, block, commit, receipts, state_writes, delta)
+            if background:
+                self._write_in_background(batch)
+            else:
+                batch.write()
         finally:  # also when the write failed: the cache must never outlive what it saw
             self.state.invalidate(state_writes)
         self._height = height
 
-    def _write_block(self, block: Block, commit: Any, receipts: Sequence[bytes],
-                     state_writes: Mapping[bytes, bytes | None], delta: StateDelta) -> None:
+    @staticmethod
+    def _block_batch(db: Any, block: Block, commit: Any, receipts: Sequence[bytes],
+                     state_writes: Mapping[bytes, bytes | None], delta: StateDelta) -> Any:
+        """The synced batch of one block, built but not written (a batch never written
+        leaves nothing behind)."""
         height = block.height
-        with self.db.write_batch(sync=True, transaction=True) as batch:
-            batch.put(height_key(b"b/", height), block.encoded)
-            batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
-            batch.put(height_key(b"c/", height), canonical.encode(commit))
-            for index, (tx, receipt) in enumerate(zip(block.txs, receipts, strict=True)):
-                batch.put(b"t/" + tx.hash, canonical.encode([height, index]))
-                batch.put(
-                    height_key(b"r/", height) + index.to_bytes(4, "big"),
-                    receipt,
-                )
-            for key, value in state_writes.items():
-                if value is None:
-                    batch.delete(STATE_PREFIX + key)
-                else:
-                    batch.put(STATE_PREFIX + key, value)
-            for key, vhash in delta.leaf_writes.items():
-                if vhash is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, vhash)
-            batch.put(META_HEIGHT, height.to_bytes(8, "big"))
+        batch = db.write_batch(sync=True)
+        batch.put(height_key(b"b/", height), block.encoded)
+        batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
+        batch.put(height_key(b"c/", height), canonical.encode(commit))
+        for index, (tx, receipt) in enumerate(zip(block.txs, receipts, strict=True)):
+            batch.put(b"t/" + tx.hash, canonical.encode([height, index]))
+            batch.put(
+                height_key(b"r/", height) + index.to_bytes(4, "big"),
+                receipt,
+            )
+        for key, value in state_writes.items():
+            if value is None:
+                batch.delete(STATE_PREFIX + key)
+            else:
+                batch.put(STATE_PREFIX + key, value)
+        for key, vhash in delta.leaf_writes.items():
+            if vhash is None:
+                batch.delete(key)
+            else:
+                batch.put(key, vhash)
+        batch.put(META_HEIGHT, height.to_bytes(8, "big"))
+        return batch
 
 
 __all__ = ["LEAF_PREFIX", "LedgerStore", "StoreError"]

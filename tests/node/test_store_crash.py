@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from consensus.types import Commit
 
 from ledger_support import make_genesis, open_engine
@@ -37,13 +39,14 @@ def check_consistent(path: str) -> int:
         store.close()
 
 
-def test_sigkill_during_commits_never_leaves_half_a_block(tmp_path):
+@pytest.mark.parametrize("mode", ["foreground", "background"])
+def test_sigkill_during_commits_never_leaves_half_a_block(tmp_path, mode):
     path = str(tmp_path / "data")
     rng = random.Random(7)
     heights = []
     for _ in range(25):
-        child = subprocess.Popen([sys.executable, str(WRITER), path], stdout=subprocess.PIPE,
-                                 text=True)
+        child = subprocess.Popen([sys.executable, str(WRITER), path, mode],
+                                 stdout=subprocess.PIPE, text=True)
         assert child.stdout is not None
         assert child.stdout.readline().startswith("ready")
         time.sleep(rng.uniform(0.02, 0.25))
