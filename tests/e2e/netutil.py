@@ -71,7 +71,7 @@ class Network:
     def status(self, org: str) -> dict[str, Any]:
         return http_json(self.api(org) + "/v1/status")
 
-    def wait_ready(self, org: str, timeout: float = 30) -> None:
+    def wait_ready(self, org: str, timeout: float = 30, poll: float = 0.1) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             proc = self.procs.get(org)
@@ -81,7 +81,7 @@ class Network:
                 self.status(org)
                 return
             except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.1)
+                time.sleep(poll)
         raise TimeoutError(f"{org} not ready: {self.log_tail(org)}")
 
     def wait_connected(self, timeout: float = 30) -> None:
@@ -119,13 +119,14 @@ class Network:
     def heights(self) -> dict[str, int]:
         return {org: self.status(org)["height"] for org in self.procs}
 
-    def wait_height(self, height: int, orgs: list[str] | None = None, timeout: float = 60) -> None:
+    def wait_height(self, height: int, orgs: list[str] | None = None, timeout: float = 60,
+                    poll: float = 0.1) -> None:
         deadline = time.time() + timeout
         targets = orgs or list(self.procs)
         while time.time() < deadline:
             if all(self.status(o)["height"] >= height for o in targets):
                 return
-            time.sleep(0.1)
+            time.sleep(poll)
         raise TimeoutError(f"height {height} not reached: {self.heights()}")
 
     def assert_identical_chains(self, orgs: list[str] | None = None) -> int:
