@@ -124,7 +124,7 @@ def _load_extra_commands() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
-    if words[:1] != ["node"]:
+    if words[:2] != ["node", "start"]:
         # The node's own commands are all here: a killed node restarted under a supervisor
         # begins its catch-up ~0.1 s sooner without importing the demos, bench and client.
         _load_extra_commands()

@@ -42,7 +42,7 @@ from node.registry import load_contracts
 from node.signer_state import FILE_NAME as GUARD_FILE
 from node.signer_state import SignerStateError, SignerStateFile
 from node.state_tree import LEAF_PREFIX, key_hash, value_hash
-from node.store import LedgerStore
+from node.store import LedgerStore, StoreError
 
 log = logging.getLogger("jangbu.node")
 
@@ -229,6 +229,8 @@ def _plyvel_reason(exc: BaseException) -> str:
 
 def fatal_message(exc: BaseException, data_dir: Any) -> str:
     """The operator's one-line reason when the consensus loop had to stop."""
+    if isinstance(exc, StoreError) and isinstance(exc.__cause__, OSError | plyvel.Error):
+        exc = exc.__cause__  # a block write in the background failed (LedgerStore.settle)
     if isinstance(exc, plyvel.CorruptionError):
         return (f"the data directory {data_dir} is damaged ({_plyvel_reason(exc)}); the node "
                 "stopped without committing on top of it: restore a backup or remove it and "
@@ -375,7 +377,11 @@ async def run_node(config: NodeConfig) -> None:
         log.info("shutting down")
     finally:
         height = node.store.height
-        await node.stop()
+        try:
+            await node.stop()
+        except StoreError as exc:  # the last synced block's write, found failed on the way out
+            log.critical("stopped at height %d: %s", height - 1, exc)
+            raise NodeStartError(fatal_message(exc, config.data_dir)) from None
         log.info("stopped at height %d", height)
     if node.driver.fatal is not None:
         raise NodeStartError(fatal_message(node.driver.fatal, config.data_dir))

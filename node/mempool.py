@@ -97,6 +97,10 @@ class Mempool:
 
     def add(self, tx: Transaction) -> None:
         """Admit ``tx`` or raise AdmissionError/MempoolFull with a stable code."""
+        try:
+            tx.decode_fields()  # one cut from a synced block has its shape checked now
+        except TxError as exc:
+            raise self._reject(exc.code, exc.message) from None
         if tx.hash in self._txs:
             raise self._reject(E_DUPLICATE, "transaction is already pending")
         if self.is_committed(tx.hash):

@@ -24,7 +24,6 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -258,13 +257,27 @@ class LedgerStore:
         return cls(db, path)
 
     def close(self) -> None:
-        with contextlib.suppress(StoreError):  # reported where found; closed all the same
+        """Wait for a block write under way, then close the database.
+
+        Raises StoreError, after closing, if that write failed and nothing had reported it
+        yet (a SIGTERM during block sync): the disk then lacks the last block the node
+        reported, and the operator must hear of it. A failure reported before is not raised
+        again.
+        """
+        unreported = self._writing is not None and self._write_failed is None
+        failure: StoreError | None = None
+        try:
             self.settle()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
-        if not self._db.closed:
-            self._db.close()
+        except StoreError as exc:
+            failure = exc if unreported else None
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+            if not self._db.closed:
+                self._db.close()
+        if failure is not None:
+            raise failure
 
     # --- the block write in the background (block sync) ---------------------------------
 
@@ -280,16 +293,17 @@ class LedgerStore:
         and must stop."""
         future = self._writing
         if future is not None:
+            failure = future.exception()  # waits; an interrupt meanwhile leaves it pending
             self._writing = None
-            try:
-                future.result()
-            except BaseException as exc:  # whatever LevelDB raised
-                self._write_failed = exc
-            else:
+            if failure is None:
                 self._use(self._db)
+            else:
+                self._write_failed = failure
         if self._write_failed is not None:
-            raise StoreError(f"writing block {self._height} to {self.path} failed: "
-                             f"{type(self._write_failed).__name__}: {self._write_failed}")
+            raise StoreError(
+                f"writing block {self._height} to {self.path} failed: "
+                f"{type(self._write_failed).__name__}: {self._write_failed}"
+            ) from self._write_failed
         return self._db
 
     def _use(self, db: Any) -> None:

@@ -225,10 +225,15 @@ class Transaction:
         fields[_UNDECODED] = chain_id
         return tx
 
+    def decode_fields(self) -> None:
+        """Decode the fields :meth:`decode_certified` left in ``encoded``, if it did, and
+        check their shape; raises TxError if they are not those of a transaction of its
+        chain (never for bytes a quorum certified, short of a Byzantine quorum). Admission
+        calls it so that no path admits a transaction without its shape checked."""
+        if _UNDECODED in self.__dict__:
+            self._decode_fields()
+
     def _decode_fields(self) -> None:
-        """Decode the fields :meth:`decode_certified` left in ``encoded`` and check their
-        shape; raises TxError if they are not those of a transaction of its chain (never
-        for bytes a quorum certified, short of a Byzantine quorum)."""
         fields = self.__dict__
         chain_id = fields[_UNDECODED]
         try:

@@ -232,3 +232,25 @@ def test_a_hash_removed_and_admitted_again_is_reaped_once_in_its_new_place(pool_
     pool.remove([b.hash])  # evicted while still uncommitted
     pool.add(b)
     assert [tx.hash for tx in pool.reap(10, 10**9)] == [a.hash, c.hash, b.hash]
+
+
+def test_a_transaction_cut_from_a_synced_block_is_shape_checked_at_admission(pool_parts):
+    """Review finding: a transaction from Transaction.decode_certified (block sync) passes
+    validate_basic without its fields; should one ever reach admission, its shape is
+    checked there (a well-signed transaction with nonce -1 is refused with a code, not a
+    stray TxError), and a good one is admitted with its fields decoded."""
+    pool = make_pool(*pool_parts)
+    admin = seed_key("admin")
+    bad = Transaction.create(admin, CHAIN_ID, "membership", "add_member",
+                             {"pubkey": seed_key("n").verify_key.encode().hex(), "label": "n"},
+                             -1)
+    lazy_bad = Transaction.decode_certified(bad.encoded, CHAIN_ID)
+    assert lazy_bad is not None
+    with pytest.raises(AdmissionError) as err:
+        pool.add(lazy_bad)
+    assert err.value.code == "E_MALFORMED_TX"
+    good = add_member_tx(admin, "g", 1)
+    lazy_good = Transaction.decode_certified(good.encoded, CHAIN_ID)
+    assert lazy_good is not None
+    pool.add(lazy_good)
+    assert lazy_good.__dict__["args"] == good.args and len(pool) == 1

@@ -32,22 +32,26 @@ def next_block(engine: Engine, height: int, last_commit: Any) -> tuple[Any, Any]
 class SlowBatch:
     """A real batch whose write waits until the test lets it go (or fails then)."""
 
-    def __init__(self, batch: Any, release: threading.Event, fail: bool = False) -> None:
+    def __init__(self, batch: Any, release: threading.Event,
+                 fail: BaseException | None = None) -> None:
         self.batch, self.release, self.fail = batch, release, fail
 
     def write(self) -> None:
         assert self.release.wait(10)
-        if self.fail:
-            raise OSError("No space left on device")
+        if self.fail is not None:
+            raise self.fail
         self.batch.write()
 
 
-def hold_writes(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> threading.Event:
+def hold_writes(monkeypatch: pytest.MonkeyPatch, fail: bool | BaseException = False,
+                ) -> threading.Event:
     release = threading.Event()
     real = LedgerStore._block_batch
+    failure = (fail if isinstance(fail, BaseException)
+               else OSError("No space left on device") if fail else None)
 
     def slow(*args: Any) -> SlowBatch:
-        return SlowBatch(real(*args), release, fail)
+        return SlowBatch(real(*args), release, failure)
 
     monkeypatch.setattr(LedgerStore, "_block_batch", staticmethod(slow))
     return release
@@ -158,6 +162,42 @@ def test_a_failed_write_during_block_sync_stops_the_consensus_loop(
         node.store.close()
         source.close()
     store, _ = open_engine(str(tmp_path / "target"), make_genesis())
+    try:
+        assert store.height == 0
+    finally:
+        store.close()
+
+
+def test_a_failed_background_write_reads_to_the_operator_as_the_disk_fault_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: the StoreError of a failed background write carried no cause, so
+    the node's fatal message called LevelDB's IOError an internal bug to report."""
+    import plyvel
+
+    from node.app import fatal_message
+
+    store, engine = open_engine(str(tmp_path / "data"), make_genesis())
+    block, cert = next_block(engine, 1, None)
+    hold_writes(monkeypatch, fail=plyvel.IOError(b"IO error: No space left on device")).set()
+    engine.commit(block, cert, background=True)
+    with pytest.raises(StoreError) as err:
+        store.settle()
+    message = fatal_message(err.value, tmp_path / "data")
+    assert "cannot write to the data directory" in message and "No space left" in message
+    store.close()  # reported already: closing does not raise it again
+
+
+def test_a_write_failure_first_found_when_closing_is_raised_after_closing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: a SIGTERM during block sync closed the store while the last block's
+    write was failing, and the failure was swallowed (the node exited 0 one block short)."""
+    store, engine = open_engine(str(tmp_path / "data"), make_genesis())
+    block, cert = next_block(engine, 1, None)
+    hold_writes(monkeypatch, fail=True).set()
+    engine.commit(block, cert, background=True)
+    with pytest.raises(StoreError, match="writing block 1"):
+        store.close()
+    store, _ = open_engine(str(tmp_path / "data"), make_genesis())  # it was closed
     try:
         assert store.height == 0
     finally:
