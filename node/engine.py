@@ -210,6 +210,7 @@ class Engine:
         # and block validation each verified ~70% of transactions: two Ed25519 checks per tx.
         self.sig_cache = SignatureCache() if sig_cache is None else sig_cache
         # Transactions whose contract check already passed on this node (its mempool).
+        # They are also known not to be committed (:meth:`_is_committed`).
         self.is_prechecked = is_prechecked or (lambda tx_hash: False)
         # Member lookups over this store's committed state, remembered per height (the
         # node shares the mempool's); None reads every signer's record for every call.
@@ -286,6 +287,14 @@ class Engine:
         self._results[block.hash] = (block.encoded, result)
         return block
 
+    def _is_committed(self, tx_hash: bytes) -> bool:
+        """Is ``tx_hash`` in a committed block? A hash the mempool holds is not: the
+        mempool refuses committed hashes and drops a block's hashes when it commits (one
+        event-loop step, nothing builds or validates in between), so only the others cost
+        a LevelDB lookup. Before, a transaction cost one at admission and one more at each
+        build and check of a block holding it (~2% of a node's CPU under load)."""
+        return not self.is_prechecked(tx_hash) and self.store.has_tx(tx_hash)
+
     def _admissible(self, txs: Sequence[Transaction]) -> list[Transaction]:
         """Drop duplicates and committed hashes and stay within the block limits."""
         chosen: list[Transaction] = []
@@ -294,7 +303,7 @@ class Engine:
         for tx in txs:
             if len(chosen) >= self.max_block_txs:
                 break
-            if tx.hash in seen or self.store.has_tx(tx.hash):
+            if tx.hash in seen or self._is_committed(tx.hash):
                 continue
             if size + len(tx.encoded) > self.max_block_bytes:
                 break
@@ -462,7 +471,7 @@ class Engine:
             if tx.hash in seen:
                 raise BlockError("duplicate transaction in block")
             seen.add(tx.hash)
-            if self.store.has_tx(tx.hash):
+            if self._is_committed(tx.hash):
                 raise BlockError("block replays a committed transaction")
         try:
             if certified and self.block_version == BLOCK_VERSION_SIGNED:
