@@ -169,6 +169,16 @@ class _CachedStateReader(_PrefixReader):
         self._lengths.clear()
 
 
+_INDEXES: list[bytes] = []
+
+
+def _encoded_indexes(count: int) -> list[bytes]:
+    """``canonical.encode(i)`` for ``i`` below ``count`` at least (grown once, then kept)."""
+    while len(_INDEXES) < count:
+        _INDEXES.append(canonical.encode(len(_INDEXES)))
+    return _INDEXES
+
+
 class _AfterWrite:
     """Stands in for the LevelDB handle while a block's batch is written in the background.
 
@@ -477,8 +487,13 @@ class LedgerStore:
         batch.put(height_key(b"b/", height), block.encoded)
         batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
         batch.put(height_key(b"c/", height), canonical.encode(commit))
+        # Each ``t/`` value is canonical [height, index]: the array header and the height
+        # once, each index's own bytes from a table (an encode per transaction was ~4% of
+        # applying a synced block).
+        location = b"\x92" + canonical.encode(height)
+        indexes = _encoded_indexes(len(block.txs))
         for index, (tx, receipt) in enumerate(zip(block.txs, receipts, strict=True)):
-            batch.put(b"t/" + tx.hash, canonical.encode([height, index]))
+            batch.put(b"t/" + tx.hash, location + indexes[index])
             batch.put(
                 height_key(b"r/", height) + index.to_bytes(4, "big"),
                 receipt,

@@ -127,3 +127,22 @@ def test_invalid_corrupt_store_is_refused(tmp_path):
             (tmp_path / name).write_bytes(b"\x00garbage" * 10)
     with pytest.raises(StoreError):
         LedgerStore.open(str(tmp_path), chain_id=g.chain_id, genesis_hash=g.hash)
+
+
+def test_transaction_locations_are_the_canonical_encoding_of_height_and_index():
+    """The ``t/`` index value is built from parts (array header, the height once, each
+    index from a table) instead of one canonical encode per transaction: byte for byte the
+    same, across every msgpack integer width (older stores and tx_location read it)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from consensus import canonical
+    from node.store import _encoded_indexes
+
+    @settings(max_examples=300)
+    @given(st.integers(1, 2**63), st.integers(0, 70_000))
+    def check(height, index):
+        built = b"\x92" + canonical.encode(height) + _encoded_indexes(index + 1)[index]
+        assert built == canonical.encode([height, index])
+
+    check()
