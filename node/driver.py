@@ -358,8 +358,17 @@ class ConsensusDriver:
         ``STATUS_INTERVAL_S``, so a node that restarted behind waited up to a second before
         it knew to sync (measured: ~0.3 s of a 20,000-order catch-up of ~3 s), and a node
         rejoining after a partition as long before the others knew where it stood.
+
+        A new link to the peer the sync is waiting on also carries the request again: when
+        a node restarts, it and its peers dial each other at once and one link replaces the
+        other, and a request sent down the replaced link could be lost, leaving the sync to
+        the 5 s retry (seen once as a 5.3 s pause before a catch-up's first block). A
+        request that did arrive is answered twice; the second answer is ignored.
         """
         self.send(peer, self._status())
+        expect = self._sync_expect
+        if expect is not None and expect[0] == peer and self._ask_timer is None:
+            self._send_ask(peer, expect[1])
 
     def _status(self) -> dict[str, Any]:
         """Our height, and the sync budget we serve each peer (``[rate, burst]``)."""

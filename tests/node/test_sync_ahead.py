@@ -242,6 +242,31 @@ def test_a_newly_linked_peer_is_told_our_height_at_once(tmp_path):
         source.close()
 
 
+def test_a_new_link_to_the_peer_the_sync_waits_on_carries_the_request_again(tmp_path):
+    """When a node restarts, it and a peer may dial each other at once and one link
+    replaces the other; a sync request sent down the replaced link was lost and the
+    catch-up waited for the 5 s retry. A new link to that peer now re-sends it."""
+    source = build_source(str(tmp_path / "source"), 4)
+    node = Syncing(tmp_path)
+    other = seed_key("v1").verify_key.encode()
+    try:
+        node.driver.peer_heights[PEER] = 4
+        node.driver._begin_sync(PEER)
+        assert node.requests() == [(0, 1)]
+        node.driver.on_peer_connected(other)  # another peer's link: nothing asked of it
+        assert node.requests() == [(0, 1)]
+        node.driver.on_peer_connected(PEER)  # the link replaced: asked again on the new one
+        assert node.requests() == [(0, 1), (0, 1)]
+        node.receive(sync_batch(source, 1))
+        node.receive(sync_batch(source, 1))  # the first link's answer arrives after all
+        assert node.store.height == 4 and not node.driver.syncing
+        node.driver.on_peer_connected(PEER)  # not syncing: only our status
+        assert node.requests() == [(0, 1), (0, 1)]
+    finally:
+        node.store.close()
+        source.close()
+
+
 def with_block_1s_certificate(items: list[Any]) -> None:
     items[1][1] = items[0][1]
 
