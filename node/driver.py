@@ -363,12 +363,15 @@ class ConsensusDriver:
         a node restarts, it and its peers dial each other at once and one link replaces the
         other, and a request sent down the replaced link could be lost, leaving the sync to
         the 5 s retry (seen once as a 5.3 s pause before a catch-up's first block). A
-        request that did arrive is answered twice; the second answer is ignored.
+        request that did arrive is answered twice; the second answer is ignored. The re-send
+        leaves the request's 5 s deadline alone: a peer that never answers must not hold
+        the sync by relinking.
         """
         self.send(peer, self._status())
         expect = self._sync_expect
-        if expect is not None and expect[0] == peer and self._ask_timer is None:
-            self._send_ask(peer, expect[1])
+        if (expect is not None and expect[0] == peer and self._ask_timer is None
+                and not self._stopping):
+            self.send(peer, self._ask_message(expect[1]))
 
     def _status(self) -> dict[str, Any]:
         """Our height, and the sync budget we serve each peer (``[rate, burst]``)."""
@@ -781,7 +784,30 @@ class ConsensusDriver:
         self._ask_timer = None
         if self._sync_expect == (peer, start) and not self._stopping:
             self._sync_requested_at = time.monotonic()
-            self.send(peer, {"t": "get_blocks", "from": start, "diffs": True})
+            self.send(peer, self._ask_message(start))
+
+    @staticmethod
+    def _ask_message(start: int) -> dict[str, Any]:
+        return {"t": "get_blocks", "from": start, "diffs": True}
+
+    def _retry_unanswered_sync(self, now: float) -> None:
+        """Give up on a sync request unanswered for 5 s and ask another peer.
+
+        Why a fixed deadline from the request: a peer that claims blocks and never serves
+        them must not hold the node in sync mode, whatever else it does (relinking
+        included, see ``on_peer_connected``).
+        """
+        if not self.syncing or now - self._sync_requested_at <= 5:
+            return
+        self.syncing = False  # the peer did not answer; try again, elsewhere
+        self._sync_expect = None
+        if self._sync_peer is not None:
+            self._sync_unanswered.add(self._sync_peer)
+        target = self._sync_target()
+        if target is not None:
+            self._begin_sync(target)
+        else:
+            self._consider_start()
 
     def _take_ask_token(self, peer: bytes) -> float:
         """Spend one of ``peer``'s serving tokens; the seconds to wait first (0: none)."""
@@ -959,16 +985,7 @@ class ConsensusDriver:
             if now - last_status >= STATUS_INTERVAL_S:
                 last_status = now
                 self.broadcast(self._status())
-                if self.syncing and now - self._sync_requested_at > 5:
-                    self.syncing = False  # the peer did not answer; try again, elsewhere
-                    self._sync_expect = None
-                    if self._sync_peer is not None:
-                        self._sync_unanswered.add(self._sync_peer)
-                    target = self._sync_target()
-                    if target is not None:
-                        self._begin_sync(target)
-                    else:
-                        self._consider_start()
+                self._retry_unanswered_sync(now)
             # Re-send our votes and the proposals we hold while a height makes no progress:
             # liveness depends on it when messages were dropped or a peer reconnected.
             stalled = now - self._last_progress > REGOSSIP_AFTER_S

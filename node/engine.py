@@ -210,7 +210,10 @@ class Engine:
         # and block validation each verified ~70% of transactions: two Ed25519 checks per tx.
         self.sig_cache = SignatureCache() if sig_cache is None else sig_cache
         # Transactions whose contract check already passed on this node (its mempool).
-        # They are also known not to be committed (:meth:`_is_committed`).
+        # They are also known not to be committed (:meth:`_is_committed`), and that is a
+        # safety matter, not only speed: a hook answering True for a committed hash turns
+        # off the replay check for it, so whatever backs it must drop a block's hashes as
+        # soon as the block commits (the node's driver does, first thing after commit).
         self.is_prechecked = is_prechecked or (lambda tx_hash: False)
         # Member lookups over this store's committed state, remembered per height (the
         # node shares the mempool's); None reads every signer's record for every call.

@@ -267,6 +267,28 @@ def test_a_new_link_to_the_peer_the_sync_waits_on_carries_the_request_again(tmp_
         source.close()
 
 
+def test_a_sync_peer_that_relinks_but_never_answers_cannot_hold_the_sync(
+        tmp_path, monkeypatch):
+    """Found in review: the re-send on a new link restarted the 5 s deadline, so a peer
+    that never answered but relinked every few seconds kept the node syncing with it
+    forever. The re-send now leaves the deadline where the request set it."""
+    node = Syncing(tmp_path)
+    clock = [1000.0]
+    monkeypatch.setattr(driver_module.time, "monotonic", lambda: clock[0])
+    other = seed_key("v9").verify_key.encode()
+    try:
+        node.driver.peer_heights.update({PEER: 6, other: 5})
+        node.driver._begin_sync(PEER)
+        for _ in range(3):  # relinks at 2, 4 and 6 s: each carries the request again
+            clock[0] += 2
+            node.driver.on_peer_connected(PEER)
+            node.driver._retry_unanswered_sync(clock[0])
+        assert PEER in node.driver._sync_unanswered
+        assert node.driver._sync_expect == (other, 1)  # the sync moved on to the other
+    finally:
+        node.store.close()
+
+
 def with_block_1s_certificate(items: list[Any]) -> None:
     items[1][1] = items[0][1]
 
