@@ -643,6 +643,11 @@ class ConsensusDriver:
     def _commit(self, block: Block, certificate: Any, *, background: bool = False) -> None:
         started = time.perf_counter()
         result = self.engine.commit(block, certificate, background=background)
+        hashes = [tx.hash for tx in block.txs]
+        # At once, before anything else runs: the engine reads "the mempool holds it" as
+        # "not committed" (Engine.is_prechecked), so the mempool must never hold a
+        # committed hash, even for a step.
+        self.mempool.remove(hashes)
         if result.executed:
             self.diffs.remember(block.height, result.state_writes, result.receipts)
         # The WAL now holds only what the core buffered for the next height (see
@@ -653,8 +658,6 @@ class ConsensusDriver:
         if self.core.height == block.height:
             for event in wal_after_commit(self.core):
                 self._wal_append(event)
-        hashes = [tx.hash for tx in block.txs]
-        self.mempool.remove(hashes)
         now = time.monotonic()
         self.metrics.inc("jangbu_blocks_committed_total")
         self.metrics.inc("jangbu_txs_committed_total", len(block.txs))

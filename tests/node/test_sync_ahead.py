@@ -289,6 +289,34 @@ def test_a_sync_peer_that_relinks_but_never_answers_cannot_hold_the_sync(
         node.store.close()
 
 
+def test_a_committed_hash_leaves_the_mempool_before_anything_else_runs(tmp_path):
+    """The engine reads "the mempool holds it" as "not committed" and skips the replay
+    lookup for it, so the mempool must drop a block's hashes first thing after the block
+    commits, before the diff window, the WAL or any listener sees the new height."""
+    source = build_source(str(tmp_path / "source"), 1)
+    node = Syncing(tmp_path)
+    pending = add_member_tx(seed_key("admin"), "m1", 1)  # the very transaction of block 1
+    node.driver.engine.is_prechecked = node.driver.mempool.__contains__  # as node/app.py
+    node.driver.mempool.add(pending)
+    seen: list[bool] = []
+    remember = node.driver.diffs.remember
+
+    def remember_and_look(height: int, *args: Any) -> None:
+        seen.append(node.driver.engine._is_committed(pending.hash))
+        remember(height, *args)
+
+    node.driver.diffs.remember = remember_and_look  # type: ignore[method-assign]
+    try:
+        node.driver.peer_heights[PEER] = 1
+        node.driver._begin_sync(PEER)
+        node.receive(sync_batch(source, 1))
+        assert node.store.height == 1
+        assert seen == [True] and pending.hash not in node.driver.mempool
+    finally:
+        node.store.close()
+        source.close()
+
+
 def with_block_1s_certificate(items: list[Any]) -> None:
     items[1][1] = items[0][1]
 
