@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple
 
 from contracts import membership
 from contracts.clearance import duty, queries, rules, screening
@@ -482,14 +482,15 @@ class ClearanceContract(Contract):
     # a parcel cancelled, seized or returned leaves its group, its partners taxed only
     # because of it being re-assessed (or, once released, reported to customs).
     version = "4"
-    runs_versions: tuple[str, ...] = ("2", "3", "4")
+    runs_versions: ClassVar[tuple[str, ...]] = ("2", "3", "4")
 
     @classmethod
     def for_version(cls, version: str) -> ClearanceContract | None:
         return cls(rules_version=version) if version in cls.runs_versions else None
 
     def __init__(self, *, parse_cache_size: int = PARSE_CACHE_SIZE,
-                 rules_version: str = version) -> None:
+                 rules_version: str = version,
+                 max_group_orders: int = rules.MAX_GROUP_ORDERS) -> None:
         if rules_version not in self.runs_versions:
             raise ValueError(f"clearance has no rules version {rules_version!r}")
         # Version 3 and later keep the list-declared members flagged in their group.
@@ -499,6 +500,9 @@ class ClearanceContract(Contract):
         self.reassesses_general = new_rules
         self.exits_groups = new_rules
         self.parse_cache_size = parse_cache_size
+        # A parameter (not only the rules constant) so a test can reach the limit with a
+        # few orders: a compiled build (mypyc) inlines Final constants.
+        self.max_group_orders = max_group_orders
         # tx hash -> (the args parsed, the result); weighed as 1 + items per order so that
         # large orders count for what they hold.
         # Oldest first; an OrderedDict because executed orders leave it from the front, and
@@ -837,10 +841,10 @@ class ClearanceContract(Contract):
         threshold = rules.get_threshold_usd_cents(get_origin(order), frozenset(kinds))
         if group is None:
             group = get_group(ctx, order)
-        if order["order_id"] not in group and len(group) >= rules.MAX_GROUP_ORDERS:
+        if order["order_id"] not in group and len(group) >= self.max_group_orders:
             raise ContractError(
                 E_GROUP_LIMIT,
-                f"buyer already has {rules.MAX_GROUP_ORDERS} orders from seller "
+                f"buyer already has {self.max_group_orders} orders from seller "
                 f"{order['seller']!r} on {order['date']} (KST); customs reviews such groups")
         entry = {"usd_cents": order["value_usd_cents"], "threshold_usd_cents": threshold}
         if self.flags_listed and LISTED in group.get(order["order_id"], {}):

@@ -20,7 +20,7 @@ from test_clearance import (
     state_of,
 )
 
-from contracts.clearance import buyer_ref, duty, rules, states
+from contracts.clearance import ClearanceContract, buyer_ref, duty, rules, states
 from contracts.clearance.privacy import buyer_payload, is_valid_pccc
 from contracts.clearance.screening import compute_route
 from contracts.sdk import ContractError
@@ -280,9 +280,9 @@ def test_a_group_is_one_state_key_that_goes_with_its_last_member():
     assert ledger.query(C, "combined_groups", {"include_single": True}, caller="customs") == []
 
 
-def test_invalid_order_beyond_the_group_limit_is_refused_and_changes_nothing(monkeypatch):
-    monkeypatch.setattr(rules, "MAX_GROUP_ORDERS", 2)
+def test_invalid_order_beyond_the_group_limit_is_refused_and_changes_nothing():
     ledger = setup_ledger()
+    ledger.contracts[C] = ClearanceContract(max_group_orders=2)
     create(ledger, "A", ship_from="CN", items=[item("4202920000", price=100)])
     create(ledger, "B", ship_from="CN", items=[item("4202920000", price=100)])
     before = dict(ledger.base.scan(b"clearance/"))
