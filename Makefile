@@ -25,12 +25,18 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the project metadata changes (the install is editable).
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstall only when the project metadata or a compiled module's source changes (the
+# install is editable; the clearance contract's modules are compiled by mypyc, and an
+# edited one runs from its source until it is compiled again: contracts/clearance/compiled.py).
+COMPILED_SOURCES := setup.py $(wildcard contracts/clearance/contract.py \
+	contracts/clearance/duty.py contracts/clearance/rules.py \
+	contracts/clearance/screening.py contracts/clearance/states.py)
+
+$(STAMP): pyproject.toml $(COMPILED_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[speedups]'
 	@touch $@
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
+$(TEST_STAMP): pyproject.toml $(COMPILED_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@ $(STAMP)
 

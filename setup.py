@@ -5,9 +5,61 @@ skips that extension with a warning and jangbu runs the pure-Python code, which 
 same bytes (consensus/canonical.py, node/state_tree.py) or the same verdicts
 (node/sigcheck.py). Separate modules, so a machine without OpenSSL's headers still gets
 the others.
+
+The clearance contract's modules are compiled by mypyc (a build requirement in
+pyproject.toml) into one group; contracts/clearance/compiled.py decides at import time
+whether that build runs (it must match the sources) or the source does. ``JANGBU_NO_MYPYC=1``
+skips that compilation.
 """
 
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
 from setuptools import Extension, setup
+
+ROOT = Path(__file__).resolve().parent
+
+
+def clearance_compiled() -> list[Extension]:
+    """The clearance contract compiled by mypyc, or nothing (with a warning) if it cannot be.
+
+    Writes ``contracts/clearance/build_stamp.py`` first, the SHA-256 of each source, and
+    compiles it with them: the compiled build then carries the digests of its own sources.
+    """
+    if os.environ.get("JANGBU_NO_MYPYC") == "1":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError as exc:
+        print(f"warning: clearance contract not compiled ({exc}); the source runs",
+              file=sys.stderr)
+        return []
+    package = ROOT / "contracts" / "clearance"
+    # By its path: importing the package would import the contract and its dependencies,
+    # which a build environment does not have.
+    spec = importlib.util.spec_from_file_location("_jangbu_build_compiled",
+                                                  package / "compiled.py")
+    assert spec is not None and spec.loader is not None
+    compiled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compiled)
+    (package / f"{compiled.STAMP}.py").write_text(
+        compiled.stamp_source(compiled.source_digests(package)))
+    paths = [f"contracts/clearance/{name}.py" for name in (*compiled.MODULES, compiled.STAMP)]
+    try:
+        extensions: list[Extension] = mypycify(
+            paths, group_name="contracts.clearance._compiled", opt_level="3")
+    except Exception as exc:  # a mypyc failure must not fail the install: the source runs
+        print(f"warning: clearance contract not compiled ({exc}); the source runs",
+              file=sys.stderr)
+        return []
+    for extension in extensions:
+        extension.optional = True
+    return extensions
+
 
 setup(
     ext_modules=[
@@ -18,5 +70,6 @@ setup(
         # Needs nothing beyond the C compiler: it calls the libsodium PyNaCl loaded.
         Extension("node._sigcheck", ["node/_sigcheck.c"], optional=True,
                   extra_compile_args=["-O2"], libraries=["dl"]),
+        *clearance_compiled(),
     ],
 )

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from consensus import canonical
 from consensus.types import ValidatorSet
+from contracts.clearance import compiled as clearance_build
 from contracts.sdk import Contract
 from node import sigcheck, state_tree
 from node.api import Api
@@ -362,6 +363,7 @@ async def run_node(config: NodeConfig) -> None:
     compiled = choose_codec()
     log.info("canonical encoder: %s", "compiled" if compiled else "pure Python")
     log.info("state tree loops: %s", "compiled" if choose_tree_loops() else "pure Python")
+    log.info("clearance contract: %s", clearance_build.BUILD)
     log.info("signature checks of a block: %s", "batched, worker thread + event loop thread"
              if sigcheck.background_checks() else "one by one on the event loop thread")
     node = Node(config)

@@ -5,7 +5,10 @@ See ``docs/contracts-clearance.md`` and ``/work/shared/workflows/customs-clearan
 
 from __future__ import annotations
 
+# First: it picks the compiled build or the source before the modules below are imported.
+from contracts.clearance import compiled
 from contracts.clearance.contract import NAME, ClearanceContract
 from contracts.clearance.privacy import buyer_payload, buyer_ref, is_valid_pccc
 
-__all__ = ["NAME", "ClearanceContract", "buyer_payload", "buyer_ref", "is_valid_pccc"]
+__all__ = ["NAME", "ClearanceContract", "buyer_payload", "buyer_ref", "compiled",
+           "is_valid_pccc"]

@@ -1,7 +1,8 @@
 """Nodes on the compiled code paths and nodes on the pure-Python ones agree on every root.
 
-Two validators run with ``JANGBU_PURE_CODEC=1 JANGBU_PURE_TREE=1`` (the canonical encoder
-and the state-tree loops in Python), two with the compiled extensions. Proposers rotate, so
+Two validators run with ``JANGBU_PURE_CODEC=1 JANGBU_PURE_TREE=1 JANGBU_PURE_CONTRACTS=1``
+(the canonical encoder, the state-tree loops and the clearance contract in Python), two
+with the compiled extensions and the mypyc-compiled contract. Proposers rotate, so
 each kind of node validates blocks whose roots the other kind computed: one disagreement
 would make half the validators refuse a proposal, and with two on each side no block could
 gather the three prevotes it needs. Real processes, real LevelDB, a real workflow load.
@@ -18,13 +19,14 @@ import urllib.request
 import pytest
 
 from consensus import canonical
+from contracts.clearance import compiled as clearance_build
 from node import state_tree
 
 from netutil import ROOT, make_network
 
 pytestmark = pytest.mark.e2e
 
-PURE = {"JANGBU_PURE_CODEC": "1", "JANGBU_PURE_TREE": "1"}
+PURE = {"JANGBU_PURE_CODEC": "1", "JANGBU_PURE_TREE": "1", "JANGBU_PURE_CONTRACTS": "1"}
 
 
 def metric(api: str, name: str) -> float:
@@ -33,7 +35,8 @@ def metric(api: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-@pytest.mark.skipif(canonical._compiled_encode is None or state_tree._compiled is None,
+@pytest.mark.skipif(canonical._compiled_encode is None or state_tree._compiled is None
+                    or not clearance_build.is_compiled(),
                     reason="needs the compiled extensions built (CI builds them)")
 def test_pure_and_compiled_nodes_agree_on_every_block(tmp_path):
     net = make_network(tmp_path / "net")
@@ -58,6 +61,8 @@ def test_pure_and_compiled_nodes_agree_on_every_block(tmp_path):
             kind = "pure Python" if org in pure_orgs else "compiled"
             assert f"state tree loops: {kind}" in log
             assert f"canonical encoder: {kind}" in log
+            assert ("clearance contract: source (JANGBU_PURE_CONTRACTS=1)" if org in pure_orgs
+                    else "clearance contract: compiled (mypyc)") in log
         # Each node's own tree (computed by its own code path) matches the certified root:
         # a restarted node checks exactly that before it serves anything.
         for org in net.orgs:
