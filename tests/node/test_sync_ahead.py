@@ -11,6 +11,7 @@ sync answers are handed to it as the transport would), real certificates.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -437,6 +438,12 @@ async def test_a_request_beyond_the_budget_waits_for_a_token_instead_of_being_dr
     source = build_source(str(tmp_path / "source"), 4)
     server = Syncing(tmp_path)  # used as the serving side: its store gets the source's blocks
     monkeypatch.setattr(driver_module, "SERVE_BLOCKS_RATE", 50)
+    # The bucket's clock moves only when the test moves it: on a loaded machine (CI, once)
+    # real time refilled two tokens between the burst and the requests beyond it.
+    clock = [1000.0]
+    real_time = driver_module.time  # the event loop keeps the real clock
+    monkeypatch.setattr(driver_module, "time", SimpleNamespace(
+        monotonic=lambda: clock[0], perf_counter=real_time.perf_counter, time=real_time.time))
     try:
         server.driver._handle(_SyncBlocks(PEER, sync_batch(source, 1)))
         assert server.store.height == 4
@@ -448,6 +455,7 @@ async def test_a_request_beyond_the_budget_waits_for_a_token_instead_of_being_dr
         server.driver._serve_blocks(asker, 2, True)  # over budget: waits...
         server.driver._serve_blocks(asker, 3, True)  # ...and is superseded by this one
         assert len(server.sent) == driver_module.SERVE_BLOCKS_BURST
+        clock[0] += 2.5 / 50  # the bucket's time passes as the loop's does below
         await asyncio.sleep(2.5 / 50)
         late = server.sent[driver_module.SERVE_BLOCKS_BURST:]
         assert len(late) == 1 and late[0][1]["t"] == "blocks"
