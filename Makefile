@@ -28,9 +28,8 @@ $(BIN)/python:
 # Reinstall only when the project metadata or a compiled module's source changes (the
 # install is editable; the clearance contract's modules are compiled by mypyc, and an
 # edited one runs from its source until it is compiled again: contracts/clearance/compiled.py).
-COMPILED_SOURCES := setup.py $(wildcard contracts/clearance/contract.py \
-	contracts/clearance/duty.py contracts/clearance/rules.py \
-	contracts/clearance/screening.py contracts/clearance/states.py)
+# The build records every source of contracts/ (compiled code relies on what it imports).
+COMPILED_SOURCES := setup.py $(shell find contracts -name '*.py' ! -name build_stamp.py)
 
 $(STAMP): pyproject.toml $(COMPILED_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[speedups]'

@@ -84,16 +84,54 @@ def test_an_edited_source_runs_instead_of_its_stale_build(tmp_path):
     duty = package / "clearance" / "duty.py"
     duty.write_text(duty.read_text() + "\n# edited after the build\n")
     build, module = run(probe, pythonpath=path, cwd=tmp_path).splitlines()
-    assert build.startswith("source (duty.py changed since the build")
+    assert build.startswith("source (clearance/duty.py changed since the build")
     assert module.endswith("duty.py")
     contract = ["-c", "import contracts.clearance.contract as c; print(c.__file__)"]
     # All or none: the other modules of the group run from their sources too.
     assert run(contract, pythonpath=path, cwd=tmp_path).strip().endswith("contract.py")
 
 
+def copy_of_contracts(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "contracts", tmp_path / "contracts",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "contracts"
+
+
+PROBE = ["-c", "import contracts.clearance as c, contracts.clearance.rules as r; "
+               "print(c.compiled.BUILD); print(r.__file__); print(r.MAX_TEXT)"]
+
+
+@built
+def test_a_partial_build_is_checked_too_and_loses_to_the_sources(tmp_path):
+    """Found in review: with the contract's own compiled file gone, the rest of the build
+    ran unchecked beside the contract's source (an edited constant ignored)."""
+    package = copy_of_contracts(tmp_path)
+    for shim in (package / "clearance").glob("contract.cpython-*"):
+        shim.unlink()
+    rules = package / "clearance" / "rules.py"
+    rules.write_text(rules.read_text().replace("MAX_TEXT: Final = 256", "MAX_TEXT: Final = 9"))
+    build, module, max_text = run(PROBE, pythonpath=[tmp_path, ROOT], cwd=tmp_path).splitlines()
+    assert build.startswith("source (")
+    assert module.endswith("rules.py") and max_text == "9"
+
+
+@built
+def test_a_change_to_what_the_contract_imports_also_runs_the_sources(tmp_path):
+    """Found in review: compiled code relies on the declared types of the modules it
+    imports (contracts/sdk.py, membership, queries), so a change there also stales it."""
+    package = copy_of_contracts(tmp_path)
+    sdk = package / "sdk.py"
+    sdk.write_text(sdk.read_text() + "\n# changed after the build\n")
+    build, module, _ = run(PROBE, pythonpath=[tmp_path, ROOT], cwd=tmp_path).splitlines()
+    assert build.startswith("source (sdk.py changed since the build")
+    assert module.endswith("rules.py")
+
+
 def test_the_stamp_the_build_writes_holds_the_digests_it_is_compared_with(tmp_path):
     digests = compiled.source_digests()
-    assert set(digests) == {f"{name}.py" for name in compiled.MODULES}
+    assert {f"clearance/{name}.py" for name in compiled.MODULES} < set(digests)
+    assert {"sdk.py", "membership.py", "clearance/queries.py"} < set(digests)
+    assert "clearance/build_stamp.py" not in digests
     namespace: dict[str, object] = {}
     exec(compiled.stamp_source(digests), namespace)  # our own generated text
     assert namespace["SOURCES"] == digests
@@ -108,6 +146,5 @@ def test_without_a_build_the_source_runs(tmp_path):
 def test_make_reinstalls_when_a_compiled_source_changes():
     """`make test` and `make demo` compile again after an edit (Makefile COMPILED_SOURCES)."""
     makefile = (ROOT / "Makefile").read_text()
-    listed = makefile.split("COMPILED_SOURCES :=", 1)[1].split("\n\n", 1)[0]
-    assert {f"contracts/clearance/{name}.py" for name in compiled.MODULES} <= set(
-        listed.replace("$(wildcard", " ").replace(")", " ").replace("\\", " ").split())
+    listed = makefile.split("COMPILED_SOURCES :=", 1)[1].split("\n", 1)[0]
+    assert "setup.py" in listed and "find contracts -name '*.py'" in listed
