@@ -7,9 +7,8 @@ from __future__ import annotations
 
 # First: it picks the compiled build or the source before the modules below are imported.
 from contracts.clearance import compiled
-from contracts.clearance.compiled import choose_once
 
-choose_once()
+compiled.choose_once()
 
 from contracts.clearance.contract import NAME, ClearanceContract  # noqa: E402
 from contracts.clearance.privacy import buyer_payload, buyer_ref, is_valid_pccc  # noqa: E402

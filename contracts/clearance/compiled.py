@@ -4,7 +4,7 @@ Why compiled: the clearance contract's Python is the largest share of a node's C
 order after the signature check (docs/benchmarks.md, eleventh round); mypyc compiles these
 typed modules to C and they run ~25% faster. ``pip install`` builds them where mypyc and a
 C compiler are at hand (setup.py); elsewhere the source runs, with the same receipts and
-state (tests/contracts/test_compiled_contract.py runs one workflow through both builds).
+state (tests/contracts/test_compiled_contract.py runs random workflows through both builds).
 
 Why a choice here, before the modules are imported: a compiled module sits beside its
 ``.py`` and Python imports the compiled one first, so an edited source would silently run
@@ -59,10 +59,11 @@ def stamp_source(digests: dict[str, str], compiler: str = "") -> str:
     return "\n".join([*lines, "}", ""])
 
 
-def _compiled_files_present(directory: Path, names: Sequence[str]) -> bool:
+def _compiled(directory: Path) -> list[bool]:
+    """For each of the group's files (modules, stamp, library): is a compiled one there?"""
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return all(any((directory / f"{name}{suffix}").exists() for suffix in suffixes)
-               for name in names)
+    return [any((directory / f"{name}{suffix}").exists() for suffix in suffixes)
+            for name in (*MODULES, STAMP, GROUP_LIBRARY)]
 
 
 class _SourceFinder(importlib.abc.MetaPathFinder):
@@ -85,7 +86,7 @@ def _why_source(directory: Path) -> str | None:
     """None when the compiled build matches the sources; else why the source must run."""
     if os.environ.get(PURE_ENV) == "1":
         return f"{PURE_ENV}=1"
-    if not _compiled_files_present(directory, [*MODULES, STAMP, GROUP_LIBRARY]):
+    if not all(_compiled(directory)):
         return "the compiled build is incomplete"
     try:
         stamp = importlib.import_module(f"{PACKAGE}.{STAMP}")
@@ -101,19 +102,13 @@ def _why_source(directory: Path) -> str | None:
     return None
 
 
-def _any_compiled_file(directory: Path) -> bool:
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return any((directory / f"{name}{suffix}").exists()
-               for name in (*MODULES, STAMP, GROUP_LIBRARY) for suffix in suffixes)
-
-
 def choose(directory: Path = HERE) -> str:
     """Pick the build (before the group is imported); say which.
 
     Any compiled file at all means a build was made here: even a partial one is checked,
     and loses to the sources, or its surviving modules would run unchecked.
     """
-    if not _any_compiled_file(directory):
+    if not any(_compiled(directory)):
         return "source (not compiled)"
     reason = _why_source(directory)
     if reason is None:
