@@ -37,6 +37,12 @@ def run(code: list[str], env: dict[str, str] | None = None,
     return done.stdout
 
 
+def copy_of_contracts(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "contracts", tmp_path / "contracts",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "contracts"
+
+
 @built
 def test_ci_and_this_install_run_the_compiled_build():
     if os.environ.get(compiled.PURE_ENV) == "1":
@@ -70,9 +76,7 @@ def test_the_clearance_tests_pass_on_the_source_build_too():
 
 @built
 def test_an_edited_source_runs_instead_of_its_stale_build(tmp_path):
-    package = tmp_path / "contracts"
-    shutil.copytree(ROOT / "contracts", package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    package = copy_of_contracts(tmp_path)
     probe = ["-c", "import contracts.clearance as c, contracts.clearance.duty as d; "
                    "print(c.compiled.BUILD); print(d.__file__)"]
     path = [tmp_path, ROOT]  # the copy first (and run from it: -c puts the cwd first)
@@ -89,12 +93,6 @@ def test_an_edited_source_runs_instead_of_its_stale_build(tmp_path):
     contract = ["-c", "import contracts.clearance.contract as c; print(c.__file__)"]
     # All or none: the other modules of the group run from their sources too.
     assert run(contract, pythonpath=path, cwd=tmp_path).strip().endswith("contract.py")
-
-
-def copy_of_contracts(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "contracts", tmp_path / "contracts",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path / "contracts"
 
 
 PROBE = ["-c", "import contracts.clearance as c, contracts.clearance.rules as r; "
