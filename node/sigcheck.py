@@ -78,6 +78,23 @@ def use_background_checks(enabled: bool = True) -> bool:
 use_background_checks(os.environ.get("JANGBU_SERIAL_SIGCHECK", "") in ("", "0"))
 
 
+def verify_one(pubkey: bytes, message: bytes, signature: bytes) -> bool:
+    """One check on this thread: what admission pays per transaction.
+
+    Through the compiled helper where it is bound, libsodium's detached check is called on
+    the three byte strings as they are; PyNaCl's ``crypto_sign_open`` (the fallback, through
+    :func:`consensus.canonical.verify_raw`) first joins signature and message into a new
+    buffer and copies the opened message back out, ~1.5 µs of a ~47 µs check. Same
+    libsodium function underneath (``crypto_sign_open`` calls the detached check), so the
+    same verdicts.
+    """
+    if _use_compiled:  # it refuses keys and signatures that are not bytes of their size
+        if type(message) is not bytes:
+            message = bytes(message)
+        return bool(_compiled.verify_many([(pubkey, message, signature)]) == b"\x01")
+    return canonical.verify_raw(pubkey, message, signature)
+
+
 def verify_now(items: Sequence[Item]) -> list[bool]:
     """Each item's verdict, checked on this thread."""
     if _use_compiled:
@@ -138,4 +155,4 @@ def background_checks() -> bool:
 
 
 __all__ = ["MIN_BACKGROUND", "Verdicts", "background_checks", "start",
-           "use_background_checks", "verify_now"]
+           "use_background_checks", "verify_now", "verify_one"]

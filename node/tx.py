@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from nacl.signing import SigningKey
 
 from consensus import canonical
-from node import jsonform
+from node import jsonform, sigcheck
 
 TAG_TX = "jangbu/tx/v1"
 MAX_TX_BYTES = 64 * 1024
@@ -131,7 +131,7 @@ class Transaction:
         self.__dict__["_shape_checked"] = True
 
     def verify_signature(self) -> bool:
-        return canonical.verify_raw(self.signer, self.signed_bytes, self.sig)
+        return sigcheck.verify_one(self.signer, self.signed_bytes, self.sig)
 
     def check(self, chain_id: str) -> None:
         """validate_basic plus the signature: what the mempool runs once per transaction."""

@@ -85,6 +85,51 @@ def test_batched_verdicts_are_the_one_by_one_verdicts(items) -> None:
             sigcheck.use_background_checks(was)
 
 
+@settings(max_examples=60, deadline=None)
+@given(items=items_strategy)
+def test_one_check_gives_the_one_by_one_verdict(items) -> None:
+    """verify_one (admission's check, once per transaction) answers as verify_raw."""
+    was = sigcheck.background_checks()
+    for enabled in (True, False):
+        sigcheck.use_background_checks(enabled)
+        try:
+            assert [sigcheck.verify_one(*item) for item in items] == reference(items)
+        finally:
+            sigcheck.use_background_checks(was)
+
+
+def test_one_check_of_odd_parts_answers_as_verify_raw(mode) -> None:
+    pubkey, message, sig = signed(0, b"m")
+    odd = [
+        (pubkey, message, sig),
+        (pubkey, bytearray(message), sig),  # verify_raw takes any bytes-like message
+        (pubkey, memoryview(message), sig),
+        (pubkey[:31], message, sig),
+        (pubkey, message, sig + b"x"),
+        (pubkey.hex(), message, sig),
+        (bytearray(pubkey), message, sig),
+        (pubkey, message, bytearray(sig)),
+    ]
+    assert [sigcheck.verify_one(*item) for item in odd] == reference(odd)
+    assert reference(odd)[:3] == [True, True, True]
+
+
+def test_admission_checks_signatures_through_verify_one(monkeypatch) -> None:
+    """Transaction.check goes through verify_one (the cheaper call where it is built)."""
+    from node.tx import E_BAD_SIGNATURE, Transaction, TxError
+    tx = Transaction.create(KEYS[0], "chain", "clearance", "noop", {}, 1)
+    seen = []
+    real = sigcheck.verify_one
+    monkeypatch.setattr(sigcheck, "verify_one", lambda *a: seen.append(a) or real(*a))
+    tx.check("chain")
+    assert seen == [(tx.signer, tx.signed_bytes, tx.sig)]
+    forged = Transaction(tx.chain_id, tx.contract, tx.action, tx.args, tx.signer, tx.nonce,
+                         bytes(64))
+    with pytest.raises(TxError) as refused:
+        forged.check("chain")
+    assert refused.value.code == E_BAD_SIGNATURE
+
+
 def test_a_large_batch_goes_to_the_worker_and_the_caller_shares_it(mode) -> None:
     items = [tampered(i % 3, b"order %d" % i, i % 4) if i % 37 == 5
              else signed(i % 3, b"order %d" % i) for i in range(300)]
