@@ -90,12 +90,19 @@ class Overlay:
         return out
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Merge the base's sorted scan with this overlay's writes, in key order."""
+        """Merge the base's sorted scan with this overlay's writes, in key order.
+
+        The common case, nothing written under ``prefix`` yet, hands back the base's own
+        iterator rather than wrapping it in one more generator (one per overlay layer).
+        """
         pending = self._pending(prefix)
-        if not pending:  # the common case: nothing written under this prefix yet
-            yield from self.base.scan(prefix)
-            return
-        base_iter = self.base.scan(prefix)
+        if not pending:
+            return self.base.scan(prefix)
+        return self._merged(self.base.scan(prefix), pending)
+
+    @staticmethod
+    def _merged(base_iter: Iterator[tuple[bytes, bytes]],
+                pending: list[tuple[bytes, bytes | None]]) -> Iterator[tuple[bytes, bytes]]:
         base_item = next(base_iter, None)
         index = 0
         while base_item is not None or index < len(pending):
