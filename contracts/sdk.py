@@ -107,7 +107,7 @@ class Member:
         return False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Call:
     """What a transaction asks a contract to do, as the contract sees it."""
 
@@ -118,8 +118,16 @@ class Call:
     nonce: int
     tx_hash: bytes
 
+    def __init__(self, contract: str, action: str, args: Mapping[str, Any], signer: bytes,
+                 nonce: int, tx_hash: bytes) -> None:
+        # Frozen all the same; fields are set through __dict__ because the generated frozen
+        # init calls object.__setattr__ per field, twice the cost, and a node builds one or
+        # two Calls and several Events per transaction (docs/benchmarks.md, twelfth round).
+        self.__dict__.update(contract=contract, action=action, args=args, signer=signer,
+                             nonce=nonce, tx_hash=tx_hash)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Event:
     """Something that happened, for subscribers (event stream, regulator reports).
 
@@ -130,6 +138,10 @@ class Event:
     type: str
     attrs: Mapping[str, Any]
     keys: tuple[str, ...] = ()
+
+    def __init__(self, contract: str, type: str, attrs: Mapping[str, Any],
+                 keys: tuple[str, ...] = ()) -> None:
+        self.__dict__.update(contract=contract, type=type, attrs=attrs, keys=keys)  # as Call
 
     def to_obj(self) -> dict[str, Any]:
         return {

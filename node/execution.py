@@ -9,7 +9,7 @@ outcome is a :class:`Receipt` either way, so every node records the same failure
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -38,13 +38,17 @@ TAG_TX = "jangbu/tx/v1"
 TAG_DEVICE = "jangbu/device/v1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Receipt:
     """The outcome of one transaction: ``code`` is ``"OK"`` or a stable error code."""
 
     code: str
     message: str = ""
-    events: tuple[Event, ...] = field(default_factory=tuple)
+    events: tuple[Event, ...] = ()
+
+    def __init__(self, code: str, message: str = "", events: tuple[Event, ...] = ()) -> None:
+        # Frozen all the same; set through __dict__ as contracts.sdk.Call explains.
+        self.__dict__.update(code=code, message=message, events=events)
 
     @property
     def ok(self) -> bool:

@@ -44,7 +44,7 @@ class TxError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Transaction:
     chain_id: str
     contract: str
@@ -53,6 +53,13 @@ class Transaction:
     signer: bytes
     nonce: int
     sig: bytes
+
+    def __init__(self, chain_id: str, contract: str, action: str, args: Mapping[str, Any],
+                 signer: bytes, nonce: int, sig: bytes) -> None:
+        # Frozen all the same: the fields are set through __dict__, as contracts.sdk.Call
+        # explains (half the cost of the generated init, once per transaction a node sees).
+        self.__dict__.update(chain_id=chain_id, contract=contract, action=action, args=args,
+                             signer=signer, nonce=nonce, sig=sig)
 
     # --- canonical forms ------------------------------------------------------------------
 
