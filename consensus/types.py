@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from functools import cached_property
 from typing import Any, NewType
 
 from consensus import canonical
+from consensus.cached import cached_property
 
 Height = NewType("Height", int)
 Round = NewType("Round", int)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from consensus import canonical
+from consensus.cached import cached_property
 from node import merkle
 from node.tx import E_MALFORMED, TAG_TX, Transaction, TxError, body_from_encoded
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from consensus import canonical
+from consensus.cached import cached_property
 from contracts import membership
 from contracts.sdk import (
     E_UNKNOWN_SIGNER,

@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from nacl.signing import SigningKey
 
 from consensus import canonical
+from consensus.cached import cached_property
 from node import jsonform, sigcheck
 
 TAG_TX = "jangbu/tx/v1"
