@@ -173,11 +173,10 @@ class Transaction:
         """
         if not isinstance(obj, Mapping):
             raise TxError(E_MALFORMED, "transaction must be a map")
-        expected = {"chain_id", "contract", "action", "args", "signer", "nonce", "sig"}
-        keys = set(obj)
-        if keys != expected:
-            missing = sorted(expected - keys)
-            extra = sorted(keys - expected)
+        if obj.keys() != _FIELDS:
+            keys = set(obj)
+            missing = sorted(_FIELDS - keys)
+            extra = sorted(keys - _FIELDS)
             raise TxError(E_MALFORMED, f"transaction fields wrong: missing {missing}, "
                                        f"unexpected {extra}")
         tx = cls(obj["chain_id"], obj["contract"], obj["action"], obj["args"], obj["signer"],
