@@ -6,6 +6,7 @@ decode, admission (signature + checks), block build (execute + roots), validatio
 (re-execute on a second store), commit (LevelDB batch). Run:
 
     .venv/bin/python benchmarks/bench_pipeline.py [--txs 2000] [--profile] [--sort KEY] [--top N]
+        [--setup-only] [--pure-codec]
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="cumulative", help="profile order (pstats key)")
     parser.add_argument("--top", type=int, default=25, help="profile lines to print")
+    parser.add_argument("--setup-only", action="store_true",
+                        help="stop once the transactions are signed (bench_instructions.py "
+                             "subtracts this run's count)")
     parser.add_argument("--pure-codec", action="store_true",
                         help="the pure-Python canonical encoder instead of the compiled one")
     args = parser.parse_args()
@@ -115,6 +119,8 @@ def main() -> None:
         "items": [{"hs": "6109.10-0000", "description": "cotton T-shirt", "kind": "general",
                    "quantity": 1, "unit_price": 1500}]}, i + 10) for i in range(args.txs)]
     wire = [tx.encoded for tx in txs]
+    if args.setup_only:
+        return
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
