@@ -115,8 +115,9 @@ class _CachedStateReader(_PrefixReader):
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         # A plain function, not a generator: a remembered scan is the list's own iterator
-        # (each generator layer between a contract and its scan cost ~1 µs per scan, and
-        # the clearance contract scans on every order). The list is never changed in place.
+        # (each generator layer between a contract and its scan is one more frame per scan,
+        # and the clearance contract scans on every order). Remembered lists are replaced,
+        # never changed in place, so an iterator handed out stays what it was.
         cached = self._scans.get(prefix)
         if cached is not None:
             return iter(cached)
