@@ -74,25 +74,14 @@ def reference(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
 
 @settings(max_examples=60, deadline=None)
 @given(items=items_strategy)
-def test_batched_verdicts_are_the_one_by_one_verdicts(items) -> None:
+def test_batched_and_single_verdicts_are_the_one_by_one_verdicts(items) -> None:
     was = sigcheck.background_checks()
     for enabled in (True, False):
         sigcheck.use_background_checks(enabled)
         try:
             assert sigcheck.verify_now(items) == reference(items)
             assert sigcheck.start(items).wait() == reference(items)
-        finally:
-            sigcheck.use_background_checks(was)
-
-
-@settings(max_examples=60, deadline=None)
-@given(items=items_strategy)
-def test_one_check_gives_the_one_by_one_verdict(items) -> None:
-    """verify_one (admission's check, once per transaction) answers as verify_raw."""
-    was = sigcheck.background_checks()
-    for enabled in (True, False):
-        sigcheck.use_background_checks(enabled)
-        try:
+            # verify_one: admission's check, once per transaction.
             assert [sigcheck.verify_one(*item) for item in items] == reference(items)
         finally:
             sigcheck.use_background_checks(was)
