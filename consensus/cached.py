@@ -37,8 +37,13 @@ class cached_property(Generic[T]):  # noqa: N801 - named after the functools one
     def __get__(self, instance: object | None, owner: type | None = None) -> Any:
         if instance is None:
             return self
+        try:
+            cache = instance.__dict__
+        except AttributeError:  # as functools says it, not as an attribute that is missing
+            raise TypeError(f"{type(instance).__name__} has no __dict__ to cache "
+                            f"{self.attrname!r} in") from None
         value = self.func(instance)
-        instance.__dict__[self.attrname] = value
+        cache[self.attrname] = value
         return value
 
 

@@ -11,7 +11,9 @@ checks what is still unchecked by then alongside the worker.
 
 Where the helper is not built, or ``JANGBU_SERIAL_SIGCHECK=1``, or for a handful of
 signatures (handing them over costs more than it saves), the checks run at once on the
-caller's thread through PyNaCl, as they always did. Same library, same verdicts.
+caller's thread through PyNaCl, as they always did. Same library, same verdicts. The
+single check of admission (:func:`verify_one`) also goes through the helper when it is on,
+and through PyNaCl otherwise.
 """
 
 from __future__ import annotations
@@ -88,11 +90,10 @@ def verify_one(pubkey: bytes, message: bytes, signature: bytes) -> bool:
     libsodium function underneath (``crypto_sign_open`` calls the detached check), so the
     same verdicts.
     """
-    if _use_compiled:  # it refuses keys and signatures that are not bytes of their size
-        if type(message) is not bytes:
-            message = bytes(message)
+    if _use_compiled and type(message) is bytes:  # (the helper refuses keys and signatures
+        # that are not bytes of their size, as verify_raw does)
         return bool(_compiled.verify_many([(pubkey, message, signature)]) == b"\x01")
-    return canonical.verify_raw(pubkey, message, signature)
+    return canonical.verify_raw(pubkey, message, signature)  # and any odd message
 
 
 def verify_now(items: Sequence[Item]) -> list[bool]:

@@ -35,6 +35,22 @@ def test_read_on_the_class_it_is_the_descriptor_with_its_doc() -> None:
     assert isinstance(Point.double, cached_property)
     assert Point.double.__doc__ == "Twice x."
     assert Point.double.attrname == "double"
+    assert not hasattr(Point.double, "lock")  # functools' 3.11 one holds an RLock
+
+
+def test_a_class_without_a_dict_gets_a_type_error() -> None:
+    class Slotted:
+        __slots__ = ("x",)
+
+        def __init__(self) -> None:
+            self.x = 1
+
+        @cached_property
+        def double(self) -> int:
+            return 2 * self.x
+
+    with pytest.raises(TypeError, match="no __dict__"):
+        _ = Slotted().double
 
 
 def test_a_value_placed_in_the_dict_first_is_the_one_read() -> None:

@@ -27,7 +27,9 @@ EXAMPLES = {
 
 @pytest.mark.parametrize("cls", list(EXAMPLES), ids=lambda cls: cls.__name__)
 def test_the_init_takes_exactly_the_fields_with_their_defaults(cls) -> None:
+    assert "__post_init__" not in vars(cls)  # the hand-written init would not call it
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
     fields = dataclasses.fields(cls)
     assert [p.name for p in parameters] == [f.name for f in fields]
     for parameter, field in zip(parameters, fields, strict=True):

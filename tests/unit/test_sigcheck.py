@@ -98,6 +98,8 @@ def test_one_check_of_odd_parts_answers_as_verify_raw(mode) -> None:
         (pubkey.hex(), message, sig),
         (bytearray(pubkey), message, sig),
         (pubkey, message, bytearray(sig)),
+        (pubkey, "m", sig),  # not bytes at all: refused, not raised, on both paths
+        (pubkey, None, sig),
     ]
     assert [sigcheck.verify_one(*item) for item in odd] == reference(odd)
     assert reference(odd)[:3] == [True, True, True]
