@@ -11,7 +11,11 @@ Method (so the numbers mean something):
    transaction's latency is from the moment its batch was sent to the first commit event
    of it seen on the node it was sent to;
 5. the Ed25519 verification bound is measured in the same run on the same machine:
-   ``verifies/s per core x cores / nodes`` (every node checks every transaction once).
+   ``verifies/s per core x cores / nodes`` (every node checks every transaction once);
+6. ``node_cpu_us_per_tx``: the CPU the node processes used from the first offer to the
+   last commit (``process_cpu_seconds_total`` of each node's ``/metrics``), per committed
+   transaction and node. Unlike tx/s it hardly moves with the load on a shared machine,
+   so it is the figure that compares two builds (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from node.tx import Transaction
 
 TX_FIELD = re.compile(rb'"tx":"([0-9a-f]{64})"')
 """The transaction hash of an event record as the node writes it (compact JSON)."""
+CPU_METRIC = re.compile(r"^process_cpu_seconds_total ([0-9.eE+-]+)$", re.MULTILINE)
 
 
 def measure_verify_rate(seconds: float = 1.0) -> float:
@@ -230,6 +235,23 @@ class Bench:
         await asyncio.gather(*(client_task(w) for w in range(self.clients)))
         return time.perf_counter() - started
 
+    async def node_cpu_seconds(self) -> list[float] | None:
+        """Each node's ``process_cpu_seconds_total`` from its ``/metrics``; None if a node
+        does not report it (an older build) or cannot be read."""
+        seconds = []
+        async with aiohttp.ClientSession() as session:
+            for url in self.urls:
+                try:
+                    async with session.get(url + "/metrics") as resp:
+                        text = await resp.text() if resp.status == 200 else ""
+                except aiohttp.ClientError:
+                    return None
+                found = CPU_METRIC.search(text)
+                if found is None:
+                    return None
+                seconds.append(float(found.group(1)))
+        return seconds
+
     async def run(self, quiet: bool) -> dict[str, Any]:
         customs, courier, buyer, sellers = await self.setup()
         txs = self.presign(customs, courier, buyer, sellers)
@@ -248,6 +270,7 @@ class Bench:
                 print(f"\r  offered [{bar:<30}] {done}/{len(txs)}  committed "
                       f"{len(self.committed_at)}", end="", file=sys.stderr, flush=True)
 
+        cpu_before = await self.node_cpu_seconds()
         t0 = time.perf_counter()
         offer_s = await self.offer(txs, progress)
         expected = len(txs) - self.rejected
@@ -260,6 +283,7 @@ class Bench:
                 shown = len(self.committed_at)
                 print(f"\r  offered {done}/{len(txs)}  committed {shown}" + " " * 20,
                       end="", file=sys.stderr, flush=True)
+        cpu_after = await self.node_cpu_seconds()
         if not quiet:
             print(file=sys.stderr)
         stop.set()
@@ -278,6 +302,11 @@ class Bench:
         bound = verify_rate * cores / len(self.urls)
         elapsed = max(1e-9, last_commit - t0)
         tps = len(self.committed_at) / elapsed
+        cpu_per_tx = None
+        if cpu_before is not None and cpu_after is not None and self.committed_at:
+            used = sum(after - before for before, after in zip(cpu_before, cpu_after,
+                                                               strict=True))
+            cpu_per_tx = round(used / len(self.committed_at) / len(self.urls) * 1e6, 1)
         return {
             "nodes": len(self.urls),
             "offered": len(txs),
@@ -297,6 +326,7 @@ class Bench:
             "verify_per_s_per_core": round(verify_rate),
             "verify_bound_tx_per_s": round(bound),
             "bound_fraction": round(tps / bound, 3) if bound else 0.0,
+            "node_cpu_us_per_tx": cpu_per_tx,
         }
 
 

@@ -149,6 +149,10 @@ class Node:
         m.gauge("jangbu_peers", lambda: len(self.p2p.connected_peers()), "connected peers")
         m.gauge("jangbu_event_subscribers", lambda: self.bus.subscribers, "SSE subscribers")
         m.gauge("jangbu_syncing", lambda: int(self.driver.syncing), "1 while block-syncing")
+        # Prometheus' standard name: CPU per transaction is the figure that compares runs
+        # on a machine whose speed varies (jangbu bench reads it from every node).
+        m.counter_from("process_cpu_seconds_total", time.process_time,
+                       "user and system CPU time of this node process, all threads")
 
     def last_block_time(self) -> int:
         height, _, time_ms = self.engine.tip()

@@ -28,12 +28,19 @@ class Histogram:
 class Metrics:
     def __init__(self) -> None:
         self.counters: dict[str, float] = {}
+        self.read_counters: dict[str, Callable[[], float]] = {}
         self.gauges: dict[str, Callable[[], float]] = {}
         self.help: dict[str, str] = {}
         self.histograms: dict[str, Histogram] = {}
 
     def inc(self, name: str, amount: float = 1.0) -> None:
         self.counters[name] = self.counters.get(name, 0.0) + amount
+
+    def counter_from(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
+        """A counter whose value is read when scraped (e.g. the process's CPU seconds)."""
+        self.read_counters[name] = read
+        if help_text:
+            self.help[name] = help_text
 
     def gauge(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
         self.gauges[name] = read
@@ -53,6 +60,11 @@ class Metrics:
             base = name.split("{")[0]
             lines.append(f"# TYPE {base} counter")
             lines.append(f"{name} {self.counters[name]:g}")
+        for name in sorted(self.read_counters):
+            if name in self.help:
+                lines.append(f"# HELP {name} {self.help[name]}")
+            lines.append(f"# TYPE {name} counter")
+            lines.append(f"{name} {float(self.read_counters[name]()):.6f}")
         for name in sorted(self.gauges):
             if name in self.help:
                 lines.append(f"# HELP {name} {self.help[name]}")
