@@ -28,8 +28,8 @@ class Histogram:
 class Metrics:
     def __init__(self) -> None:
         self.counters: dict[str, float] = {}
-        self.read_counters: dict[str, Callable[[], float]] = {}
-        self.gauges: dict[str, Callable[[], float]] = {}
+        # Read when scraped: name -> (Prometheus type, reader).
+        self.readings: dict[str, tuple[str, Callable[[], float]]] = {}
         self.help: dict[str, str] = {}
         self.histograms: dict[str, Histogram] = {}
 
@@ -38,12 +38,13 @@ class Metrics:
 
     def counter_from(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
         """A counter whose value is read when scraped (e.g. the process's CPU seconds)."""
-        self.read_counters[name] = read
-        if help_text:
-            self.help[name] = help_text
+        self._reading(name, "counter", read, help_text)
 
     def gauge(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
-        self.gauges[name] = read
+        self._reading(name, "gauge", read, help_text)
+
+    def _reading(self, name: str, kind: str, read: Callable[[], float], help_text: str) -> None:
+        self.readings[name] = (kind, read)
         if help_text:
             self.help[name] = help_text
 
@@ -60,16 +61,14 @@ class Metrics:
             base = name.split("{")[0]
             lines.append(f"# TYPE {base} counter")
             lines.append(f"{name} {self.counters[name]:g}")
-        for name in sorted(self.read_counters):
+        for name in sorted(self.readings):
+            kind, read = self.readings[name]
             if name in self.help:
                 lines.append(f"# HELP {name} {self.help[name]}")
-            lines.append(f"# TYPE {name} counter")
-            lines.append(f"{name} {float(self.read_counters[name]()):.6f}")
-        for name in sorted(self.gauges):
-            if name in self.help:
-                lines.append(f"# HELP {name} {self.help[name]}")
-            lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {float(self.gauges[name]()):g}")
+            lines.append(f"# TYPE {name} {kind}")
+            value = float(read())
+            # A counter keeps its microseconds (CPU seconds grow large); a gauge is short.
+            lines.append(f"{name} {value:.6f}" if kind == "counter" else f"{name} {value:g}")
         for name in sorted(self.histograms):
             hist = self.histograms[name]
             if name in self.help:
