@@ -223,6 +223,11 @@ class Engine:
         # signatures, so two blocks with one hash may differ in signature bytes, and only
         # the checked one may be committed without checking again (see commit).
         self._results: dict[bytes, tuple[bytes, ExecutionResult]] = {}
+        # The execution of an announced block, run before its proposal arrived
+        # (:meth:`speculate`): ((tip hash, height, time, tx hashes), its result).
+        self._speculated: tuple[tuple[bytes, int, int, tuple[bytes, ...]],
+                                ExecutionResult] | None = None
+        self.speculations_used = 0
         self._tip: tuple[int, bytes, int] | None = None
 
     # --- the chain tip ----------------------------------------------------------------------
@@ -266,13 +271,47 @@ class Engine:
         )
         return ExecutionResult(tuple(receipts), dict(block_overlay.writes), delta, results_root)
 
+    def speculate(self, height: int, time_ms: int, txs: Sequence[Transaction]) -> bool:
+        """Execute ``txs`` as the block of ``height`` at ``time_ms`` ahead of its proposal;
+        :meth:`validate_block` takes the result instead of executing a block with exactly
+        these inputs. False (and nothing run) unless ``height`` is the next one.
+
+        Why: a proposer executes its block before it can send it (the header carries the
+        roots), and the validators then execute it again, one after the other: on a
+        machine the nodes share, the other cores idle through the proposer's part. Told the
+        transactions and the time first (the driver's announcement), validators execute
+        alongside it. Sound because execution is a pure function of the committed state
+        (pinned by the tip's hash), the height, the time and the transactions' signed
+        bodies (pinned by their hashes); the roots are compared with the header's as
+        always, and anything else about the block is checked as always.
+        """
+        tip_height, tip_hash, prev_time = self.tip()
+        if height != tip_height + 1 or time_ms <= prev_time:
+            return False
+        key = (tip_hash, height, time_ms, tuple(tx.hash for tx in txs))
+        self._speculated = (key, self.execute_txs(height, time_ms, txs))
+        return True
+
+    def _speculated_result(self, block: Block) -> ExecutionResult | None:
+        """The speculative result for exactly this block's inputs, if there is one."""
+        if self._speculated is None:
+            return None
+        key, result = self._speculated
+        header = block.header
+        if (key[0] != header.prev_hash or key[1] != header.height or key[2] != header.time_ms
+                or key[3] != tuple(tx.hash for tx in block.txs)
+                or key[0] != self.tip()[1]):
+            return None
+        self.speculations_used += 1
+        return result
+
     def build_block(
         self, *, proposer: bytes, time_ms: int, txs: Sequence[Transaction], last_commit: Any
     ) -> Block:
         """The proposer's candidate for the next height, with its roots filled in."""
         height, prev_hash, prev_time = self.tip()
         time_ms = max(time_ms, prev_time + 1)
-        chosen = self._admissible(txs)
+        chosen = self.admissible(txs)
         result = self.execute_txs(height + 1, time_ms, chosen)
         header = Header(
             chain_id=self.chain_id,
@@ -298,7 +337,7 @@ class Engine:
         build and check of a block holding it (~2% of a node's CPU under load)."""
         return not self.is_prechecked(tx_hash) and self.store.has_tx(tx_hash)
 
-    def _admissible(self, txs: Sequence[Transaction]) -> list[Transaction]:
+    def admissible(self, txs: Sequence[Transaction]) -> list[Transaction]:
         """Drop duplicates and committed hashes and stay within the block limits."""
         chosen: list[Transaction] = []
         seen: set[bytes] = set()
@@ -339,8 +378,9 @@ class Engine:
                 signatures.finish()
             # The same bodies give the same execution whatever the signature bytes; the
             # signatures of these bytes are checked all the same (above, finished below).
-            result = (cached[1] if cached is not None
-                      else self.execute_txs(header.height, header.time_ms, block.txs))
+            result = cached[1] if cached is not None else self._speculated_result(block)
+            if result is None:
+                result = self.execute_txs(header.height, header.time_ms, block.txs)
             signatures.finish()  # checked meanwhile on another core where that pays
         except BaseException:
             signatures.cancel()
@@ -503,6 +543,7 @@ class Engine:
                                 result.state_writes, result.delta, background=background)
         self.tree.apply(result.delta)
         self._results.clear()
+        self._speculated = None
         self._tip = (block.height, block.hash, block.header.time_ms)
         return result
 

@@ -54,7 +54,7 @@ def test_pending_hashes_cost_no_lookup_and_committed_ones_are_still_refused(
         # A block replaying it (built here with the proposer's filter turned off) is
         # refused by the check every validator runs.
         engine._results.clear()
-        monkeypatch.setattr(engine, "_admissible", list)
+        monkeypatch.setattr(engine, "admissible", list)
         replay = engine.build_block(proposer=PROPOSER, time_ms=T0 + 2,
                                     txs=[first[0], *pending], last_commit=cert)
         assert replay.txs[0].hash == first[0].hash
