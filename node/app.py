@@ -94,7 +94,8 @@ class Node:
                                           store=self.store,
                                           engine=self.engine, mempool=self.mempool, bus=self.bus,
                                           metrics=self.metrics,
-                                          sync_diffs_bytes=config.sync_diffs_bytes)
+                                          sync_diffs_bytes=config.sync_diffs_bytes,
+                                          speculate=config.block_announcements)
         except SignerStateError as exc:
             self.store.close()
             raise NodeStartError(str(exc)) from None
@@ -153,6 +154,8 @@ class Node:
         # on a machine whose speed varies (jangbu bench reads it from every node).
         m.counter_from("process_cpu_seconds_total", time.process_time,
                        "user and system CPU time of this node process, all threads")
+        m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
+                       "proposals whose execution was already done from their announcement")
 
     def last_block_time(self) -> int:
         height, _, time_ms = self.engine.tip()

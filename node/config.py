@@ -49,6 +49,7 @@ class NodeConfig:
     read_auth_window_s: int = 60
     tree_cache_entries: int = DEFAULT_CACHE_ENTRIES
     sync_diffs_bytes: int = DEFAULT_SYNC_DIFFS_BYTES
+    block_announcements: bool = True
 
     @property
     def p2p_host(self) -> str:
@@ -107,6 +108,8 @@ def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any
         raise ConfigError(f"{section}.{key}: must be an integer")
     if kind is str and not isinstance(value, str):
         raise ConfigError(f"{section}.{key}: must be a string")
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key}: must be true or false")
     return value
 
 
@@ -134,6 +137,7 @@ def load_config(home: str | Path) -> NodeConfig:
         log_format=_get(table, "node", "log_format", str, "text"),
         p2p_listen=_get(table, "p2p", "listen", str, None),
         sync_diffs_bytes=_get(table, "p2p", "sync_diffs_bytes", int, DEFAULT_SYNC_DIFFS_BYTES),
+        block_announcements=_get(table, "p2p", "block_announcements", bool, True),
         api_listen=_get(table, "api", "listen", str, None),
         mempool_max_txs=_get(table, "mempool", "max_txs", int, 100_000),
         mempool_max_bytes=_get(table, "mempool", "max_bytes", int, 128 * 1024 * 1024),
@@ -164,6 +168,10 @@ listen = "{p2p_listen}"
 # and sent with those blocks to a catching-up peer, which then applies them instead of
 # executing the blocks (docs/operations.md section 0). 0 keeps none.
 sync_diffs_bytes = {DEFAULT_SYNC_DIFFS_BYTES}
+# Announce our blocks' transactions before building them, and execute the blocks peers
+# announce before their proposals arrive, alongside the proposer (docs/operations.md
+# section 0). Off: neither; the node still agrees with nodes that have it on.
+block_announcements = true
 
 [api]
 listen = "{api_listen}"

@@ -52,8 +52,10 @@ from consensus.events import (
 from consensus.signer import GuardedSigner, GuardState, SignGuard
 from consensus.types import (
     Commit,
+    Height,
     InvalidMessage,
     Proposal,
+    Round,
     ValidatorSet,
     Vote,
     message_from_obj,
@@ -103,6 +105,9 @@ LEGACY_SERVE_BUDGET = (10, 10)
 """The budget of a peer that advertises none (a node from before the advertisement): the
 rate and burst all nodes used then, so that a new node never overruns an old one."""
 MAX_ADVERTISED_SERVE = 1000
+MIN_ANNOUNCED_TXS = 32
+"""Smaller blocks are built without an announcement: executing them takes less than a
+message's round trip through the loops."""
 # Honest peers gossip only transactions they admitted, so these prove a Byzantine sender.
 PROVABLY_BAD_TX = frozenset({"E_MALFORMED_TX", "E_TX_TOO_LARGE", "E_BAD_SIGNATURE",
                              "E_WRONG_CHAIN"})
@@ -119,6 +124,25 @@ class _SyncBlocks:
 @dataclass(frozen=True)
 class _StartIfIdle:
     height: int
+
+
+@dataclass(frozen=True)
+class _BuildProposal:
+    """Build the block announced for ``action`` (queued once the announcement is out)."""
+
+    action: RequestProposalValue
+    txs: list[Transaction]
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class _Speculate:
+    """A proposer's announcement of its next block: execute it ahead of the proposal."""
+
+    height: int
+    round: int
+    time_ms: int
+    tx_hashes: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -195,6 +219,7 @@ class ConsensusDriver:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         guard_file: SignerStateFile | None = None,
         sync_diffs_bytes: int = DEFAULT_SYNC_DIFFS_BYTES,
+        speculate: bool = True,
     ) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -264,6 +289,9 @@ class ConsensusDriver:
         self.commit_listeners: list[Callable[[Block, ExecutionResult], None]] = []
         self._submitted_at: dict[bytes, float] = {}
         self._blocks: dict[bytes, Block] = {}
+        # Execute announced blocks ahead of their proposals (Engine.speculate).
+        self.speculate = speculate
+        self._speculated_at = (0, -1)  # (height, round) of the last announcement taken
 
     def _new_core(self) -> ConsensusCore:
         last = self.store.get_commit(self.store.height) if self.store.height else None
@@ -397,6 +425,8 @@ class ConsensusDriver:
                 items = msg.get("items")
                 if isinstance(items, list):
                     self.queue.put_nowait(_SyncBlocks(sender, items))
+            elif kind == "next":
+                self._on_announcement(sender, msg)
             else:
                 self.metrics.inc("jangbu_p2p_bad_messages_total")
         except (InvalidMessage, TypeError, ValueError, KeyError) as exc:
@@ -429,6 +459,22 @@ class ConsensusDriver:
                 self._mute_tx_gossip(sender, getattr(exc, "code", "E_MALFORMED_TX"))
                 break
         self._consider_start()
+
+    def _on_announcement(self, sender: bytes, msg: dict[str, Any]) -> None:
+        """A proposer's ``next`` message (:meth:`_request_proposal`): queue a speculative
+        execution if it comes from the proposer of that height and round, over its own
+        authenticated link, for the height we are deciding."""
+        height, round_, time_ms, hashes = (msg.get("h"), msg.get("r"), msg.get("time"),
+                                           msg.get("txs"))
+        if (type(height) is not int or type(round_) is not int or type(time_ms) is not int
+                or not isinstance(hashes, list) or height < 1 or round_ < 0
+                or len(hashes) > self.genesis.params.max_block_txs
+                or not all(type(h) is bytes and len(h) == 32 for h in hashes)):
+            raise ValueError("malformed block announcement")
+        if sender != self.vset.proposer(Height(height), Round(round_)):
+            raise ValueError("block announcement from a peer that is not its proposer")
+        if self.speculate and height == self.store.height + 1:
+            self.queue.put_nowait(_Speculate(height, round_, time_ms, hashes))
 
     def _mute_tx_gossip(self, sender: bytes, code: str) -> None:
         """Ignore a peer's transaction gossip for a while: it sent one no honest node would
@@ -524,6 +570,15 @@ class ConsensusDriver:
         if isinstance(event, _SyncBlocks):
             self._apply_sync_blocks(event)
             return
+        if isinstance(event, _Speculate):
+            self._speculate(event)
+            return
+        if isinstance(event, _BuildProposal):
+            asked = event.action
+            if asked.height == self.core.height == self.store.height + 1 \
+                    and asked.round == self.core.round:
+                self.queue.put_nowait(self._build_proposal(asked, event.txs, event.time_ms))
+            return
         if isinstance(event, _StartIfIdle):
             if event.height == self.store.height + 1:
                 self._start_height(event.height)
@@ -576,7 +631,7 @@ class ConsensusDriver:
                 action.duration_ms / 1000, self.queue.put_nowait, event)
             self._timers.append((action.height, handle))
         elif isinstance(action, RequestProposalValue):
-            self.queue.put_nowait(self._build_proposal(action))
+            self._request_proposal(action)
         elif isinstance(action, ValidateBlock):
             self.queue.put_nowait(self._validate(action))
         elif isinstance(action, Decide):
@@ -588,12 +643,58 @@ class ConsensusDriver:
 
     # --- proposals and validation -----------------------------------------------------------
 
-    def _build_proposal(self, action: RequestProposalValue) -> ProposalValueReady:
-        started = time.perf_counter()
+    def _request_proposal(self, action: RequestProposalValue) -> None:
+        """Choose the next block's transactions and time, announce them, then build it.
+
+        The announcement (``next``: height, round, time, transaction hashes) lets the
+        validators execute the block while we do (:meth:`Engine.speculate`), instead of
+        idling through our execution and then executing one after the other: the header
+        cannot be sent before its roots are known. Our pending transaction gossip goes out
+        first, on the same ordered links, so that the validators hold every announced
+        transaction. The build itself waits for the next turn of the loop, once the
+        announcement has been written to the sockets.
+        """
         p = self.genesis.params
-        txs = self.mempool.reap(p.max_block_txs, p.max_block_bytes)
+        self._flush_gossip_now()
+        txs = self.engine.admissible(self.mempool.reap(p.max_block_txs, p.max_block_bytes))
+        time_ms = max(self.clock_ms(), self.engine.tip()[2] + 1)
+        if not self.speculate or len(txs) < MIN_ANNOUNCED_TXS:
+            self.queue.put_nowait(self._build_proposal(action, txs, time_ms))
+            return
+        self.broadcast({"t": "next", "h": action.height, "r": action.round, "time": time_ms,
+                        "txs": [tx.hash for tx in txs]})
+        self.metrics.inc("jangbu_blocks_announced_total")
+        build = _BuildProposal(action, txs, time_ms)
+        try:
+            asyncio.get_running_loop().call_soon(self.queue.put_nowait, build)
+        except RuntimeError:  # no loop: a synchronous caller (tests)
+            self.queue.put_nowait(build)
+
+    def _speculate(self, event: _Speculate) -> None:
+        """Execute an announced block now if every transaction of it is in our mempool."""
+        at = (event.height, event.round)
+        if (event.height != self.store.height + 1 or self.syncing
+                or at <= self._speculated_at):
+            return
+        self._speculated_at = at
+        txs = []
+        for tx_hash in event.tx_hashes:
+            tx = self.mempool.get(tx_hash)
+            if tx is None:
+                self.metrics.inc("jangbu_speculations_skipped_total")
+                return
+            txs.append(tx)
+        started = time.perf_counter()
+        if self.engine.speculate(event.height, event.time_ms, txs):
+            self.metrics.inc("jangbu_speculations_total")
+            self.metrics.histogram("jangbu_speculation_seconds").observe(
+                time.perf_counter() - started)
+
+    def _build_proposal(self, action: RequestProposalValue, txs: list[Transaction],
+                        time_ms: int) -> ProposalValueReady:
+        started = time.perf_counter()
         last_commit = self.store.get_commit(self.store.height) if self.store.height else None
-        block = self.engine.build_block(proposer=self.pubkey, time_ms=self.clock_ms(), txs=txs,
+        block = self.engine.build_block(proposer=self.pubkey, time_ms=time_ms, txs=txs,
                                         last_commit=last_commit)
         self._remember(block)
         self.metrics.histogram("jangbu_block_build_seconds").observe(
@@ -966,6 +1067,16 @@ class ConsensusDriver:
         self._gossip_flush = loop.call_at(
             max(loop.time(), self._last_gossip_flush + TX_GOSSIP_INTERVAL_S),
             self._flush_gossip)
+
+    def _flush_gossip_now(self) -> None:
+        """Send the pending transaction gossip at once, whatever the flush interval."""
+        if self._gossip_flush is not None:
+            self._gossip_flush.cancel()
+        self._gossip_flush = None
+        while self._gossip_txs:
+            batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
+                self._gossip_txs[TX_GOSSIP_BATCH:]
+            self.broadcast({"t": "txs", "txs": batch})
 
     def _flush_gossip(self) -> None:
         self._gossip_flush = None

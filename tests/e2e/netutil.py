@@ -119,6 +119,13 @@ class Network:
     def heights(self) -> dict[str, int]:
         return {org: self.status(org)["height"] for org in self.procs}
 
+    def metric(self, org: str, name: str) -> float:
+        """The sum of metric ``name`` (every label set) on ``org``'s ``/metrics``."""
+        url = self.api(org) + "/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith(name + " ") or line.startswith(name + "{"))
+
     def wait_height(self, height: int, orgs: list[str] | None = None, timeout: float = 60,
                     poll: float = 0.1) -> None:
         deadline = time.time() + timeout
@@ -138,6 +145,11 @@ class Network:
                     (http_json(f"{self.api(o)}/v1/blocks/{height}") for o in targets)}
             assert len(seen) == 1, f"divergence at height {height}: {seen}"
         return top
+
+
+def metric_total(net: Network, name: str) -> float:
+    """Metric ``name`` summed over every running node of ``net``."""
+    return sum(net.metric(org, name) for org in net.procs)
 
 
 def make_network(directory: Path, preset: str = "customs", consensus: dict[str, int] | None = None

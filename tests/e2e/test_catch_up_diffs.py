@@ -13,7 +13,6 @@ import asyncio
 import shutil
 import signal
 import time
-import urllib.request
 
 import pytest
 from test_network_processes import member_txs, submit_all, wait_committed
@@ -27,9 +26,7 @@ OTHERS = ["customs", "seller", "courier"]
 
 
 def metric(net: Network, org: str, name: str) -> float:
-    text = urllib.request.urlopen(net.api(org) + "/metrics", timeout=10).read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return net.metric(org, name)
 
 
 def load(net: Network, per_org: int, start: int) -> None:

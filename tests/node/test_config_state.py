@@ -88,3 +88,30 @@ def test_a_node_keeps_diffs_up_to_its_configured_bound(tmp_path: Path) -> None:
         assert node.driver.diffs.max_bytes == 12345
     finally:
         node.store.close()
+
+
+def test_block_announcements_are_on_by_default_and_reach_the_driver(tmp_path: Path) -> None:
+    """``[p2p] block_announcements``: announce our blocks and execute peers' announced
+    blocks ahead of their proposals (node/driver.py, docs/operations.md section 0)."""
+    from cli.network import init_network
+    from cli.presets import CONTRACTS, PRESETS
+    from node.app import Node
+
+    init_network(tmp_path / "net", PRESETS["customs"], CONTRACTS["customs"],
+                 chain_id="announce", base_port=40300)
+    home = tmp_path / "net" / "customs"
+    text = (home / "config.toml").read_text()
+    assert "block_announcements = true" in text
+    assert load_config(home).block_announcements is True
+    for value, ok in (("false", True), ("1", False), ('"yes"', False)):
+        (home / "config.toml").write_text(
+            text.replace("block_announcements = true", f"block_announcements = {value}"))
+        if not ok:
+            with pytest.raises(ConfigError, match="block_announcements"):
+                load_config(home)
+            continue
+        node = Node(load_config(home))
+        try:
+            assert node.driver.speculate is False
+        finally:
+            node.store.close()
