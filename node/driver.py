@@ -38,7 +38,7 @@ from consensus.actions import (
     ScheduleTimeout,
     ValidateBlock,
 )
-from consensus.core import ConsensusCore
+from consensus.core import ConsensusCore, Step
 from consensus.core import ConsensusParams as CoreParams
 from consensus.events import (
     BlockValidated,
@@ -291,7 +291,7 @@ class ConsensusDriver:
         self._blocks: dict[bytes, Block] = {}
         # Execute announced blocks ahead of their proposals (Engine.speculate).
         self.speculate = speculate
-        self._speculated_at = (0, -1)  # (height, round) of the last announcement taken
+        self._announcers: tuple[int, set[bytes]] = (0, set())  # who announced at a height
 
     def _new_core(self) -> ConsensusCore:
         last = self.store.get_commit(self.store.height) if self.store.height else None
@@ -463,7 +463,10 @@ class ConsensusDriver:
     def _on_announcement(self, sender: bytes, msg: dict[str, Any]) -> None:
         """A proposer's ``next`` message (:meth:`_request_proposal`): queue a speculative
         execution if it comes from the proposer of that height and round, over its own
-        authenticated link, for the height we are deciding."""
+        authenticated link, for the height we are deciding and its current or next round,
+        and is the first from that peer at this height. The bounds matter: every validator
+        proposes in some round of every height, so without them one Byzantine validator
+        could have us execute a full block per message it sends."""
         height, round_, time_ms, hashes = (msg.get("h"), msg.get("r"), msg.get("time"),
                                            msg.get("txs"))
         if (type(height) is not int or type(round_) is not int or type(time_ms) is not int
@@ -473,8 +476,21 @@ class ConsensusDriver:
             raise ValueError("malformed block announcement")
         if sender != self.vset.proposer(Height(height), Round(round_)):
             raise ValueError("block announcement from a peer that is not its proposer")
-        if self.speculate and height == self.store.height + 1:
-            self.queue.put_nowait(_Speculate(height, round_, time_ms, hashes))
+        if not self.speculate or not self._announcement_in_window(height, round_):
+            return
+        if self._announcers[0] != height:
+            self._announcers = (height, set())
+        if sender in self._announcers[1]:
+            return  # one per peer and height
+        self._announcers[1].add(sender)
+        self.queue.put_nowait(_Speculate(height, round_, time_ms, hashes))
+
+    def _announcement_in_window(self, height: int, round_: int) -> bool:
+        """Is (height, round) the height we decide, in its current round or the next?"""
+        if height != self.store.height + 1:
+            return False
+        current = self.core.round if self.core.height == height else 0
+        return current <= round_ <= current + 1
 
     def _mute_tx_gossip(self, sender: bytes, code: str) -> None:
         """Ignore a peer's transaction gossip for a while: it sent one no honest node would
@@ -575,8 +591,8 @@ class ConsensusDriver:
             return
         if isinstance(event, _BuildProposal):
             asked = event.action
-            if asked.height == self.core.height == self.store.height + 1 \
-                    and asked.round == self.core.round:
+            if (asked.height == self.core.height == self.store.height + 1
+                    and asked.round == self.core.round and self.core.step_name is Step.PROPOSE):
                 self.queue.put_nowait(self._build_proposal(asked, event.txs, event.time_ms))
             return
         if isinstance(event, _StartIfIdle):
@@ -671,12 +687,11 @@ class ConsensusDriver:
             self.queue.put_nowait(build)
 
     def _speculate(self, event: _Speculate) -> None:
-        """Execute an announced block now if every transaction of it is in our mempool."""
-        at = (event.height, event.round)
-        if (event.height != self.store.height + 1 or self.syncing
-                or at <= self._speculated_at):
+        """Execute an announced block now if every transaction of it is in our mempool and
+        the list is one a proposer could propose (no repeats, nothing committed, within the
+        block limits)."""
+        if self.syncing or not self._announcement_in_window(event.height, event.round):
             return
-        self._speculated_at = at
         txs = []
         for tx_hash in event.tx_hashes:
             tx = self.mempool.get(tx_hash)
@@ -684,6 +699,9 @@ class ConsensusDriver:
                 self.metrics.inc("jangbu_speculations_skipped_total")
                 return
             txs.append(tx)
+        if len(self.engine.admissible(txs)) != len(txs):
+            self.metrics.inc("jangbu_speculations_skipped_total")
+            return
         started = time.perf_counter()
         if self.engine.speculate(event.height, event.time_ms, txs):
             self.metrics.inc("jangbu_speculations_total")

@@ -141,7 +141,7 @@ def test_an_announcement_from_the_proposer_is_executed_ahead(validator: Node) ->
     handle_queued(validator)
     assert validator.count("jangbu_speculations_total") == 1
     assert validator.engine._speculated is not None
-    # The same round's announcement again (a replay) is not executed twice.
+    # The same announcement again (a replay) is not executed twice: one per peer and height.
     validator.driver.on_peer_message(PROPOSER_KEY, announce([tx.hash for tx in held]))
     handle_queued(validator)
     assert validator.count("jangbu_speculations_total") == 1
@@ -206,3 +206,47 @@ def test_the_announced_execution_serves_the_proposal(tmp_path: Path) -> None:
     finally:
         proposer.close()
         validator.close()
+
+
+def test_announcements_outside_the_current_and_next_round_are_ignored(validator: Node) -> None:
+    # v1 proposes rounds 0, 4, 8, ... of height 1. Were any round taken, one Byzantine
+    # validator could have us execute a block per message, and a far round's announcement
+    # would shut out the honest one of the round we are in.
+    held = txs(2)
+    for tx in held:
+        validator.mempool.add(tx)
+    for far in (4, 4_000_000_000):
+        validator.driver.on_peer_message(PROPOSER_KEY, announce([tx.hash for tx in held],
+                                                                round_=far))
+    assert validator.driver.queue.empty()
+    assert validator.count("jangbu_p2p_bad_messages_total") == 0
+    validator.driver.on_peer_message(PROPOSER_KEY, announce([tx.hash for tx in held]))
+    handle_queued(validator)
+    assert validator.count("jangbu_speculations_total") == 1
+
+
+def test_a_list_no_proposer_could_propose_is_not_executed(validator: Node) -> None:
+    held = txs(2)
+    for tx in held:
+        validator.mempool.add(tx)
+    repeated = [held[0].hash] * 20 + [held[1].hash]
+    validator.driver.on_peer_message(PROPOSER_KEY, announce(repeated))
+    handle_queued(validator)
+    assert validator.count("jangbu_speculations_skipped_total") == 1
+    assert validator.engine._speculated is None
+
+
+async def test_a_build_whose_round_has_moved_on_is_dropped(tmp_path: Path) -> None:
+    from consensus.actions import RequestProposalValue
+    from consensus.types import Height, Round
+    from node.driver import _BuildProposal
+
+    node = Node(tmp_path, ["v0"], "v0")
+    try:
+        # The core has not started height 1 (it is not in its propose step): nothing is
+        # built, and no value is fed to it.
+        ask = RequestProposalValue(Height(1), Round(0))
+        node.driver._handle(_BuildProposal(ask, txs(2), T0 + 10))
+        assert node.driver.queue.empty()
+    finally:
+        node.close()

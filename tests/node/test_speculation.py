@@ -15,6 +15,7 @@ import pytest
 
 from node.block import Block, BlockError, Header
 from node.engine import Engine
+from node.tx import Transaction
 
 from ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key
 
@@ -97,21 +98,54 @@ def test_the_roots_are_still_checked_against_the_header(
     assert validator.speculations_used == 1
 
 
-def test_a_speculation_is_stale_once_the_tip_moves(
-        pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_speculation_on_another_tip_is_not_taken(pair: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Same height, time and transactions, but executed on another committed state than
+    # the one the proposal builds on: executed afresh.
+    proposer, validator = pair
+    txs = members(1, 3)
+    block = proposer.build_block(proposer=PROPOSER, time_ms=T0 + 10, txs=txs, last_commit=None)
+    assert validator.speculate(1, T0 + 10, txs)
+    assert validator._speculated is not None
+    key, result = validator._speculated
+    validator._speculated = ((b"\x09" * 32, *key[1:]), result)
+    runs = counting(validator, monkeypatch)
+    validator.validate_block(Block.decode(block.encoded))
+    assert runs == [3] and validator.speculations_used == 0
+
+
+def test_a_commit_drops_the_speculation(pair: Any) -> None:
     proposer, validator = pair
     first = proposer.build_block(proposer=PROPOSER, time_ms=T0 + 10, txs=members(1, 2),
                                  last_commit=None)
-    cert = certify(1, first.hash, [VALIDATOR])
-    proposer.commit(first, cert)
-    # Announced for height 1 on the old tip: refused for height 2, and not taken by it.
-    assert validator.speculate(1, T0 + 20, members(3, 2))
-    validator.commit(Block.decode(first.encoded), cert)
-    second = proposer.build_block(proposer=PROPOSER, time_ms=T0 + 20, txs=members(3, 2),
-                                  last_commit=cert)
-    runs = counting(validator, monkeypatch)
-    validator.validate_block(Block.decode(second.encoded))
-    assert runs == [2] and validator.speculations_used == 0
+    assert validator.speculate(1, T0 + 10, members(1, 2))
+    validator.commit(Block.decode(first.encoded), certify(1, first.hash, [VALIDATOR]))
+    assert validator._speculated is None
+
+
+def test_version_1_signatures_are_checked_even_with_a_speculated_result(
+        tmp_path: Path) -> None:
+    # Under block version 1 a transaction's hash covers its body, not its signature: a
+    # proposal may carry the announced hashes with forged signature bytes. The speculative
+    # result is keyed by hashes, so it matches; the signature check still refuses it.
+    genesis = make_genesis(block_version=1)
+    store_a, proposer = open_engine(str(tmp_path / "a"), genesis)
+    store_b, validator = open_engine(str(tmp_path / "b"), genesis)
+    try:
+        txs = members(1, 3)
+        good = proposer.build_block(proposer=PROPOSER, time_ms=T0 + 10, txs=txs,
+                                    last_commit=None)
+        forged_tx = Transaction(*(getattr(txs[1], name) for name in (
+            "chain_id", "contract", "action", "args", "signer", "nonce")), b"\x05" * 64)
+        assert forged_tx.hash == txs[1].hash
+        forged = Block(good.header, (txs[0], forged_tx, txs[2]), good.last_commit)
+        assert forged.hash == good.hash
+        assert validator.speculate(1, T0 + 10, txs)
+        with pytest.raises(BlockError, match="E_BAD_SIGNATURE"):
+            validator.validate_block(Block.decode(forged.encoded))
+    finally:
+        store_a.close()
+        store_b.close()
 
 
 def test_only_the_next_height_is_speculated(pair: Any) -> None:
