@@ -147,9 +147,16 @@ class Network:
         return top
 
 
-def metric_total(net: Network, name: str) -> float:
-    """Metric ``name`` summed over every running node of ``net``."""
-    return sum(net.metric(org, name) for org in net.procs)
+def run_bench(net: Network, txs: int, batch: int) -> dict[str, Any]:
+    """``jangbu bench --json`` against ``net`` as a separate process; its result, after
+    checking that it committed every order and had none rejected."""
+    out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir",
+                          str(net.directory), "--txs", str(txs), "--batch", str(batch),
+                          "--json"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["committed"] == txs and result["rejected"] == 0, result
+    return result
 
 
 def make_network(directory: Path, preset: str = "customs", consensus: dict[str, int] | None = None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
-from netutil import ROOT, make_network
+from netutil import ROOT, make_network, run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -17,13 +16,9 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     net = make_network(tmp_path / "net")
     net.start_all()
     try:
-        out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir",
-                              str(net.directory), "--txs", "300", "--batch", "50", "--json"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=240)
+        result = run_bench(net, 300, 50)
     finally:
         net.stop_all()
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     for field in ("tx_per_s", "p50_ms", "p95_ms", "p99_ms", "committed", "rejected",
                   "offered_rate", "blocks", "mean_block_txs", "verify_bound_tx_per_s",
                   "bound_fraction", "node_cpu_us_per_tx"):

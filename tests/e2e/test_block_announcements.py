@@ -4,13 +4,9 @@ validators that announce take their speculative executions for the proposals."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from netutil import ROOT, make_network
+from netutil import make_network, run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -24,12 +20,7 @@ def test_nodes_with_and_without_announcements_agree(tmp_path):
     config.write_text(text.replace("block_announcements = true", "block_announcements = false"))
     net.start_all()
     try:
-        out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir",
-                              str(net.directory), "--txs", "800", "--batch", "100", "--json"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=240)
-        assert out.returncode == 0, out.stderr
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        assert result["committed"] == 800 and result["rejected"] == 0
+        run_bench(net, 800, 100)
         top = net.assert_identical_chains()
         assert top >= 2
         for org in net.orgs:

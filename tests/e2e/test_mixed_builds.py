@@ -10,10 +10,7 @@ gather the three prevotes it needs. Real processes, real LevelDB, a real workflo
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -22,7 +19,7 @@ from consensus import canonical
 from contracts.clearance import compiled as clearance_build
 from node import state_tree
 
-from netutil import ROOT, make_network
+from netutil import make_network, run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -45,12 +42,7 @@ def test_pure_and_compiled_nodes_agree_on_every_block(tmp_path):
         net.start(org, PURE if org in pure_orgs else None)
     net.wait_connected()
     try:
-        out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir",
-                              str(net.directory), "--txs", "600", "--batch", "50", "--json"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=240)
-        assert out.returncode == 0, out.stderr
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        assert result["committed"] == 600 and result["rejected"] == 0
+        run_bench(net, 600, 50)
         top = net.assert_identical_chains()
         assert top >= 2
         for org in net.orgs:
