@@ -1092,17 +1092,19 @@ class ConsensusDriver:
             self._gossip_flush.cancel()
         self._gossip_flush = None
         while self._gossip_txs:
-            batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
-                self._gossip_txs[TX_GOSSIP_BATCH:]
-            self.broadcast({"t": "txs", "txs": batch})
+            self._send_gossip_batch()
+
+    def _send_gossip_batch(self) -> None:
+        """Broadcast up to ``TX_GOSSIP_BATCH`` pending transactions in one message."""
+        batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
+            self._gossip_txs[TX_GOSSIP_BATCH:]
+        self.broadcast({"t": "txs", "txs": batch})
 
     def _flush_gossip(self) -> None:
         self._gossip_flush = None
         if self._gossip_txs:
             self._last_gossip_flush = asyncio.get_running_loop().time()
-            batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
-                self._gossip_txs[TX_GOSSIP_BATCH:]
-            self.broadcast({"t": "txs", "txs": batch})
+            self._send_gossip_batch()
         if self._gossip_txs:
             self._arm_gossip_flush()
 
