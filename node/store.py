@@ -1,9 +1,12 @@
 """The ledger store on LevelDB (plyvel): blocks, certificates, receipts, tx index, state.
 
-Every block is committed in **one** ``WriteBatch(sync=True)`` holding the block, its
-certificate, its receipts, the transaction index, the state changes, the state-tree leaf
-index and the new height. LevelDB applies a batch atomically and its log is replayed on
-open, so after a crash the store is at the old height or the new one, never between.
+Every block is committed in **one** ``WriteBatch(sync=True)`` holding the pointer to the
+block and its receipts, its certificate, the transaction index, the state changes, the
+state-tree leaf index and the new height. LevelDB applies a batch atomically and its log is
+replayed on open, so after a crash the store is at the old height or the new one, never
+between. The block's and the receipts' bytes go to append-only files under ``blocks/``
+(node/block_files.py), written and synced before that batch; bytes a crash left past the
+last committed pointer are cut off when the store is opened.
 
 Block sync may have that batch written on a second thread while it decodes and checks the
 next block (``commit_block(..., background=True)``): the write releases the GIL and was a
@@ -15,9 +18,17 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 ==================  ===============================================================
 ``m/chain_id``      chain id (utf-8)            ``m/genesis_hash``  SHA-256 of genesis
 ``m/height``        last committed height        ``m/format``        store format version
-``b/<h>``           canonical block              ``h/<block hash>``  height
+``b/<h>``           pointer into ``blocks/``      ``h/<block hash>``  height
 ``c/<h>``           certificate of block h        ``t/<tx hash>``     canonical [h, index]
-``r/<h><i:4>``      canonical receipt            ``s/<contract>/<key>`` state value
+``s/<contract>/<key>`` state value
+==================  ===============================================================
+
+Format 1 (before the block files) kept the canonical block itself under ``b/<h>`` and each
+receipt under ``r/<h><i:4>``. Such a store is still read as it is; blocks committed after
+it is opened by this version go to the files, and ``m/format`` becomes 2 (which an older
+version refuses to open rather than misread pointers as blocks).
+
+==================  ===============================================================
 ``l/<key hash>``    state-tree leaf (value hash)  ``w/...``, ``v/...``  consensus WAL, signer guard
 ==================  ===============================================================
 """
@@ -26,18 +37,23 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import plyvel
 
 from consensus import canonical
 from node.block import Block
+from node.block_files import BlockFileError, BlockFiles, PendingEntry, decode_pointer, is_pointer
 from node.execution import Receipt
 from node.state_tree import DEFAULT_CACHE_ENTRIES, LEAF_PREFIX, StateDelta, StateTree
 
-FORMAT = b"1"
+_T = TypeVar("_T")
+
+FORMAT = b"2"
+FORMATS_READ = frozenset({b"1", FORMAT})
+BLOCK_FILES_DIR = "blocks"
 META_CHAIN = b"m/chain_id"
 META_GENESIS = b"m/genesis_hash"
 META_HEIGHT = b"m/height"
@@ -216,6 +232,19 @@ class LedgerStore:
         self._writing: Future[None] | None = None
         self._write_failed: BaseException | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self.files = BlockFiles(os.path.join(path, BLOCK_FILES_DIR))
+        self._recover_block_files()
+
+    def _recover_block_files(self) -> None:
+        """Cut what a crash left in the block files past the last committed block."""
+        last = self.db.get(height_key(b"b/", self._height)) if self._height else None
+        try:
+            self.files.recover(decode_pointer(last) if last and is_pointer(last) else None)
+        except (BlockFileError, OSError) as exc:
+            raise StoreError(
+                f"data directory {self.path} is corrupt ({exc}); restore it from a backup or "
+                "remove it and let the node catch up from its peers (docs/operations.md)"
+            ) from None
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -256,7 +285,7 @@ class LedgerStore:
                         f"data directory {path} was created from a different genesis file "
                         f"for chain {chain_id!r}"
                     )
-                if db.get(META_FORMAT, verify_checksums=True) != FORMAT:
+                if db.get(META_FORMAT, verify_checksums=True) not in FORMATS_READ:
                     raise StoreError(f"data directory {path} has an unknown store format")
         except StoreError:
             db.close()
@@ -270,7 +299,11 @@ class LedgerStore:
                 "backup or remove it and let the node catch up from its peers "
                 "(docs/operations.md)"
             ) from None
-        return cls(db, path)
+        try:
+            return cls(db, path)
+        except BaseException:
+            db.close()
+            raise
 
     def close(self) -> None:
         """Wait for a block write under way, then close the database.
@@ -290,6 +323,7 @@ class LedgerStore:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
                 self._writer = None
+            self.files.close()
             if not self._db.closed:
                 self._db.close()
         if failure is not None:
@@ -379,7 +413,17 @@ class LedgerStore:
 
     def get_block_bytes(self, height: int) -> bytes | None:
         value: bytes | None = self.db.get(height_key(b"b/", height))
-        return value
+        if value is None or not is_pointer(value):
+            return value  # format 1 kept the block itself
+        return self._from_files(self.files.read_block, decode_pointer(value))
+
+    def _from_files(self, read: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return read(*args)
+        except (BlockFileError, OSError) as exc:
+            raise StoreError(f"data directory {self.path} is damaged ({exc}); restore it "
+                             "from a backup or remove it and resync (docs/operations.md)"
+                             ) from exc
 
     def get_block(self, height: int) -> Block | None:
         raw = self.get_block_bytes(height)
@@ -408,14 +452,24 @@ class LedgerStore:
         return self.db.get(b"t/" + tx_hash) is not None
 
     def get_receipt(self, height: int, index: int) -> Receipt | None:
-        raw = self.db.get(height_key(b"r/", height) + index.to_bytes(4, "big"))
+        pointer = self.db.get(height_key(b"b/", height))
+        if pointer is None:
+            return None
+        if is_pointer(pointer):
+            raw = self._from_files(self.files.read_receipt, decode_pointer(pointer), index)
+        else:  # format 1
+            raw = self.db.get(height_key(b"r/", height) + index.to_bytes(4, "big"))
         return None if raw is None else Receipt.from_obj(canonical.decode(raw))
 
     def receipts_of(self, height: int) -> list[Receipt]:
-        return [
-            Receipt.from_obj(canonical.decode(value))
-            for _, value in self.db.iterator(prefix=height_key(b"r/", height))
-        ]
+        pointer = self.db.get(height_key(b"b/", height))
+        if pointer is None:
+            return []
+        if is_pointer(pointer):
+            raws = self._from_files(self.files.read_receipts, decode_pointer(pointer))
+        else:  # format 1
+            raws = [value for _, value in self.db.iterator(prefix=height_key(b"r/", height))]
+        return [Receipt.from_obj(canonical.decode(raw)) for raw in raws]
 
     def get_state(self, key: bytes) -> bytes | None:
         return self.state.get(key)
@@ -474,7 +528,8 @@ class LedgerStore:
             raise StoreError("receipt count does not match transaction count")
         db = self.settle()  # one block write at a time, in height order
         try:
-            batch = self._block_batch(db, block, commit, receipts, state_writes, delta)
+            batch = self._block_batch(db, self.files, block, commit, receipts, state_writes,
+                                      delta)
             if background:
                 self._write_in_background(batch)
             else:
@@ -484,13 +539,17 @@ class LedgerStore:
         self._height = height
 
     @staticmethod
-    def _block_batch(db: Any, block: Block, commit: Any, receipts: Sequence[bytes],
-                     state_writes: Mapping[bytes, bytes | None], delta: StateDelta) -> Any:
-        """The synced batch of one block, built but not written (a batch never written
-        leaves nothing behind)."""
+    def _block_batch(db: Any, files: BlockFiles, block: Block, commit: Any,
+                     receipts: Sequence[bytes], state_writes: Mapping[bytes, bytes | None],
+                     delta: StateDelta) -> _BlockWrite:
+        """The block's entry in the files and its synced batch, built but not written (a
+        batch never written leaves nothing behind; an entry without one is cut off when
+        the store is next opened)."""
         height = block.height
+        entry = files.place(block.encoded, receipts)
         batch = db.write_batch(sync=True)
-        batch.put(height_key(b"b/", height), block.encoded)
+        batch.put(height_key(b"b/", height), entry.pointer.encode())
+        batch.put(META_FORMAT, FORMAT)  # a format-1 store holds pointers from now on
         batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
         batch.put(height_key(b"c/", height), canonical.encode(commit))
         # Each ``t/`` value is canonical [height, index]: the array header and the height
@@ -498,12 +557,8 @@ class LedgerStore:
         # applying a synced block).
         location = b"\x92" + canonical.encode(height)
         indexes = _encoded_indexes(len(block.txs))
-        for index, (tx, receipt) in enumerate(zip(block.txs, receipts, strict=True)):
+        for index, tx in enumerate(block.txs):
             batch.put(b"t/" + tx.hash, location + indexes[index])
-            batch.put(
-                height_key(b"r/", height) + index.to_bytes(4, "big"),
-                receipt,
-            )
         for key, value in state_writes.items():
             if value is None:
                 batch.delete(STATE_PREFIX + key)
@@ -515,7 +570,20 @@ class LedgerStore:
             else:
                 batch.put(key, vhash)
         batch.put(META_HEIGHT, height.to_bytes(8, "big"))
-        return batch
+        return _BlockWrite(files, entry, batch)
+
+
+class _BlockWrite:
+    """One block's write: its entry in the block files, synced, then its LevelDB batch."""
+
+    __slots__ = ("_batch", "_entry", "_files")
+
+    def __init__(self, files: BlockFiles, entry: PendingEntry, batch: Any) -> None:
+        self._files, self._entry, self._batch = files, entry, batch
+
+    def write(self) -> None:
+        self._files.write(self._entry)
+        self._batch.write()
 
 
 __all__ = ["LEAF_PREFIX", "LedgerStore", "StoreError"]

@@ -1,0 +1,282 @@
+"""Blocks and receipts in append-only files (node/block_files.py) behind the ledger store.
+
+Real files and real LevelDB throughout. What must hold: every committed block and receipt
+reads back exactly; bytes a crash left past the last committed pointer are cut off when the
+store opens; damage reads as damage (StoreError), never as data; a format-1 store (blocks and
+receipts inside LevelDB) still reads, and grows in the files from then on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import plyvel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.block_files import BlockFileError, BlockFiles, decode_pointer, is_pointer
+from node.store import BLOCK_FILES_DIR, META_FORMAT, LedgerStore, StoreError, height_key
+
+from ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key
+
+VALIDATOR, ADMIN = seed_key("v0"), seed_key("admin")
+
+
+def commit_blocks(path: str, count: int, txs_per_block: int = 3) -> list[Any]:
+    """Commit ``count`` more blocks of membership transactions; return them."""
+    store, engine = open_engine(path, make_genesis())
+    last_commit = store.get_commit(store.height) if store.height else None
+    blocks = []
+    try:
+        for _ in range(count):
+            h = store.height + 1
+            txs = [add_member_tx(ADMIN, f"bf{h}-{i}", h * 100 + i) for i in range(txs_per_block)]
+            block = engine.build_block(proposer=VALIDATOR.verify_key.encode(), time_ms=T0 + h,
+                                       txs=txs, last_commit=last_commit)
+            last_commit = certify(h, block.hash, [VALIDATOR])
+            engine.commit(block, last_commit)
+            blocks.append(block)
+    finally:
+        store.close()
+    return blocks
+
+
+def open_store(path: str) -> LedgerStore:
+    genesis = make_genesis()
+    return LedgerStore.open(path, chain_id=genesis.chain_id, genesis_hash=genesis.hash)
+
+
+def segment_path(path: str, segment: int = 0) -> Path:
+    return Path(path) / BLOCK_FILES_DIR / f"{segment:08d}.blk"
+
+
+# --- the files alone ---------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(blocks=st.lists(st.tuples(st.binary(min_size=1, max_size=300),
+                                 st.lists(st.binary(max_size=80), max_size=12)),
+                       min_size=1, max_size=8),
+       segment_bytes=st.integers(min_value=1, max_value=2_000))
+def test_every_entry_reads_back_whole_across_segments(
+        tmp_path_factory: pytest.TempPathFactory, blocks: list[tuple[bytes, list[bytes]]],
+        segment_bytes: int) -> None:
+    files = BlockFiles(str(tmp_path_factory.mktemp("bf")), segment_bytes=segment_bytes)
+    pointers = []
+    for block, receipts in blocks:
+        entry = files.place(block, receipts)
+        assert is_pointer(entry.pointer.encode())
+        assert decode_pointer(entry.pointer.encode()) == entry.pointer
+        files.write(entry)
+        pointers.append(entry.pointer)
+    try:
+        for pointer, (block, receipts) in zip(pointers, blocks, strict=True):
+            assert files.read_block(pointer) == block
+            assert files.read_receipts(pointer) == receipts
+            for index, receipt in enumerate(receipts):
+                assert files.read_receipt(pointer, index) == receipt
+            assert files.read_receipt(pointer, len(receipts)) is None
+            assert files.read_receipt(pointer, -1) is None
+        # An entry larger than a segment still goes whole into one (a new one if needed).
+        assert all(p.offset == 0 or p.end <= segment_bytes for p in pointers)
+    finally:
+        files.close()
+
+
+def test_a_new_segment_starts_when_the_current_one_would_overflow(tmp_path: Path) -> None:
+    files = BlockFiles(str(tmp_path / "blocks"), segment_bytes=100)
+    first = files.place(b"a" * 60, [b"r"])
+    files.write(first)
+    second = files.place(b"b" * 60, [])
+    files.write(second)
+    files.close()
+    assert (first.pointer.segment, first.pointer.offset) == (0, 0)
+    assert (second.pointer.segment, second.pointer.offset) == (1, 0)
+    assert files.segments() == [0, 1]
+
+
+def test_recover_cuts_what_no_pointer_covers_and_refuses_missing_bytes(tmp_path: Path) -> None:
+    directory = str(tmp_path / "blocks")
+    files = BlockFiles(directory, segment_bytes=100)
+    kept = files.place(b"k" * 40, [b"r1", b"r2"])
+    files.write(kept)
+    orphan_same = files.place(b"o" * 20, [])
+    files.write(orphan_same)
+    orphan_next = files.place(b"n" * 90, [])
+    files.write(orphan_next)
+    files.close()
+    assert files.segments() == [0, 1]
+
+    again = BlockFiles(directory, segment_bytes=100)
+    assert again.recover(kept.pointer) == 20 + 90
+    assert again.segments() == [0]
+    assert os.path.getsize(segment_path(str(tmp_path))) == kept.pointer.end
+    assert again.read_receipts(kept.pointer) == [b"r1", b"r2"]
+    # The next entry goes where the orphan was.
+    assert again.place(b"x", []).pointer.offset == kept.pointer.end
+    again.close()
+
+    with open(segment_path(str(tmp_path)), "r+b") as handle:
+        handle.truncate(10)
+    with pytest.raises(BlockFileError, match="damaged or incomplete"):
+        BlockFiles(directory).recover(kept.pointer)
+    assert BlockFiles(directory).recover(None) == 10  # no pointer yet: all of it is orphan
+    assert BlockFiles(directory).segments() == []
+
+
+# --- behind the store ----------------------------------------------------------------------
+
+
+def test_blocks_and_receipts_live_in_the_files_and_read_back(tmp_path: Path) -> None:
+    path = str(tmp_path / "data")
+    blocks = commit_blocks(path, 4)
+    store = open_store(path)
+    try:
+        for block in blocks:
+            raw = store.db.get(height_key(b"b/", block.height))
+            assert is_pointer(raw)  # LevelDB holds 29 bytes, not the block
+            assert store.get_block_bytes(block.height) == block.encoded
+            receipts = store.receipts_of(block.height)
+            assert len(receipts) == len(block.txs) and all(r.code == "OK" for r in receipts)
+            assert store.get_receipt(block.height, 1) == receipts[1]
+            assert store.get_receipt(block.height, len(block.txs)) is None
+        assert not any(True for _ in store.db.iterator(prefix=b"r/"))
+        assert store.db.get(META_FORMAT) == b"2"
+        assert store.get_block_bytes(99) is None and store.receipts_of(99) == []
+        assert store.get_receipt(99, 0) is None
+    finally:
+        store.close()
+
+
+def test_a_crash_between_the_file_write_and_the_batch_is_cut_off_on_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry is synced, then the process dies before LevelDB has the pointer."""
+    path = str(tmp_path / "data")
+    commit_blocks(path, 2)
+    committed_size = os.path.getsize(segment_path(path))
+
+    class DiedError(Exception):
+        pass
+
+    class DyingBatch:
+        def write(self) -> None:
+            raise DiedError
+
+    real = LedgerStore._block_batch
+
+    def dies_after_the_file(*args: Any) -> Any:
+        write = real(*args)
+        write._batch = DyingBatch()
+        return write
+
+    monkeypatch.setattr(LedgerStore, "_block_batch", staticmethod(dies_after_the_file))
+    with pytest.raises(DiedError):
+        commit_blocks(path, 1)
+    monkeypatch.undo()
+    assert os.path.getsize(segment_path(path)) > committed_size  # the orphan is on disk
+
+    store = open_store(path)
+    try:
+        assert store.height == 2
+        assert os.path.getsize(segment_path(path)) == committed_size
+    finally:
+        store.close()
+    third = commit_blocks(path, 1)[0]
+    store = open_store(path)
+    try:
+        assert store.height == 3 and store.get_block_bytes(3) == third.encoded
+        assert len(store.receipts_of(3)) == len(third.txs)
+    finally:
+        store.close()
+
+
+def test_damaged_block_files_read_as_damage_never_as_data(tmp_path: Path) -> None:
+    path = str(tmp_path / "data")
+    block = commit_blocks(path, 1, txs_per_block=2)[0]
+    store = open_store(path)
+    pointer = decode_pointer(store.db.get(height_key(b"b/", 1)))
+    store.close()
+
+    def flip(offset: int) -> None:
+        with open(segment_path(path), "r+b") as handle:
+            handle.seek(offset)
+            byte = handle.read(1)
+            handle.seek(offset)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+
+    flip(pointer.offset + 5)  # inside the block
+    flip(pointer.end - 3)  # inside the last receipt
+    store = open_store(path)
+    try:
+        with pytest.raises(StoreError, match=r"damaged .*checksum"):
+            store.get_block_bytes(1)
+        with pytest.raises(StoreError, match="checksum"):
+            store.get_receipt(1, 1)
+        with pytest.raises(StoreError, match="checksum"):
+            store.receipts_of(1)
+        assert store.get_receipt(1, 0) is not None  # the undamaged receipt still reads
+    finally:
+        store.close()
+
+    os.truncate(segment_path(path), pointer.end - 1)  # the last bytes lost
+    with pytest.raises(StoreError, match=r"corrupt .*incomplete"):
+        open_store(path)
+    os.unlink(segment_path(path))
+    with pytest.raises(StoreError, match="corrupt"):
+        open_store(path)
+    assert block.height == 1
+
+
+def test_a_format_1_store_still_reads_and_grows_in_the_files(tmp_path: Path) -> None:
+    """Turn a store back into format 1 (block and receipts inside LevelDB), then open it."""
+    path = str(tmp_path / "data")
+    old = commit_blocks(path, 2)
+    store = open_store(path)
+    receipts = {b.height: [r.to_obj() for r in store.receipts_of(b.height)] for b in old}
+    store.close()
+    from consensus import canonical
+    db = plyvel.DB(path)
+    with db.write_batch(sync=True) as batch:
+        for block in old:
+            batch.put(height_key(b"b/", block.height), block.encoded)
+            for index, receipt in enumerate(receipts[block.height]):
+                batch.put(height_key(b"r/", block.height) + index.to_bytes(4, "big"),
+                          canonical.encode(receipt))
+        batch.put(META_FORMAT, b"1")
+    db.close()
+    for segment in (Path(path) / BLOCK_FILES_DIR).iterdir():
+        segment.unlink()
+
+    store = open_store(path)  # no pointer yet: nothing in the files to keep
+    try:
+        for block in old:
+            assert store.get_block_bytes(block.height) == block.encoded
+            assert [r.to_obj() for r in store.receipts_of(block.height)] == receipts[block.height]
+            third = store.get_receipt(block.height, 2)
+            assert third is not None and third.to_obj() == receipts[block.height][2]
+    finally:
+        store.close()
+    new = commit_blocks(path, 1)[0]
+    store = open_store(path)
+    try:
+        assert store.db.get(META_FORMAT) == b"2"
+        assert is_pointer(store.db.get(height_key(b"b/", new.height)))
+        assert store.get_block_bytes(new.height) == new.encoded
+        assert store.get_block_bytes(1) == old[0].encoded
+        assert len(store.receipts_of(new.height)) == len(new.txs)
+    finally:
+        store.close()
+
+
+def test_an_unknown_store_format_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "data")
+    commit_blocks(path, 1)
+    db = plyvel.DB(path)
+    db.put(META_FORMAT, b"3", sync=True)
+    db.close()
+    with pytest.raises(StoreError, match="unknown store format"):
+        open_store(path)
+
