@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from node.jsonform import to_json
 from node.mempool import AdmissionError, MempoolFull
 from node.openapi import OPENAPI
 from node.state import state_key
+from node.store import StoreError
 from node.tx import Transaction, TxError
 
 if TYPE_CHECKING:
@@ -59,6 +61,8 @@ def error_response(status: int, code: str, message: str,
     return web.json_response({"code": code, "message": message}, status=status, headers=headers)
 
 
+log = logging.getLogger("jangbu.api")
+
 _CONTRACT_STATUS = {"E_NOT_FOUND": 404, "E_FORBIDDEN": 403, "E_ROLE": 403,
                     "E_UNKNOWN_CONTRACT": 404, "E_UNKNOWN_QUERY": 404}
 
@@ -87,6 +91,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = {404: "E_NOT_FOUND", 405: "E_METHOD", 413: "E_TOO_LARGE"}.get(exc.status, "E_HTTP")
         return error_response(exc.status, code, exc.reason)
+    except StoreError as exc:  # damaged data read back (a block file failing its checksum)
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return error_response(500, "E_STORE", str(exc))
 
 
 class Api:

@@ -280,3 +280,33 @@ def test_an_unknown_store_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="unknown store format"):
         open_store(path)
 
+
+async def test_the_api_answers_damage_with_a_machine_readable_500(tmp_path: Path) -> None:
+    """What an integrator sees when a block fails its checksum: E_STORE, not a bare 500."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from node.api import errors_middleware
+
+    path = str(tmp_path / "data")
+    commit_blocks(path, 1)
+    store = open_store(path)
+    pointer = decode_pointer(store.db.get(height_key(b"b/", 1)))
+    with open(segment_path(path), "r+b") as handle:
+        handle.seek(pointer.offset + 1)
+        handle.write(b"\x00\x00")
+
+    async def block(request: web.Request) -> web.Response:
+        raw = store.get_block_bytes(int(request.match_info["height"]))
+        return web.Response(body=raw)
+
+    app = web.Application(middlewares=[errors_middleware])
+    app.router.add_get("/v1/blocks/{height}", block)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/v1/blocks/1")
+            assert resp.status == 500
+            body = await resp.json()
+            assert body["code"] == "E_STORE" and "checksum" in body["message"]
+    finally:
+        store.close()
