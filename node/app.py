@@ -29,6 +29,7 @@ from contracts.clearance import compiled as clearance_build
 from contracts.sdk import Contract
 from node import sigcheck, state_tree
 from node.api import Api
+from node.block_files import BlockFileError
 from node.config import NodeConfig, split_address
 from node.driver import ConsensusDriver
 from node.engine import Engine, SignatureCache, certificate_verifier
@@ -239,7 +240,9 @@ def fatal_message(exc: BaseException, data_dir: Any) -> str:
     """The operator's one-line reason when the consensus loop had to stop."""
     if isinstance(exc, StoreError) and isinstance(exc.__cause__, OSError | plyvel.Error):
         exc = exc.__cause__  # a block write in the background failed (LedgerStore.settle)
-    if isinstance(exc, plyvel.CorruptionError):
+    if isinstance(exc, StoreError) and isinstance(exc.__cause__, BlockFileError):
+        exc = exc.__cause__  # a block file read back damaged (LedgerStore._from_files)
+    if isinstance(exc, plyvel.CorruptionError | BlockFileError):
         return (f"the data directory {data_dir} is damaged ({_plyvel_reason(exc)}); the node "
                 "stopped without committing on top of it: restore a backup or remove it and "
                 "resync (docs/operations.md)")

@@ -170,15 +170,15 @@ class BlockFiles:
         segment = entry.pointer.segment
         if self._write_segment != segment:
             created = not os.path.exists(self._path(segment))
-            if created and not os.path.isdir(self.directory):
+            if created:
                 os.makedirs(self.directory, exist_ok=True)
-                _fsync_dir(os.path.dirname(os.path.abspath(self.directory)))
             fd = os.open(self._path(segment), os.O_WRONLY | os.O_CREAT, 0o640)
             if self._write_fd is not None:
                 os.close(self._write_fd)
             self._write_fd, self._write_segment = fd, segment
-            if created:
+            if created:  # the new file's name, and the directory's own, must survive a crash
                 _fsync_dir(self.directory)
+                _fsync_dir(os.path.dirname(os.path.abspath(self.directory)))
         assert self._write_fd is not None
         view = memoryview(entry.data)
         offset = entry.pointer.offset

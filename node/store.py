@@ -18,6 +18,7 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 ==================  ===============================================================
 ``m/chain_id``      chain id (utf-8)            ``m/genesis_hash``  SHA-256 of genesis
 ``m/height``        last committed height        ``m/format``        store format version
+``m/files_from``    first height in ``blocks/``
 ``b/<h>``           pointer into ``blocks/``      ``h/<block hash>``  height
 ``c/<h>``           certificate of block h        ``t/<tx hash>``     canonical [h, index]
 ``s/<contract>/<key>`` state value
@@ -45,7 +46,14 @@ import plyvel
 
 from consensus import canonical
 from node.block import Block
-from node.block_files import BlockFileError, BlockFiles, PendingEntry, decode_pointer, is_pointer
+from node.block_files import (
+    BlockFileError,
+    BlockFiles,
+    PendingEntry,
+    Pointer,
+    decode_pointer,
+    is_pointer,
+)
 from node.execution import Receipt
 from node.state_tree import DEFAULT_CACHE_ENTRIES, LEAF_PREFIX, StateDelta, StateTree
 
@@ -58,6 +66,9 @@ META_CHAIN = b"m/chain_id"
 META_GENESIS = b"m/genesis_hash"
 META_HEIGHT = b"m/height"
 META_FORMAT = b"m/format"
+META_FILES_FROM = b"m/files_from"
+"""The first height whose block is in the block files: every ``b/<h>`` from it on must be a
+pointer, so a damaged one reads as damage and not as a format-1 block."""
 STATE_PREFIX = b"s/"
 
 
@@ -219,6 +230,10 @@ class _AfterWrite:
         return getattr(self._store.settle(), name)
 
 
+_RECOVER = ("restore it from a backup or remove it and let the node catch up from its peers "
+            "(docs/operations.md)")
+
+
 class LedgerStore:
     """One node's copy of the ledger."""
 
@@ -233,18 +248,36 @@ class LedgerStore:
         self._write_failed: BaseException | None = None
         self._writer: ThreadPoolExecutor | None = None
         self.files = BlockFiles(os.path.join(path, BLOCK_FILES_DIR))
+        raw_from = self.db.get(META_FILES_FROM, verify_checksums=True)
+        self._files_from = None if raw_from is None else int.from_bytes(raw_from, "big")
         self._recover_block_files()
 
+    def _in_files(self, height: int) -> bool:
+        return self._files_from is not None and height >= self._files_from
+
     def _recover_block_files(self) -> None:
-        """Cut what a crash left in the block files past the last committed block."""
-        last = self.db.get(height_key(b"b/", self._height)) if self._height else None
+        """Cut what a crash left in the block files past the last committed block.
+
+        Only after the last committed entry has been read back whole (its block's CRC): a
+        damaged pointer must stop the node, never have committed bytes cut or deleted."""
+        last = None
+        if (self._files_from is None and self._height > 0
+                and self.db.get(META_FORMAT, verify_checksums=True) != b"1"):
+            raise StoreError(f"data directory {self.path} is corrupt (format 2 at height "
+                             f"{self._height} without {META_FILES_FROM.decode()}); " + _RECOVER)
+        if self._in_files(self._height):
+            value = self.db.get(height_key(b"b/", self._height), verify_checksums=True)
+            if value is None or not is_pointer(value):
+                raise StoreError(f"data directory {self.path} is corrupt (the pointer to block "
+                                 f"{self._height} is missing or damaged); " + _RECOVER)
+            last = decode_pointer(value)
         try:
-            self.files.recover(decode_pointer(last) if last and is_pointer(last) else None)
+            if last is not None:
+                self.files.read_block(last)
+            self.files.recover(last)
         except (BlockFileError, OSError) as exc:
-            raise StoreError(
-                f"data directory {self.path} is corrupt ({exc}); restore it from a backup or "
-                "remove it and let the node catch up from its peers (docs/operations.md)"
-            ) from None
+            raise StoreError(f"data directory {self.path} is corrupt ({exc}); " + _RECOVER
+                             ) from None
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -301,6 +334,10 @@ class LedgerStore:
             ) from None
         try:
             return cls(db, path)
+        except plyvel.Error as exc:
+            db.close()
+            raise StoreError(f"data directory {path} is corrupt or unreadable ({exc}); "
+                             + _RECOVER) from None
         except BaseException:
             db.close()
             raise
@@ -413,9 +450,15 @@ class LedgerStore:
 
     def get_block_bytes(self, height: int) -> bytes | None:
         value: bytes | None = self.db.get(height_key(b"b/", height))
-        if value is None or not is_pointer(value):
+        if value is None or not self._in_files(height):
             return value  # format 1 kept the block itself
-        return self._from_files(self.files.read_block, decode_pointer(value))
+        return self._from_files(self.files.read_block, self._pointer(height, value))
+
+    def _pointer(self, height: int, value: bytes) -> Pointer:
+        if not is_pointer(value):
+            raise StoreError(f"data directory {self.path} is damaged (the pointer to block "
+                             f"{height} is not one); " + _RECOVER)
+        return decode_pointer(value)
 
     def _from_files(self, read: Callable[..., _T], *args: Any) -> _T:
         try:
@@ -455,8 +498,8 @@ class LedgerStore:
         pointer = self.db.get(height_key(b"b/", height))
         if pointer is None:
             return None
-        if is_pointer(pointer):
-            raw = self._from_files(self.files.read_receipt, decode_pointer(pointer), index)
+        if self._in_files(height):
+            raw = self._from_files(self.files.read_receipt, self._pointer(height, pointer), index)
         else:  # format 1
             raw = self.db.get(height_key(b"r/", height) + index.to_bytes(4, "big"))
         return None if raw is None else Receipt.from_obj(canonical.decode(raw))
@@ -465,8 +508,8 @@ class LedgerStore:
         pointer = self.db.get(height_key(b"b/", height))
         if pointer is None:
             return []
-        if is_pointer(pointer):
-            raws = self._from_files(self.files.read_receipts, decode_pointer(pointer))
+        if self._in_files(height):
+            raws = self._from_files(self.files.read_receipts, self._pointer(height, pointer))
         else:  # format 1
             raws = [value for _, value in self.db.iterator(prefix=height_key(b"r/", height))]
         return [Receipt.from_obj(canonical.decode(raw)) for raw in raws]
@@ -529,7 +572,7 @@ class LedgerStore:
         db = self.settle()  # one block write at a time, in height order
         try:
             batch = self._block_batch(db, self.files, block, commit, receipts, state_writes,
-                                      delta)
+                                      delta, self._files_from is None)
             if background:
                 self._write_in_background(batch)
             else:
@@ -537,11 +580,13 @@ class LedgerStore:
         finally:  # also when the write failed: the cache must never outlive what it saw
             self.state.invalidate(state_writes)
         self._height = height
+        if self._files_from is None:
+            self._files_from = height
 
     @staticmethod
     def _block_batch(db: Any, files: BlockFiles, block: Block, commit: Any,
                      receipts: Sequence[bytes], state_writes: Mapping[bytes, bytes | None],
-                     delta: StateDelta) -> _BlockWrite:
+                     delta: StateDelta, first_in_files: bool) -> _BlockWrite:
         """The block's entry in the files and its synced batch, built but not written (a
         batch never written leaves nothing behind; an entry without one is cut off when
         the store is next opened)."""
@@ -549,7 +594,9 @@ class LedgerStore:
         entry = files.place(block.encoded, receipts)
         batch = db.write_batch(sync=True)
         batch.put(height_key(b"b/", height), entry.pointer.encode())
-        batch.put(META_FORMAT, FORMAT)  # a format-1 store holds pointers from now on
+        if first_in_files:  # a new store's first block, or a format-1 store's first after it
+            batch.put(META_FORMAT, FORMAT)
+            batch.put(META_FILES_FROM, height.to_bytes(8, "big"))
         batch.put(b"h/" + block.hash, height.to_bytes(8, "big"))
         batch.put(height_key(b"c/", height), canonical.encode(commit))
         # Each ``t/`` value is canonical [height, index]: the array header and the height

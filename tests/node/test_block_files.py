@@ -18,7 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.block_files import BlockFileError, BlockFiles, decode_pointer, is_pointer
-from node.store import BLOCK_FILES_DIR, META_FORMAT, LedgerStore, StoreError, height_key
+from node.store import (
+    BLOCK_FILES_DIR,
+    META_FILES_FROM,
+    META_FORMAT,
+    LedgerStore,
+    StoreError,
+    height_key,
+)
 
 from ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key
 
@@ -195,10 +202,12 @@ def test_a_crash_between_the_file_write_and_the_batch_is_cut_off_on_open(
 
 def test_damaged_block_files_read_as_damage_never_as_data(tmp_path: Path) -> None:
     path = str(tmp_path / "data")
-    block = commit_blocks(path, 1, txs_per_block=2)[0]
+    commit_blocks(path, 2, txs_per_block=2)
     store = open_store(path)
-    pointer = decode_pointer(store.db.get(height_key(b"b/", 1)))
+    first = decode_pointer(store.db.get(height_key(b"b/", 1)))
+    last = decode_pointer(store.db.get(height_key(b"b/", 2)))
     store.close()
+    size = os.path.getsize(segment_path(path))
 
     def flip(offset: int) -> None:
         with open(segment_path(path), "r+b") as handle:
@@ -207,8 +216,8 @@ def test_damaged_block_files_read_as_damage_never_as_data(tmp_path: Path) -> Non
             handle.seek(offset)
             handle.write(bytes([byte[0] ^ 0xFF]))
 
-    flip(pointer.offset + 5)  # inside the block
-    flip(pointer.end - 3)  # inside the last receipt
+    flip(first.offset + 5)  # inside block 1
+    flip(first.end - 3)  # inside block 1's last receipt
     store = open_store(path)
     try:
         with pytest.raises(StoreError, match=r"damaged .*checksum"):
@@ -221,13 +230,40 @@ def test_damaged_block_files_read_as_damage_never_as_data(tmp_path: Path) -> Non
     finally:
         store.close()
 
-    os.truncate(segment_path(path), pointer.end - 1)  # the last bytes lost
+    # The last block is read back whole before anything is cut: damaged, the store refuses
+    # to open and the files keep every byte.
+    flip(last.offset + 5)
+    with pytest.raises(StoreError, match=r"corrupt .*checksum"):
+        open_store(path)
+    assert os.path.getsize(segment_path(path)) == size
+    flip(last.offset + 5)
+
+    # A damaged pointer (here: no longer one) is damage too, not a format-1 block.
+    db = plyvel.DB(path)
+    db.put(height_key(b"b/", 2), b"\x83" + bytes(28), sync=True)
+    db.close()
+    with pytest.raises(StoreError, match=r"pointer to block 2 is missing or damaged"):
+        open_store(path)
+    db = plyvel.DB(path)
+    db.put(height_key(b"b/", 2), last.encode(), sync=True)
+    db.put(height_key(b"b/", 1), b"\x83" + bytes(28), sync=True)
+    db.close()
+    store = open_store(path)
+    try:
+        with pytest.raises(StoreError, match="pointer to block 1 is not one"):
+            store.get_block_bytes(1)
+        with pytest.raises(StoreError, match="pointer to block 1 is not one"):
+            store.receipts_of(1)
+    finally:
+        store.close()
+    assert os.path.getsize(segment_path(path)) == size
+
+    os.truncate(segment_path(path), last.end - 1)  # the last bytes lost
     with pytest.raises(StoreError, match=r"corrupt .*incomplete"):
         open_store(path)
     os.unlink(segment_path(path))
     with pytest.raises(StoreError, match="corrupt"):
         open_store(path)
-    assert block.height == 1
 
 
 def test_a_format_1_store_still_reads_and_grows_in_the_files(tmp_path: Path) -> None:
@@ -246,6 +282,7 @@ def test_a_format_1_store_still_reads_and_grows_in_the_files(tmp_path: Path) -> 
                 batch.put(height_key(b"r/", block.height) + index.to_bytes(4, "big"),
                           canonical.encode(receipt))
         batch.put(META_FORMAT, b"1")
+        batch.delete(META_FILES_FROM)  # format 1 had no such key
     db.close()
     for segment in (Path(path) / BLOCK_FILES_DIR).iterdir():
         segment.unlink()
@@ -310,3 +347,38 @@ async def test_the_api_answers_damage_with_a_machine_readable_500(tmp_path: Path
             assert body["code"] == "E_STORE" and "checksum" in body["message"]
     finally:
         store.close()
+
+
+def test_a_damaged_block_read_on_the_consensus_loop_stops_it_with_the_damage_message(
+        tmp_path: Path) -> None:
+    """The operator reads "damaged: restore or resync", not "internal error" or "disk full"."""
+    from node.app import fatal_message
+
+    path = str(tmp_path / "data")
+    commit_blocks(path, 2)
+    store = open_store(path)
+    first = decode_pointer(store.db.get(height_key(b"b/", 1)))
+    with open(segment_path(path), "r+b") as handle:
+        handle.seek(first.offset + 2)
+        handle.write(b"\x00\x00\x00")
+    try:
+        with pytest.raises(StoreError) as err:
+            store.get_block(1)
+    finally:
+        store.close()
+    message = fatal_message(err.value, path)
+    assert message.startswith(f"the data directory {path} is damaged (block at ")
+    assert "checksum" in message and "restore a backup" in message
+
+
+def test_format_2_without_its_first_file_height_is_refused_and_nothing_deleted(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "data")
+    commit_blocks(path, 2)
+    size = os.path.getsize(segment_path(path))
+    db = plyvel.DB(path)
+    db.delete(META_FILES_FROM, sync=True)
+    db.close()
+    with pytest.raises(StoreError, match=r"corrupt .*without m/files_from"):
+        open_store(path)
+    assert os.path.getsize(segment_path(path)) == size
