@@ -60,6 +60,16 @@ def segment_path(path: str, segment: int = 0) -> Path:
     return Path(path) / BLOCK_FILES_DIR / f"{segment:08d}.blk"
 
 
+def open_with_block_damaged(path: str, height: int) -> LedgerStore:
+    """Open the store, then overwrite three bytes inside block ``height``'s entry."""
+    store = open_store(path)
+    pointer = decode_pointer(store.db.get(height_key(b"b/", height)))
+    with open(segment_path(path, pointer.segment), "r+b") as handle:
+        handle.seek(pointer.offset + 1)
+        handle.write(b"\x00\x00\x00")
+    return store
+
+
 # --- the files alone ---------------------------------------------------------------------
 
 
@@ -327,11 +337,7 @@ async def test_the_api_answers_damage_with_a_machine_readable_500(tmp_path: Path
 
     path = str(tmp_path / "data")
     commit_blocks(path, 1)
-    store = open_store(path)
-    pointer = decode_pointer(store.db.get(height_key(b"b/", 1)))
-    with open(segment_path(path), "r+b") as handle:
-        handle.seek(pointer.offset + 1)
-        handle.write(b"\x00\x00")
+    store = open_with_block_damaged(path, 1)
 
     async def block(request: web.Request) -> web.Response:
         raw = store.get_block_bytes(int(request.match_info["height"]))
@@ -356,11 +362,7 @@ def test_a_damaged_block_read_on_the_consensus_loop_stops_it_with_the_damage_mes
 
     path = str(tmp_path / "data")
     commit_blocks(path, 2)
-    store = open_store(path)
-    first = decode_pointer(store.db.get(height_key(b"b/", 1)))
-    with open(segment_path(path), "r+b") as handle:
-        handle.seek(first.offset + 2)
-        handle.write(b"\x00\x00\x00")
+    store = open_with_block_damaged(path, 1)
     try:
         with pytest.raises(StoreError) as err:
             store.get_block(1)
