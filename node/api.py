@@ -9,6 +9,7 @@ signed by a member key (see ``docs/protocol.md``, "Signed reads").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -449,6 +450,13 @@ class Api:
                     break
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        except StoreError as exc:
+            # Replaying damaged history: the response has started, so the middleware cannot
+            # answer; say it in the stream (as `overflow` does) and end it.
+            log.error("GET %s: %s", request.path_qs, exc)
+            error = json.dumps({"code": "E_STORE", "message": str(exc)})
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(f"event: error\ndata: {error}\n\n".encode())
         finally:
             sub.close()
             if not self.node.bus.subscribers:

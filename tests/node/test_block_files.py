@@ -384,3 +384,31 @@ def test_format_2_without_its_first_file_height_is_refused_and_nothing_deleted(
     with pytest.raises(StoreError, match=r"corrupt .*without m/files_from"):
         open_store(path)
     assert os.path.getsize(segment_path(path)) == size
+
+
+async def test_an_event_replay_over_damaged_history_ends_with_an_error_event(
+        tmp_path: Path) -> None:
+    """The stream has started when the damage is met: it says so in the stream and ends."""
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from node.api import Api
+    from node.events import EventBus
+
+    path = str(tmp_path / "data")
+    commit_blocks(path, 2)
+    store = open_with_block_damaged(path, 2)
+    # The node's parts the event stream uses: its real store and a real event bus.
+    node = SimpleNamespace(store=store, bus=EventBus(),
+                           config=SimpleNamespace(max_request_bytes=1 << 20))
+    try:
+        async with TestClient(TestServer(Api(node).app())) as client:  # type: ignore[arg-type]
+            resp = await client.get("/v1/events?from_height=1")
+            assert resp.status == 200
+            body = (await resp.read()).decode()
+    finally:
+        store.close()
+    assert body.count("event: member_added") == 3  # block 1's events went out first
+    error = body.split("event: error\ndata: ", 1)[1].split("\n", 1)[0]
+    assert '"code": "E_STORE"' in error and "checksum" in error
