@@ -238,10 +238,11 @@ def _plyvel_reason(exc: BaseException) -> str:
 
 def fatal_message(exc: BaseException, data_dir: Any) -> str:
     """The operator's one-line reason when the consensus loop had to stop."""
-    if isinstance(exc, StoreError) and isinstance(exc.__cause__, OSError | plyvel.Error):
-        exc = exc.__cause__  # a block write in the background failed (LedgerStore.settle)
-    if isinstance(exc, StoreError) and isinstance(exc.__cause__, BlockFileError):
-        exc = exc.__cause__  # a block file read back damaged (LedgerStore._from_files)
+    if isinstance(exc, StoreError) and isinstance(exc.__cause__,
+                                                  OSError | plyvel.Error | BlockFileError):
+        # a block write in the background failed (LedgerStore.settle), or a block file read
+        # back damaged (LedgerStore._from_files)
+        exc = exc.__cause__
     if isinstance(exc, plyvel.CorruptionError | BlockFileError):
         return (f"the data directory {data_dir} is damaged ({_plyvel_reason(exc)}); the node "
                 "stopped without committing on top of it: restore a backup or remove it and "

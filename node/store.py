@@ -18,20 +18,16 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 ==================  ===============================================================
 ``m/chain_id``      chain id (utf-8)            ``m/genesis_hash``  SHA-256 of genesis
 ``m/height``        last committed height        ``m/format``        store format version
-``m/files_from``    first height in ``blocks/``
+``m/files_from``    first height in ``blocks/``   ``s/<contract>/<key>`` state value
 ``b/<h>``           pointer into ``blocks/``      ``h/<block hash>``  height
 ``c/<h>``           certificate of block h        ``t/<tx hash>``     canonical [h, index]
-``s/<contract>/<key>`` state value
+``l/<key hash>``    state-tree leaf (value hash)  ``w/...``, ``v/...``  consensus WAL, signer guard
 ==================  ===============================================================
 
 Format 1 (before the block files) kept the canonical block itself under ``b/<h>`` and each
 receipt under ``r/<h><i:4>``. Such a store is still read as it is; blocks committed after
 it is opened by this version go to the files, and ``m/format`` becomes 2 (which an older
 version refuses to open rather than misread pointers as blocks).
-
-==================  ===============================================================
-``l/<key hash>``    state-tree leaf (value hash)  ``w/...``, ``v/...``  consensus WAL, signer guard
-==================  ===============================================================
 """
 
 from __future__ import annotations
@@ -295,10 +291,7 @@ class LedgerStore:
                 ) from None
             raise StoreError(f"cannot open data directory {path}: {exc}") from None
         except plyvel.CorruptionError as exc:
-            raise StoreError(
-                f"data directory {path} is corrupt ({exc}); restore it from a backup or "
-                "remove it and let the node catch up from its peers (docs/operations.md)"
-            ) from None
+            raise StoreError(f"data directory {path} is corrupt ({exc}); " + _RECOVER) from None
         try:
             # Checksums verified: a flipped byte in a table must read as corruption, not as
             # "another chain" or "another genesis".
@@ -320,24 +313,14 @@ class LedgerStore:
                     )
                 if db.get(META_FORMAT, verify_checksums=True) not in FORMATS_READ:
                     raise StoreError(f"data directory {path} has an unknown store format")
-        except StoreError:
-            db.close()
-            raise
+            return cls(db, path)  # reads the block files' meta and recovers them
         except plyvel.Error as exc:  # a damaged table file shows up on the first read
             db.close()
             reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
                 exc.args[0], bytes) else str(exc)
             raise StoreError(
-                f"data directory {path} is corrupt or unreadable ({reason}); restore it from a "
-                "backup or remove it and let the node catch up from its peers "
-                "(docs/operations.md)"
+                f"data directory {path} is corrupt or unreadable ({reason}); " + _RECOVER
             ) from None
-        try:
-            return cls(db, path)
-        except plyvel.Error as exc:
-            db.close()
-            raise StoreError(f"data directory {path} is corrupt or unreadable ({exc}); "
-                             + _RECOVER) from None
         except BaseException:
             db.close()
             raise
@@ -464,8 +447,7 @@ class LedgerStore:
         try:
             return read(*args)
         except (BlockFileError, OSError) as exc:
-            raise StoreError(f"data directory {self.path} is damaged ({exc}); restore it "
-                             "from a backup or remove it and resync (docs/operations.md)"
+            raise StoreError(f"data directory {self.path} is damaged ({exc}); " + _RECOVER
                              ) from exc
 
     def get_block(self, height: int) -> Block | None:
