@@ -31,12 +31,20 @@ $(BIN)/python:
 # The build records every source of contracts/ (compiled code relies on what it imports).
 COMPILED_SOURCES := setup.py $(shell find contracts -name '*.py' ! -name build_stamp.py)
 
+# The editable install compiles no bytecode, and where PYTHONDONTWRITEBYTECODE is set
+# Python writes none either: every node start then compiled the sources again (~0.1 s of
+# each restart's catch-up, docs/benchmarks.md). compileall writes it once; a source edited
+# later is compiled afresh at import (its .pyc no longer matches).
+BYTECODE := $(BIN)/python -m compileall -q cli node consensus contracts >/dev/null
+
 $(STAMP): pyproject.toml $(COMPILED_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[speedups]'
+	@$(BYTECODE)
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml $(COMPILED_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@$(BYTECODE)
 	@touch $@ $(STAMP)
 
 install: $(STAMP)

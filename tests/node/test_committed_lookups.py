@@ -63,3 +63,36 @@ def test_pending_hashes_cost_no_lookup_and_committed_ones_are_still_refused(
             engine.validate_block(replay)
     finally:
         store.close()
+
+
+def test_a_certified_block_costs_no_replay_lookups(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block sync: the certificate already says a quorum (so an honest validator) ran the
+    replay check on this very chain, so a node catching up reads nothing per transaction,
+    whether it applies a peer's diff or executes the block; without a certificate the
+    same block is still checked against the store."""
+    genesis = make_genesis()
+    source_store, source = open_engine(str(tmp_path / "source"), genesis)
+    store, engine = open_engine(str(tmp_path / "syncing"), genesis)
+    try:
+        txs = [add_member_tx(ADMIN, f"s{i}", i) for i in range(4)]
+        block = source.build_block(proposer=PROPOSER, time_ms=T0 + 1, txs=txs,
+                                   last_commit=None)
+        cert = certify(1, block.hash, [VALIDATOR])
+        result = source.commit(block, cert)
+        looked = count_lookups(engine, monkeypatch)
+
+        engine.validate_block(block)  # a proposal: every hash looked up
+        assert sorted(looked) == sorted(tx.hash for tx in txs)
+        looked.clear()
+        engine._results.clear()
+        engine.validate_block(block, certificate=cert)  # sync, executing the block
+        engine._results.clear()
+        engine.apply_certified_diff(block, cert, [r.encoded for r in result.receipts],
+                                    dict(result.state_writes))  # sync from a diff
+        engine.commit(block, cert)
+        assert looked == []
+        assert store.height == 1 and store.has_tx(txs[0].hash)
+    finally:
+        source_store.close()
+        store.close()
