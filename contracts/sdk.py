@@ -319,6 +319,6 @@ def arg_list(args: Mapping[str, Any], name: str, *, max_items: int = 256) -> lis
 def arg_map(args: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """Fetch a map argument."""
     value = args.get(name)
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # dict: no ABC check
         raise ContractError(E_ARGS, f"argument {name!r} must be a map")
     return value

@@ -119,7 +119,7 @@ class Transaction:
             value = getattr(self, field_name)
             if not isinstance(value, str) or not NAME_RE.fullmatch(value):
                 raise TxError(E_MALFORMED, f"{field_name} must match {NAME_RE.pattern}")
-        if not isinstance(self.args, Mapping):
+        if type(self.args) is not dict and not isinstance(self.args, Mapping):
             raise TxError(E_MALFORMED, "args must be a map")
         if not isinstance(self.signer, bytes) or len(self.signer) != canonical.PUBKEY_SIZE:
             raise TxError(E_MALFORMED, "signer must be a 32-byte Ed25519 public key")
@@ -171,7 +171,8 @@ class Transaction:
         ``raw``, when given, is the canonical encoding ``obj`` was decoded from: it is kept
         as ``encoded`` and the signed body is cut out of it instead of being re-encoded.
         """
-        if not isinstance(obj, Mapping):
+        # type() first: a decoded map is a dict, and the ABC check costs ~0.3 µs (profiled).
+        if type(obj) is not dict and not isinstance(obj, Mapping):
             raise TxError(E_MALFORMED, "transaction must be a map")
         if obj.keys() != _FIELDS:
             keys = set(obj)

@@ -160,7 +160,7 @@ def parse_sealed(args: Mapping[str, Any]) -> str:
 
 
 def parse_item(index: int, raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # dict: no ABC check
         raise ContractError(E_ARGS, f"item {index} must be a map")
     hs = rules.normalise_hs(arg_str(raw, "hs", max_len=16))
     description = parse_text(raw, "description")
