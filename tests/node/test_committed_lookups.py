@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.block import BlockError
+from node.block import BLOCK_VERSION_HASHES, BLOCK_VERSION_SIGNED, Block, BlockError
 from node.engine import Engine
 
 from ledger_support import T0, add_member_tx, certify, make_genesis, open_engine, seed_key
@@ -65,13 +65,16 @@ def test_pending_hashes_cost_no_lookup_and_committed_ones_are_still_refused(
         store.close()
 
 
-def test_a_certified_block_costs_no_replay_lookups(tmp_path: Path,
+
+@pytest.mark.parametrize("version", [BLOCK_VERSION_SIGNED, BLOCK_VERSION_HASHES])
+def test_a_certified_block_costs_no_replay_lookups(tmp_path: Path, version: int,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Block sync: the certificate already says a quorum (so an honest validator) ran the
     replay check on this very chain, so a node catching up reads nothing per transaction,
-    whether it applies a peer's diff or executes the block; without a certificate the
-    same block is still checked against the store."""
-    genesis = make_genesis()
+    whether it applies a peer's diff or executes the block, under either block version;
+    without a certificate (a proposal) the same block is still checked against the store,
+    and a certificate for another block vouches for nothing."""
+    genesis = make_genesis(block_version=version)
     source_store, source = open_engine(str(tmp_path / "source"), genesis)
     store, engine = open_engine(str(tmp_path / "syncing"), genesis)
     try:
@@ -82,17 +85,49 @@ def test_a_certified_block_costs_no_replay_lookups(tmp_path: Path,
         result = source.commit(block, cert)
         looked = count_lookups(engine, monkeypatch)
 
-        engine.validate_block(block)  # a proposal: every hash looked up
+        engine.validate_block(Block.decode(block.encoded))  # a proposal: every hash looked up
         assert sorted(looked) == sorted(tx.hash for tx in txs)
         looked.clear()
         engine._results.clear()
-        engine.validate_block(block, certificate=cert)  # sync, executing the block
+        with pytest.raises(BlockError, match="certificate"):
+            engine.validate_block(Block.decode(block.encoded, synced=True),
+                                  certificate=certify(1, b"\x01" * 32, [VALIDATOR]))
+        engine.validate_block(Block.decode(block.encoded, synced=True), certificate=cert)
         engine._results.clear()
-        engine.apply_certified_diff(block, cert, [r.encoded for r in result.receipts],
+        synced = Block.decode(block.encoded, synced=True)
+        engine.apply_certified_diff(synced, cert, [r.encoded for r in result.receipts],
                                     dict(result.state_writes))  # sync from a diff
-        engine.commit(block, cert)
+        engine.commit(synced, cert)
         assert looked == []
         assert store.height == 1 and store.has_tx(txs[0].hash)
+    finally:
+        source_store.close()
+        store.close()
+
+
+def test_a_certified_block_holding_a_transaction_twice_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The certificate spares the lookups among committed transactions, not the check of
+    the block itself: the same transaction twice in it is refused, executed or applied
+    from a diff."""
+    genesis = make_genesis()
+    source_store, source = open_engine(str(tmp_path / "source"), genesis)
+    store, engine = open_engine(str(tmp_path / "syncing"), genesis)
+    try:
+        tx = add_member_tx(ADMIN, "twice", 1)
+        monkeypatch.setattr(source, "admissible", list)  # a proposer without its filter
+        block = source.build_block(proposer=PROPOSER, time_ms=T0 + 1, txs=[tx, tx],
+                                   last_commit=None)
+        assert [t.hash for t in block.txs] == [tx.hash, tx.hash]
+        result = source._results[block.hash][1]
+        cert = certify(1, block.hash, [VALIDATOR])
+        with pytest.raises(BlockError, match="duplicate transaction in block"):
+            engine.validate_block(Block.decode(block.encoded, synced=True), certificate=cert)
+        with pytest.raises(BlockError, match="duplicate transaction in block"):
+            engine.apply_certified_diff(Block.decode(block.encoded, synced=True), cert,
+                                        [r.encoded for r in result.receipts],
+                                        dict(result.state_writes))
+        assert store.height == 0
     finally:
         source_store.close()
         store.close()
