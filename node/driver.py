@@ -122,6 +122,17 @@ class _SyncBlocks:
 
 
 @dataclass(frozen=True)
+class _SyncAnswer:
+    """A sync answer decoded, with whether it is the awaited one and the height the
+    next request asked from (None: none asked)."""
+
+    event: _SyncBlocks
+    blocks: list[tuple[Block, Any, list[Any]]]
+    answers: bool
+    ahead: int | None
+
+
+@dataclass(frozen=True)
 class _StartIfIdle:
     height: int
 
@@ -571,7 +582,19 @@ class ConsensusDriver:
         while True:
             event = await self.queue.get()
             try:
-                self._handle(event)
+                if isinstance(event, _SyncBlocks):
+                    answer = self._receive_sync_blocks(event)
+                    if answer is not None and answer.ahead is not None:
+                        # send() only queues the request for the link's writer task, and
+                        # applying this batch then holds the event loop for tens of ms:
+                        # without this turn the request left after the apply, and the
+                        # next batch came a round trip late (~13 ms of every ~40 ms full
+                        # block of a catch-up, measured; docs/benchmarks.md).
+                        await asyncio.sleep(0)
+                    if answer is not None:
+                        self._apply_sync_answer(answer)
+                else:
+                    self._handle(event)
             except (BlockError, InvalidMessage) as exc:
                 log.warning("dropped input %s: %s", type(event).__name__, exc)
             except Exception as exc:  # the disk or our own bug: stop loudly, never limp on
@@ -946,16 +969,30 @@ class ConsensusDriver:
         return 0.0 if tokens >= 0 else -tokens / rate
 
     def _apply_sync_blocks(self, event: _SyncBlocks) -> None:
+        answer = self._receive_sync_blocks(event)
+        if answer is not None:
+            self._apply_sync_answer(answer)
+
+    def _receive_sync_blocks(self, event: _SyncBlocks) -> _SyncAnswer | None:
+        """The first half of taking a sync answer: decode it and, if it is the awaited
+        one, ask for the next batch (:meth:`_request_ahead`). None if nothing in it can
+        be applied. The driver's loop lets the event loop turn once before the second
+        half (:meth:`_apply_sync_answer`), so that the request is on the wire while this
+        batch is applied."""
         blocks = self._decode_sync_items(event)
         if blocks is None:
             # It starts past our next height (asked ahead of a batch that then failed a
             # check, or never asked): nothing in it can be applied.
             self.metrics.inc("jangbu_sync_ignored_total")
-            return
+            return None
         expect = self._sync_expect
         answers = (expect is not None and expect[0] == event.sender
                    and (not blocks or blocks[0][0].height == expect[1]))
         ahead = self._request_ahead(blocks, event.sender) if answers else None
+        return _SyncAnswer(event, blocks, answers, ahead)
+
+    def _apply_sync_answer(self, answer: _SyncAnswer) -> None:
+        event, blocks, answers, ahead = answer.event, answer.blocks, answer.answers, answer.ahead
         applied = 0
         refused = len(blocks) < len(event.items)  # a malformed item
         for block, cert, diff in blocks:
