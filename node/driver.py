@@ -332,7 +332,9 @@ class ConsensusDriver:
             self._consider_start()
 
     async def stop(self) -> None:
-        """Stop after the event in flight (a commit in progress completes first)."""
+        """Stop after the event in flight (a commit in progress completes first; a sync
+        answer stopped between its request ahead and its apply is dropped whole, leaving
+        the store as it was)."""
         self._stopping = True
         if self._gossip_flush is not None:
             self._gossip_flush.cancel()

@@ -148,6 +148,38 @@ async def test_the_request_ahead_gets_an_event_loop_turn_before_the_batch_is_app
         source.close()
 
 
+
+@pytest.mark.asyncio
+async def test_a_sync_answer_cancelled_at_that_turn_leaves_the_store_as_it_was(
+        tmp_path, small_batches):
+    """Shutdown cancels the driver's loop; cancelled at the turn between asking ahead and
+    applying, the answer is dropped whole (the request out is harmless: its answer is
+    never applied) and nothing of it is committed."""
+    source = build_source(str(tmp_path / "source"), 4)
+    node = Syncing(tmp_path)
+    loop = asyncio.get_running_loop()
+    runner: asyncio.Task[None] | None = None
+
+    def send(peer: bytes, msg: Any) -> None:
+        node.sent.append((node.store.height, msg))
+        if msg["from"] == 3 and runner is not None:
+            loop.call_soon(runner.cancel)  # lands while the loop awaits its turn
+
+    node.driver.send = send
+    node.driver.peer_heights[PEER] = 4
+    node.driver._begin_sync(PEER)
+    runner = asyncio.create_task(node.driver._run())
+    try:
+        node.driver.queue.put_nowait(_SyncBlocks(PEER, sync_batch(source, 1)))
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(runner, 5)
+        assert node.requests() == [(0, 1), (0, 3)]
+        assert node.store.height == 0 and node.driver.fatal is None
+    finally:
+        node.store.close()
+        source.close()
+
+
 def test_a_batch_that_falls_short_is_asked_again_and_the_early_answer_ignored(
         tmp_path, small_batches):
     source = build_source(str(tmp_path / "source"), 6)
