@@ -586,14 +586,14 @@ class ConsensusDriver:
             try:
                 if isinstance(event, _SyncBlocks):
                     answer = self._receive_sync_blocks(event)
-                    if answer is not None and answer.ahead is not None:
-                        # send() only queues the request for the link's writer task, and
-                        # applying this batch then holds the event loop for tens of ms:
-                        # without this turn the request left after the apply, and the
-                        # next batch came a round trip late (~13 ms of every ~40 ms full
-                        # block of a catch-up, measured; docs/benchmarks.md).
-                        await asyncio.sleep(0)
                     if answer is not None:
+                        if answer.ahead is not None:
+                            # send() only queues the request for the link's writer task,
+                            # and applying this batch then holds the event loop for tens
+                            # of ms: without this turn the request left after the apply,
+                            # and the next batch came a round trip late (~13 ms of every
+                            # ~40 ms full block of a catch-up; docs/benchmarks.md).
+                            await asyncio.sleep(0)
                         self._apply_sync_answer(answer)
                 else:
                     self._handle(event)

@@ -65,7 +65,6 @@ def test_pending_hashes_cost_no_lookup_and_committed_ones_are_still_refused(
         store.close()
 
 
-
 @pytest.mark.parametrize("version", [BLOCK_VERSION_SIGNED, BLOCK_VERSION_HASHES])
 def test_a_certified_block_costs_no_replay_lookups(tmp_path: Path, version: int,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,7 +100,6 @@ def test_the_next_batch_is_asked_for_before_this_one_is_applied(tmp_path, small_
         source.close()
 
 
-
 @pytest.mark.asyncio
 async def test_the_request_ahead_gets_an_event_loop_turn_before_the_batch_is_applied(
         tmp_path, small_batches):
@@ -146,7 +145,6 @@ async def test_the_request_ahead_gets_an_event_loop_turn_before_the_batch_is_app
             await runner
         node.store.close()
         source.close()
-
 
 
 @pytest.mark.asyncio
