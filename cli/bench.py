@@ -15,7 +15,11 @@ Method (so the numbers mean something):
 6. ``node_cpu_us_per_tx``: the CPU the node processes used from the first offer to the
    last commit (``process_cpu_seconds_total`` of each node's ``/metrics``), per committed
    transaction and node. Unlike tx/s it hardly moves with the load on a shared machine,
-   so it is the figure that compares two builds (docs/benchmarks.md).
+   so it is the figure that compares two builds (docs/benchmarks.md);
+7. ``loop_thread_cpu_us_per_tx``: the part of it the nodes' event loop threads ran, and,
+   when the nodes run with ``JANGBU_STAGE_CPU=1`` (node/stage_cpu.py), ``stage_cpu_us_per_tx``:
+   the same per stage of a node's work (intake, admission, signature checks, execution,
+   commit, ...), each inclusive of the stages it contains.
 """
 
 from __future__ import annotations
@@ -43,7 +47,40 @@ from node.tx import Transaction
 
 TX_FIELD = re.compile(rb'"tx":"([0-9a-f]{64})"')
 """The transaction hash of an event record as the node writes it (compact JSON)."""
-CPU_METRIC = re.compile(r"^process_cpu_seconds_total ([0-9.eE+-]+)$", re.MULTILINE)
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) ([0-9.eE+-]+)$", re.MULTILINE)
+"""One sample line of the Prometheus text format: name (with its labels) and value."""
+CPU_METRIC = "process_cpu_seconds_total"
+LOOP_CPU_METRIC = "jangbu_event_loop_thread_cpu_seconds_total"
+STAGE_METRIC = re.compile(r'^jangbu_stage_cpu_seconds_total\{stage="([a-z0-9_]+)"\}$')
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    """The samples of a ``/metrics`` page by name (labels included)."""
+    return {name: float(value) for name, value in SAMPLE.findall(text)}
+
+
+def cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]], name: str,
+               committed: int) -> float | None:
+    """Microseconds of ``name`` (a CPU-seconds counter) per committed transaction and node,
+    over the nodes that report it at both readings; None if none does."""
+    spent = [a[name] - b[name] for b, a in zip(before, after, strict=True)
+             if name in b and name in a]
+    if not spent or committed == 0:
+        return None
+    return round(sum(spent) / len(spent) / committed * 1e6, 1)
+
+
+def stage_cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]],
+                     committed: int) -> dict[str, float] | None:
+    """:func:`cpu_per_tx` of every stage the nodes report (JANGBU_STAGE_CPU=1), by stage."""
+    names = sorted({name for sample in after for name in sample if STAGE_METRIC.match(name)})
+    stages = {}
+    for name in names:
+        figure = cpu_per_tx(before, after, name, committed)
+        match = STAGE_METRIC.match(name)
+        if figure is not None and match is not None:
+            stages[match.group(1)] = figure
+    return stages or None
 
 
 def measure_verify_rate(seconds: float = 1.0) -> float:
@@ -235,10 +272,9 @@ class Bench:
         await asyncio.gather(*(client_task(w) for w in range(self.clients)))
         return time.perf_counter() - started
 
-    async def node_cpu_seconds(self) -> list[float] | None:
-        """Each node's ``process_cpu_seconds_total`` from its ``/metrics``; None if a node
-        does not report it (an older build) or cannot be read."""
-        seconds = []
+    async def node_samples(self) -> list[dict[str, float]] | None:
+        """Each node's ``/metrics`` samples; None if a node cannot be read."""
+        samples = []
         async with aiohttp.ClientSession() as session:
             for url in self.urls:
                 try:
@@ -246,11 +282,8 @@ class Bench:
                         text = await resp.text() if resp.status == 200 else ""
                 except aiohttp.ClientError:
                     return None
-                found = CPU_METRIC.search(text)
-                if found is None:
-                    return None
-                seconds.append(float(found.group(1)))
-        return seconds
+                samples.append(parse_samples(text))
+        return samples
 
     async def run(self, quiet: bool) -> dict[str, Any]:
         customs, courier, buyer, sellers = await self.setup()
@@ -270,7 +303,7 @@ class Bench:
                 print(f"\r  offered [{bar:<30}] {done}/{len(txs)}  committed "
                       f"{len(self.committed_at)}", end="", file=sys.stderr, flush=True)
 
-        cpu_before = await self.node_cpu_seconds()
+        metrics_before = await self.node_samples()
         t0 = time.perf_counter()
         offer_s = await self.offer(txs, progress)
         expected = len(txs) - self.rejected
@@ -283,7 +316,7 @@ class Bench:
                 shown = len(self.committed_at)
                 print(f"\r  offered {done}/{len(txs)}  committed {shown}" + " " * 20,
                       end="", file=sys.stderr, flush=True)
-        cpu_after = await self.node_cpu_seconds()
+        metrics_after = await self.node_samples()
         if not quiet:
             print(file=sys.stderr)
         stop.set()
@@ -302,11 +335,12 @@ class Bench:
         bound = verify_rate * cores / len(self.urls)
         elapsed = max(1e-9, last_commit - t0)
         tps = len(self.committed_at) / elapsed
-        cpu_per_tx = None
-        if cpu_before is not None and cpu_after is not None and self.committed_at:
-            used = sum(after - before for before, after in zip(cpu_before, cpu_after,
-                                                               strict=True))
-            cpu_per_tx = round(used / len(self.committed_at) / len(self.urls) * 1e6, 1)
+        node_cpu = loop_cpu = stages = None
+        if metrics_before is not None and metrics_after is not None:
+            committed = len(self.committed_at)
+            node_cpu = cpu_per_tx(metrics_before, metrics_after, CPU_METRIC, committed)
+            loop_cpu = cpu_per_tx(metrics_before, metrics_after, LOOP_CPU_METRIC, committed)
+            stages = stage_cpu_per_tx(metrics_before, metrics_after, committed)
         return {
             "nodes": len(self.urls),
             "offered": len(txs),
@@ -326,7 +360,9 @@ class Bench:
             "verify_per_s_per_core": round(verify_rate),
             "verify_bound_tx_per_s": round(bound),
             "bound_fraction": round(tps / bound, 3) if bound else 0.0,
-            "node_cpu_us_per_tx": cpu_per_tx,
+            "node_cpu_us_per_tx": node_cpu,
+            "loop_thread_cpu_us_per_tx": loop_cpu,
+            **({"stage_cpu_us_per_tx": stages} if stages else {}),
         }
 
 
@@ -348,9 +384,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    stages = result.pop("stage_cpu_us_per_tx", None)
     width = max(len(k) for k in result)
     for name, value in result.items():
         print(f"{name:<{width}}  {value}")
+    if stages:
+        print("\nCPU per transaction and node by stage, µs (inclusive of the stages inside):")
+        for name, value in sorted(stages.items(), key=lambda item: -item[1]):
+            print(f"  {name:<22} {value:8.1f}")
     return 0
 
 

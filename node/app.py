@@ -27,7 +27,7 @@ from consensus import canonical
 from consensus.types import ValidatorSet
 from contracts.clearance import compiled as clearance_build
 from contracts.sdk import Contract
-from node import sigcheck, state_tree
+from node import sigcheck, stage_cpu, state_tree
 from node.api import Api
 from node.block_files import BlockFileError
 from node.config import NodeConfig, split_address
@@ -157,6 +157,20 @@ class Node:
                        "user and system CPU time of this node process, all threads")
         m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
                        "proposals whose execution was already done from their announcement")
+        # Read on the event loop's thread (/metrics is served there): with the process's
+        # figure, what the other threads (block writes, batched signature checks) used.
+        m.counter_from("jangbu_event_loop_thread_cpu_seconds_total", time.thread_time,
+                       "CPU time of the thread running this node's event loop")
+        if stage_cpu.installed():
+            for stage in stage_cpu.STAGES:
+                label = f'{{stage="{stage.name}"}}'
+                m.counter_from(f"jangbu_stage_cpu_seconds_total{label}",
+                               stage_cpu.reader(stage.name, 0),
+                               "thread CPU time spent in each stage (JANGBU_STAGE_CPU=1), "
+                               "inclusive of the stages it contains")
+                m.counter_from(f"jangbu_stage_calls_total{label}",
+                               stage_cpu.reader(stage.name, 1),
+                               "calls of each stage (JANGBU_STAGE_CPU=1)")
 
     def last_block_time(self) -> int:
         height, _, time_ms = self.engine.tip()
@@ -372,6 +386,10 @@ def tune_garbage_collector() -> None:
 async def run_node(config: NodeConfig) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly."""
     compiled = choose_codec()
+    if os.environ.get(stage_cpu.ENV, "") not in ("", "0"):
+        stage_cpu.install()
+        log.info("stage CPU accounting on (%s): /metrics has jangbu_stage_cpu_seconds_total",
+                 stage_cpu.ENV)
     log.info("canonical encoder: %s", "compiled" if compiled else "pure Python")
     log.info("state tree loops: %s", "compiled" if choose_tree_loops() else "pure Python")
     log.info("clearance contract: %s", clearance_build.BUILD)

@@ -57,15 +57,27 @@ class Metrics:
 
     def render(self) -> str:
         lines: list[str] = []
+        # A family's HELP and TYPE lines come once, before its first sample: samples of one
+        # name with different labels (``name{stage="..."}``) are one family to Prometheus,
+        # and its text format refuses a second TYPE line for it.
+        typed: set[str] = set()
+
+        def header(name: str, kind: str) -> None:
+            family = name.split("{")[0]
+            if family in typed:
+                return
+            typed.add(family)
+            help_text = self.help.get(name) or self.help.get(family)
+            if help_text:
+                lines.append(f"# HELP {family} {help_text}")
+            lines.append(f"# TYPE {family} {kind}")
+
         for name in sorted(self.counters):
-            base = name.split("{")[0]
-            lines.append(f"# TYPE {base} counter")
+            header(name, "counter")
             lines.append(f"{name} {self.counters[name]:g}")
         for name in sorted(self.readings):
             kind, read = self.readings[name]
-            if name in self.help:
-                lines.append(f"# HELP {name} {self.help[name]}")
-            lines.append(f"# TYPE {name} {kind}")
+            header(name, kind)
             value = float(read())
             # A counter keeps its microseconds (CPU seconds grow large); a gauge is short.
             lines.append(f"{name} {value:.6f}" if kind == "counter" else f"{name} {value:g}")

@@ -41,6 +41,12 @@ def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
         return json.loads(resp.read())
 
 
+def http_text(url: str, timeout: float = 10) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        text: str = resp.read().decode()
+        return text
+
+
 @dataclass
 class Network:
     directory: Path

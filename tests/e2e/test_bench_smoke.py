@@ -7,16 +7,24 @@ import sys
 
 import pytest
 
-from netutil import ROOT, make_network, run_bench
+from node import stage_cpu
+
+from netutil import ROOT, http_text, make_network, run_bench
 
 pytestmark = pytest.mark.e2e
 
 
 def test_bench_smoke_run_reports_every_field(tmp_path):
     net = make_network(tmp_path / "net")
-    net.start_all()
+    # Two nodes account their CPU by stage (JANGBU_STAGE_CPU=1), two run as deployed: the
+    # bench reports the stages of the nodes that have them, the rest of every node.
+    accounting = set(net.orgs[:2])
+    for org in net.orgs:
+        net.start(org, {stage_cpu.ENV: "1"} if org in accounting else None)
+    net.wait_connected()
     try:
         result = run_bench(net, 300, 50)
+        metrics = {org: http_text(net.api(org) + "/metrics") for org in net.orgs}
     finally:
         net.stop_all()
     for field in ("tx_per_s", "p50_ms", "p95_ms", "p99_ms", "committed", "rejected",
@@ -30,6 +38,15 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     # Every node checks each transaction's signature (~40-90 µs) and executes it: the
     # CPU per node and transaction, read from the nodes' /metrics, is no less than that.
     assert 20 < result["node_cpu_us_per_tx"] < 1_000_000
+    assert 0 < result["loop_thread_cpu_us_per_tx"] <= result["node_cpu_us_per_tx"] * 1.01
+    for org, text in metrics.items():
+        assert ("jangbu_stage_cpu_seconds_total{" in text) == (org in accounting), org
+    stages = result["stage_cpu_us_per_tx"]
+    assert set(stages) == {stage.name for stage in stage_cpu.STAGES}
+    # Every order's signature is checked once per node, inside its admission.
+    assert 5 < stages["signature_check"] <= stages["admission"]
+    assert 0 < stages["state_tree_preview"] <= stages["execution"]
+    assert 0 < stages["store_write"] <= stages["commit"]
 
 
 def test_invalid_bench_without_a_network_fails_clearly(tmp_path):

@@ -19,7 +19,7 @@ from test_network_processes import member_txs
 
 from node.client import Client
 
-from netutil import ROOT, Network, http_json, make_network
+from netutil import ROOT, Network, http_json, http_text, make_network
 
 pytestmark = pytest.mark.e2e
 
@@ -109,7 +109,7 @@ def test_equivocating_validator_is_recorded_and_cannot_break_safety(net):
 def test_garbage_and_invalid_signatures_are_refused_and_counted(net):
     run_with_byzantine(net, "garbage")
     for org in HONEST:
-        text = urllib_text(net.api(org) + "/metrics")
+        text = http_text(net.api(org) + "/metrics")
         bad = sum(float(line.split()[-1]) for line in text.splitlines()
                   if line.startswith("jangbu_p2p_bad_messages_total"))
         assert bad > 0, f"{org} counted no bad messages"
@@ -156,9 +156,3 @@ def test_twins_sharing_one_validator_key_cannot_break_safety(net, tmp_path):
     net.stop_all()
     for keys in evidence_against(net, HONEST).values():
         assert not keys & honest
-
-
-def urllib_text(url: str) -> str:
-    import urllib.request
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read().decode()

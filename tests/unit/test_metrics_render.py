@@ -18,3 +18,18 @@ def test_a_counter_read_when_scraped_renders_its_current_value_as_a_counter() ->
     value[0] = 2.25
     assert "process_cpu_seconds_total 2.250000" in m.render()
     assert "jangbu_blocks_committed_total 1" in first and "jangbu_height 7" in first
+
+
+def test_a_labelled_family_has_one_help_and_one_type_line() -> None:
+    m = Metrics()
+    for stage, seconds in (("admission", 1.25), ("execution", 2.5)):
+        m.counter_from(f'jangbu_stage_cpu_seconds_total{{stage="{stage}"}}',
+                       lambda seconds=seconds: seconds, "CPU by stage")
+    text = m.render()
+    assert text.count("# HELP jangbu_stage_cpu_seconds_total CPU by stage") == 1
+    assert text.count("# TYPE jangbu_stage_cpu_seconds_total counter") == 1
+    assert 'jangbu_stage_cpu_seconds_total{stage="admission"} 1.250000' in text
+    assert 'jangbu_stage_cpu_seconds_total{stage="execution"} 2.500000' in text
+    lines = text.splitlines()
+    assert lines.index("# TYPE jangbu_stage_cpu_seconds_total counter") < lines.index(
+        'jangbu_stage_cpu_seconds_total{stage="admission"} 1.250000')

@@ -1,0 +1,44 @@
+"""How ``jangbu bench`` reads the nodes' /metrics: CPU per transaction, in all and by stage."""
+
+from __future__ import annotations
+
+from cli.bench import CPU_METRIC, cpu_per_tx, parse_samples, stage_cpu_per_tx
+
+PAGE = """# HELP process_cpu_seconds_total user and system CPU time
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total {cpu:.6f}
+# TYPE jangbu_stage_cpu_seconds_total counter
+jangbu_stage_cpu_seconds_total{{stage="admission"}} {admission:.6f}
+jangbu_stage_calls_total{{stage="admission"}} 7.000000
+jangbu_height 12
+jangbu_tx_commit_latency_seconds_bucket{{le="0.01"}} 3
+"""
+
+
+def page(cpu: float, admission: float) -> dict[str, float]:
+    return parse_samples(PAGE.format(cpu=cpu, admission=admission))
+
+
+def test_samples_are_read_with_their_labels() -> None:
+    samples = page(1.5, 0.25)
+    assert samples[CPU_METRIC] == 1.5
+    assert samples['jangbu_stage_cpu_seconds_total{stage="admission"}'] == 0.25
+    assert samples["jangbu_height"] == 12
+    assert samples['jangbu_tx_commit_latency_seconds_bucket{le="0.01"}'] == 3
+    assert not any(name.startswith("#") for name in samples)
+
+
+def test_cpu_per_transaction_is_the_mean_over_the_nodes_that_report_it() -> None:
+    before = [page(1.0, 0.5), page(2.0, 0.5), {}]
+    after = [page(3.0, 1.5), page(3.0, 1.0), {}]
+    # (2.0 + 1.0) s over two nodes and 1,000 transactions
+    assert cpu_per_tx(before, after, CPU_METRIC, 1000) == 1500.0
+    assert cpu_per_tx(before, after, "missing_total", 1000) is None
+    assert cpu_per_tx(before, after, CPU_METRIC, 0) is None
+    assert stage_cpu_per_tx(before, after, 1000) == {"admission": 750.0}
+
+
+def test_no_stages_without_stage_accounting() -> None:
+    before = [parse_samples("process_cpu_seconds_total 1.0\n")]
+    after = [parse_samples("process_cpu_seconds_total 2.0\n")]
+    assert stage_cpu_per_tx(before, after, 10) is None
