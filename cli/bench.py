@@ -19,7 +19,8 @@ Method (so the numbers mean something):
 7. ``loop_thread_cpu_us_per_tx``: the part of it the nodes' event loop threads ran, and,
    when the nodes run with ``JANGBU_STAGE_CPU=1`` (node/stage_cpu.py), ``stage_cpu_us_per_tx``:
    the same per stage of a node's work (intake, admission, signature checks, execution,
-   commit, ...), each inclusive of the stages it contains.
+   commit, ...), each inclusive of the stages it contains, averaged over the nodes that
+   report it (``stage_cpu_nodes``).
 """
 
 from __future__ import annotations
@@ -55,8 +56,20 @@ STAGE_METRIC = re.compile(r'^jangbu_stage_cpu_seconds_total\{stage="([a-z0-9_]+)
 
 
 def parse_samples(text: str) -> dict[str, float]:
-    """The samples of a ``/metrics`` page by name (labels included)."""
-    return {name: float(value) for name, value in SAMPLE.findall(text)}
+    """The samples of a ``/metrics`` page by name (labels included); a value that is not a
+    number is left out (the bench only reads counters, which always are)."""
+    samples = {}
+    for name, value in SAMPLE.findall(text):
+        try:
+            samples[name] = float(value)
+        except ValueError:
+            continue
+    return samples
+
+
+def stage_nodes(samples: list[dict[str, float]]) -> int:
+    """How many nodes report CPU by stage (they run with JANGBU_STAGE_CPU=1)."""
+    return sum(1 for sample in samples if any(STAGE_METRIC.match(name) for name in sample))
 
 
 def cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]], name: str,
@@ -279,7 +292,9 @@ class Bench:
             for url in self.urls:
                 try:
                     async with session.get(url + "/metrics") as resp:
-                        text = await resp.text() if resp.status == 200 else ""
+                        if resp.status != 200:
+                            return None
+                        text = await resp.text()
                 except aiohttp.ClientError:
                     return None
                 samples.append(parse_samples(text))
@@ -362,7 +377,8 @@ class Bench:
             "bound_fraction": round(tps / bound, 3) if bound else 0.0,
             "node_cpu_us_per_tx": node_cpu,
             "loop_thread_cpu_us_per_tx": loop_cpu,
-            **({"stage_cpu_us_per_tx": stages} if stages else {}),
+            **({"stage_cpu_us_per_tx": stages,
+                "stage_cpu_nodes": stage_nodes(metrics_after or [])} if stages else {}),
         }
 
 
@@ -385,11 +401,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     stages = result.pop("stage_cpu_us_per_tx", None)
+    counted = result.pop("stage_cpu_nodes", 0)
     width = max(len(k) for k in result)
     for name, value in result.items():
         print(f"{name:<{width}}  {value}")
     if stages:
-        print("\nCPU per transaction and node by stage, µs (inclusive of the stages inside):")
+        print(f"\nCPU per transaction and node by stage, µs, over the {counted} of "
+              f"{result['nodes']} nodes that report it (each inclusive of the stages inside):")
         for name, value in sorted(stages.items(), key=lambda item: -item[1]):
             print(f"  {name:<22} {value:8.1f}")
     return 0

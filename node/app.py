@@ -387,7 +387,10 @@ async def run_node(config: NodeConfig) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly."""
     compiled = choose_codec()
     if os.environ.get(stage_cpu.ENV, "") not in ("", "0"):
-        stage_cpu.install()
+        try:
+            stage_cpu.install()
+        except LookupError as exc:  # this build's code and its stage list disagree
+            raise NodeStartError(f"{stage_cpu.ENV}: {exc}; start without it") from None
         log.info("stage CPU accounting on (%s): /metrics has jangbu_stage_cpu_seconds_total",
                  stage_cpu.ENV)
     log.info("canonical encoder: %s", "compiled" if compiled else "pure Python")

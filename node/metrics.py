@@ -69,7 +69,8 @@ class Metrics:
             typed.add(family)
             help_text = self.help.get(name) or self.help.get(family)
             if help_text:
-                lines.append(f"# HELP {family} {help_text}")
+                escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+                lines.append(f"# HELP {family} {escaped}")
             lines.append(f"# TYPE {family} {kind}")
 
         for name in sorted(self.counters):
@@ -83,9 +84,7 @@ class Metrics:
             lines.append(f"{name} {value:.6f}" if kind == "counter" else f"{name} {value:g}")
         for name in sorted(self.histograms):
             hist = self.histograms[name]
-            if name in self.help:
-                lines.append(f"# HELP {name} {self.help[name]}")
-            lines.append(f"# TYPE {name} histogram")
+            header(name, "histogram")
             cumulative = 0
             for bound, count in zip(hist.buckets, hist.counts, strict=False):
                 cumulative += count

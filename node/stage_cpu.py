@@ -19,11 +19,15 @@ reads of the stages inside it.
 
 Stages nest (admission includes its signature check; execution includes the state
 tree's preview; commit includes the store's write): each figure is inclusive of the
-stages inside it, and :data:`STAGES` says which contains which. Only what runs on the
+stages inside it, and :data:`STAGES` says which contains which on a node keeping up with
+its network. Off that path there is more nesting: a block's transactions are decoded in
+its validation, the API decodes a submitted transaction before ``http_admission``, and a
+commit of a block not validated yet (block sync) validates and executes it inside
+``commit``. Only what runs on the
 thread that calls a stage is charged to it: a block's batched signature checks on the
 worker thread (node/sigcheck.py) and LevelDB's compactions are not. The process CPU
-(``process_cpu_seconds_total``) and the event loop thread's (``jangbu_main_thread_cpu_
-seconds_total``) give the rest.
+(``process_cpu_seconds_total``) and the event loop thread's
+(``jangbu_event_loop_thread_cpu_seconds_total``) give the rest.
 
 The wrapping is per process (class attributes), as one ``jangbu node start`` runs one node.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,36 +102,43 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-def _target(stage: Stage) -> tuple[type, Any]:
-    """The class and the raw attribute (function, classmethod or staticmethod) of ``stage``;
-    raises LookupError if the code no longer has it."""
+def _target(stage: Stage) -> tuple[type, Any, Callable[..., Any]]:
+    """The class, the raw attribute and the plain function of ``stage``; raises LookupError
+    if the code no longer has it, or has made it something a wrapper cannot time (a
+    coroutine or generator function would be timed only while it creates its object)."""
     cls = getattr(importlib.import_module(stage.module), stage.cls, None)
     if not isinstance(cls, type) or stage.attr not in cls.__dict__:
         raise LookupError(f"stage {stage.name}: {stage.module}.{stage.cls}.{stage.attr} "
                           "does not exist")
-    return cls, cls.__dict__[stage.attr]
+    raw = cls.__dict__[stage.attr]
+    function = raw.__func__ if isinstance(raw, classmethod | staticmethod) else raw
+    if not inspect.isfunction(function) or (
+            inspect.iscoroutinefunction(function) or inspect.isgeneratorfunction(function)
+            or inspect.isasyncgenfunction(function)):
+        raise LookupError(f"stage {stage.name}: {stage.cls}.{stage.attr} is not a plain "
+                          "function (a coroutine, generator or other object cannot be timed)")
+    return cls, raw, function
 
 
-def _wrap(stage: Stage, raw: Any) -> Any:
+def _wrap(stage: Stage, raw: Any, function: Callable[..., Any]) -> Any:
+    timed = _timed(stage.name, function)
     if isinstance(raw, classmethod):
-        return classmethod(_timed(stage.name, raw.__func__))
+        return classmethod(timed)
     if isinstance(raw, staticmethod):
-        return staticmethod(_timed(stage.name, raw.__func__))
-    if not callable(raw):
-        raise LookupError(f"stage {stage.name}: {stage.cls}.{stage.attr} is not a function")
-    return _timed(stage.name, raw)
+        return staticmethod(timed)
+    return timed
 
 
 def install() -> None:
-    """Wrap every stage (once; again after :func:`uninstall`). All or nothing: a stage that
-    cannot be found raises LookupError before anything is wrapped."""
+    """Wrap every stage (once; again after :func:`uninstall`). All or nothing: every stage
+    is found and checked (LookupError) before the first is wrapped."""
     if _originals:
         return
-    found = [(stage, *_target(stage)) for stage in STAGES]
-    for stage, cls, raw in found:
-        wrapped = _wrap(stage, raw)
+    wrapped = [(stage, cls, raw, _wrap(stage, raw, function))
+               for stage, cls, raw, function in ((stage, *_target(stage)) for stage in STAGES)]
+    for stage, cls, raw, wrapper in wrapped:
         _originals[(stage.module, stage.cls, stage.attr)] = (cls, raw)
-        setattr(cls, stage.attr, wrapped)
+        setattr(cls, stage.attr, wrapper)
 
 
 def uninstall() -> None:

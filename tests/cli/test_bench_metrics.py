@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.bench import CPU_METRIC, cpu_per_tx, parse_samples, stage_cpu_per_tx
+from cli.bench import CPU_METRIC, cpu_per_tx, parse_samples, stage_cpu_per_tx, stage_nodes
 
 PAGE = """# HELP process_cpu_seconds_total user and system CPU time
 # TYPE process_cpu_seconds_total counter
@@ -42,3 +42,16 @@ def test_no_stages_without_stage_accounting() -> None:
     before = [parse_samples("process_cpu_seconds_total 1.0\n")]
     after = [parse_samples("process_cpu_seconds_total 2.0\n")]
     assert stage_cpu_per_tx(before, after, 10) is None
+
+
+def test_values_that_are_not_numbers_are_left_out() -> None:
+    samples = parse_samples('a_total 1e+06\nb NaN\nc +Inf\nd 1.0.0\ne -\nf{x="}"} 2\n'
+                            'g 3 1700000000000\n')
+    assert samples["a_total"] == 1e6
+    assert "d" not in samples and "e" not in samples and "g" not in samples
+    assert all(value == value for value in samples.values())  # no NaN taken as a figure
+
+
+def test_the_nodes_reporting_stages_are_counted() -> None:
+    assert stage_nodes([page(1.0, 0.5), parse_samples("process_cpu_seconds_total 1\n"),
+                        page(2.0, 0.1)]) == 2

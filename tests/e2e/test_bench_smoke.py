@@ -20,7 +20,7 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     # bench reports the stages of the nodes that have them, the rest of every node.
     accounting = set(net.orgs[:2])
     for org in net.orgs:
-        net.start(org, {stage_cpu.ENV: "1"} if org in accounting else None)
+        net.start(org, {stage_cpu.ENV: "1" if org in accounting else "0"})
     net.wait_connected()
     try:
         result = run_bench(net, 300, 50)
@@ -42,6 +42,7 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     for org, text in metrics.items():
         assert ("jangbu_stage_cpu_seconds_total{" in text) == (org in accounting), org
     stages = result["stage_cpu_us_per_tx"]
+    assert result["stage_cpu_nodes"] == len(accounting)
     assert set(stages) == {stage.name for stage in stage_cpu.STAGES}
     # Every order's signature is checked once per node, inside its admission.
     assert 5 < stages["signature_check"] <= stages["admission"]

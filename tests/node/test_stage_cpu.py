@@ -8,6 +8,7 @@ renamed, rather than the accounting silently measuring nothing.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterator
 
 import pytest
@@ -85,12 +86,60 @@ def test_an_exception_is_still_charged_and_raised_unchanged(accounting: None) ->
     assert stage_cpu.totals["tx_decode"][1] == 1
 
 
-def test_a_missing_stage_wraps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+class Sample:
+    """Stand-ins for what a stage must not be, and for a static method."""
+
+    limit = 3
+
+    async def coroutine(self) -> None:
+        return None
+
+    def generator(self) -> Iterator[int]:
+        yield 1
+
+    @property
+    def value(self) -> int:
+        return 1
+
+    @staticmethod
+    def double(x: int) -> int:
+        return 2 * x
+
+
+@pytest.mark.parametrize("attr", ["no_such_method", "coroutine", "generator", "value",
+                                  "limit"])
+def test_a_stage_that_cannot_be_timed_wraps_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                     attr: str) -> None:
     before = {stage.name: raw_attribute(stage) for stage in STAGES}
-    missing = Stage("renamed", "node.engine", "Engine", "no_such_method")
-    monkeypatch.setattr(stage_cpu, "STAGES", (*STAGES, missing))
-    with pytest.raises(LookupError, match="no_such_method"):
+    bad = Stage("bad", __name__, "Sample", attr)
+    monkeypatch.setattr(stage_cpu, "STAGES", (*STAGES, bad))
+    monkeypatch.setitem(stage_cpu.totals, "bad", [0.0, 0])
+    with pytest.raises(LookupError, match=attr):
         stage_cpu.install()
     assert not stage_cpu.installed()
     for stage in STAGES:
         assert raw_attribute(stage) is before[stage.name], stage.name
+
+
+def test_a_static_method_stays_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage_cpu, "STAGES", (Stage("double", __name__, "Sample", "double"),))
+    monkeypatch.setitem(stage_cpu.totals, "double", [0.0, 0])
+    original = Sample.__dict__["double"]
+    stage_cpu.install()
+    try:
+        assert isinstance(Sample.__dict__["double"], staticmethod)
+        assert Sample.double(4) == 8 and Sample().double(5) == 10
+        assert stage_cpu.totals["double"][1] == 2
+    finally:
+        stage_cpu.uninstall()
+    assert Sample.__dict__["double"] is original
+
+
+def test_every_stage_is_a_plain_function() -> None:
+    """Not a coroutine or generator: a wrapper would time only the creation of its object."""
+    for stage in STAGES:
+        raw = raw_attribute(stage)
+        function = getattr(raw, "__func__", raw)
+        assert inspect.isfunction(function), stage.name
+        assert not (inspect.iscoroutinefunction(function) or inspect.isgeneratorfunction(
+            function) or inspect.isasyncgenfunction(function)), stage.name

@@ -33,3 +33,13 @@ def test_a_labelled_family_has_one_help_and_one_type_line() -> None:
     lines = text.splitlines()
     assert lines.index("# TYPE jangbu_stage_cpu_seconds_total counter") < lines.index(
         'jangbu_stage_cpu_seconds_total{stage="admission"} 1.250000')
+
+
+def test_help_text_is_escaped_and_histograms_get_one_header() -> None:
+    m = Metrics()
+    m.gauge("jangbu_height", lambda: 1, "a back\\slash\nand a newline")
+    m.histogram("jangbu_commit_seconds", "commit time").observe(0.02)
+    text = m.render()
+    assert "# HELP jangbu_height a back\\\\slash\\nand a newline" in text
+    assert text.count("# TYPE jangbu_commit_seconds histogram") == 1
+    assert "# HELP jangbu_commit_seconds commit time" in text
