@@ -448,6 +448,230 @@ static PyObject *merkle_root(PyObject *self, PyObject *items) {
     return PyBytes_FromStringAndSize((const char *)root, HASH_SIZE);
 }
 
+/* A growable buffer of bytes (PyMem): the records of a bucket, or of a whole state. */
+typedef struct {
+    unsigned char *data;
+    size_t size, capacity;
+} buffer;
+
+static int buffer_add(buffer *buf, const unsigned char *data, size_t size) {
+    if (buf->size + size > buf->capacity) {
+        size_t capacity = buf->capacity ? buf->capacity : 4096;
+        while (capacity < buf->size + size) {
+            capacity *= 2;
+        }
+        unsigned char *grown = PyMem_Realloc(buf->data, capacity);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        buf->data = grown;
+        buf->capacity = capacity;
+    }
+    memcpy(buf->data + buf->size, data, size);
+    buf->size += size;
+    return 0;
+}
+
+/* The next (key, value) of ``iterator`` as borrowed-in-``item`` bytes; 1 when there is
+ * one, 0 at the end, -1 on an error (set), 2 when it is not a pair of exact bytes. */
+static int next_pair(PyObject *iterator, PyObject **item, const char **key, Py_ssize_t *ksize,
+                     const char **value, Py_ssize_t *vsize) {
+    *item = PyIter_Next(iterator);
+    if (*item == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyTuple_CheckExact(*item) || PyTuple_GET_SIZE(*item) != 2
+            || !PyBytes_CheckExact(PyTuple_GET_ITEM(*item, 0))
+            || !PyBytes_CheckExact(PyTuple_GET_ITEM(*item, 1))) {
+        return 2;
+    }
+    *key = PyBytes_AS_STRING(PyTuple_GET_ITEM(*item, 0));
+    *ksize = PyBytes_GET_SIZE(PyTuple_GET_ITEM(*item, 0));
+    *value = PyBytes_AS_STRING(PyTuple_GET_ITEM(*item, 1));
+    *vsize = PyBytes_GET_SIZE(PyTuple_GET_ITEM(*item, 1));
+    return 1;
+}
+
+/* records -> bucket (as int) in both dicts: the records, and their leaf hash. */
+static int emit_bucket(PyObject *records_by_bucket, PyObject *hash_by_bucket, long bucket,
+                       const buffer *buf) {
+    static const unsigned char leaf_tag = 0x00;
+    unsigned char digest[HASH_SIZE];
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, &leaf_tag, 1);
+    SHA256_Update(&ctx, buf->data, buf->size);
+    SHA256_Final(digest, &ctx);
+    PyObject *key = PyLong_FromLong(bucket);
+    PyObject *records = PyBytes_FromStringAndSize((const char *)buf->data,
+                                                  (Py_ssize_t)buf->size);
+    PyObject *hash = PyBytes_FromStringAndSize((const char *)digest, HASH_SIZE);
+    int failed = key == NULL || records == NULL || hash == NULL
+                 || PyDict_SetItem(records_by_bucket, key, records) < 0
+                 || PyDict_SetItem(hash_by_bucket, key, hash) < 0;
+    Py_XDECREF(key);
+    Py_XDECREF(records);
+    Py_XDECREF(hash);
+    return failed ? -1 : 0;
+}
+
+PyDoc_STRVAR(leaf_buckets_doc,
+"leaf_buckets(entries, skip) -> tuple[dict, dict] | None\n\n"
+"The leaf index read whole (StateTree.load): ``entries`` yields (key, value) in key order,\n"
+"each key ``skip`` bytes of prefix then a 32-byte key hash, each value a 32-byte value\n"
+"hash. Returns (bucket -> its records: key hash || value hash, in order; bucket -> its\n"
+"hash, SHA-256(0x00 || records)). None (the iterator partly read) when an entry has\n"
+"another shape or the key hashes are not strictly increasing: the caller reads again.");
+
+static PyObject *leaf_buckets_impl(PyObject *const *args) {
+    PyObject *entries = args[0];
+    Py_ssize_t skip = PyLong_AsSsize_t(args[1]);
+    if (skip < 0) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *iterator = PyObject_GetIter(entries);
+    if (iterator == NULL) {
+        return NULL;
+    }
+    PyObject *records_by_bucket = PyDict_New();
+    PyObject *hash_by_bucket = PyDict_New();
+    buffer buf = {NULL, 0, 0};
+    unsigned char previous[HASH_SIZE];
+    long bucket = -1;
+    int have_previous = 0, shape_ok = 1, failed = records_by_bucket == NULL
+                                                  || hash_by_bucket == NULL;
+    while (!failed) {
+        PyObject *item;
+        const char *key, *value;
+        Py_ssize_t ksize, vsize;
+        int got = next_pair(iterator, &item, &key, &ksize, &value, &vsize);
+        if (got <= 0) {
+            failed = got < 0;
+            break;
+        }
+        if (got == 2 || ksize != skip + HASH_SIZE || vsize != HASH_SIZE
+                || (have_previous && memcmp(previous, key + skip, HASH_SIZE) >= 0)) {
+            Py_DECREF(item);
+            shape_ok = 0;
+            break;
+        }
+        const unsigned char *khash = (const unsigned char *)key + skip;
+        long this_bucket = (long)(khash[0] << 8 | khash[1]);
+        if (this_bucket != bucket && bucket >= 0) {
+            failed = emit_bucket(records_by_bucket, hash_by_bucket, bucket, &buf) < 0;
+            buf.size = 0;
+        }
+        bucket = this_bucket;
+        memcpy(previous, khash, HASH_SIZE);
+        have_previous = 1;
+        failed = failed || buffer_add(&buf, khash, HASH_SIZE) < 0
+                 || buffer_add(&buf, (const unsigned char *)value, HASH_SIZE) < 0;
+        Py_DECREF(item);
+    }
+    if (!failed && shape_ok && bucket >= 0) {
+        failed = emit_bucket(records_by_bucket, hash_by_bucket, bucket, &buf) < 0;
+    }
+    PyMem_Free(buf.data);
+    Py_DECREF(iterator);
+    if (failed || !shape_ok) {
+        Py_XDECREF(records_by_bucket);
+        Py_XDECREF(hash_by_bucket);
+        if (failed) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NN)", records_by_bucket, hash_by_bucket);
+}
+
+static PyObject *leaf_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "leaf_buckets(entries, skip)");
+        return NULL;
+    }
+    return without_gc(leaf_buckets_impl, args);
+}
+
+static int by_record(const void *a, const void *b) {
+    return memcmp(a, b, RECORD_SIZE);
+}
+
+PyDoc_STRVAR(state_records_doc,
+"state_records(entries, skip) -> bytes | None\n\n"
+"What the leaf index must hold for a state (the start-up check of the stored values):\n"
+"for each (key, value) of ``entries``, SHA-256(key[skip:]) || SHA-256(value), all of them\n"
+"sorted and joined. None (the iterator partly read) when an entry is not a pair of\n"
+"exact bytes or a key is shorter than ``skip``.");
+
+static PyObject *state_records_impl(PyObject *const *args) {
+    PyObject *entries = args[0];
+    Py_ssize_t skip = PyLong_AsSsize_t(args[1]);
+    if (skip < 0) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *iterator = PyObject_GetIter(entries);
+    if (iterator == NULL) {
+        return NULL;
+    }
+    buffer buf = {NULL, 0, 0};
+    int failed = 0, shape_ok = 1;
+    for (;;) {
+        PyObject *item;
+        const char *key, *value;
+        Py_ssize_t ksize, vsize;
+        int got = next_pair(iterator, &item, &key, &ksize, &value, &vsize);
+        if (got <= 0) {
+            failed = got < 0;
+            break;
+        }
+        if (got == 2 || ksize < skip) {
+            Py_DECREF(item);
+            shape_ok = 0;
+            break;
+        }
+        unsigned char record[RECORD_SIZE];
+        sha256(key + skip, ksize - skip, record);
+        sha256(value, vsize, record + HASH_SIZE);
+        Py_DECREF(item);
+        if (buffer_add(&buf, record, RECORD_SIZE) < 0) {
+            failed = 1;
+            break;
+        }
+    }
+    Py_DECREF(iterator);
+    if (failed || !shape_ok) {
+        PyMem_Free(buf.data);
+        if (failed) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (buf.size) {
+        qsort(buf.data, buf.size / RECORD_SIZE, RECORD_SIZE, by_record);
+    }
+    PyObject *result = PyBytes_FromStringAndSize(buf.size ? (const char *)buf.data : "",
+                                                 (Py_ssize_t)buf.size);
+    PyMem_Free(buf.data);
+    return result;
+}
+
+static PyObject *state_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "state_records(entries, skip)");
+        return NULL;
+    }
+    return without_gc(state_records_impl, args);
+}
+
 static PyMethodDef methods[] = {
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
     {"hash_writes", (PyCFunction)(void (*)(void))hash_writes, METH_FASTCALL, hash_writes_doc},
@@ -455,6 +679,10 @@ static PyMethodDef methods[] = {
      with_parents_doc},
     {"merge_bucket", (PyCFunction)(void (*)(void))merge_bucket, METH_FASTCALL,
      merge_bucket_doc},
+    {"leaf_buckets", (PyCFunction)(void (*)(void))leaf_buckets, METH_FASTCALL,
+     leaf_buckets_doc},
+    {"state_records", (PyCFunction)(void (*)(void))state_records, METH_FASTCALL,
+     state_records_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -90,6 +90,49 @@ class LeafReader(Protocol):
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
 
 
+def _raw_entries(reader: LeafReader, prefix: bytes) -> tuple[Iterator[tuple[bytes, bytes]], int]:
+    """``reader.scan(prefix)``'s entries, through the store's own iterator where the reader
+    offers one (``raw_scan``: its keys keep the reader's prefix, whose length comes with
+    it), and how many bytes to cut off a key to get what ``scan`` would have yielded."""
+    raw = getattr(reader, "raw_scan", None)
+    if raw is None:
+        return reader.scan(prefix), 0
+    entries, cut = raw(prefix)
+    return entries, cut
+
+
+def leaf_index_records(reader: LeafReader) -> bytes | None:
+    """The whole leaf index as the tree hashes it: every ``key hash || value hash``, in
+    key order, joined. None if an entry is not of that shape (only damage makes one)."""
+    if _fast is not None:
+        entries, cut = _raw_entries(reader, LEAF_PREFIX)
+        found = _fast.leaf_buckets(entries, cut + len(LEAF_PREFIX))
+        if found is not None:
+            records: dict[int, bytes] = found[0]
+            return b"".join([records[bucket] for bucket in sorted(records)])
+    parts = []
+    cut = len(LEAF_PREFIX)
+    for key, vhash in reader.scan(LEAF_PREFIX):
+        if len(key) != cut + _HASH_SIZE or len(vhash) != _HASH_SIZE:
+            return None
+        parts.append(key[cut:] + vhash)
+    return b"".join(parts)  # LevelDB's key order: the key hashes', as the tree sorts them
+
+
+def state_leaf_records(state: LeafReader) -> bytes:
+    """What the leaf index must hold for the state ``state`` reads (keys without the
+    store's prefix): ``key_hash(key) || value_hash(value)`` of every entry, sorted, joined.
+    Compared with :func:`leaf_index_records` at start-up: equal exactly when every stored
+    value hashes to what the tree (so ``state_root``) commits to, and nothing is missing."""
+    if _fast is not None:
+        entries, cut = _raw_entries(state, b"")
+        found: bytes | None = _fast.state_records(entries, cut)
+        if found is not None:
+            return found
+    return b"".join(sorted([key_hash(key) + value_hash(value)
+                            for key, value in state.scan(b"")]))
+
+
 def key_hash(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
 
@@ -248,8 +291,19 @@ class StateTree:
         as the bound allows): the first blocks after a restart need no scans either.
         """
         tree = cls(cache_entries)
-        buckets: dict[int, list[tuple[bytes, bytes]]] = {}
         cut = len(LEAF_PREFIX)
+        if _fast is not None:
+            # In C over the store's iterator: ~4x faster, and start-up reads it all. Entries
+            # of another shape (damage): the general way below, which reads again.
+            raw, skip = _raw_entries(reader, LEAF_PREFIX)
+            found = _fast.leaf_buckets(raw, skip + cut)
+            if found is not None:
+                by_bucket, hashes = found
+                nodes = tree._with_parents(hashes) if hashes else []
+                tree.apply(StateDelta(nodes[DEPTH][0] if nodes else tree.root, {}, nodes))
+                tree._warm(reader, by_bucket)
+                return tree
+        buckets: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, vhash in reader.scan(LEAF_PREFIX):
             khash = key[cut:]
             buckets.setdefault(bucket_of(khash), []).append((khash, vhash))

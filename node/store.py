@@ -113,6 +113,13 @@ class _PrefixReader:
         for key, value in self._db.iterator(prefix=self._prefix + prefix):
             yield key[cut:], value
 
+    def raw_scan(self, prefix: bytes) -> tuple[Iterator[tuple[bytes, bytes]], int]:
+        """LevelDB's own iterator over ``prefix`` (keys with this reader's prefix still on)
+        and that prefix's length: for loops in C that read a whole prefix at start-up
+        (node/state_tree.py), where a Python generator per entry was most of the cost.
+        Never remembered, unlike a state scan (no cache to fill with the whole state)."""
+        return self._db.iterator(prefix=self._prefix + prefix), len(self._prefix)
+
 
 class _CachedStateReader(_PrefixReader):
     """The committed-state reader, remembering the results of small prefix scans.

@@ -295,3 +295,139 @@ def test_the_tree_switch_also_switches_the_block_roots() -> None:
         assert state_tree.use_compiled_tree(True) == (merkle._fast_root is not None)
     finally:
         state_tree.use_compiled_tree(True)
+
+
+# --- start-up: the leaf index and the state read whole ------------------------------------
+
+def leaf_entries(records: list[tuple[bytes, bytes]], prefix: bytes = LEAF_PREFIX
+                 ) -> list[tuple[bytes, bytes]]:
+    return [(prefix + khash, vhash) for khash, vhash in sorted(records)]
+
+
+def python_buckets(records: list[tuple[bytes, bytes]]) -> tuple[dict[int, bytes],
+                                                                 dict[int, bytes]]:
+    by_bucket: dict[int, list[bytes]] = {}
+    for khash, vhash in sorted(records):
+        by_bucket.setdefault(state_tree.bucket_of(khash), []).append(khash + vhash)
+    joined = {bucket: b"".join(parts) for bucket, parts in by_bucket.items()}
+    return joined, {bucket: hashlib.sha256(b"\x00" + data).digest()
+                    for bucket, data in joined.items()}
+
+
+# Few distinct leading bytes, so that buckets hold several records.
+key_hashes = st.builds(lambda head, tail: head + tail, st.sampled_from([b"\x00\x01", b"\x00\x02",
+                                                                         b"\xff\xff", b"\x12\x34"]),
+                       st.binary(min_size=30, max_size=30))
+
+
+@needs_fast
+@settings(max_examples=200, deadline=None)
+@given(records=st.dictionaries(key_hashes | hashes, hashes, max_size=80),
+       prefix=st.sampled_from([b"", LEAF_PREFIX, b"xyz/l/"]))
+def test_leaf_buckets_matches_python(records, prefix):
+    items = list(records.items())
+    found = fast.leaf_buckets(iter(leaf_entries(items, prefix)), len(prefix))
+    assert found == python_buckets(items)
+
+
+@needs_fast
+@pytest.mark.parametrize("entries", [
+    [(b"l/" + b"\x01" * 32, b"v" * 31)],                                 # short value hash
+    [(b"l/" + b"\x01" * 31, b"v" * 32)],                                 # short key hash
+    [(b"l/" + b"\x02" * 32, b"v" * 32), (b"l/" + b"\x01" * 32, b"v" * 32)],  # out of order
+    [(b"l/" + b"\x01" * 32, b"v" * 32), (b"l/" + b"\x01" * 32, b"w" * 32)],  # a repeat
+    [[b"l/" + b"\x01" * 32, b"v" * 32]],                                 # not a tuple
+    [(b"l/" + b"\x01" * 32, bytearray(b"v" * 32))],                      # not bytes
+    [(b"l/" + b"\x01" * 32,)],                                           # not a pair
+])
+def test_leaf_buckets_steps_aside(entries):
+    assert fast.leaf_buckets(iter(entries), len(LEAF_PREFIX)) is None
+    assert fast.leaf_buckets(iter([]), -1) is None
+
+
+@needs_fast
+def test_an_error_while_reading_is_raised_not_hidden():
+    def failing() -> Iterator[tuple[bytes, bytes]]:
+        yield (LEAF_PREFIX + b"\x01" * 32, b"v" * 32)
+        raise OSError("disk")
+
+    with pytest.raises(OSError, match="disk"):
+        fast.leaf_buckets(failing(), len(LEAF_PREFIX))
+    with pytest.raises(OSError, match="disk"):
+        fast.state_records(failing(), 0)
+    assert fast.leaf_buckets(iter([]), 2) == ({}, {})
+    assert fast.state_records(iter([]), 2) == b""
+
+
+@needs_fast
+@settings(max_examples=200, deadline=None)
+@given(state=st.dictionaries(st.binary(max_size=40), st.binary(max_size=600), max_size=80),
+       prefix=st.sampled_from([b"", b"s/"]))
+def test_state_records_matches_python(state, prefix):
+    entries = [(prefix + key, value) for key, value in sorted(state.items())]
+    expected = b"".join(sorted(state_tree.key_hash(key) + state_tree.value_hash(value)
+                               for key, value in state.items()))
+    assert fast.state_records(iter(entries), len(prefix)) == expected
+
+
+@needs_fast
+@pytest.mark.parametrize("entries, skip", [
+    ([(b"s", b"v")], 2),                   # a key shorter than its prefix
+    ([(b"s/k", "v")], 2),                  # a str value
+    ([(b"s/k", b"v", b"x")], 2),           # not a pair
+])
+def test_state_records_steps_aside(entries, skip):
+    assert fast.state_records(iter(entries), skip) is None
+
+
+class RawReader(MemoryKV):
+    """A MemoryKV offering the store's ``raw_scan`` (keys keep a prefix of its own)."""
+
+    def __init__(self, data: dict[bytes, bytes], own_prefix: bytes) -> None:
+        super().__init__(data)
+        self.own_prefix = own_prefix
+
+    def raw_scan(self, prefix: bytes) -> tuple[Iterator[tuple[bytes, bytes]], int]:
+        return ((self.own_prefix + k, v) for k, v in self.scan(prefix)), len(self.own_prefix)
+
+
+@needs_fast
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_tree_loads_the_same_with_and_without_compiled_loops(raw):
+    rng = random.Random(5)
+    tree, reader = StateTree(), MemoryKV()
+    for _ in range(4):
+        writes = {rng.randbytes(rng.choice([4, 40])): rng.randbytes(30) for _ in range(700)}
+        delta = tree.preview(writes, reader)
+        reader.apply(dict(delta.leaf_writes))
+        tree.apply(delta)
+    source = RawReader(reader.data, b"x/") if raw else reader
+    loaded = {}
+    for compiled in (False, True):
+        state_tree.use_compiled_tree(compiled)
+        try:
+            loaded[compiled] = StateTree.load(source)
+        finally:
+            state_tree.use_compiled_tree(True)
+    assert loaded[True].levels == loaded[False].levels == tree.levels
+    assert loaded[True]._cache == loaded[False]._cache
+    assert loaded[True]._cache_size == loaded[False]._cache_size
+
+
+@needs_fast
+def test_a_damaged_leaf_loads_as_the_python_code_loads_it():
+    tree, reader = StateTree(), MemoryKV()
+    delta = tree.preview({b"a": b"1", b"b": b"2", b"c": b"3"}, reader)
+    reader.apply(dict(delta.leaf_writes))
+    damaged = next(iter(reader.data))
+    reader.data[damaged] = b"short"
+    loaded = {}
+    for compiled in (False, True):
+        state_tree.use_compiled_tree(compiled)
+        try:
+            loaded[compiled] = StateTree.load(reader)
+            assert state_tree.leaf_index_records(reader) is None
+        finally:
+            state_tree.use_compiled_tree(True)
+    assert loaded[True].levels == loaded[False].levels
+    assert loaded[True]._cache == loaded[False]._cache
