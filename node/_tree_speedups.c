@@ -455,10 +455,15 @@ typedef struct {
 } buffer;
 
 static int buffer_add(buffer *buf, const unsigned char *data, size_t size) {
+    if (size > (size_t)PY_SSIZE_T_MAX - buf->size) {
+        PyErr_NoMemory();
+        return -1;
+    }
     if (buf->size + size > buf->capacity) {
         size_t capacity = buf->capacity ? buf->capacity : 4096;
         while (capacity < buf->size + size) {
-            capacity *= 2;
+            capacity = capacity > (size_t)PY_SSIZE_T_MAX / 2 ? (size_t)PY_SSIZE_T_MAX
+                                                             : capacity * 2;
         }
         unsigned char *grown = PyMem_Realloc(buf->data, capacity);
         if (grown == NULL) {
@@ -473,8 +478,27 @@ static int buffer_add(buffer *buf, const unsigned char *data, size_t size) {
     return 0;
 }
 
-/* The next (key, value) of ``iterator`` as borrowed-in-``item`` bytes; 1 when there is
- * one, 0 at the end, -1 on an error (set), 2 when it is not a pair of exact bytes. */
+/* ``skip`` as the number of key bytes to cut: an exact int from 0 to 1 KiB, else
+ * TypeError / ValueError (a caller's bug, never a shape of the data). */
+static int read_skip(PyObject *arg, Py_ssize_t *skip) {
+    if (!PyLong_CheckExact(arg)) {
+        PyErr_SetString(PyExc_TypeError, "skip must be an int");
+        return -1;
+    }
+    *skip = PyLong_AsSsize_t(arg);
+    if (*skip == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*skip < 0 || *skip > 1024) {
+        PyErr_SetString(PyExc_ValueError, "skip must be 0 to 1024");
+        return -1;
+    }
+    return 0;
+}
+
+/* The next (key, value) of ``iterator``, a new reference in ``*item`` whose bytes the
+ * pointers point into; 1 when there is one, 0 at the end, -1 on an error (set), 2 when it
+ * is not a pair of exact bytes. Tuples of bytes cannot change while ``*item`` is held. */
 static int next_pair(PyObject *iterator, PyObject **item, const char **key, Py_ssize_t *ksize,
                      const char **value, Py_ssize_t *vsize) {
     *item = PyIter_Next(iterator);
@@ -493,23 +517,30 @@ static int next_pair(PyObject *iterator, PyObject **item, const char **key, Py_s
     return 1;
 }
 
-/* records -> bucket (as int) in both dicts: the records, and their leaf hash. */
-static int emit_bucket(PyObject *records_by_bucket, PyObject *hash_by_bucket, long bucket,
-                       const buffer *buf) {
+/* SHA-256(0x00 || data): a bucket's hash over its records (node.merkle.leaf_hash). */
+static void bucket_digest(const unsigned char *data, size_t size, unsigned char *out) {
     static const unsigned char leaf_tag = 0x00;
-    unsigned char digest[HASH_SIZE];
     SHA256_CTX ctx;
     SHA256_Init(&ctx);
     SHA256_Update(&ctx, &leaf_tag, 1);
-    SHA256_Update(&ctx, buf->data, buf->size);
-    SHA256_Final(digest, &ctx);
+    SHA256_Update(&ctx, data, size);
+    SHA256_Final(out, &ctx);
+}
+
+/* bucket -> its hash into ``hashes``, and -> its records into ``records`` unless NULL. */
+static int emit_bucket(PyObject *records_by_bucket, PyObject *hash_by_bucket, long bucket,
+                       const unsigned char *data, size_t size) {
+    unsigned char digest[HASH_SIZE];
+    bucket_digest(data, size, digest);
     PyObject *key = PyLong_FromLong(bucket);
-    PyObject *records = PyBytes_FromStringAndSize((const char *)buf->data,
-                                                  (Py_ssize_t)buf->size);
     PyObject *hash = PyBytes_FromStringAndSize((const char *)digest, HASH_SIZE);
-    int failed = key == NULL || records == NULL || hash == NULL
-                 || PyDict_SetItem(records_by_bucket, key, records) < 0
-                 || PyDict_SetItem(hash_by_bucket, key, hash) < 0;
+    PyObject *records = records_by_bucket == NULL ? NULL
+        : PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)size);
+    int failed = key == NULL || hash == NULL
+                 || (records_by_bucket != NULL && records == NULL)
+                 || PyDict_SetItem(hash_by_bucket, key, hash) < 0
+                 || (records_by_bucket != NULL
+                     && PyDict_SetItem(records_by_bucket, key, records) < 0);
     Py_XDECREF(key);
     Py_XDECREF(records);
     Py_XDECREF(hash);
@@ -522,18 +553,20 @@ PyDoc_STRVAR(leaf_buckets_doc,
 "each key ``skip`` bytes of prefix then a 32-byte key hash, each value a 32-byte value\n"
 "hash. Returns (bucket -> its records: key hash || value hash, in order; bucket -> its\n"
 "hash, SHA-256(0x00 || records)). None (the iterator partly read) when an entry has\n"
-"another shape or the key hashes are not strictly increasing: the caller reads again.");
+"another shape or the key hashes are not strictly increasing: the caller reads again.\n"
+"An error raised by the iterator is raised.");
 
-static PyObject *leaf_buckets_impl(PyObject *const *args) {
-    PyObject *entries = args[0];
-    Py_ssize_t skip = PyLong_AsSsize_t(args[1]);
-    if (skip < 0) {
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-        }
-        Py_RETURN_NONE;
+static PyObject *leaf_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    Py_ssize_t skip;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "leaf_buckets(entries, skip)");
+        return NULL;
     }
-    PyObject *iterator = PyObject_GetIter(entries);
+    if (read_skip(args[1], &skip) < 0) {
+        return NULL;
+    }
+    PyObject *iterator = PyObject_GetIter(args[0]);
     if (iterator == NULL) {
         return NULL;
     }
@@ -542,8 +575,8 @@ static PyObject *leaf_buckets_impl(PyObject *const *args) {
     buffer buf = {NULL, 0, 0};
     unsigned char previous[HASH_SIZE];
     long bucket = -1;
-    int have_previous = 0, shape_ok = 1, failed = records_by_bucket == NULL
-                                                  || hash_by_bucket == NULL;
+    int have_previous = 0, shape_ok = 1;
+    int failed = records_by_bucket == NULL || hash_by_bucket == NULL;
     while (!failed) {
         PyObject *item;
         const char *key, *value;
@@ -553,7 +586,7 @@ static PyObject *leaf_buckets_impl(PyObject *const *args) {
             failed = got < 0;
             break;
         }
-        if (got == 2 || ksize != skip + HASH_SIZE || vsize != HASH_SIZE
+        if (got == 2 || ksize - HASH_SIZE != skip || vsize != HASH_SIZE
                 || (have_previous && memcmp(previous, key + skip, HASH_SIZE) >= 0)) {
             Py_DECREF(item);
             shape_ok = 0;
@@ -562,7 +595,8 @@ static PyObject *leaf_buckets_impl(PyObject *const *args) {
         const unsigned char *khash = (const unsigned char *)key + skip;
         long this_bucket = (long)(khash[0] << 8 | khash[1]);
         if (this_bucket != bucket && bucket >= 0) {
-            failed = emit_bucket(records_by_bucket, hash_by_bucket, bucket, &buf) < 0;
+            failed = emit_bucket(records_by_bucket, hash_by_bucket, bucket, buf.data,
+                                 buf.size) < 0;
             buf.size = 0;
         }
         bucket = this_bucket;
@@ -573,7 +607,8 @@ static PyObject *leaf_buckets_impl(PyObject *const *args) {
         Py_DECREF(item);
     }
     if (!failed && shape_ok && bucket >= 0) {
-        failed = emit_bucket(records_by_bucket, hash_by_bucket, bucket, &buf) < 0;
+        failed = emit_bucket(records_by_bucket, hash_by_bucket, bucket, buf.data,
+                             buf.size) < 0;
     }
     PyMem_Free(buf.data);
     Py_DECREF(iterator);
@@ -588,36 +623,30 @@ static PyObject *leaf_buckets_impl(PyObject *const *args) {
     return Py_BuildValue("(NN)", records_by_bucket, hash_by_bucket);
 }
 
-static PyObject *leaf_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "leaf_buckets(entries, skip)");
-        return NULL;
-    }
-    return without_gc(leaf_buckets_impl, args);
-}
-
 static int by_record(const void *a, const void *b) {
     return memcmp(a, b, RECORD_SIZE);
 }
 
-PyDoc_STRVAR(state_records_doc,
-"state_records(entries, skip) -> bytes | None\n\n"
-"What the leaf index must hold for a state (the start-up check of the stored values):\n"
-"for each (key, value) of ``entries``, SHA-256(key[skip:]) || SHA-256(value), all of them\n"
-"sorted and joined. None (the iterator partly read) when an entry is not a pair of\n"
-"exact bytes or a key is shorter than ``skip``.");
+PyDoc_STRVAR(state_buckets_doc,
+"state_buckets(entries, skip) -> dict | None\n\n"
+"The bucket hashes a state gives (the start-up check of the stored values): for each\n"
+"(key, value) of ``entries``, the record SHA-256(key[skip:]) || SHA-256(value); the\n"
+"records sorted and grouped by bucket (first two bytes); bucket -> SHA-256(0x00 ||\n"
+"records) for every bucket that holds one. None (the iterator partly read) when an entry\n"
+"is not a pair of exact bytes or a key is shorter than ``skip``. An error raised by the\n"
+"iterator is raised.");
 
-static PyObject *state_records_impl(PyObject *const *args) {
-    PyObject *entries = args[0];
-    Py_ssize_t skip = PyLong_AsSsize_t(args[1]);
-    if (skip < 0) {
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-        }
-        Py_RETURN_NONE;
+static PyObject *state_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    Py_ssize_t skip;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "state_buckets(entries, skip)");
+        return NULL;
     }
-    PyObject *iterator = PyObject_GetIter(entries);
+    if (read_skip(args[1], &skip) < 0) {
+        return NULL;
+    }
+    PyObject *iterator = PyObject_GetIter(args[0]);
     if (iterator == NULL) {
         return NULL;
     }
@@ -647,29 +676,34 @@ static PyObject *state_records_impl(PyObject *const *args) {
         }
     }
     Py_DECREF(iterator);
-    if (failed || !shape_ok) {
-        PyMem_Free(buf.data);
-        if (failed) {
-            return NULL;
+    PyObject *hashes = NULL;
+    if (!failed && shape_ok) {
+        size_t count = buf.size / RECORD_SIZE;
+        if (count > 1) {
+            qsort(buf.data, count, RECORD_SIZE, by_record);
         }
-        Py_RETURN_NONE;
+        hashes = PyDict_New();
+        size_t first = 0;
+        for (size_t i = 1; hashes != NULL && i <= count; i++) {
+            const unsigned char *at = buf.data + first * RECORD_SIZE;
+            if (i == count || memcmp(at, buf.data + i * RECORD_SIZE, 2) != 0) {
+                if (emit_bucket(NULL, hashes, (long)(at[0] << 8 | at[1]), at,
+                                (i - first) * RECORD_SIZE) < 0) {
+                    Py_CLEAR(hashes);
+                }
+                first = i;
+            }
+        }
+        failed = hashes == NULL;
     }
-    if (buf.size) {
-        qsort(buf.data, buf.size / RECORD_SIZE, RECORD_SIZE, by_record);
-    }
-    PyObject *result = PyBytes_FromStringAndSize(buf.size ? (const char *)buf.data : "",
-                                                 (Py_ssize_t)buf.size);
     PyMem_Free(buf.data);
-    return result;
-}
-
-static PyObject *state_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "state_records(entries, skip)");
+    if (failed) {
         return NULL;
     }
-    return without_gc(state_records_impl, args);
+    if (!shape_ok) {
+        Py_RETURN_NONE;
+    }
+    return hashes;
 }
 
 static PyMethodDef methods[] = {
@@ -681,8 +715,8 @@ static PyMethodDef methods[] = {
      merge_bucket_doc},
     {"leaf_buckets", (PyCFunction)(void (*)(void))leaf_buckets, METH_FASTCALL,
      leaf_buckets_doc},
-    {"state_records", (PyCFunction)(void (*)(void))state_records, METH_FASTCALL,
-     state_records_doc},
+    {"state_buckets", (PyCFunction)(void (*)(void))state_buckets, METH_FASTCALL,
+     state_buckets_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,7 +43,7 @@ from node.p2p.peer_manager import PeerManager
 from node.registry import load_contracts
 from node.signer_state import FILE_NAME as GUARD_FILE
 from node.signer_state import SignerStateError, SignerStateFile
-from node.state_tree import leaf_index_records, state_leaf_records
+from node.state_tree import state_matches_tree
 from node.store import LedgerStore, StoreError
 
 log = logging.getLogger("jangbu.node")
@@ -273,13 +273,13 @@ def state_values_damaged(node: Node) -> bool:
     """Does any stored state value differ from the value hash the state tree commits to?
 
     The tree (and so ``state_root``) is rebuilt from the leaf index alone, so a damaged
-    value would otherwise go unnoticed until a block touched it. One pass over the state
-    and one over the leaf index, compared whole: the same entries, the same hashes.
-    (It was a leaf lookup per state key and a second pass to count: 0.44 s of a restart
-    at 85,000 keys, now ~0.1 s; docs/benchmarks.md, seventeenth round.)
+    value would otherwise go unnoticed until a block touched it. One pass over the state,
+    hashed and compared with the loaded tree bucket by bucket (node.state_tree
+    ``state_matches_tree``). It was a leaf lookup per state key and a second pass over the
+    index to count it: 0.40-0.44 s of a restart at 85,000 keys (docs/benchmarks.md,
+    seventeenth round).
     """
-    leaves = leaf_index_records(node.store.leaves)
-    return leaves is None or leaves != state_leaf_records(node.store.state)
+    return not state_matches_tree(node.store.state, node.engine.tree)
 
 
 def engine_root_mismatch(node: Node) -> bool:

@@ -101,36 +101,33 @@ def _raw_entries(reader: LeafReader, prefix: bytes) -> tuple[Iterator[tuple[byte
     return entries, cut
 
 
-def leaf_index_records(reader: LeafReader) -> bytes | None:
-    """The whole leaf index as the tree hashes it: every ``key hash || value hash``, in
-    key order, joined. None if an entry is not of that shape (only damage makes one)."""
+def state_bucket_hashes(state: LeafReader) -> dict[int, bytes]:
+    """The bucket hashes the state ``state`` reads gives (keys without the store's prefix):
+    every ``key_hash(key) || value_hash(value)``, sorted, grouped by bucket and hashed as
+    :func:`bucket_hash` does; buckets with no record are left out."""
+    entries, cut = _raw_entries(state, b"")
     if _fast is not None:
-        entries, cut = _raw_entries(reader, LEAF_PREFIX)
-        found = _fast.leaf_buckets(entries, cut + len(LEAF_PREFIX))
-        if found is not None:
-            records: dict[int, bytes] = found[0]
-            return b"".join([records[bucket] for bucket in sorted(records)])
-    parts = []
-    cut = len(LEAF_PREFIX)
-    for key, vhash in reader.scan(LEAF_PREFIX):
-        if len(key) != cut + _HASH_SIZE or len(vhash) != _HASH_SIZE:
-            return None
-        parts.append(key[cut:] + vhash)
-    return b"".join(parts)  # LevelDB's key order: the key hashes', as the tree sorts them
-
-
-def state_leaf_records(state: LeafReader) -> bytes:
-    """What the leaf index must hold for the state ``state`` reads (keys without the
-    store's prefix): ``key_hash(key) || value_hash(value)`` of every entry, sorted, joined.
-    Compared with :func:`leaf_index_records` at start-up: equal exactly when every stored
-    value hashes to what the tree (so ``state_root``) commits to, and nothing is missing."""
-    if _fast is not None:
-        entries, cut = _raw_entries(state, b"")
-        found: bytes | None = _fast.state_records(entries, cut)
+        found: dict[int, bytes] | None = _fast.state_buckets(entries, cut)
         if found is not None:
             return found
-    return b"".join(sorted([key_hash(key) + value_hash(value)
-                            for key, value in state.scan(b"")]))
+        entries, cut = _raw_entries(state, b"")  # stepped aside: read again
+    records = sorted([key_hash(key[cut:]) + value_hash(value) for key, value in entries])
+    by_bucket: dict[int, list[bytes]] = {}
+    for record in records:
+        by_bucket.setdefault(bucket_of(record), []).append(record)
+    return {bucket: leaf_hash(b"".join(parts)) for bucket, parts in by_bucket.items()}
+
+
+def state_matches_tree(state: LeafReader, tree: StateTree) -> bool:
+    """Does every stored value hash to what ``tree`` (loaded from the leaf index) commits
+    to, with nothing missing and nothing extra? The start-up check of node.app: bucket by
+    bucket, the hashes the values give against the tree's, and as many non-empty buckets.
+    It holds the state's records (64 bytes a key) while it sorts them, nothing else."""
+    found = state_bucket_hashes(state)
+    level = tree.levels[0]
+    if any(level[bucket] != digest for bucket, digest in found.items()):
+        return False
+    return sum(1 for digest in level if digest != _EMPTY_BUCKET) == len(found)
 
 
 def key_hash(key: bytes) -> bytes:
@@ -297,6 +294,7 @@ class StateTree:
             # of another shape (damage): the general way below, which reads again.
             raw, skip = _raw_entries(reader, LEAF_PREFIX)
             found = _fast.leaf_buckets(raw, skip + cut)
+            del raw  # a partly read store iterator, if it stepped aside
             if found is not None:
                 by_bucket, hashes = found
                 nodes = tree._with_parents(hashes) if hashes else []

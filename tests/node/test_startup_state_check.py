@@ -35,7 +35,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStor
 
 
 def damaged(store: LedgerStore) -> bool:
-    return state_values_damaged(types.SimpleNamespace(store=store))  # type: ignore[arg-type]
+    """The start-up check as the node runs it: on the tree loaded from the leaf index."""
+    node = types.SimpleNamespace(store=store,
+                                 engine=types.SimpleNamespace(tree=store.load_state_tree()))
+    return state_values_damaged(node)  # type: ignore[arg-type]
 
 
 def change_a_value(store: LedgerStore) -> None:
@@ -76,8 +79,47 @@ def test_every_kind_of_mismatch_is_damage(store: LedgerStore,
     assert damaged(store)
 
 
-def test_the_check_leaves_the_state_readers_cache_alone(store: LedgerStore) -> None:
+def malformed_leaf_key(store: LedgerStore) -> None:
+    """A leaf whose key is not a key hash, the count of leaves kept (one dropped)."""
+    store.db.delete(LEAF_PREFIX + key_hash(b"clearance/order/O-11"))
+    store.db.put(LEAF_PREFIX + b"\x00" * 31, value_hash(b"x"))
+
+
+def test_a_leaf_swapped_for_a_malformed_one_is_damage(store: LedgerStore) -> None:
+    malformed_leaf_key(store)
+    assert damaged(store)
+
+
+@pytest.mark.skipif(state_tree._compiled is None, reason="compiled tree loops not built")
+@pytest.mark.parametrize("harm", [None, change_a_value, drop_a_leaf])
+def test_the_compiled_check_reads_in_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       harm: Callable[[LedgerStore], None] | None) -> None:
+    """Not the Python loops after the C code stepped aside, which every test above would
+    also pass: with them made to fail, the compiled build still answers."""
+    opened = LedgerStore.open(str(tmp_path / "data"), chain_id="c", genesis_hash=b"\x00" * 32)
+    opened.initialise(chain_id="c", genesis_hash=b"\x00" * 32, state=STATE)
+    try:
+        if harm is not None:
+            harm(opened)
+        monkeypatch.setattr(state_tree, "value_hash", None)
+        monkeypatch.setattr(state_tree, "bucket_of", None)
+        assert damaged(opened) == (harm is not None)
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_check_leaves_the_state_readers_cache_alone(tmp_path: Path,
+                                                        compiled: bool) -> None:
     """It reads the whole state through LevelDB's iterator, not the reader that remembers
-    scans for contracts (which would otherwise try to remember the whole state)."""
-    assert not damaged(store)
-    assert not store.state._scans
+    small scans for contracts (a state of 64 keys or fewer would be remembered whole)."""
+    opened = LedgerStore.open(str(tmp_path / "data"), chain_id="c", genesis_hash=b"\x00" * 32)
+    small = dict(list(STATE.items())[:10])
+    opened.initialise(chain_id="c", genesis_hash=b"\x00" * 32, state=small)
+    state_tree.use_compiled_tree(compiled)
+    try:
+        assert not damaged(opened)
+        assert not opened.state._scans
+    finally:
+        state_tree.use_compiled_tree(True)
+        opened.close()
