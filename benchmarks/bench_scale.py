@@ -95,11 +95,11 @@ def restart_catch_up(net: Network, behind: int) -> dict[str, object]:
     running while the orders commit, and is then killed again and restarted on the copy.
     Its signer state (outside the data directory) stays the newest, as after a real outage.
     """
+    from_height = net.status("buyer")["height"]  # idle network: the height it is killed at
     net.kill("buyer")  # SIGKILL: what a crash leaves
     data = net.home("buyer") / "data"
     snapshot = net.home("buyer").parent / "buyer-data-at-kill"
     shutil.copytree(data, snapshot)
-    from_height = net.status("customs")["height"]
     net.start("buyer")
     net.wait_ready("buyer", timeout=120)
     growth = bench(net.directory, behind)
