@@ -49,15 +49,17 @@ def cmd_network_init(args: argparse.Namespace) -> int:
 
 
 def cmd_node_start(args: argparse.Namespace) -> int:
-    from node.app import NodeStartError, event_loop_factory, run_node, setup_logging
     from node.config import ConfigError, load_config
-    from node.store import StoreError
+    from node.store import StoreError, preopen
     try:
         config = load_config(args.home).with_overrides(
             p2p_listen=args.p2p_listen, api_listen=args.api_listen, log_level=args.log_level,
             log_format=args.log_format)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    # A restart's LevelDB log replay runs while the node's modules are imported.
+    preopen(str(config.data_dir))
+    from node.app import NodeStartError, event_loop_factory, run_node, setup_logging
     setup_logging(config.log_level, config.log_format)
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

@@ -33,6 +33,7 @@ version refuses to open rather than misread pointers as blocks).
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -95,6 +96,38 @@ Memory: at most ~2 memtables (128 MB) plus the 64 MB block cache per node, alloc
 
 def height_key(prefix: bytes, height: int) -> bytes:
     return prefix + height.to_bytes(8, "big")
+
+
+def _open_db(path: str) -> Any:
+    return plyvel.DB(path, create_if_missing=True, paranoid_checks=True, **LEVELDB_OPTIONS)
+
+
+_PREOPENED: dict[str, Future[Any]] = {}
+
+
+def preopen(path: str) -> None:
+    """Begin opening the existing store at ``path`` on a thread; :meth:`LedgerStore.open`
+    takes the result.
+
+    Why: opening LevelDB replays the log of writes since its last open (up to the 64 MiB
+    write buffer: ~0.55-0.7 s after a run under load, docs/benchmarks.md seventeenth
+    round), with the GIL released. ``jangbu node start`` calls this before it imports the
+    node's modules (~0.2 s), so a restarting node does both at once. Nothing is done for a
+    directory without a LevelDB database yet: a first start has nothing to replay, and a
+    node that then fails on its genesis or keys must not leave a database behind.
+    """
+    if path in _PREOPENED or not os.path.isfile(os.path.join(path, "CURRENT")):
+        return
+    pending: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            pending.set_result(_open_db(path))
+        except BaseException as exc:  # raised again by LedgerStore.open, in its caller
+            pending.set_exception(exc)
+
+    _PREOPENED[path] = pending
+    threading.Thread(target=run, name="jangbu-store-open", daemon=True).start()
 
 
 class _PrefixReader:
@@ -286,10 +319,14 @@ class LedgerStore:
 
     @classmethod
     def open(cls, path: str, *, chain_id: str, genesis_hash: bytes) -> LedgerStore:
-        """Open (or create) the store at ``path`` for this chain; raises StoreError."""
+        """Open (or create) the store at ``path`` for this chain; raises StoreError.
+
+        Takes the database :func:`preopen` began opening for ``path``, if it did (its
+        errors are raised here, as if it had been opened here)."""
         os.makedirs(path, exist_ok=True)
         try:
-            db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True, **LEVELDB_OPTIONS)
+            pending = _PREOPENED.pop(path, None)
+            db = _open_db(path) if pending is None else pending.result()
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise StoreError(

@@ -1,0 +1,63 @@
+"""node.store.preopen: a restart's LevelDB open begun early, taken by LedgerStore.open.
+
+The result must be the store LedgerStore.open would have opened itself, and any error the
+one it would have raised; a directory without a database is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from node import store as store_module
+from node.store import LedgerStore, StoreError, preopen
+
+GENESIS = b"\x00" * 32
+
+
+def make_store(path: Path) -> None:
+    opened = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
+    opened.initialise(chain_id="c", genesis_hash=GENESIS, state={b"k": b"v"})
+    opened.close()
+
+
+def test_nothing_happens_for_a_directory_without_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "data"
+    preopen(str(missing))
+    assert not missing.exists()
+    assert str(missing) not in store_module._PREOPENED
+    missing.mkdir()
+    preopen(str(missing))  # a directory, but no LevelDB in it yet (first start)
+    assert os.listdir(missing) == []
+    assert str(missing) not in store_module._PREOPENED
+
+
+def test_open_takes_the_preopened_database(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    make_store(path)
+    preopen(str(path))
+    pending = store_module._PREOPENED[str(path)]
+    preopen(str(path))  # once per path
+    assert store_module._PREOPENED[str(path)] is pending
+    reopened = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
+    try:
+        assert str(path) not in store_module._PREOPENED
+        assert reopened.db is pending.result() or reopened._db is pending.result()
+        assert reopened.state.get(b"k") == b"v" and reopened.initialised
+    finally:
+        reopened.close()
+
+
+def test_an_error_of_the_early_open_is_raised_by_open_as_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    make_store(path)
+    holder = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)  # holds the lock
+    try:
+        preopen(str(path))
+        with pytest.raises(StoreError, match="in use by another process"):
+            LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
+        assert str(path) not in store_module._PREOPENED
+    finally:
+        holder.close()
