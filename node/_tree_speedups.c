@@ -496,6 +496,20 @@ static int read_skip(PyObject *arg, Py_ssize_t *skip) {
     return 0;
 }
 
+/* The arguments (entries, skip) of the two functions below: an iterator over ``entries``
+ * and ``*skip``; NULL with an error set if they are not that. */
+static PyObject *entries_of(PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                            Py_ssize_t *skip) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    if (read_skip(args[1], skip) < 0) {
+        return NULL;
+    }
+    return PyObject_GetIter(args[0]);
+}
+
 /* The next (key, value) of ``iterator``, a new reference in ``*item`` whose bytes the
  * pointers point into; 1 when there is one, 0 at the end, -1 on an error (set), 2 when it
  * is not a pair of exact bytes. Tuples of bytes cannot change while ``*item`` is held. */
@@ -559,14 +573,7 @@ PyDoc_STRVAR(leaf_buckets_doc,
 static PyObject *leaf_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t skip;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "leaf_buckets(entries, skip)");
-        return NULL;
-    }
-    if (read_skip(args[1], &skip) < 0) {
-        return NULL;
-    }
-    PyObject *iterator = PyObject_GetIter(args[0]);
+    PyObject *iterator = entries_of(args, nargs, "leaf_buckets(entries, skip)", &skip);
     if (iterator == NULL) {
         return NULL;
     }
@@ -639,14 +646,7 @@ PyDoc_STRVAR(state_buckets_doc,
 static PyObject *state_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t skip;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "state_buckets(entries, skip)");
-        return NULL;
-    }
-    if (read_skip(args[1], &skip) < 0) {
-        return NULL;
-    }
-    PyObject *iterator = PyObject_GetIter(args[0]);
+    PyObject *iterator = entries_of(args, nargs, "state_buckets(entries, skip)", &skip);
     if (iterator == NULL) {
         return NULL;
     }
