@@ -61,3 +61,43 @@ def test_an_error_of_the_early_open_is_raised_by_open_as_its_own(tmp_path: Path)
         assert str(path) not in store_module._PREOPENED
     finally:
         holder.close()
+
+
+def test_a_large_log_is_replayed_uncompressed_first_and_reads_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The double open of a store with a large log (store._open_db) gives exactly the data
+    a plain open gives, and leaves LevelDB's log empty behind it."""
+    import random
+    import shutil
+
+    import plyvel
+
+    path = tmp_path / "data"
+    make_store(path)
+    db = plyvel.DB(str(path), **store_module.LEVELDB_OPTIONS)
+    rng = random.Random(7)
+    for batch_number in range(40):
+        with db.write_batch(sync=True) as batch:
+            for _ in range(200):
+                batch.put(b"s/" + rng.randbytes(12), rng.randbytes(rng.randrange(1, 900)))
+            if batch_number == 20:
+                batch.delete(b"s/k")
+    db.close()  # LevelDB keeps these writes in its log until the next open
+    assert store_module._log_bytes(str(path)) > 1 << 20
+    plain, double = tmp_path / "plain", tmp_path / "double"
+    shutil.copytree(path, plain)
+    shutil.copytree(path, double)
+    monkeypatch.setattr(store_module, "RECOVER_UNCOMPRESSED_LOG_BYTES", 1 << 20)
+    expected = plyvel.DB(str(plain), **store_module.LEVELDB_OPTIONS)
+    opened = store_module._open_db(str(double))
+    try:
+        assert list(opened.iterator()) == list(expected.iterator())
+        assert store_module._log_bytes(str(double)) < 1 << 20
+    finally:
+        opened.close()
+        expected.close()
+    reopened = LedgerStore.open(str(double), chain_id="c", genesis_hash=GENESIS)
+    try:
+        assert reopened.initialised and reopened.state.get(b"k") is None
+    finally:
+        reopened.close()
