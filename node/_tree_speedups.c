@@ -391,6 +391,17 @@ static PyObject *hash_writes(PyObject *self, PyObject *const *args, Py_ssize_t n
     return without_gc(hash_writes_impl, args);
 }
 
+/* RFC 6962 leaf hash, SHA-256(0x00 || data) (node.merkle.leaf_hash): a block root's
+ * leaves, and a bucket's hash over its records. */
+static void leaf_digest(const unsigned char *data, size_t size, unsigned char *out) {
+    static const unsigned char leaf_tag = 0x00;
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, &leaf_tag, 1);
+    SHA256_Update(&ctx, data, size);
+    SHA256_Final(out, &ctx);
+}
+
 PyDoc_STRVAR(merkle_root_doc,
 "merkle_root(items) -> bytes | None\n\n"
 "The RFC 6962 root over ``items`` (leaf data), as node.merkle.merkle_root computes it:\n"
@@ -421,14 +432,10 @@ static PyObject *merkle_root(PyObject *self, PyObject *items) {
     }
     /* No Python call and no allocation of Python objects from here to the end of the
      * reads: the list and its bytes cannot change under us. */
-    static const unsigned char leaf_tag = 0x00;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PyList_GET_ITEM(items, i);
-        SHA256_CTX ctx;
-        SHA256_Init(&ctx);
-        SHA256_Update(&ctx, &leaf_tag, 1);
-        SHA256_Update(&ctx, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
-        SHA256_Final(level + i * HASH_SIZE, &ctx);
+        leaf_digest((const unsigned char *)PyBytes_AS_STRING(item),
+                    (size_t)PyBytes_GET_SIZE(item), level + i * HASH_SIZE);
     }
     while (count > 1) {
         Py_ssize_t out = 0;
@@ -531,21 +538,11 @@ static int next_pair(PyObject *iterator, PyObject **item, const char **key, Py_s
     return 1;
 }
 
-/* SHA-256(0x00 || data): a bucket's hash over its records (node.merkle.leaf_hash). */
-static void bucket_digest(const unsigned char *data, size_t size, unsigned char *out) {
-    static const unsigned char leaf_tag = 0x00;
-    SHA256_CTX ctx;
-    SHA256_Init(&ctx);
-    SHA256_Update(&ctx, &leaf_tag, 1);
-    SHA256_Update(&ctx, data, size);
-    SHA256_Final(out, &ctx);
-}
-
 /* bucket -> its hash into ``hashes``, and -> its records into ``records`` unless NULL. */
 static int emit_bucket(PyObject *records_by_bucket, PyObject *hash_by_bucket, long bucket,
                        const unsigned char *data, size_t size) {
     unsigned char digest[HASH_SIZE];
-    bucket_digest(data, size, digest);
+    leaf_digest(data, size, digest);
     PyObject *key = PyLong_FromLong(bucket);
     PyObject *hash = PyBytes_FromStringAndSize((const char *)digest, HASH_SIZE);
     PyObject *records = records_by_bucket == NULL ? NULL
@@ -581,8 +578,8 @@ static PyObject *leaf_buckets(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *hash_by_bucket = PyDict_New();
     buffer buf = {NULL, 0, 0};
     unsigned char previous[HASH_SIZE];
-    long bucket = -1;
-    int have_previous = 0, shape_ok = 1;
+    long bucket = -1;  /* none yet; then the bucket of ``previous`` */
+    int shape_ok = 1;
     int failed = records_by_bucket == NULL || hash_by_bucket == NULL;
     while (!failed) {
         PyObject *item;
@@ -594,7 +591,7 @@ static PyObject *leaf_buckets(PyObject *self, PyObject *const *args, Py_ssize_t 
             break;
         }
         if (got == 2 || ksize - HASH_SIZE != skip || vsize != HASH_SIZE
-                || (have_previous && memcmp(previous, key + skip, HASH_SIZE) >= 0)) {
+                || (bucket >= 0 && memcmp(previous, key + skip, HASH_SIZE) >= 0)) {
             Py_DECREF(item);
             shape_ok = 0;
             break;
@@ -608,7 +605,6 @@ static PyObject *leaf_buckets(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
         bucket = this_bucket;
         memcpy(previous, khash, HASH_SIZE);
-        have_previous = 1;
         failed = failed || buffer_add(&buf, khash, HASH_SIZE) < 0
                  || buffer_add(&buf, (const unsigned char *)value, HASH_SIZE) < 0;
         Py_DECREF(item);
