@@ -56,10 +56,15 @@ def bench(directory: Path, txs: int) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def orders_between(net: Network, low: int, high: int) -> int:
+    """Transactions in the blocks above ``low`` up to ``high``."""
+    return sum(len(http_json(f"{net.api('customs')}/v1/blocks/{h}")["txs"])
+               for h in range(low + 1, high + 1))
+
+
 def catch_up(net: Network, with_diffs: bool = True) -> dict[str, float]:
     target = net.status("customs")["height"]
-    total_txs = sum(len(http_json(f"{net.api('customs')}/v1/blocks/{h}")["txs"])
-                    for h in range(1, target + 1))
+    total_txs = orders_between(net, 0, target)
     if not with_diffs:  # restarted peers hold no diffs: every block is executed
         for org in ("customs", "seller", "courier"):
             net.kill(org, signal.SIGTERM)
@@ -77,12 +82,6 @@ def catch_up(net: Network, with_diffs: bool = True) -> dict[str, float]:
     return {"diffs": with_diffs, "blocks": target, "txs": total_txs,
             "seconds": round(elapsed, 2), "blocks_per_s": round(target / elapsed, 1),
             "txs_per_s": round(total_txs / elapsed)}
-
-
-def orders_between(net: Network, low: int, high: int) -> int:
-    """Transactions in the blocks above ``low`` up to ``high``."""
-    return sum(len(http_json(f"{net.api('customs')}/v1/blocks/{h}")["txs"])
-               for h in range(low + 1, high + 1))
 
 
 def restart_catch_up(net: Network, behind: int) -> dict[str, object]:

@@ -86,13 +86,13 @@ def cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]], na
 def stage_cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]],
                      committed: int) -> dict[str, float] | None:
     """:func:`cpu_per_tx` of every stage the nodes report (JANGBU_STAGE_CPU=1), by stage."""
-    names = sorted({name for sample in after for name in sample if STAGE_METRIC.match(name)})
+    found = {match.group(1): match.group(0) for sample in after for name in sample
+             if (match := STAGE_METRIC.match(name)) is not None}
     stages = {}
-    for name in names:
+    for stage, name in sorted(found.items()):
         figure = cpu_per_tx(before, after, name, committed)
-        match = STAGE_METRIC.match(name)
-        if figure is not None and match is not None:
-            stages[match.group(1)] = figure
+        if figure is not None:
+            stages[stage] = figure
     return stages or None
 
 

@@ -97,8 +97,8 @@ def _raw_entries(reader: LeafReader, prefix: bytes) -> tuple[Iterator[tuple[byte
     raw = getattr(reader, "raw_scan", None)
     if raw is None:
         return reader.scan(prefix), 0
-    entries, cut = raw(prefix)
-    return entries, cut
+    found: tuple[Iterator[tuple[bytes, bytes]], int] = raw(prefix)
+    return found
 
 
 def state_bucket_hashes(state: LeafReader) -> dict[int, bytes]:
