@@ -222,28 +222,27 @@ PyDoc_STRVAR(merge_bucket_doc,
 "hash, or None to delete), and the bucket's hash (leaf hash of the records). None when\n"
 "the records are not sorted unique 64-byte records or a change is not 32-byte hashes.");
 
-static PyObject *merge_bucket(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "merge_bucket(records, changes)");
-        return NULL;
-    }
-    PyObject *records = args[0], *changes = args[1];
+/* ``records`` (a bucket's sorted unique 64-byte records) after ``changes`` (key hash ->
+ * value hash or None), and the bucket's hash over the result. 1: done (``*merged`` is a
+ * new reference); 0: not of the tree's shape, nothing made; -1: an error is set. */
+static int merge_records(PyObject *records, PyObject *changes, PyObject **merged_out,
+                         unsigned char *digest) {
     if (!PyBytes_CheckExact(records) || !PyDict_CheckExact(changes)
             || PyBytes_GET_SIZE(records) % RECORD_SIZE != 0) {
-        Py_RETURN_NONE;
+        return 0;
     }
     const unsigned char *old = (const unsigned char *)PyBytes_AS_STRING(records);
     Py_ssize_t old_count = PyBytes_GET_SIZE(records) / RECORD_SIZE;
     for (Py_ssize_t i = 1; i < old_count; i++) {
         if (memcmp(old + (i - 1) * RECORD_SIZE, old + i * RECORD_SIZE, HASH_SIZE) >= 0) {
-            Py_RETURN_NONE;
+            return 0;
         }
     }
     Py_ssize_t count = PyDict_GET_SIZE(changes);
     change *todo = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(change));
     if (todo == NULL) {
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     Py_ssize_t pos = 0, n = 0;
     PyObject *key, *value;
@@ -252,21 +251,22 @@ static PyObject *merge_bucket(PyObject *self, PyObject *const *args, Py_ssize_t 
                 || (value != Py_None && (!PyBytes_CheckExact(value)
                                          || PyBytes_GET_SIZE(value) != HASH_SIZE))) {
             PyMem_Free(todo);
-            Py_RETURN_NONE;
+            return 0;
         }
         todo[n].khash = (const unsigned char *)PyBytes_AS_STRING(key);
         todo[n].vhash = value == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(value);
         n++;
     }
     qsort(todo, (size_t)n, sizeof(change), by_khash);  /* dict keys: unique */
-    unsigned char *merged = PyMem_Malloc((size_t)(old_count + n) * RECORD_SIZE + 1);
+    /* The result is built in place in a new bytes object, one byte before it the leaf
+     * tag, so the hash is one call over one buffer and nothing is copied twice. */
+    PyObject *merged = PyBytes_FromStringAndSize(NULL, (old_count + n) * RECORD_SIZE);
     if (merged == NULL) {
         PyMem_Free(todo);
-        return PyErr_NoMemory();
+        return -1;
     }
-    /* merged[0] is the leaf tag, so the hash is one call over one buffer. */
-    merged[0] = 0x00;
-    unsigned char *at = merged + 1;
+    unsigned char *start = (unsigned char *)PyBytes_AS_STRING(merged);
+    unsigned char *at = start;
     Py_ssize_t i = 0, j = 0;
     while (i < old_count || j < n) {
         int order = i == old_count ? 1 : j == n ? -1
@@ -288,16 +288,279 @@ static PyObject *merge_bucket(PyObject *self, PyObject *const *args, Py_ssize_t 
         j++;
     }
     PyMem_Free(todo);
-    unsigned char digest[HASH_SIZE];
+    static const unsigned char leaf_tag = 0x00;
     SHA256_CTX ctx;  /* not SHA256(): in OpenSSL 3 that looks the algorithm up per call */
     SHA256_Init(&ctx);
-    SHA256_Update(&ctx, merged, (size_t)(at - merged));
+    SHA256_Update(&ctx, &leaf_tag, 1);
+    SHA256_Update(&ctx, start, (size_t)(at - start));
     SHA256_Final(digest, &ctx);
-    PyObject *result = Py_BuildValue("(y#y#)", (const char *)(merged + 1),
-                                     (Py_ssize_t)(at - merged - 1),
-                                     (const char *)digest, (Py_ssize_t)HASH_SIZE);
-    PyMem_Free(merged);
+    if (_PyBytes_Resize(&merged, at - start) < 0) {  /* deletes shrink it; frees on error */
+        return -1;
+    }
+    *merged_out = merged;
+    return 1;
+}
+
+static PyObject *merge_bucket(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "merge_bucket(records, changes)");
+        return NULL;
+    }
+    PyObject *merged = NULL;
+    unsigned char digest[HASH_SIZE];
+    int done = merge_records(args[0], args[1], &merged, digest);
+    if (done < 0) {
+        return NULL;
+    }
+    if (done == 0) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(Ny#)", merged, (const char *)digest, (Py_ssize_t)HASH_SIZE);
+}
+
+typedef struct {
+    long bucket;
+    PyObject *key;     /* borrowed from by_bucket */
+    PyObject *changes; /* borrowed from by_bucket */
+} touched;
+
+static int by_bucket_number(const void *a, const void *b) {
+    long x = ((const touched *)a)->bucket, y = ((const touched *)b)->bucket;
+    return (x > y) - (x < y);
+}
+
+PyDoc_STRVAR(merge_buckets_doc,
+"merge_buckets(by_bucket, cache, bucket_level, empty) -> tuple | None\n\n"
+"StateTree.preview's loop over the touched buckets, in bucket order: for each bucket of\n"
+"``by_bucket`` (bucket -> {key hash: value hash or None}) whose committed records are in\n"
+"``cache`` (an OrderedDict, bucket -> records; each one found is moved to its end) or,\n"
+"``bucket_level`` being the tree's bucket row (None: cache off), whose committed hash is\n"
+"``empty`` (so it holds nothing), its records after the changes and its new hash.\n"
+"Returns (after, bucket_nodes, missing, held_bytes): the merged records and hashes by\n"
+"bucket, the buckets left for the caller to read (neither cached nor known empty), in\n"
+"order, and the merged records' total size. None, with nothing merged, when an input is\n"
+"not of the tree's own shape.");
+
+static PyObject *merge_buckets_impl(PyObject *const *args) {
+    PyObject *by_bucket = args[0], *cache = args[1], *level = args[2], *empty = args[3];
+    if (!PyDict_CheckExact(by_bucket) || !PyDict_Check(cache)
+            || (level != Py_None && !PyList_CheckExact(level))
+            || !PyBytes_CheckExact(empty) || PyBytes_GET_SIZE(empty) != HASH_SIZE) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = PyDict_GET_SIZE(by_bucket);
+    touched *todo = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(touched));
+    if (todo == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *result = NULL, *after = NULL, *nodes = NULL, *missing = NULL;
+    Py_ssize_t pos = 0, n = 0, held = 0;
+    PyObject *key, *value;
+    int sorted = 1;
+    while (PyDict_Next(by_bucket, &pos, &key, &value)) {
+        if (!PyLong_CheckExact(key) || !PyDict_CheckExact(value)) {
+            goto fallback;
+        }
+        long bucket = PyLong_AsLong(key);
+        if (bucket == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto fallback;
+        }
+        if (bucket < 0 || (level != Py_None && bucket >= PyList_GET_SIZE(level))) {
+            goto fallback;
+        }
+        todo[n].bucket = bucket;
+        todo[n].key = key;
+        todo[n].changes = value;
+        if (n > 0 && todo[n - 1].bucket > bucket) {
+            sorted = 0;
+        }
+        n++;
+    }
+    if (!sorted) {
+        qsort(todo, (size_t)n, sizeof(touched), by_bucket_number);
+    }
+    after = PyDict_New();
+    nodes = PyDict_New();
+    missing = PyList_New(0);
+    if (after == NULL || nodes == NULL || missing == NULL) {
+        goto done;
+    }
+    static PyObject *move_to_end = NULL;
+    if (move_to_end == NULL && (move_to_end = PyUnicode_InternFromString("move_to_end")) == NULL) {
+        goto done;
+    }
+    PyObject *no_records = PyBytes_FromStringAndSize(NULL, 0);  /* the shared empty bytes */
+    if (no_records == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *records = PyDict_GetItemWithError(cache, todo[i].key);  /* borrowed */
+        if (records == NULL && PyErr_Occurred()) {
+            Py_DECREF(no_records);
+            goto done;
+        }
+        if (records != NULL) {
+            Py_INCREF(records);  /* moving it must not free it under us */
+            PyObject *moved = PyObject_CallMethodOneArg(cache, move_to_end, todo[i].key);
+            if (moved == NULL) {
+                Py_DECREF(records);
+                Py_DECREF(no_records);
+                goto done;
+            }
+            Py_DECREF(moved);
+        } else if (level != Py_None) {
+            PyObject *digest = PyList_GET_ITEM(level, todo[i].bucket);
+            if (PyBytes_CheckExact(digest) && PyBytes_GET_SIZE(digest) == HASH_SIZE
+                    && memcmp(PyBytes_AS_STRING(digest), PyBytes_AS_STRING(empty),
+                              HASH_SIZE) == 0) {
+                records = no_records;
+                Py_INCREF(records);
+            }
+        }
+        if (records == NULL) {
+            if (PyList_Append(missing, todo[i].key) < 0) {
+                Py_DECREF(no_records);
+                goto done;
+            }
+            continue;
+        }
+        PyObject *merged = NULL;
+        unsigned char digest[HASH_SIZE];
+        int merged_ok = merge_records(records, todo[i].changes, &merged, digest);
+        Py_DECREF(records);
+        if (merged_ok <= 0) {
+            Py_DECREF(no_records);
+            if (merged_ok < 0) {
+                goto done;
+            }
+            goto fallback;
+        }
+        held += PyBytes_GET_SIZE(merged);
+        PyObject *hash = PyBytes_FromStringAndSize((const char *)digest, HASH_SIZE);
+        int failed = hash == NULL || PyDict_SetItem(after, todo[i].key, merged) < 0
+                     || PyDict_SetItem(nodes, todo[i].key, hash) < 0;
+        Py_DECREF(merged);
+        Py_XDECREF(hash);
+        if (failed) {
+            Py_DECREF(no_records);
+            goto done;
+        }
+    }
+    Py_DECREF(no_records);
+    result = Py_BuildValue("(OOOn)", after, nodes, missing, held);
+    goto done;
+fallback:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(after);
+    Py_XDECREF(nodes);
+    Py_XDECREF(missing);
+    PyMem_Free(todo);
     return result;
+}
+
+static PyObject *merge_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "merge_buckets(by_bucket, cache, bucket_level, empty)");
+        return NULL;
+    }
+    return without_gc(merge_buckets_impl, args);
+}
+
+PyDoc_STRVAR(cache_buckets_doc,
+"cache_buckets(cache, buckets, limit, size) -> int | None\n\n"
+"StateTree._cache_buckets: put each bucket's records of ``buckets`` (bucket -> bytes) in\n"
+"``cache`` (an OrderedDict; a bucket already there keeps its place, one with no records\n"
+"or costing more than ``limit`` leaves it), then evict from the front until the cost is\n"
+"within ``limit``; a bucket costs 1 + its records. Returns the new total cost, given the\n"
+"one before (``size``). None, with nothing changed, when an input is not of the tree's\n"
+"own shape.");
+
+/* What a cached bucket counts against the bound: itself and each 64-byte record; -1 with
+ * an error set if its length cannot be taken (len() of it raising, as in Python). */
+static Py_ssize_t bucket_cost(PyObject *records) {
+    Py_ssize_t size = PyBytes_CheckExact(records) ? PyBytes_GET_SIZE(records)
+                                                  : PyObject_Length(records);
+    return size < 0 ? -1 : 1 + size / RECORD_SIZE;
+}
+
+static PyObject *cache_buckets_impl(PyObject *const *args) {
+    PyObject *cache = args[0], *buckets = args[1];
+    if (!PyDict_Check(cache) || PyDict_CheckExact(cache) || !PyDict_CheckExact(buckets)
+            || !PyLong_CheckExact(args[2]) || !PyLong_CheckExact(args[3])) {
+        Py_RETURN_NONE;  /* the cache must be the tree's OrderedDict: it evicts in order */
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]), size = PyLong_AsSsize_t(args[3]);
+    if ((limit == -1 || size == -1) && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(buckets, &pos, &key, &value)) {  /* all checked before any change */
+        if (!PyLong_CheckExact(key) || !PyBytes_CheckExact(value)) {
+            Py_RETURN_NONE;
+        }
+    }
+    static PyObject *popitem = NULL;
+    if (popitem == NULL && (popitem = PyUnicode_InternFromString("popitem")) == NULL) {
+        return NULL;
+    }
+    pos = 0;
+    while (PyDict_Next(buckets, &pos, &key, &value)) {
+        Py_ssize_t cost = bucket_cost(value);
+        int keep = cost <= limit && PyBytes_GET_SIZE(value) > 0;
+        PyObject *old = PyDict_GetItemWithError(cache, key);  /* borrowed */
+        if (old == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (old != NULL && old != Py_None) {  /* cache.get(bucket) is not None */
+            Py_ssize_t old_cost = bucket_cost(old);
+            if (old_cost < 0) {
+                return NULL;
+            }
+            size -= old_cost;
+            if (!keep) {
+                if (PyObject_DelItem(cache, key) < 0) {
+                    return NULL;
+                }
+                continue;
+            }
+        } else if (!keep) {
+            continue;  /* too big, or empty (known from its hash) */
+        }
+        /* Through the OrderedDict's own assignment: a replaced bucket keeps its place. */
+        if (PyObject_SetItem(cache, key, value) < 0) {
+            return NULL;
+        }
+        size += cost;
+    }
+    while (size > limit) {
+        PyObject *item = PyObject_CallMethodOneArg(cache, popitem, Py_False);
+        if (item == NULL) {
+            return NULL;
+        }
+        Py_ssize_t evicted_cost = bucket_cost(PyTuple_GET_ITEM(item, 1));
+        Py_DECREF(item);
+        if (evicted_cost < 0) {
+            return NULL;
+        }
+        size -= evicted_cost;
+    }
+    return PyLong_FromSsize_t(size);
+}
+
+static PyObject *cache_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "cache_buckets(cache, buckets, limit, size)");
+        return NULL;
+    }
+    return without_gc(cache_buckets_impl, args);
 }
 
 static void sha256(const char *data, Py_ssize_t size, unsigned char *out) {
@@ -709,6 +972,10 @@ static PyMethodDef methods[] = {
      with_parents_doc},
     {"merge_bucket", (PyCFunction)(void (*)(void))merge_bucket, METH_FASTCALL,
      merge_bucket_doc},
+    {"merge_buckets", (PyCFunction)(void (*)(void))merge_buckets, METH_FASTCALL,
+     merge_buckets_doc},
+    {"cache_buckets", (PyCFunction)(void (*)(void))cache_buckets, METH_FASTCALL,
+     cache_buckets_doc},
     {"leaf_buckets", (PyCFunction)(void (*)(void))leaf_buckets, METH_FASTCALL,
      leaf_buckets_doc},
     {"state_buckets", (PyCFunction)(void (*)(void))state_buckets, METH_FASTCALL,

@@ -369,24 +369,22 @@ class StateTree:
             return StateDelta(self.root, leaf_writes, [])
         if reader is not self._cache_reader:
             self._bind(reader)
-        cached = self._cache.get
-        touch = self._cache.move_to_end
         # With the cache on, a bucket whose committed hash is the empty bucket's is known to
         # be empty without a read: the tree describes the reader's committed state (its
         # hashes are computed on that), and no records hash like none (SHA-256).
         bucket_level = self.levels[0] if self._cache_limit else None
-        bucket_nodes: dict[int, bytes] = {}
-        after: dict[int, bytes] = {}
-        # In bucket order: tables indexed by bucket (the cache, the tree levels) are then
-        # walked in memory order, which measured faster than write order; _with_parents keeps it.
-        for bucket in sorted(by_bucket):
-            records = cached(bucket)
-            if records is not None:
-                touch(bucket)  # least recently used goes first
-            elif bucket_level is not None and bucket_level[bucket] == _EMPTY_BUCKET:
-                records = b""
-            else:
-                records = self._read_bucket(reader, bucket)
+        # First every bucket known without a read (cached or empty), each cached one marked
+        # recently used, then the reads: so a read's eviction never takes a bucket this
+        # preview uses. In C when built: the loop was ~15% of a block's tree CPU.
+        known = None if _fast is None else _fast.merge_buckets(by_bucket, self._cache,
+                                                               bucket_level, _EMPTY_BUCKET)
+        if known is None:
+            known = self._merge_known(by_bucket, bucket_level)
+        after: dict[int, bytes] = known[0]
+        bucket_nodes: dict[int, bytes] = known[1]
+        held_bytes: int = known[3]
+        for bucket in known[2]:  # neither cached nor known to be empty, in bucket order
+            records = self._read_bucket(reader, bucket)
             if records is None:  # entries of unexpected sizes: the plain way, not cached
                 entries = self._bucket_entries(reader, bucket)
                 for khash, vhash in by_bucket[bucket].items():
@@ -397,17 +395,49 @@ class StateTree:
                 bucket_nodes[bucket] = bucket_hash(list(entries.items()))
                 continue
             after[bucket], bucket_nodes[bucket] = _merge_and_hash(records, by_bucket[bucket])
+            held_bytes += len(after[bucket])
         nodes = self._with_parents(bucket_nodes)
         delta = StateDelta(nodes[DEPTH][0], leaf_writes, nodes)
         # Held for apply() only while small against the cache bound (each record is a
         # 64-byte key hash + value hash); otherwise apply() updates from leaf_writes.
-        held = sum(len(records) for records in after.values()) // 64 + len(after)
+        held = held_bytes // _RECORD_SIZE + len(after)
         if self._cache_limit and held <= self._cache_limit // 4:
             previews = self._previews
             previews[id(delta)] = (delta, after)
             while len(previews) > MAX_PENDING_PREVIEWS:
                 previews.popitem(last=False)
         return delta
+
+    def _merge_known(
+        self, by_bucket: Mapping[int, Mapping[bytes, bytes | None]],
+        bucket_level: list[bytes] | None,
+    ) -> tuple[dict[int, bytes], dict[int, bytes], list[int], int]:
+        """The buckets of ``by_bucket`` known without a read, after their changes: each
+        one cached (moved to the cache's end) or, with ``bucket_level``, empty by its hash.
+
+        Returns their records and hashes by bucket, the buckets left to read (in bucket
+        order) and the records' total size. In bucket order: tables indexed by bucket (the
+        cache, the tree levels) are then walked in memory order, which measured faster
+        than write order. The compiled ``merge_buckets`` does the same.
+        """
+        cached = self._cache.get
+        touch = self._cache.move_to_end
+        after: dict[int, bytes] = {}
+        bucket_nodes: dict[int, bytes] = {}
+        to_read: list[int] = []
+        held_bytes = 0
+        for bucket in sorted(by_bucket):
+            records = cached(bucket)
+            if records is not None:
+                touch(bucket)  # least recently used goes first
+            elif bucket_level is not None and bucket_level[bucket] == _EMPTY_BUCKET:
+                records = b""
+            else:
+                to_read.append(bucket)
+                continue
+            after[bucket], bucket_nodes[bucket] = _merge_and_hash(records, by_bucket[bucket])
+            held_bytes += len(after[bucket])
+        return after, bucket_nodes, to_read, held_bytes
 
     def apply(self, delta: StateDelta) -> None:
         """Make ``delta`` (previewed on this tree) the committed state.
@@ -472,8 +502,15 @@ class StateTree:
 
         New buckets go in as most recently used; a replaced one keeps its place (it was
         moved to the end when the preview that replaces it read it). Empty buckets are not
-        kept: a preview knows them by their hash.
+        kept: a preview knows them by their hash. The compiled loop, when built, does the
+        same through the OrderedDict's own methods.
         """
+        if _fast is not None:
+            done: int | None = _fast.cache_buckets(self._cache, buckets, self._cache_limit,
+                                                   self._cache_size)
+            if done is not None:
+                self._cache_size = done
+                return
         cache = self._cache
         limit = self._cache_limit
         size = self._cache_size
