@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nacl.signing import SigningKey
-
 from cli.errors import CliError
-from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
 from cli.output import TerminalSafe, printable
-from cli.presets import PRESETS, parse_orgs
-from node.keys import KeyFileError, write_key_file
-from node.registry import ContractLoadError
+
+# The commands import what they need when they run: ``jangbu node start`` begins opening
+# its store before anything heavy is imported (``_begin_opening_the_store``), and a module
+# imported here would be imported before that.
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    from nacl.signing import SigningKey
+
+    from node.keys import KeyFileError, write_key_file
     key = SigningKey.generate()
     try:
         write_key_file(args.out, key, args.kind)
@@ -30,6 +30,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_network_init(args: argparse.Namespace) -> int:
+    from cli.network import init_network, preset_contracts
+    from cli.presets import PRESETS, parse_orgs
+    from node.registry import ContractLoadError
     try:
         orgs = parse_orgs(args.orgs) if args.orgs else PRESETS[args.preset]
         contracts = preset_contracts(args.preset)
@@ -50,16 +53,21 @@ def cmd_network_init(args: argparse.Namespace) -> int:
 
 def cmd_node_start(args: argparse.Namespace) -> int:
     from node.config import ConfigError, load_config
-    from node.store import StoreError, preopen
+    from node.store_open import preopen
     try:
         config = load_config(args.home).with_overrides(
             p2p_listen=args.p2p_listen, api_listen=args.api_listen, log_level=args.log_level,
             log_format=args.log_format)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    # A restart's LevelDB log replay runs while the node's modules are imported.
+    # A restart's LevelDB log replay runs while the node's modules are imported (begun
+    # already by main() unless this was called another way).
     preopen(str(config.data_dir))
+    import asyncio
+
     from node.app import NodeStartError, event_loop_factory, run_node, setup_logging
+    from node.registry import ContractLoadError
+    from node.store import StoreError
     setup_logging(config.log_level, config.log_format)
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
@@ -70,6 +78,8 @@ def cmd_node_start(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cli.network import DEFAULT_BASE_PORT
+    from cli.presets import PRESETS
     parser = argparse.ArgumentParser(
         prog="jangbu", description="jangbu (장부): a permissioned multi-party ledger node")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -124,9 +134,37 @@ def _load_extra_commands() -> None:
         EXTRA_COMMANDS.append(module.register)
 
 
+def _begin_opening_the_store(words: Sequence[str]) -> None:
+    """For ``node start``: read the home's configuration and begin opening its store on a
+    thread (node/store_open.py), before the parser and the node's modules are imported.
+
+    A restarted node replays LevelDB's log meanwhile: begun ~0.1 s sooner than from
+    cmd_node_start, time to ready fell by ~0.1 s (docs/benchmarks.md, eighteenth round).
+    Nothing is reported here: cmd_node_start reads the configuration again and reports
+    whatever is wrong with it, and a second preopen of the same directory does nothing.
+    """
+    home = None
+    for index, word in enumerate(words):
+        if word == "--home" and index + 1 < len(words):
+            home = words[index + 1]
+        elif word.startswith("--home="):
+            home = word.removeprefix("--home=")
+    if home is None:
+        return
+    from node.config import ConfigError, load_config
+    from node.store_open import preopen
+    try:
+        config = load_config(home)
+    except (ConfigError, OSError):
+        return
+    preopen(str(config.data_dir))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
-    if words[:2] != ["node", "start"]:
+    if words[:2] == ["node", "start"]:
+        _begin_opening_the_store(words[2:])
+    else:
         # The node's own commands are all here: a killed node restarted under a supervisor
         # begins its catch-up ~0.1 s sooner without importing the demos, bench and client.
         _load_extra_commands()

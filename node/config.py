@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from node.recent_diffs import DEFAULT_MAX_BYTES as DEFAULT_SYNC_DIFFS_BYTES
-from node.state_tree import DEFAULT_CACHE_ENTRIES
+from node.defaults import SYNC_DIFFS_BYTES as DEFAULT_SYNC_DIFFS_BYTES
+from node.defaults import TREE_CACHE_ENTRIES as DEFAULT_CACHE_ENTRIES
 
 ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
 LOG_LEVELS = ("debug", "info", "warning", "error")

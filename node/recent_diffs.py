@@ -23,13 +23,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from node.defaults import SYNC_DIFFS_BYTES
 from node.execution import Receipt, encoded_receipts
 
-DEFAULT_MAX_BYTES = 96 * 1024 * 1024
-"""~60,000 clearance orders' worth (~1.65 KB of writes and receipt each on the wire, ~1.2x
-that in memory: the writes dict and the receipts' bytes): the last ~25 s of a fully
-loaded chain here. It was 32 MiB with the receipts held as objects (2x the wire size in
-memory), about the same memory for a third of the blocks."""
+DEFAULT_MAX_BYTES = SYNC_DIFFS_BYTES  # what a node holds by default: node/defaults.py
 _ENTRY_OVERHEAD = 16  # wire bytes per write or receipt beyond its own: msgpack headers
 _HELD_OVERHEAD = 256
 """Memory counted per held block beyond its wire size, so that the empty blocks of an idle

@@ -23,6 +23,7 @@ from operator import add
 from typing import Any, Protocol
 
 from node import merkle
+from node.defaults import TREE_CACHE_ENTRIES
 from node.merkle import leaf_hash, node_hash
 
 
@@ -71,14 +72,7 @@ EMPTY_AT_LEVEL = _empty_levels()
 EMPTY_ROOT = EMPTY_AT_LEVEL[DEPTH]
 _DIGEST = type(hashlib.sha256()).digest  # unbound, for map()
 
-# Default bound of the committed-bucket cache, in units of one per cached bucket plus one per
-# cached entry. Cached buckets are single ``bytes`` (64 bytes an entry); with the cache's own
-# slots a unit measured ~100 bytes, so ~210 MB at most: a state of up to ~2M keys is all
-# cached, a larger one in part (least recently used buckets are evicted, and each block then
-# reads its missing buckets from LevelDB). The bound was 2**19 (~450k keys): past it a long
-# chain's cost per transaction doubled (bench_chain.py --blocks 300: 250 -> 530 µs/tx of
-# wall time by 300,000 orders; 250 flat with this bound). Config: [state] tree_cache_entries.
-DEFAULT_CACHE_ENTRIES = 1 << 21
+DEFAULT_CACHE_ENTRIES = TREE_CACHE_ENTRIES  # the bucket cache's bound: node/defaults.py
 # Previews whose touched buckets are kept for a fast apply (a few candidate blocks a height).
 MAX_PENDING_PREVIEWS = 2
 _HASH_SIZE = 32

@@ -33,7 +33,6 @@ version refuses to open rather than misread pointers as blocks).
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +52,7 @@ from node.block_files import (
 )
 from node.execution import Receipt
 from node.state_tree import DEFAULT_CACHE_ENTRIES, LEAF_PREFIX, StateDelta, StateTree
+from node.store_open import open_db, take_preopened
 
 _T = TypeVar("_T")
 
@@ -77,83 +77,10 @@ class StoreError(RuntimeError):
     """
 
 
-LEVELDB_OPTIONS: dict[str, int] = {
-    "bloom_filter_bits": 10,
-    "write_buffer_size": 64 << 20,
-    "lru_cache_size": 64 << 20,
-    "max_file_size": 8 << 20,
-}
-"""LevelDB tuning for a ledger's write pattern (one large synced batch per block).
-
-Why: with LevelDB's defaults (4 MB memtable, 2 MB tables, no filters) background
-compaction cost more CPU than execution itself. Committing 100 blocks of 1,000 clearance
-orders through the engine (proposer path, one process) measured 508 µs of CPU per
-transaction with the defaults and 334 µs with these settings; the bloom filters also make
-the "is this transaction already committed?" miss on every admission a filter probe.
-Memory: at most ~2 memtables (128 MB) plus the 64 MB block cache per node, allocated as used.
-"""
 
 
 def height_key(prefix: bytes, height: int) -> bytes:
     return prefix + height.to_bytes(8, "big")
-
-
-RECOVER_UNCOMPRESSED_LOG_BYTES = 4 << 20
-"""From this much log on, :func:`_open_db` replays it without compression first."""
-
-
-def _log_bytes(path: str) -> int:
-    """The size of LevelDB's write-ahead log(s) in ``path``: what opening it replays."""
-    try:
-        with os.scandir(path) as entries:
-            return sum(entry.stat().st_size for entry in entries
-                       if entry.name.endswith(".log") and entry.is_file())
-    except OSError:
-        return 0
-
-
-def _open_db(path: str) -> Any:
-    """LevelDB at ``path`` with :data:`LEVELDB_OPTIONS`.
-
-    Opening replays the log of writes since the last open into a level-0 table, and
-    LevelDB compresses that table as it writes it: with a full 64 MiB write buffer, 0.2 s
-    of the 0.55 s a restarting node waits (docs/benchmarks.md, seventeenth round). A large
-    log is therefore replayed by a first open without compression, closed at once; the
-    open that follows finds an empty log. The table is compressed later by LevelDB's
-    background compaction, as every table is, off a restart's critical path.
-    """
-    if _log_bytes(path) >= RECOVER_UNCOMPRESSED_LOG_BYTES:
-        options = {**LEVELDB_OPTIONS, "lru_cache_size": 8 << 20}
-        plyvel.DB(path, paranoid_checks=True, compression=None, **options).close()
-    return plyvel.DB(path, create_if_missing=True, paranoid_checks=True, **LEVELDB_OPTIONS)
-
-
-_PREOPENED: dict[str, Future[Any]] = {}
-
-
-def preopen(path: str) -> None:
-    """Begin opening the existing store at ``path`` on a thread; :meth:`LedgerStore.open`
-    takes the result.
-
-    Why: opening LevelDB replays the log of writes since its last open (up to the 64 MiB
-    write buffer: ~0.55-0.7 s after a run under load, docs/benchmarks.md seventeenth
-    round), with the GIL released. ``jangbu node start`` calls this before it imports the
-    node's modules (~0.2 s), so a restarting node does both at once. Nothing is done for a
-    directory without a LevelDB database yet: a first start has nothing to replay, and a
-    node that then fails on its genesis or keys must not leave a database behind.
-    """
-    if path in _PREOPENED or not os.path.isfile(os.path.join(path, "CURRENT")):
-        return
-    pending: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            pending.set_result(_open_db(path))
-        except BaseException as exc:  # raised again by LedgerStore.open, in its caller
-            pending.set_exception(exc)
-
-    _PREOPENED[path] = pending
-    threading.Thread(target=run, name="jangbu-store-open", daemon=True).start()
 
 
 class _PrefixReader:
@@ -347,12 +274,12 @@ class LedgerStore:
     def open(cls, path: str, *, chain_id: str, genesis_hash: bytes) -> LedgerStore:
         """Open (or create) the store at ``path`` for this chain; raises StoreError.
 
-        Takes the database :func:`preopen` began opening for ``path``, if it did (its
-        errors are raised here, as if it had been opened here)."""
+        Takes the database :func:`node.store_open.preopen` began opening for ``path``, if
+        it did (its errors are raised here, as if it had been opened here)."""
         os.makedirs(path, exist_ok=True)
         try:
-            pending = _PREOPENED.pop(path, None)
-            db = _open_db(path) if pending is None else pending.result()
+            pending = take_preopened(path)
+            db = open_db(path) if pending is None else pending.result()
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise StoreError(

@@ -1,4 +1,4 @@
-"""node.store.preopen: a restart's LevelDB open begun early, taken by LedgerStore.open.
+"""node.store_open.preopen: a restart's LevelDB open begun early, taken by LedgerStore.open.
 
 The result must be the store LedgerStore.open would have opened itself, and any error the
 one it would have raised; a directory without a database is left alone.
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from node import store as store_module
-from node.store import LedgerStore, StoreError, preopen
+from node import store_open
+from node.store import LedgerStore, StoreError
+from node.store_open import preopen
 
 GENESIS = b"\x00" * 32
 
@@ -27,23 +28,23 @@ def test_nothing_happens_for_a_directory_without_a_database(tmp_path: Path) -> N
     missing = tmp_path / "data"
     preopen(str(missing))
     assert not missing.exists()
-    assert str(missing) not in store_module._PREOPENED
+    assert str(missing) not in store_open._PREOPENED
     missing.mkdir()
     preopen(str(missing))  # a directory, but no LevelDB in it yet (first start)
     assert os.listdir(missing) == []
-    assert str(missing) not in store_module._PREOPENED
+    assert str(missing) not in store_open._PREOPENED
 
 
 def test_open_takes_the_preopened_database(tmp_path: Path) -> None:
     path = tmp_path / "data"
     make_store(path)
     preopen(str(path))
-    pending = store_module._PREOPENED[str(path)]
+    pending = store_open._PREOPENED[str(path)]
     preopen(str(path))  # once per path
-    assert store_module._PREOPENED[str(path)] is pending
+    assert store_open._PREOPENED[str(path)] is pending
     reopened = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
     try:
-        assert str(path) not in store_module._PREOPENED
+        assert str(path) not in store_open._PREOPENED
         assert reopened.db is pending.result() or reopened._db is pending.result()
         assert reopened.state.get(b"k") == b"v" and reopened.initialised
     finally:
@@ -58,14 +59,14 @@ def test_an_error_of_the_early_open_is_raised_by_open_as_its_own(tmp_path: Path)
         preopen(str(path))
         with pytest.raises(StoreError, match="in use by another process"):
             LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
-        assert str(path) not in store_module._PREOPENED
+        assert str(path) not in store_open._PREOPENED
     finally:
         holder.close()
 
 
 def test_a_large_log_is_replayed_uncompressed_first_and_reads_the_same(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The double open of a store with a large log (store._open_db) gives exactly the data
+    """The double open of a store with a large log (store_open.open_db) gives exactly the data
     a plain open gives, and leaves LevelDB's log empty behind it."""
     import random
     import shutil
@@ -74,7 +75,7 @@ def test_a_large_log_is_replayed_uncompressed_first_and_reads_the_same(
 
     path = tmp_path / "data"
     make_store(path)
-    db = plyvel.DB(str(path), **store_module.LEVELDB_OPTIONS)
+    db = plyvel.DB(str(path), **store_open.LEVELDB_OPTIONS)
     rng = random.Random(7)
     for batch_number in range(40):
         with db.write_batch(sync=True) as batch:
@@ -83,16 +84,16 @@ def test_a_large_log_is_replayed_uncompressed_first_and_reads_the_same(
             if batch_number == 20:
                 batch.delete(b"s/k")
     db.close()  # LevelDB keeps these writes in its log until the next open
-    assert store_module._log_bytes(str(path)) > 1 << 20
+    assert store_open.log_bytes(str(path)) > 1 << 20
     plain, double = tmp_path / "plain", tmp_path / "double"
     shutil.copytree(path, plain)
     shutil.copytree(path, double)
-    monkeypatch.setattr(store_module, "RECOVER_UNCOMPRESSED_LOG_BYTES", 1 << 20)
-    expected = plyvel.DB(str(plain), **store_module.LEVELDB_OPTIONS)
-    opened = store_module._open_db(str(double))
+    monkeypatch.setattr(store_open, "RECOVER_UNCOMPRESSED_LOG_BYTES", 1 << 20)
+    expected = plyvel.DB(str(plain), **store_open.LEVELDB_OPTIONS)
+    opened = store_open.open_db(str(double))
     try:
         assert list(opened.iterator()) == list(expected.iterator())
-        assert store_module._log_bytes(str(double)) < 1 << 20
+        assert store_open.log_bytes(str(double)) < 1 << 20
     finally:
         opened.close()
         expected.close()
