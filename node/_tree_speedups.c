@@ -340,11 +340,14 @@ PyDoc_STRVAR(merge_buckets_doc,
 "Returns (after, bucket_nodes, missing, held_bytes): the merged records and hashes by\n"
 "bucket, the buckets left for the caller to read (neither cached nor known empty), in\n"
 "order, and the merged records' total size. None, with nothing merged, when an input is\n"
-"not of the tree's own shape.");
+"not of the tree's own shape (the buckets found cached before that may have been moved\n"
+"to the cache's end, as the Python loop that then runs moves them again, in order).");
 
 static PyObject *merge_buckets_impl(PyObject *const *args) {
     PyObject *by_bucket = args[0], *cache = args[1], *level = args[2], *empty = args[3];
-    if (!PyDict_CheckExact(by_bucket) || !PyDict_Check(cache)
+    /* Only the tree's own cache, an exact OrderedDict: a subclass's move_to_end could run
+     * Python code while this loop holds borrowed pointers into the arguments. */
+    if (!PyDict_CheckExact(by_bucket) || !PyODict_CheckExact(cache)
             || (level != Py_None && !PyList_CheckExact(level))
             || !PyBytes_CheckExact(empty) || PyBytes_GET_SIZE(empty) != HASH_SIZE) {
         Py_RETURN_NONE;
@@ -401,6 +404,12 @@ static PyObject *merge_buckets_impl(PyObject *const *args) {
             Py_DECREF(no_records);
             goto done;
         }
+        if (records == Py_None) {
+            records = NULL;  /* cache.get(bucket) is None: not cached */
+        } else if (records != NULL && !PyBytes_CheckExact(records)) {
+            Py_DECREF(no_records);  /* not the tree's own records: before touching it */
+            goto fallback;
+        }
         if (records != NULL) {
             Py_INCREF(records);  /* moving it must not free it under us */
             PyObject *moved = PyObject_CallMethodOneArg(cache, move_to_end, todo[i].key);
@@ -410,7 +419,7 @@ static PyObject *merge_buckets_impl(PyObject *const *args) {
                 goto done;
             }
             Py_DECREF(moved);
-        } else if (level != Py_None) {
+        } else if (level != Py_None && todo[i].bucket < PyList_GET_SIZE(level)) {
             PyObject *digest = PyList_GET_ITEM(level, todo[i].bucket);
             if (PyBytes_CheckExact(digest) && PyBytes_GET_SIZE(digest) == HASH_SIZE
                     && memcmp(PyBytes_AS_STRING(digest), PyBytes_AS_STRING(empty),
@@ -490,9 +499,11 @@ static Py_ssize_t bucket_cost(PyObject *records) {
 
 static PyObject *cache_buckets_impl(PyObject *const *args) {
     PyObject *cache = args[0], *buckets = args[1];
-    if (!PyDict_Check(cache) || PyDict_CheckExact(cache) || !PyDict_CheckExact(buckets)
+    /* Only the tree's own cache, an exact OrderedDict: it evicts in order, and a subclass's
+     * methods could run Python code while this loop holds borrowed pointers. */
+    if (!PyODict_CheckExact(cache) || !PyDict_CheckExact(buckets)
             || !PyLong_CheckExact(args[2]) || !PyLong_CheckExact(args[3])) {
-        Py_RETURN_NONE;  /* the cache must be the tree's OrderedDict: it evicts in order */
+        Py_RETURN_NONE;
     }
     Py_ssize_t limit = PyLong_AsSsize_t(args[2]), size = PyLong_AsSsize_t(args[3]);
     if ((limit == -1 || size == -1) && PyErr_Occurred()) {
@@ -503,6 +514,15 @@ static PyObject *cache_buckets_impl(PyObject *const *args) {
     PyObject *key, *value;
     while (PyDict_Next(buckets, &pos, &key, &value)) {  /* all checked before any change */
         if (!PyLong_CheckExact(key) || !PyBytes_CheckExact(value)) {
+            Py_RETURN_NONE;
+        }
+        /* What each replaces must be the tree's own records too (or None, not cached):
+         * taking the length of, or dropping, anything else could run Python code. */
+        PyObject *old = PyDict_GetItemWithError(cache, key);  /* an int key: no Python code */
+        if (old == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (old != NULL && old != Py_None && !PyBytes_CheckExact(old)) {
             Py_RETURN_NONE;
         }
     }
@@ -519,11 +539,7 @@ static PyObject *cache_buckets_impl(PyObject *const *args) {
             return NULL;
         }
         if (old != NULL && old != Py_None) {  /* cache.get(bucket) is not None */
-            Py_ssize_t old_cost = bucket_cost(old);
-            if (old_cost < 0) {
-                return NULL;
-            }
-            size -= old_cost;
+            size -= bucket_cost(old);  /* exact bytes, checked above */
             if (!keep) {
                 if (PyObject_DelItem(cache, key) < 0) {
                     return NULL;

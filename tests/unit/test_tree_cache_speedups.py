@@ -168,3 +168,48 @@ def test_previews_read_evict_and_apply_alike_with_and_without_the_compiled_loops
         finally:
             state_tree.use_compiled_tree(True)
     assert seen[True] == seen[False]
+
+
+@needs_fast
+def test_only_the_trees_own_ordered_dict_is_taken_as_a_cache():
+    """A dict subclass could run Python code from move_to_end or popitem while the C loop
+    holds borrowed pointers (review, eighteenth round): anything but an exact OrderedDict
+    steps aside, as a plain dict does."""
+    class Noisy(OrderedDict):
+        def move_to_end(self, key, last=True):
+            raise AssertionError("the C loop must not call a subclass")
+
+        def popitem(self, last=True):
+            raise AssertionError("the C loop must not call a subclass")
+
+    for cache in (Noisy({1: b""}), {1: b""}):
+        assert fast.merge_buckets({1: {b"k" * 32: b"v" * 32}}, cache, None, EMPTY) is None
+        assert fast.cache_buckets(cache, {2: b"r" * 64}, 1, 1) is None
+
+
+@needs_fast
+def test_a_none_in_the_cache_is_not_cached_in_either_path():
+    """``cache.get(bucket)`` reads a stored None as not cached: the C loop must neither move
+    it nor count it (review: it moved it before stepping aside)."""
+    changes = {1: {b"k" * 32: b"v" * 32}}
+    compiled, python = OrderedDict([(1, None), (2, b"")]), OrderedDict([(1, None), (2, b"")])
+    got = fast.merge_buckets(changes, compiled, None, EMPTY)
+    expected = python_merge_known(changes, python, None)
+    assert got is not None and tuple(got) == tuple(expected)
+    assert list(compiled.items()) == list(python.items())
+
+
+@needs_fast
+def test_a_cached_value_that_is_not_bytes_steps_aside_before_any_change():
+    """A value with a ``__len__`` (or a finaliser) could run code that empties the
+    arguments the C loop reads (review: a crash): such a cache is not the tree's own."""
+    class Sized:
+        def __len__(self) -> int:
+            new.clear()
+            return 64
+
+    new = {70000: bytes(64)}
+    cache = OrderedDict([(70000, Sized())])
+    before = list(cache.items())
+    assert fast.cache_buckets(cache, new, 1000, 2) is None
+    assert list(cache.items()) == before and new == {70000: bytes(64)}
