@@ -7,7 +7,7 @@ The proposer's path for every block (mempool admission with signature check, bui
 execute + roots, commit = one synced LevelDB batch) over a growing store, so LevelDB's
 background compaction — invisible in a one-block benchmark — is counted: CPU time is the
 whole process's (``getrusage``), threads included. ``--leveldb-defaults`` opens the store
-with LevelDB's own defaults instead of ``node.store.LEVELDB_OPTIONS``, to show why they are
+with LevelDB's own defaults instead of ``node.store_open.LEVELDB_OPTIONS``, to show why they are
 tuned. ``--every N`` also prints each stretch of N blocks on its own: a cost that grows
 with the chain (a cache outgrown, compaction falling behind) shows as a rising line.
 """
@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import bench_pipeline as pipeline  # noqa: E402
 
 from consensus import canonical  # noqa: E402
-from node import state_tree  # noqa: E402
-from node import store as store_module  # noqa: E402
+from node import state_tree, store_open  # noqa: E402
 from node.tx import Transaction  # noqa: E402
 
 import ledger_support  # noqa: E402
@@ -68,10 +67,10 @@ def main() -> None:
     args = parser.parse_args()
     canonical.use_compiled_encoder(not args.pure_codec)
     if args.leveldb_defaults:
-        store_module.LEVELDB_OPTIONS.clear()
+        store_open.LEVELDB_OPTIONS.clear()
     for option in args.leveldb:
         name, _, value = option.partition("=")
-        store_module.LEVELDB_OPTIONS[name] = (  # type: ignore[assignment]
+        store_open.LEVELDB_OPTIONS[name] = (  # type: ignore[assignment]
             None if value.lower() == "none" else int(value))
     ledger_support.CHAIN_ID = pipeline.CHAIN
     genesis = pipeline.genesis()

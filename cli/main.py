@@ -53,7 +53,7 @@ def cmd_network_init(args: argparse.Namespace) -> int:
 
 def cmd_node_start(args: argparse.Namespace) -> int:
     from node.config import ConfigError, load_config
-    from node.store_open import preopen
+    from node.store_open import close_untaken, preopen
     try:
         config = load_config(args.home).with_overrides(
             p2p_listen=args.p2p_listen, api_listen=args.api_listen, log_level=args.log_level,
@@ -61,8 +61,10 @@ def cmd_node_start(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     # A restart's LevelDB log replay runs while the node's modules are imported (begun
-    # already by main() unless this was called another way).
+    # already by main() unless this was called another way; one main() began for another
+    # home than argparse's is closed).
     preopen(str(config.data_dir))
+    close_untaken(keep=str(config.data_dir))
     import asyncio
 
     from node.app import NodeStartError, event_loop_factory, run_node, setup_logging
@@ -151,11 +153,11 @@ def _begin_opening_the_store(words: Sequence[str]) -> None:
             home = word.removeprefix("--home=")
     if home is None:
         return
-    from node.config import ConfigError, load_config
+    from node.config import load_config
     from node.store_open import preopen
     try:
         config = load_config(home)
-    except (ConfigError, OSError):
+    except Exception:  # whatever it is, cmd_node_start reports it
         return
     preopen(str(config.data_dir))
 
@@ -164,10 +166,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     if words[:2] == ["node", "start"]:
         _begin_opening_the_store(words[2:])
-    else:
-        # The node's own commands are all here: a killed node restarted under a supervisor
-        # begins its catch-up ~0.1 s sooner without importing the demos, bench and client.
-        _load_extra_commands()
+        try:
+            return _run(argv)
+        finally:
+            # An open begun above and never taken (a bad flag, --help, another home than
+            # argparse read) must not hold that store's lock (node/store_open.py).
+            from node.store_open import close_untaken
+            close_untaken()
+    # The node's own commands are all here: a killed node restarted under a supervisor
+    # begins its catch-up ~0.1 s sooner without importing the demos, bench and client.
+    _load_extra_commands()
+    return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

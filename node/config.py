@@ -119,14 +119,18 @@ def load_config(home: str | Path) -> NodeConfig:
     if not home.is_dir():
         raise ConfigError(f"node home {home} does not exist (create it with `jangbu network init`)")
     try:
-        table = tomllib.loads(path.read_text())
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist; is {home} a node home?") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): TOML is UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    for section in table:
+    for section, content in table.items():
         if section not in ("node", "p2p", "api", "mempool", "state"):
             raise ConfigError(f"{path}: unknown section [{section}]")
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table of keys, not a value")
     config = NodeConfig(
         home=home,
         name=_get(table, "node", "name", str, home.name),

@@ -107,3 +107,20 @@ def preopen(path: str) -> None:
 def take_preopened(path: str) -> PendingOpen | None:
     """The open :func:`preopen` began for ``path``, if any; it is taken only once."""
     return _PREOPENED.pop(path, None)
+
+
+def close_untaken(keep: str | None = None) -> None:
+    """Close every open :func:`preopen` began that nobody took, except ``keep``'s.
+
+    ``jangbu node start`` begins its open from the ``--home`` it finds in the command line
+    before argparse has read it; argparse may then pick another home (an abbreviated
+    ``--hom``) or stop at a bad flag, and an open left pending would hold that directory's
+    LevelDB lock for the life of the process. An open that failed has nothing to close.
+    """
+    for path in [path for path in _PREOPENED if path != keep]:
+        pending = _PREOPENED.pop(path)
+        try:
+            db = pending.result()
+        except BaseException:  # its error is nobody's to report now
+            continue
+        db.close()

@@ -46,6 +46,27 @@ def test_invalid_node_start_bad_config_value(network: tuple[Path, int]) -> None:
     assert "node.log_level" in one_line_error(result.stderr)
 
 
+def test_invalid_node_start_config_not_utf8(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    config = directory / "solo" / "config.toml"
+    config.write_bytes(config.read_bytes().replace(b'log_level = "info"', b'log_level = "\xff"'))
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert "config.toml" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_config_section_not_a_table(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    config = directory / "solo" / "config.toml"
+    text = config.read_text()
+    head, _, tail = text.partition("[state]")  # the section, as a plain value instead
+    rest = tail.partition("\n[")[2]
+    config.write_text('state = "x"\n' + head + ("[" + rest if rest else ""))
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert "[state]" in one_line_error(result.stderr)
+
+
 def test_invalid_node_start_key_readable_by_others(network: tuple[Path, int]) -> None:
     directory, _ = network
     key = directory / "solo" / "node.key"

@@ -61,3 +61,24 @@ def test_a_home_it_cannot_read_is_left_for_node_start_to_report(tmp_path: Path) 
                   ["--home", str(tmp_path)]):  # a directory without config.toml
         _begin_opening_the_store(words)
     assert store_open._PREOPENED == {}
+
+
+def test_an_open_node_start_did_not_take_is_closed(network: tuple[Path, int]) -> None:
+    """The early open reads ``--home`` itself; argparse may end with another home (an
+    abbreviated ``--hom``), or stop at a bad flag or ``--help``. The open it began must not
+    keep the directory's LevelDB lock (review, eighteenth round)."""
+    data = with_a_store(network)
+    home = network[0] / "solo"
+    elsewhere = network[0] / "elsewhere"
+    elsewhere.mkdir()
+    for words in (["--home", str(home), "--log-level", "loud"],
+                  ["--home", str(home), "--help"],
+                  ["--home", str(home), "--hom", str(elsewhere)]):
+        out = run_python(
+            "import contextlib, plyvel, cli.main\n"
+            "with contextlib.suppress(SystemExit):\n"
+            f"    cli.main.main(['node', 'start', *{words!r}])\n"
+            f"plyvel.DB({str(data)!r}).close()\n"  # the lock is free again
+            "from node import store_open\n"
+            "print(store_open._PREOPENED)\n")
+        assert out.splitlines()[-1] == "{}", words
