@@ -38,6 +38,18 @@ static PyObject *without_gc(PyObject *(*impl)(PyObject *const *), PyObject *cons
     return result;
 }
 
+/* The body of a METH_FASTCALL function whose ``impl`` takes exactly ``expected``
+ * arguments and runs with the collector off; ``usage`` is the TypeError for any other
+ * count. */
+static PyObject *call_without_gc(PyObject *(*impl)(PyObject *const *), PyObject *const *args,
+                                 Py_ssize_t nargs, Py_ssize_t expected, const char *usage) {
+    if (nargs != expected) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    return without_gc(impl, args);
+}
+
 typedef struct {
     Py_ssize_t index;
     unsigned char hash[HASH_SIZE];
@@ -200,11 +212,7 @@ done:
 
 static PyObject *with_parents(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "with_parents(levels, bucket_nodes)");
-        return NULL;
-    }
-    return without_gc(with_parents_impl, args);
+    return call_without_gc(with_parents_impl, args, nargs, 2, "with_parents(levels, bucket_nodes)");
 }
 
 typedef struct {
@@ -473,11 +481,7 @@ done:
 
 static PyObject *merge_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "merge_buckets(by_bucket, cache, bucket_level, empty)");
-        return NULL;
-    }
-    return without_gc(merge_buckets_impl, args);
+    return call_without_gc(merge_buckets_impl, args, nargs, 4, "merge_buckets(by_bucket, cache, bucket_level, empty)");
 }
 
 PyDoc_STRVAR(cache_buckets_doc,
@@ -572,11 +576,7 @@ static PyObject *cache_buckets_impl(PyObject *const *args) {
 
 static PyObject *cache_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "cache_buckets(cache, buckets, limit, size)");
-        return NULL;
-    }
-    return without_gc(cache_buckets_impl, args);
+    return call_without_gc(cache_buckets_impl, args, nargs, 4, "cache_buckets(cache, buckets, limit, size)");
 }
 
 static void sha256(const char *data, Py_ssize_t size, unsigned char *out) {
@@ -663,11 +663,7 @@ failed:
 
 static PyObject *hash_writes(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "hash_writes(writes, leaf_prefix)");
-        return NULL;
-    }
-    return without_gc(hash_writes_impl, args);
+    return call_without_gc(hash_writes_impl, args, nargs, 2, "hash_writes(writes, leaf_prefix)");
 }
 
 /* RFC 6962 leaf hash, SHA-256(0x00 || data) (node.merkle.leaf_hash): a block root's

@@ -6,6 +6,7 @@ import json
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from cli_support import jangbu, start_jangbu, stop_process
@@ -37,34 +38,36 @@ def test_invalid_node_start_missing_home(tmp_path: Path) -> None:
     assert "does not exist" in one_line_error(result.stderr)
 
 
-def test_invalid_node_start_bad_config_value(network: tuple[Path, int]) -> None:
-    directory, _ = network
-    config = directory / "solo" / "config.toml"
-    config.write_text(config.read_text().replace('log_level = "info"', 'log_level = "loud"'))
-    result = jangbu("node", "start", "--home", directory / "solo")
+def refusal_with_config(network: tuple[Path, int], rewrite: Callable[[bytes], bytes]) -> str:
+    """Rewrite the node's config.toml, start it: exit code 1 and the one-line error."""
+    config = network[0] / "solo" / "config.toml"
+    config.write_bytes(rewrite(config.read_bytes()))
+    result = jangbu("node", "start", "--home", network[0] / "solo")
     assert result.returncode == 1
-    assert "node.log_level" in one_line_error(result.stderr)
+    return one_line_error(result.stderr)
+
+
+def test_invalid_node_start_bad_config_value(network: tuple[Path, int]) -> None:
+    error = refusal_with_config(
+        network, lambda text: text.replace(b'log_level = "info"', b'log_level = "loud"'))
+    assert "node.log_level" in error
 
 
 def test_invalid_node_start_config_not_utf8(network: tuple[Path, int]) -> None:
-    directory, _ = network
-    config = directory / "solo" / "config.toml"
-    config.write_bytes(config.read_bytes().replace(b'log_level = "info"', b'log_level = "\xff"'))
-    result = jangbu("node", "start", "--home", directory / "solo")
-    assert result.returncode == 1
-    assert "config.toml" in one_line_error(result.stderr)
+    error = refusal_with_config(
+        network, lambda text: text.replace(b'log_level = "info"', b'log_level = "\xff"'))
+    assert "config.toml" in error and "UTF-8" in error
+
+
+def without_state_table(text: bytes) -> bytes:
+    """The [state] section written as a plain value instead of a table."""
+    head, _, tail = text.partition(b"[state]")
+    rest = tail.partition(b"\n[")[2]
+    return b'state = "x"\n' + head + (b"[" + rest if rest else b"")
 
 
 def test_invalid_node_start_config_section_not_a_table(network: tuple[Path, int]) -> None:
-    directory, _ = network
-    config = directory / "solo" / "config.toml"
-    text = config.read_text()
-    head, _, tail = text.partition("[state]")  # the section, as a plain value instead
-    rest = tail.partition("\n[")[2]
-    config.write_text('state = "x"\n' + head + ("[" + rest if rest else ""))
-    result = jangbu("node", "start", "--home", directory / "solo")
-    assert result.returncode == 1
-    assert "[state]" in one_line_error(result.stderr)
+    assert "[state]" in refusal_with_config(network, without_state_table)
 
 
 def test_invalid_node_start_key_readable_by_others(network: tuple[Path, int]) -> None:
