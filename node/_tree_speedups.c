@@ -906,13 +906,14 @@ static int by_record(const void *a, const void *b) {
 }
 
 PyDoc_STRVAR(state_buckets_doc,
-"state_buckets(entries, skip) -> dict | None\n\n"
-"The bucket hashes a state gives (the start-up check of the stored values): for each\n"
-"(key, value) of ``entries``, the record SHA-256(key[skip:]) || SHA-256(value); the\n"
-"records sorted and grouped by bucket (first two bytes); bucket -> SHA-256(0x00 ||\n"
-"records) for every bucket that holds one. None (the iterator partly read) when an entry\n"
-"is not a pair of exact bytes or a key is shorter than ``skip``. An error raised by the\n"
-"iterator is raised.");
+"state_buckets(entries, skip) -> tuple[dict, dict] | None\n\n"
+"The tree's buckets as the stored values give them (StateTree.from_state, at start-up):\n"
+"for each (key, value) of ``entries``, the record SHA-256(key[skip:]) || SHA-256(value);\n"
+"the records sorted and grouped by bucket (first two bytes). Returns (bucket -> its\n"
+"records, in order; bucket -> SHA-256(0x00 || records)) for every bucket that holds one,\n"
+"the shape leaf_buckets returns. None (the iterator partly read) when an entry is not a\n"
+"pair of exact bytes or a key is shorter than ``skip``. An error raised by the iterator\n"
+"is raised.");
 
 static PyObject *state_buckets(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
@@ -947,34 +948,35 @@ static PyObject *state_buckets(PyObject *self, PyObject *const *args, Py_ssize_t
         }
     }
     Py_DECREF(iterator);
-    PyObject *hashes = NULL;
+    PyObject *records = NULL, *hashes = NULL;
     if (!failed && shape_ok) {
         size_t count = buf.size / RECORD_SIZE;
         if (count > 1) {
             qsort(buf.data, count, RECORD_SIZE, by_record);
         }
+        records = PyDict_New();
         hashes = PyDict_New();
+        failed = records == NULL || hashes == NULL;
         size_t first = 0;
-        for (size_t i = 1; hashes != NULL && i <= count; i++) {
+        for (size_t i = 1; !failed && i <= count; i++) {
             const unsigned char *at = buf.data + first * RECORD_SIZE;
             if (i == count || memcmp(at, buf.data + i * RECORD_SIZE, 2) != 0) {
-                if (emit_bucket(NULL, hashes, (long)(at[0] << 8 | at[1]), at,
-                                (i - first) * RECORD_SIZE) < 0) {
-                    Py_CLEAR(hashes);
-                }
+                failed = emit_bucket(records, hashes, (long)(at[0] << 8 | at[1]), at,
+                                     (i - first) * RECORD_SIZE) < 0;
                 first = i;
             }
         }
-        failed = hashes == NULL;
     }
     PyMem_Free(buf.data);
     if (failed) {
+        Py_XDECREF(records);
+        Py_XDECREF(hashes);
         return NULL;
     }
     if (!shape_ok) {
         Py_RETURN_NONE;
     }
-    return hashes;
+    return Py_BuildValue("(NN)", records, hashes);
 }
 
 static PyMethodDef methods[] = {

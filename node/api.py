@@ -32,6 +32,7 @@ from node.jsonform import to_json
 from node.mempool import AdmissionError, MempoolFull
 from node.openapi import OPENAPI
 from node.state import state_key
+from node.state_tree import LeafIndexError
 from node.store import StoreError
 from node.tx import Transaction, TxError
 
@@ -92,7 +93,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = {404: "E_NOT_FOUND", 405: "E_METHOD", 413: "E_TOO_LARGE"}.get(exc.status, "E_HTTP")
         return error_response(exc.status, code, exc.reason)
-    except StoreError as exc:  # damaged data read back (a block file failing its checksum)
+    except (StoreError, LeafIndexError) as exc:  # damaged data read back (a block file failing
+        # its checksum, a leaf index entry that does not match the stored values)
         log.error("%s %s: %s", request.method, request.path, exc)
         return error_response(500, "E_STORE", str(exc))
 

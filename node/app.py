@@ -43,7 +43,7 @@ from node.p2p.peer_manager import PeerManager
 from node.registry import load_contracts
 from node.signer_state import FILE_NAME as GUARD_FILE
 from node.signer_state import SignerStateError, SignerStateFile
-from node.state_tree import state_matches_tree
+from node.state_tree import LeafIndexError
 from node.store import LedgerStore, StoreError
 
 log = logging.getLogger("jangbu.node")
@@ -133,7 +133,7 @@ class Node:
             block_version=self.genesis.params.block_version,
             verify_commit=certificate_verifier(self.chain_id, self.vset),
             sig_cache=self.sig_cache)
-        if self.store.height and (engine_root_mismatch(self) or state_values_damaged(self)):
+        if self.store.height and engine_root_mismatch(self):
             raise NodeStartError(
                 "the state in the data directory does not match the last block's state_root; "
                 "the store is damaged: restore a backup or resync (docs/operations.md)")
@@ -257,7 +257,7 @@ def fatal_message(exc: BaseException, data_dir: Any) -> str:
         # a block write in the background failed (LedgerStore.settle), or a block file read
         # back damaged (LedgerStore._from_files)
         exc = exc.__cause__
-    if isinstance(exc, plyvel.CorruptionError | BlockFileError):
+    if isinstance(exc, plyvel.CorruptionError | BlockFileError | LeafIndexError):
         return (f"the data directory {data_dir} is damaged ({_plyvel_reason(exc)}); the node "
                 "stopped without committing on top of it: restore a backup or remove it and "
                 "resync (docs/operations.md)")
@@ -269,20 +269,14 @@ def fatal_message(exc: BaseException, data_dir: Any) -> str:
             "stopped rather than sign something wrong: please report it with the log")
 
 
-def state_values_damaged(node: Node) -> bool:
-    """Does any stored state value differ from the value hash the state tree commits to?
-
-    The tree (and so ``state_root``) is rebuilt from the leaf index alone, so a damaged
-    value would otherwise go unnoticed until a block touched it. One pass over the state,
-    hashed and compared with the loaded tree bucket by bucket (node.state_tree
-    ``state_matches_tree``). It was a leaf lookup per state key and a second pass over the
-    index to count it: 0.40-0.44 s of a restart at 85,000 keys (docs/benchmarks.md,
-    seventeenth round).
-    """
-    return not state_matches_tree(node.store.state, node.engine.tree)
-
-
 def engine_root_mismatch(node: Node) -> bool:
+    """Does the state differ from the one the last block commits to?
+
+    The tree is rebuilt from the stored values at start (``StateTree.from_state``), so every
+    value is hashed into its root: a value changed, lost or added reads as a mismatch here.
+    It was a second pass, over the leaf index, then a check of the values against it
+    (docs/benchmarks.md, nineteenth round); the index is now checked bucket by bucket as it
+    is read (``LeafIndexError``)."""
     block = node.store.get_block(node.store.height)
     return block is None or block.header.state_root != node.engine.tree.root
 

@@ -95,33 +95,31 @@ def _raw_entries(reader: LeafReader, prefix: bytes) -> tuple[Iterator[tuple[byte
     return found
 
 
-def state_bucket_hashes(state: LeafReader) -> dict[int, bytes]:
-    """The bucket hashes the state ``state`` reads gives (keys without the store's prefix):
-    every ``key_hash(key) || value_hash(value)``, sorted, grouped by bucket and hashed as
-    :func:`bucket_hash` does; buckets with no record are left out."""
+def state_buckets(state: LeafReader) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    """The tree's buckets as the values ``state`` reads give them (keys without the store's
+    prefix): every ``key_hash(key) || value_hash(value)``, sorted and grouped by bucket.
+    Returns each non-empty bucket's records and its hash (as :func:`bucket_hash` hashes).
+    It holds the state's records (64 bytes a key) while it sorts them, nothing else."""
     entries, cut = _raw_entries(state, b"")
     if _fast is not None:
-        found: dict[int, bytes] | None = _fast.state_buckets(entries, cut)
+        found: tuple[dict[int, bytes], dict[int, bytes]] | None = _fast.state_buckets(entries,
+                                                                                      cut)
         if found is not None:
             return found
         entries, cut = _raw_entries(state, b"")  # stepped aside: read again
     records = sorted([key_hash(key[cut:]) + value_hash(value) for key, value in entries])
-    by_bucket: dict[int, list[bytes]] = {}
+    grouped: dict[int, list[bytes]] = {}
     for record in records:
-        by_bucket.setdefault(bucket_of(record), []).append(record)
-    return {bucket: leaf_hash(b"".join(parts)) for bucket, parts in by_bucket.items()}
+        grouped.setdefault(bucket_of(record), []).append(record)
+    by_bucket = {bucket: b"".join(parts) for bucket, parts in grouped.items()}
+    return by_bucket, {bucket: leaf_hash(joined) for bucket, joined in by_bucket.items()}
 
 
-def state_matches_tree(state: LeafReader, tree: StateTree) -> bool:
-    """Does every stored value hash to what ``tree`` (loaded from the leaf index) commits
-    to, with nothing missing and nothing extra? The start-up check of node.app: bucket by
-    bucket, the hashes the values give against the tree's, and as many non-empty buckets.
-    It holds the state's records (64 bytes a key) while it sorts them, nothing else."""
-    found = state_bucket_hashes(state)
-    level = tree.levels[0]
-    if any(level[bucket] != digest for bucket, digest in found.items()):
-        return False
-    return sum(1 for digest in level if digest != _EMPTY_BUCKET) == len(found)
+class LeafIndexError(Exception):
+    """The leaf index disagrees with the tree built from the stored values: the data
+    directory is damaged. Raised where a bucket is read from the index (a preview's cache
+    miss, a proof), so that a damaged entry never reaches a root, a proof or a vote; the
+    node stops on it as on any damage it finds (node.app ``fatal_message``)."""
 
 
 def key_hash(key: bytes) -> bytes:
@@ -290,10 +288,7 @@ class StateTree:
             found = _fast.leaf_buckets(raw, skip + cut)
             del raw  # a partly read store iterator, if it stepped aside
             if found is not None:
-                by_bucket, hashes = found
-                nodes = tree._with_parents(hashes) if hashes else []
-                tree.apply(StateDelta(nodes[DEPTH][0] if nodes else tree.root, {}, nodes))
-                tree._warm(reader, by_bucket)
+                tree._set_buckets(reader, *found)
                 return tree
         buckets: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, vhash in reader.scan(LEAF_PREFIX):
@@ -307,10 +302,36 @@ class StateTree:
             bucket_nodes[bucket] = leaf_hash(joined)  # == bucket_hash(entries)
             well_formed = all(len(k) == len(v) == _HASH_SIZE for k, v in entries)
             records[bucket] = joined if well_formed else None
-        nodes = tree._with_parents(bucket_nodes) if bucket_nodes else []
-        tree.apply(StateDelta(nodes[DEPTH][0] if nodes else tree.root, {}, nodes))
-        tree._warm(reader, records)
+        tree._set_buckets(reader, records, bucket_nodes)
         return tree
+
+    @classmethod
+    def from_state(cls, state: LeafReader, leaves: LeafReader,
+                   cache_entries: int = DEFAULT_CACHE_ENTRIES) -> StateTree:
+        """Rebuild from the stored values themselves (a node's start-up), for use with the
+        leaf index ``leaves`` of the same store.
+
+        Why not from the leaf index (:meth:`load`): the start must hash every value anyway,
+        or a damaged one would go unnoticed until a block touched it, and those hashes are
+        the tree. Built from them, the root is the values' own, and the node compares it with
+        its last block's ``state_root``: one pass instead of two (the index's scan was 0.14 s
+        of a restart at 175,000 keys; docs/benchmarks.md, nineteenth round). The index is
+        then checked where it is read instead: every bucket read from it must hash to the
+        bucket's node here, or :class:`LeafIndexError` is raised (:meth:`_read_bucket`,
+        :meth:`prove`). The buckets warm the cache as :meth:`load`'s do.
+        """
+        tree = cls(cache_entries)
+        tree._set_buckets(leaves, *state_buckets(state))
+        return tree
+
+    def _set_buckets(self, reader: LeafReader, records: Mapping[int, bytes | None],
+                     hashes: Mapping[int, bytes]) -> None:
+        """Take ``hashes`` (bucket -> hash, every non-empty bucket) as the committed buckets
+        of ``reader``'s state, and warm the cache with their ``records`` (None: not
+        cacheable)."""
+        nodes = self._with_parents(hashes) if hashes else []
+        self.apply(StateDelta(nodes[DEPTH][0] if nodes else self.root, {}, nodes))
+        self._warm(reader, records)
 
     def _with_parents(self, bucket_nodes: Mapping[int, bytes]) -> list[Mapping[int, bytes]]:
         """New bucket hashes (bucket -> hash) and every node above them, one map per level.
@@ -380,7 +401,7 @@ class StateTree:
         for bucket in known[2]:  # neither cached nor known to be empty, in bucket order
             records = self._read_bucket(reader, bucket)
             if records is None:  # entries of unexpected sizes: the plain way, not cached
-                entries = self._bucket_entries(reader, bucket)
+                entries = self._checked_entries(reader, bucket)
                 for khash, vhash in by_bucket[bucket].items():
                     if vhash is None:
                         entries.pop(khash, None)
@@ -488,8 +509,27 @@ class StateTree:
         if any(len(k) != _HASH_SIZE or len(v) != _HASH_SIZE for k, v in entries.items()):
             return None
         records = b"".join(sorted([k + v for k, v in entries.items()]))
+        self._check_bucket(bucket, leaf_hash(records))
         self._cache_buckets({bucket: records})
         return records
+
+    def _checked_entries(self, reader: LeafReader, bucket: int) -> dict[bytes, bytes]:
+        """``bucket``'s entries in ``reader``, which must hash to its node here."""
+        entries = self._bucket_entries(reader, bucket)
+        self._check_bucket(bucket, bucket_hash(list(entries.items())))
+        return entries
+
+    def _check_bucket(self, bucket: int, digest: bytes) -> None:
+        """Raise :class:`LeafIndexError` unless ``digest``, the hash of ``bucket`` as the leaf
+        index holds it, is the bucket's committed hash here.
+
+        Why at every read: a tree built from the stored values (:meth:`from_state`) has
+        not read the index, so this is where a damaged entry is found, before it can give
+        a root or a proof. Reads are cache misses only: a cost of one bucket hash, on a
+        state larger than the cache or with the cache off."""
+        if self.levels[0][bucket] != digest:
+            raise LeafIndexError(f"the leaf index's bucket {bucket} does not match the stored "
+                              "values")
 
     def _cache_buckets(self, buckets: Mapping[int, bytes]) -> None:
         """Cache (or replace) whole committed buckets, then evict down to the bound.
@@ -563,7 +603,7 @@ class StateTree:
         store holds.
         """
         bucket = bucket_of(key_hash(key))
-        entries = tuple(sorted(self._bucket_entries(reader, bucket).items()))
+        entries = tuple(sorted(self._checked_entries(reader, bucket).items()))
         path = []
         index = bucket
         for level in range(DEPTH):

@@ -414,9 +414,10 @@ class LedgerStore:
         return tree
 
     def load_state_tree(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> StateTree:
-        """The state tree rebuilt from the leaf index; ``cache_entries`` bounds its bucket
-        cache (node/state_tree.py, config ``[state] tree_cache_entries``)."""
-        return StateTree.load(self.leaves, cache_entries)
+        """The state tree rebuilt from the stored values (``StateTree.from_state``: its root
+        is theirs, for the caller to compare with the last block's); ``cache_entries``
+        bounds its bucket cache (node/state_tree.py, config ``[state] tree_cache_entries``)."""
+        return StateTree.from_state(self.state, self.leaves, cache_entries)
 
     # --- reads ------------------------------------------------------------------------------
 

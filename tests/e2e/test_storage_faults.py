@@ -7,6 +7,8 @@ docs/operations.md (remove the data directory), it catches up and agrees with th
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import resource
 import shutil
 import signal
@@ -14,12 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 
 import plyvel
 import pytest
 from test_network_processes import member_txs, submit_all, wait_committed
 
-from netutil import ROOT, Network, make_network
+from netutil import ROOT, Network, http_json, make_network
 
 pytestmark = pytest.mark.e2e
 
@@ -113,6 +117,30 @@ def test_invalid_damaged_state_value_refuses_to_start(net):
     db.close()
     message = start_expect_refusal(net)
     assert "state_root" in message and "operations.md" in message, message
+    resync_victim(net)
+
+
+def test_damaged_leaf_index_entry_is_refused_where_it_is_read(net):
+    """The start hashes the values, not the leaf index (StateTree.from_state): a damaged
+    index entry lets the node start, whose root is the values' own, and is refused where the
+    index is read: a proof of the key answers 500 E_STORE, never a wrong proof."""
+    stop_victim(net)
+    db = plyvel.DB(str(net.home(VICTIM) / "data"))
+    state_key, _ = next(iter(db.iterator(prefix=b"s/membership/")))
+    full_key = state_key[len(b"s/"):]
+    db.put(b"l/" + hashlib.sha256(full_key).digest(), b"\x11" * 32, sync=True)
+    db.close()
+    net.start(VICTIM)
+    net.wait_ready(VICTIM)
+    contract, key = full_key.decode().split("/", 1)
+    url = f"{net.api(VICTIM)}/v1/state/{contract}/{urllib.parse.quote(key)}"
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        http_json(url)
+    assert answer.value.code == 500
+    body = json.loads(answer.value.read())
+    assert body["code"] == "E_STORE" and "leaf index" in body["message"], body
+    assert http_json(f"{net.api('customs')}/v1/state/{contract}/{urllib.parse.quote(key)}")
+    stop_victim(net)
     resync_victim(net)
 
 

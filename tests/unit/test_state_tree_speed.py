@@ -30,7 +30,7 @@ from node.state_tree import (
     key_hash,
     verify_state_proof,
 )
-from node.store import LedgerStore
+from node.store import STATE_PREFIX, LedgerStore
 
 
 def _crowded_keys() -> list[bytes]:
@@ -319,12 +319,17 @@ def test_over_a_leveldb_store(tmp_path: Path):
             tree.preview({rng.choice(keys): b"lost" for _ in range(50)}, store.leaves)
             delta = tree.preview(writes, store.leaves)
             assert_same_delta(delta, StateTree.load(store.leaves, 0).preview(writes, store.leaves))
-            with store.db.write_batch() as batch:
+            with store.db.write_batch() as batch:  # the values and their leaves, as a commit
                 for key, vhash in delta.leaf_writes.items():
                     if vhash is None:
                         batch.delete(key)
                     else:
                         batch.put(key, vhash)
+                for key, value in writes.items():
+                    if value is None:
+                        batch.delete(STATE_PREFIX + key)
+                    else:
+                        batch.put(STATE_PREFIX + key, value)
             tree.apply(delta)
             for key, value in writes.items():
                 if value is None:
