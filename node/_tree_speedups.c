@@ -72,58 +72,66 @@ static int by_index(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The 32-byte hash at ``row[index]``, or NULL if that is not one. */
-static const unsigned char *row_hash(PyObject *row, Py_ssize_t index) {
-    if (index < 0 || index >= PyList_GET_SIZE(row)) {
+#define NUM_BUCKETS ((Py_ssize_t)1 << DEPTH)
+#define PACKED_SIZE (4 + HASH_SIZE) /* one changed node: 4-byte big-endian index, hash */
+
+/* The hashes of tree level ``level`` (a bytearray of its 2**(DEPTH - level) 32-byte node
+ * hashes, side by side), or NULL if ``row`` is not exactly that. */
+static unsigned char *flat_row(PyObject *row, Py_ssize_t level) {
+    if (!PyByteArray_CheckExact(row)
+            || PyByteArray_GET_SIZE(row) != (NUM_BUCKETS >> level) * HASH_SIZE) {
         return NULL;
     }
-    PyObject *item = PyList_GET_ITEM(row, index);
-    if (!PyBytes_CheckExact(item) || PyBytes_GET_SIZE(item) != HASH_SIZE) {
-        return NULL;
-    }
-    return (const unsigned char *)PyBytes_AS_STRING(item);
+    return (unsigned char *)PyByteArray_AS_STRING(row);
 }
 
-static PyObject *level_dict(const node *nodes, Py_ssize_t count) {
-    PyObject *dict = PyDict_New();
-    if (dict == NULL) {
-        return NULL;
+/* Are ``levels`` the tree's own: a list of DEPTH + 1 rows as flat_row takes them? */
+static int levels_ok(PyObject *levels) {
+    if (!PyList_CheckExact(levels) || PyList_GET_SIZE(levels) != DEPTH + 1) {
+        return 0;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *key = PyLong_FromSsize_t(nodes[i].index);
-        PyObject *value = PyBytes_FromStringAndSize((const char *)nodes[i].hash, HASH_SIZE);
-        int failed = key == NULL || value == NULL || PyDict_SetItem(dict, key, value) < 0;
-        Py_XDECREF(key);
-        Py_XDECREF(value);
-        if (failed) {
-            Py_DECREF(dict);
-            return NULL;
+    for (Py_ssize_t level = 0; level <= DEPTH; level++) {
+        if (flat_row(PyList_GET_ITEM(levels, level), level) == NULL) {
+            return 0;
         }
     }
-    return dict;
+    return 1;
+}
+
+/* ``count`` nodes packed as StateDelta.nodes holds a level: index (4 bytes, big-endian)
+ * then hash, in index order. */
+static PyObject *packed_level(const node *nodes, Py_ssize_t count) {
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, count * PACKED_SIZE);
+    if (packed == NULL) {
+        return NULL;
+    }
+    unsigned char *at = (unsigned char *)PyBytes_AS_STRING(packed);
+    for (Py_ssize_t i = 0; i < count; i++, at += PACKED_SIZE) {
+        size_t index = (size_t)nodes[i].index;
+        at[0] = (unsigned char)(index >> 24);
+        at[1] = (unsigned char)(index >> 16);
+        at[2] = (unsigned char)(index >> 8);
+        at[3] = (unsigned char)index;
+        memcpy(at + 4, nodes[i].hash, HASH_SIZE);
+    }
+    return packed;
 }
 
 PyDoc_STRVAR(with_parents_doc,
-"with_parents(levels, bucket_nodes) -> list[dict[int, bytes]] | None\n\n"
+"with_parents(levels, bucket_nodes) -> list[bytes] | None\n\n"
 "StateTree._with_parents: ``bucket_nodes`` (bucket -> new hash) and every node above them,\n"
-"one dict per level, siblings read from ``levels`` (the committed rows). None when an\n"
+"one packed level each (4-byte big-endian index || hash, in index order), siblings read\n"
+"from ``levels`` (the committed rows, one bytearray of 32-byte hashes each). None when an\n"
 "input is not of the tree's own shape.");
 
 static PyObject *with_parents_impl(PyObject *const *args) {
     PyObject *levels = args[0], *buckets = args[1];
-    if (!PyList_CheckExact(levels) || !PyDict_CheckExact(buckets)
-            || PyList_GET_SIZE(levels) != DEPTH + 1) {
+    if (!levels_ok(levels) || !PyDict_CheckExact(buckets)) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t depth = DEPTH;
     Py_ssize_t count = PyDict_GET_SIZE(buckets);
     if (count == 0) {
         Py_RETURN_NONE;
-    }
-    for (Py_ssize_t level = 0; level <= depth; level++) {
-        if (!PyList_CheckExact(PyList_GET_ITEM(levels, level))) {
-            Py_RETURN_NONE;
-        }
     }
     node *current = PyMem_Malloc((size_t)count * sizeof(node));
     if (current == NULL) {
@@ -144,7 +152,7 @@ static PyObject *with_parents_impl(PyObject *const *args) {
             goto fallback;
         }
         /* Python would wrap a negative index; such input is not the tree's own. */
-        if (index < 0 || index >= PyList_GET_SIZE(PyList_GET_ITEM(levels, 0))) {
+        if (index < 0 || index >= NUM_BUCKETS) {
             goto fallback;
         }
         current[n].index = index;
@@ -157,46 +165,44 @@ static PyObject *with_parents_impl(PyObject *const *args) {
     if (!sorted) {
         qsort(current, (size_t)n, sizeof(node), by_index);
     }
-    out = PyList_New(depth + 1);
+    out = PyList_New(DEPTH + 1);
     if (out == NULL) {
         goto done;
     }
-    Py_INCREF(buckets);
-    PyList_SET_ITEM(out, 0, buckets);
-    for (Py_ssize_t level = 1; level <= depth; level++) {
-        PyObject *below = PyList_GET_ITEM(levels, level - 1);
-        if (!PyList_CheckExact(below)) {
-            goto fallback;
-        }
-        Py_ssize_t parents = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_ssize_t index = current[i].index;
-            const unsigned char *left, *right;
-            unsigned char *mine = current[i].hash;
-            if (index & 1) {
-                left = row_hash(below, index - 1);  /* the left sibling is unchanged */
-                right = mine;
-            } else if (i + 1 < n && current[i + 1].index == index + 1) {
-                left = mine;
-                right = current[++i].hash;
-            } else {
-                left = mine;
-                right = row_hash(below, index + 1);
+    for (Py_ssize_t level = 0; level <= DEPTH; level++) {
+        if (level > 0) {
+            /* No Python code has run since levels_ok: the rows are as checked. */
+            const unsigned char *below = flat_row(PyList_GET_ITEM(levels, level - 1),
+                                                  level - 1);
+            Py_ssize_t width = NUM_BUCKETS >> (level - 1), parents = 0;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                Py_ssize_t index = current[i].index;
+                const unsigned char *left, *right;
+                unsigned char *mine = current[i].hash;
+                if (index & 1) {
+                    left = below + (index - 1) * HASH_SIZE;  /* the left sibling is unchanged */
+                    right = mine;
+                } else if (i + 1 < n && current[i + 1].index == index + 1) {
+                    left = mine;
+                    right = current[++i].hash;
+                } else if (index + 1 < width) {
+                    left = mine;
+                    right = below + (index + 1) * HASH_SIZE;
+                } else {
+                    goto fallback;  /* cannot happen for indexes in range: width is even */
+                }
+                /* In place: parents are written at or before the child being read. */
+                node_hash(left, right, current[parents].hash);
+                current[parents].index = index >> 1;
+                parents++;
             }
-            if (left == NULL || right == NULL) {
-                goto fallback;
-            }
-            /* In place: parents are written at or before the child being read. */
-            node_hash(left, right, current[parents].hash);
-            current[parents].index = index >> 1;
-            parents++;
+            n = parents;
         }
-        n = parents;
-        PyObject *dict = level_dict(current, n);
-        if (dict == NULL) {
+        PyObject *packed = packed_level(current, n);
+        if (packed == NULL) {
             goto done;
         }
-        PyList_SET_ITEM(out, level, dict);
+        PyList_SET_ITEM(out, level, packed);
     }
     result = out;
     out = NULL;
@@ -213,6 +219,50 @@ done:
 static PyObject *with_parents(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     return call_without_gc(with_parents_impl, args, nargs, 2, "with_parents(levels, bucket_nodes)");
+}
+
+PyDoc_STRVAR(set_nodes_doc,
+"set_nodes(levels, nodes) -> bool | None\n\n"
+"StateTree.apply's update of the committed rows: each packed node of ``nodes`` (one bytes\n"
+"per level from 0, as with_parents returns them) written into its row of ``levels``.\n"
+"True when done; None, with nothing written, when an input is not of the tree's shape.");
+
+static PyObject *set_nodes_impl(PyObject *const *args) {
+    PyObject *levels = args[0], *nodes = args[1];
+    if (!levels_ok(levels) || !PyList_CheckExact(nodes) || PyList_GET_SIZE(nodes) > DEPTH + 1) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t depth = PyList_GET_SIZE(nodes);
+    for (Py_ssize_t level = 0; level < depth; level++) {  /* all checked before any write */
+        PyObject *packed = PyList_GET_ITEM(nodes, level);
+        if (!PyBytes_CheckExact(packed) || PyBytes_GET_SIZE(packed) % PACKED_SIZE != 0) {
+            Py_RETURN_NONE;
+        }
+        const unsigned char *at = (const unsigned char *)PyBytes_AS_STRING(packed);
+        const unsigned char *end = at + PyBytes_GET_SIZE(packed);
+        for (; at < end; at += PACKED_SIZE) {
+            size_t index = (size_t)at[0] << 24 | (size_t)at[1] << 16 | (size_t)at[2] << 8 | at[3];
+            if (index >= (size_t)(NUM_BUCKETS >> level)) {
+                Py_RETURN_NONE;
+            }
+        }
+    }
+    for (Py_ssize_t level = 0; level < depth; level++) {
+        PyObject *packed = PyList_GET_ITEM(nodes, level);
+        unsigned char *row = flat_row(PyList_GET_ITEM(levels, level), level);
+        const unsigned char *at = (const unsigned char *)PyBytes_AS_STRING(packed);
+        const unsigned char *end = at + PyBytes_GET_SIZE(packed);
+        for (; at < end; at += PACKED_SIZE) {
+            size_t index = (size_t)at[0] << 24 | (size_t)at[1] << 16 | (size_t)at[2] << 8 | at[3];
+            memcpy(row + index * HASH_SIZE, at + 4, HASH_SIZE);
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *set_nodes(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return call_without_gc(set_nodes_impl, args, nargs, 2, "set_nodes(levels, nodes)");
 }
 
 typedef struct {
@@ -343,8 +393,9 @@ PyDoc_STRVAR(merge_buckets_doc,
 "StateTree.preview's loop over the touched buckets, in bucket order: for each bucket of\n"
 "``by_bucket`` (bucket -> {key hash: value hash or None}) whose committed records are in\n"
 "``cache`` (an OrderedDict, bucket -> records; each one found is moved to its end) or,\n"
-"``bucket_level`` being the tree's bucket row (None: cache off), whose committed hash is\n"
-"``empty`` (so it holds nothing), its records after the changes and its new hash.\n"
+"``bucket_level`` being the tree's bucket row (a bytearray of 32-byte hashes; None: cache\n"
+"off), whose committed hash is ``empty`` (so it holds nothing), its records after the\n"
+"changes and its new hash.\n"
 "Returns (after, bucket_nodes, missing, held_bytes): the merged records and hashes by\n"
 "bucket, the buckets left for the caller to read (neither cached nor known empty), in\n"
 "order, and the merged records' total size. None, with nothing merged, when an input is\n"
@@ -356,7 +407,7 @@ static PyObject *merge_buckets_impl(PyObject *const *args) {
     /* Only the tree's own cache, an exact OrderedDict: a subclass's move_to_end could run
      * Python code while this loop holds borrowed pointers into the arguments. */
     if (!PyDict_CheckExact(by_bucket) || !PyODict_CheckExact(cache)
-            || (level != Py_None && !PyList_CheckExact(level))
+            || (level != Py_None && flat_row(level, 0) == NULL)
             || !PyBytes_CheckExact(empty) || PyBytes_GET_SIZE(empty) != HASH_SIZE) {
         Py_RETURN_NONE;
     }
@@ -378,7 +429,7 @@ static PyObject *merge_buckets_impl(PyObject *const *args) {
             PyErr_Clear();
             goto fallback;
         }
-        if (bucket < 0 || (level != Py_None && bucket >= PyList_GET_SIZE(level))) {
+        if (bucket < 0 || bucket >= NUM_BUCKETS) {
             goto fallback;
         }
         todo[n].bucket = bucket;
@@ -427,11 +478,12 @@ static PyObject *merge_buckets_impl(PyObject *const *args) {
                 goto done;
             }
             Py_DECREF(moved);
-        } else if (level != Py_None && todo[i].bucket < PyList_GET_SIZE(level)) {
-            PyObject *digest = PyList_GET_ITEM(level, todo[i].bucket);
-            if (PyBytes_CheckExact(digest) && PyBytes_GET_SIZE(digest) == HASH_SIZE
-                    && memcmp(PyBytes_AS_STRING(digest), PyBytes_AS_STRING(empty),
-                              HASH_SIZE) == 0) {
+        } else if (level != Py_None) {
+            /* Read again after move_to_end: nothing can resize the row, but no pointer
+             * into it is kept across a call. */
+            const unsigned char *row = flat_row(level, 0);
+            if (row != NULL && memcmp(row + todo[i].bucket * HASH_SIZE,
+                                      PyBytes_AS_STRING(empty), HASH_SIZE) == 0) {
                 records = no_records;
                 Py_INCREF(records);
             }
@@ -982,6 +1034,7 @@ static PyObject *state_buckets(PyObject *self, PyObject *const *args, Py_ssize_t
 static PyMethodDef methods[] = {
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
     {"hash_writes", (PyCFunction)(void (*)(void))hash_writes, METH_FASTCALL, hash_writes_doc},
+    {"set_nodes", (PyCFunction)(void (*)(void))set_nodes, METH_FASTCALL, set_nodes_doc},
     {"with_parents", (PyCFunction)(void (*)(void))with_parents, METH_FASTCALL,
      with_parents_doc},
     {"merge_bucket", (PyCFunction)(void (*)(void))merge_bucket, METH_FASTCALL,

@@ -139,22 +139,37 @@ def bucket_hash(entries: Sequence[tuple[bytes, bytes]]) -> bytes:
     return leaf_hash(b"".join(k + v for k, v in sorted(entries)))
 
 
+_PACKED_SIZE = 4 + 32  # one changed node in StateDelta.nodes: index (big-endian), hash
+
+
+def packed_nodes(changed: Mapping[int, bytes]) -> bytes:
+    """One level's changed nodes (index -> hash) as :class:`StateDelta` holds them."""
+    return b"".join([index.to_bytes(4, "big") + changed[index] for index in sorted(changed)])
+
+
+def unpacked_nodes(packed: bytes) -> dict[int, bytes]:
+    """The inverse of :func:`packed_nodes`: index -> hash, in index order."""
+    return {int.from_bytes(packed[at:at + 4], "big"): packed[at + 4:at + _PACKED_SIZE]
+            for at in range(0, len(packed), _PACKED_SIZE)}
+
+
 @dataclass(frozen=True)
 class StateDelta:
     """What committing one block's state writes does to the tree (not yet applied)."""
 
     root: bytes
     leaf_writes: Mapping[bytes, bytes | None]  # LevelDB ``l/`` keys -> value hash or delete
-    # New node hashes, one map per level (0: buckets .. DEPTH: the root): index -> hash.
-    # Per level rather than keyed by (level, index): a block of 1,000 orders changes
-    # 11,000-17,000 nodes, and building a tuple key for each was a third of the upper
-    # tree's cost.
-    nodes: Sequence[Mapping[int, bytes]]
+    # New node hashes, one bytes per level (0: buckets .. DEPTH: the root), each changed
+    # node packed as its 4-byte big-endian index then its hash, in index order. Packed
+    # rather than a dict per level: a block of 1,000 orders changes 11,000-17,000 nodes,
+    # and an int and a bytes object for each, then their dict, were ~40% of the upper
+    # tree's cost (docs/benchmarks.md, nineteenth round).
+    nodes: Sequence[bytes]
 
     def node_map(self) -> dict[tuple[int, int], bytes]:
         """The changed nodes keyed by ``(level, index)`` (for tests and tools)."""
-        return {(level, index): value for level, changed in enumerate(self.nodes)
-                for index, value in changed.items()}
+        return {(level, index): value for level, packed in enumerate(self.nodes)
+                for index, value in unpacked_nodes(packed).items()}
 
 
 @dataclass(frozen=True)
@@ -253,9 +268,13 @@ class StateTree:
     def __init__(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         """``cache_entries`` bounds the bucket cache (one unit per bucket plus one per entry;
         0 turns it off: every preview reads its buckets from the reader)."""
-        # levels[0] are bucket hashes; levels[DEPTH] is [root].
-        self.levels: list[list[bytes]] = [
-            [EMPTY_AT_LEVEL[level]] * (NUM_BUCKETS >> level) for level in range(DEPTH + 1)
+        # levels[0] are bucket hashes; levels[DEPTH] is the root. Each level is one
+        # bytearray of its 32-byte node hashes side by side (node ``i`` at ``32 * i``): 4 MB
+        # in all, where a list of bytes objects per level was twice that and its 17,000
+        # scattered objects a block were most of the cost of reading and updating them.
+        self.levels: list[bytearray] = [
+            bytearray(EMPTY_AT_LEVEL[level] * (NUM_BUCKETS >> level))
+            for level in range(DEPTH + 1)
         ]
         self._cache_limit = max(0, cache_entries)
         # bucket -> its records; least recently used first, evicted whole from the front.
@@ -270,7 +289,12 @@ class StateTree:
 
     @property
     def root(self) -> bytes:
-        return self.levels[DEPTH][0]
+        return bytes(self.levels[DEPTH])
+
+    def node(self, level: int, index: int) -> bytes:
+        """The committed hash of node ``index`` of ``level`` (0: the buckets)."""
+        at = index * _HASH_SIZE
+        return bytes(self.levels[level][at:at + _HASH_SIZE])
 
     @classmethod
     def load(cls, reader: LeafReader, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> StateTree:
@@ -330,24 +354,26 @@ class StateTree:
         of ``reader``'s state, and warm the cache with their ``records`` (None: not
         cacheable)."""
         nodes = self._with_parents(hashes) if hashes else []
-        self.apply(StateDelta(nodes[DEPTH][0] if nodes else self.root, {}, nodes))
+        self.apply(StateDelta(nodes[DEPTH][4:] if nodes else self.root, {}, nodes))
         self._warm(reader, records)
 
-    def _with_parents(self, bucket_nodes: Mapping[int, bytes]) -> list[Mapping[int, bytes]]:
-        """New bucket hashes (bucket -> hash) and every node above them, one map per level.
+    def _with_parents(self, bucket_nodes: Mapping[int, bytes]) -> list[bytes]:
+        """New bucket hashes (bucket -> hash) and every node above them, one packed level
+        each (:class:`StateDelta` ``nodes``).
 
-        Written for speed (~16,000 node hashes per block of a few thousand writes): one
-        int-keyed dict per level, each parent hashed once from whichever child comes first,
-        no sorting. The compiled loop, when built, does the same in a fraction of the time
-        and steps aside (None) on any input not of this tree's own shape.
+        Written for speed (~16,000 node hashes per block of a few thousand writes): each
+        parent hashed once from whichever child comes first, no sorting until a level is
+        packed. The compiled loop, when built, does the same in a fraction of the time and
+        steps aside (None) on any input not of this tree's own shape.
         """
         if _fast is not None:
-            done: list[Mapping[int, bytes]] | None = _fast.with_parents(self.levels, bucket_nodes)
+            done: list[bytes] | None = _fast.with_parents(self.levels, bucket_nodes)
             if done is not None:
                 return done
         sha256 = hashlib.sha256
+        size = _HASH_SIZE
         levels = self.levels
-        nodes: list[Mapping[int, bytes]] = [bucket_nodes]
+        nodes = [packed_nodes(bucket_nodes)]
         current: Mapping[int, bytes] = bucket_nodes
         for level in range(1, DEPTH + 1):
             below = levels[level - 1]
@@ -357,13 +383,14 @@ class StateTree:
                 if index & 1:
                     if index - 1 in current:
                         continue  # hashed (or to be hashed) from the left sibling
-                    parents[index >> 1] = sha256(b"\x01" + below[index - 1] + digest).digest()
+                    left = bytes(below[(index - 1) * size:index * size])
+                    parents[index >> 1] = sha256(b"\x01" + left + digest).digest()
                 else:
                     right = current.get(index + 1)
                     if right is None:
-                        right = below[index + 1]
+                        right = bytes(below[(index + 1) * size:(index + 2) * size])
                     parents[index >> 1] = sha256(b"\x01" + digest + right).digest()
-            nodes.append(parents)
+            nodes.append(packed_nodes(parents))
             current = parents
         return nodes
 
@@ -412,7 +439,7 @@ class StateTree:
             after[bucket], bucket_nodes[bucket] = _merge_and_hash(records, by_bucket[bucket])
             held_bytes += len(after[bucket])
         nodes = self._with_parents(bucket_nodes)
-        delta = StateDelta(nodes[DEPTH][0], leaf_writes, nodes)
+        delta = StateDelta(nodes[DEPTH][4:], leaf_writes, nodes)
         # Held for apply() only while small against the cache bound (each record is a
         # 64-byte key hash + value hash); otherwise apply() updates from leaf_writes.
         held = held_bytes // _RECORD_SIZE + len(after)
@@ -425,7 +452,7 @@ class StateTree:
 
     def _merge_known(
         self, by_bucket: Mapping[int, Mapping[bytes, bytes | None]],
-        bucket_level: list[bytes] | None,
+        bucket_level: bytearray | None,
     ) -> tuple[dict[int, bytes], dict[int, bytes], list[int], int]:
         """The buckets of ``by_bucket`` known without a read, after their changes: each
         one cached (moved to the cache's end) or, with ``bucket_level``, empty by its hash.
@@ -445,7 +472,9 @@ class StateTree:
             records = cached(bucket)
             if records is not None:
                 touch(bucket)  # least recently used goes first
-            elif bucket_level is not None and bucket_level[bucket] == _EMPTY_BUCKET:
+            elif (bucket_level is not None and bucket_level[bucket * _HASH_SIZE:
+                                                             (bucket + 1) * _HASH_SIZE]
+                  == _EMPTY_BUCKET):
                 records = b""
             else:
                 to_read.append(bucket)
@@ -460,9 +489,13 @@ class StateTree:
         Call it once ``delta.leaf_writes`` are committed to the reader's store: the cached
         buckets take the same writes, so the cache keeps matching the store unread.
         """
-        for row, changed in zip(self.levels, delta.nodes, strict=False):  # [] when empty
-            for index, value in changed.items():
-                row[index] = value
+        if _fast is None or _fast.set_nodes(self.levels, delta.nodes) is None:
+            size = _HASH_SIZE
+            for row, packed in zip(self.levels, delta.nodes, strict=False):  # [] when empty
+                for index, value in unpacked_nodes(packed).items():
+                    if len(value) != size or (index + 1) * size > len(row):
+                        raise ValueError("a changed node out of the tree's shape")
+                    row[index * size:(index + 1) * size] = value
         previewed = self._previews.pop(id(delta), None)
         self._previews.clear()  # previewed on the state before this one: stale now
         if previewed is not None and previewed[0] is delta:
@@ -527,7 +560,7 @@ class StateTree:
         not read the index, so this is where a damaged entry is found, before it can give
         a root or a proof. Reads are cache misses only: a cost of one bucket hash, on a
         state larger than the cache or with the cache off."""
-        if self.levels[0][bucket] != digest:
+        if self.node(0, bucket) != digest:
             raise LeafIndexError(f"the leaf index's bucket {bucket} does not match the stored "
                               "values")
 
@@ -607,7 +640,7 @@ class StateTree:
         path = []
         index = bucket
         for level in range(DEPTH):
-            path.append(self.levels[level][index ^ 1])
+            path.append(self.node(level, index ^ 1))
             index >>= 1
         return StateProof(bucket, entries, tuple(path))
 

@@ -28,6 +28,7 @@ from node.state_tree import (
     StateTree,
     bucket_of,
     key_hash,
+    packed_nodes,
     verify_state_proof,
 )
 from node.store import STATE_PREFIX, LedgerStore
@@ -100,7 +101,8 @@ def oracle_delta(state: Mapping[bytes, bytes], writes: Mapping[bytes, bytes | No
     per_level: list[dict[int, bytes]] = [{} for _ in range(DEPTH + 1)]
     for (height, index), value in nodes.items():
         per_level[height][index] = value
-    return StateDelta(levels[DEPTH][0], leaf_writes, per_level if nodes else [])
+    packed = [packed_nodes(changed) for changed in per_level]
+    return StateDelta(levels[DEPTH][0], leaf_writes, packed if nodes else [])
 
 
 def commit(reader: MemoryKV, state: dict[bytes, bytes], writes: Mapping[bytes, bytes | None],

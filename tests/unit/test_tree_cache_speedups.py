@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from node import state_tree
 from node.state import MemoryKV
-from node.state_tree import EMPTY_AT_LEVEL, StateTree
+from node.state_tree import EMPTY_AT_LEVEL, NUM_BUCKETS, StateTree
 
 fast = state_tree._compiled
 EMPTY = EMPTY_AT_LEVEL[0]
@@ -46,13 +46,18 @@ def python_merge_known(by_bucket, cache, level):
         state_tree.use_compiled_tree(True)
 
 
+def full_row(first: list[bytes]) -> bytearray:
+    """A tree's bucket row (a bytearray of NUM_BUCKETS hashes): ``first``, then empty."""
+    return bytearray(b"".join(first) + EMPTY * (NUM_BUCKETS - len(first)))
+
+
 @st.composite
 def preview_inputs(draw):
     cached = draw(st.dictionaries(buckets, st.dictionaries(hashes, hashes, max_size=5),
                                   max_size=ROW))
     order = draw(st.permutations(sorted(cached)))
     cache = OrderedDict((bucket, records_of(cached[bucket])) for bucket in order)
-    level = [draw(st.sampled_from([EMPTY, b"\x07" * 32])) for _ in range(ROW)]
+    level = full_row([draw(st.sampled_from([EMPTY, b"\x07" * 32])) for _ in range(ROW)])
     by_bucket = {}
     for bucket in draw(st.lists(buckets, unique=True, max_size=ROW)):
         known = sorted(cached.get(bucket, {}))
@@ -85,9 +90,11 @@ def test_merge_buckets_matches_the_python_loop(inputs):
     ({1: [(b"k" * 32, b"v" * 32)]}, OrderedDict(), None, EMPTY),    # changes not a dict
     ([(1, {})], OrderedDict(), None, EMPTY),                        # not a dict
     ({-1: {}}, OrderedDict(), None, EMPTY),                         # no such bucket
-    ({ROW: {}}, OrderedDict(), [EMPTY] * ROW, EMPTY),               # past the row
+    ({NUM_BUCKETS: {}}, OrderedDict(), full_row([]), EMPTY),        # past the row
+    ({1: {}}, OrderedDict(), full_row([])[:-1], EMPTY),             # a row cut short
+    ({1: {}}, OrderedDict(), [EMPTY] * NUM_BUCKETS, EMPTY),         # a row not a bytearray
     ({1: {}}, [], None, EMPTY),                                     # the cache not a dict
-    ({1: {}}, OrderedDict(), (EMPTY,) * ROW, EMPTY),                # the row not a list
+    ({1: {}}, OrderedDict(), bytes(full_row([])), EMPTY),           # the row not a bytearray
     ({1: {}}, OrderedDict(), None, EMPTY[:31]),                     # a short empty hash
     ({1: {b"k" * 32: b"v" * 31}}, OrderedDict({1: b""}), None, EMPTY),  # a short value hash
     ({1: {}}, OrderedDict({1: b"x" * 63}), None, EMPTY),            # cached records torn

@@ -21,7 +21,15 @@ from hypothesis import strategies as st
 
 from node import state_tree
 from node.state import MemoryKV
-from node.state_tree import DEPTH, LEAF_PREFIX, NUM_BUCKETS, StateTree, _hash_writes, _merge
+from node.state_tree import (
+    DEPTH,
+    LEAF_PREFIX,
+    NUM_BUCKETS,
+    StateTree,
+    _hash_writes,
+    _merge,
+    unpacked_nodes,
+)
 
 fast = state_tree._compiled
 
@@ -44,10 +52,10 @@ def pure_tree() -> Iterator[None]:
         state_tree.use_compiled_tree(True)
 
 
-def pure_parents(tree: StateTree, bucket_nodes: dict[int, bytes]) -> list[dict[int, bytes]]:
+def pure_parents(tree: StateTree, bucket_nodes: dict[int, bytes]) -> list[bytes]:
     state_tree.use_compiled_tree(False)
     try:
-        return [dict(level) for level in tree._with_parents(bucket_nodes)]
+        return tree._with_parents(bucket_nodes)
     finally:
         state_tree.use_compiled_tree(True)
 
@@ -78,9 +86,9 @@ def test_with_parents_matches_python(seed, buckets):
         given_nodes = dict(order)
         got = fast.with_parents(tree.levels, given_nodes)
         assert got is not None
-        assert got[0] is given_nodes
-        assert [dict(level) for level in got] == pure_parents(tree, given_nodes)
-        assert len(got) == DEPTH + 1 and len(got[DEPTH]) == 1
+        assert unpacked_nodes(got[0]) == dict(sorted(given_nodes.items()))
+        assert got == pure_parents(tree, given_nodes)
+        assert len(got) == DEPTH + 1 and len(got[DEPTH]) == 4 + 32
 
 
 @needs_fast
@@ -89,8 +97,7 @@ def test_with_parents_neighbours_and_edges():
     for buckets in ({0: b"\x01" * 32}, {NUM_BUCKETS - 1: b"\x02" * 32},
                     {4: b"a" * 32, 5: b"b" * 32, 7: b"c" * 32},
                     {i: bytes([i % 256]) * 32 for i in range(0, 2048, 3)}):
-        assert [dict(x) for x in fast.with_parents(tree.levels, buckets)] == \
-            pure_parents(tree, buckets)
+        assert fast.with_parents(tree.levels, buckets) == pure_parents(tree, buckets)
 
 
 @needs_fast
@@ -109,12 +116,51 @@ def test_with_parents_steps_aside(buckets):
 
 
 @needs_fast
-def test_with_parents_steps_aside_on_a_damaged_row():
+def test_with_parents_steps_aside_on_rows_not_the_trees():
     tree = grown_tree(2, 10)
-    tree.levels[0][11] = b"short"
-    assert fast.with_parents(tree.levels, {10: b"x" * 32}) is None  # sibling 11 is read
     assert fast.with_parents(tree.levels, {12: b"x" * 32}) is not None
     assert fast.with_parents(tuple(tree.levels), {12: b"x" * 32}) is None
+    row = tree.levels[3]
+    for spoiled in (row[:-1], row + b"x", bytes(row), list(row)):
+        levels = list(tree.levels)
+        levels[3] = spoiled
+        assert fast.with_parents(levels, {12: b"x" * 32}) is None
+        assert fast.set_nodes(levels, pure_parents(tree, {12: b"x" * 32})) is None
+
+
+GOOD = b"\x00\x00\x00\x02" + b"y" * 32  # node 2 of its level: in range everywhere
+
+
+@needs_fast
+@pytest.mark.parametrize("nodes", [
+    [b"\x00\x01\x00\x00" + b"x" * 32],            # bucket 65,536: out of range
+    [GOOD, b"\x00\x00\x80\x00" + b"x" * 32],      # level 1 has 32,768 nodes
+    [GOOD, b"\x00\x00\x00\x01" + b"x" * 31],      # not whole entries
+    [GOOD, bytearray(GOOD)],                        # not bytes
+    [GOOD] * (DEPTH + 2),                           # more levels than the tree
+    (GOOD,),                                        # not a list
+])
+def test_set_nodes_steps_aside_and_writes_nothing(nodes):
+    """Every level is checked before any is written: the good first level stays unwritten."""
+    tree = grown_tree(5, 10)
+    before = [bytes(row) for row in tree.levels]
+    assert fast.set_nodes(tree.levels, nodes) is None
+    assert [bytes(row) for row in tree.levels] == before
+
+
+@needs_fast
+def test_set_nodes_matches_python():
+    tree = grown_tree(6, 300)
+    nodes = pure_parents(tree, {i: bytes([i % 256]) * 32 for i in range(0, 9000, 7)})
+    twin = StateTree()
+    twin.levels = [bytearray(row) for row in tree.levels]
+    assert fast.set_nodes(tree.levels, nodes) is True
+    state_tree.use_compiled_tree(False)
+    try:
+        twin.apply(state_tree.StateDelta(nodes[DEPTH][4:], {}, nodes))
+    finally:
+        state_tree.use_compiled_tree(True)
+    assert twin.levels == tree.levels and tree.root == nodes[DEPTH][4:]
 
 
 def records_of(entries: dict[bytes, bytes]) -> bytes:
@@ -198,6 +244,7 @@ def test_compiled_depth_is_the_trees():
     assert fast.DEPTH == DEPTH
     tree = grown_tree(3, 10)
     assert fast.with_parents(tree.levels[:3], {1: b"x" * 32}) is None  # Python: IndexError
+    assert fast.set_nodes(tree.levels[:3], []) is None
 
 
 class Finaliser:
@@ -219,7 +266,7 @@ def test_a_collection_during_the_call_cannot_change_its_arguments():
     writes = {bytes([i]) * 4: b"v" * 10 for i in range(200)}
     expected = _hash_writes(dict(writes))
     tree = grown_tree(4, 10)
-    levels = [list(row) for row in tree.levels]
+    levels = [bytearray(row) for row in tree.levels]
     buckets = {0: b"a" * 32, 5: b"b" * 32}
     expected_parents = pure_parents(tree, buckets)
 
@@ -237,7 +284,7 @@ def test_a_collection_during_the_call_cannot_change_its_arguments():
     finally:
         gc.set_threshold(*threshold)
     assert got == expected  # computed on the arguments as they were at the call
-    assert got_parents is None or [dict(x) for x in got_parents] == expected_parents
+    assert got_parents is None or got_parents == expected_parents
     gc.collect()
     assert not levels and set(writes.values()) == {"not bytes"}  # it did run, afterwards
 
