@@ -43,7 +43,8 @@ from node.p2p.peer_manager import PeerManager
 from node.registry import load_contracts
 from node.signer_state import FILE_NAME as GUARD_FILE
 from node.signer_state import SignerStateError, SignerStateFile
-from node.state_tree import LeafIndexError
+from node.state import MemoryKV
+from node.state_tree import LeafIndexError, StateTree
 from node.store import LedgerStore, StoreError
 
 log = logging.getLogger("jangbu.node")
@@ -133,9 +134,10 @@ class Node:
             block_version=self.genesis.params.block_version,
             verify_commit=certificate_verifier(self.chain_id, self.vset),
             sig_cache=self.sig_cache)
-        if self.store.height and engine_root_mismatch(self):
+        if engine_root_mismatch(self):
             raise NodeStartError(
-                "the state in the data directory does not match the last block's state_root; "
+                "the state in the data directory does not match the last block's state_root "
+                "(the genesis state's before the first block); "
                 "the store is damaged: restore a backup or resync (docs/operations.md)")
 
     def _send(self, peer: bytes, msg: Any) -> None:
@@ -276,7 +278,12 @@ def engine_root_mismatch(node: Node) -> bool:
     value is hashed into its root: a value changed, lost or added reads as a mismatch here.
     It was a second pass, over the leaf index, then a check of the values against it
     (docs/benchmarks.md, nineteenth round); the index is now checked bucket by bucket as it
-    is read (``LeafIndexError``)."""
+    is read (``LeafIndexError``). Before the first block the state is compared with the
+    genesis state's root: a value damaged then was once left to the first block that read
+    it (found by review)."""
+    if not node.store.height:  # no block yet: the state must be the genesis state
+        genesis = StateTree().preview(node.genesis.initial_state(), MemoryKV())
+        return genesis.root != node.engine.tree.root
     block = node.store.get_block(node.store.height)
     return block is None or block.header.state_root != node.engine.tree.root
 

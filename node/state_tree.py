@@ -98,8 +98,9 @@ def _raw_entries(reader: LeafReader, prefix: bytes) -> tuple[Iterator[tuple[byte
 def state_buckets(state: LeafReader) -> tuple[dict[int, bytes], dict[int, bytes]]:
     """The tree's buckets as the values ``state`` reads give them (keys without the store's
     prefix): every ``key_hash(key) || value_hash(value)``, sorted and grouped by bucket.
-    Returns each non-empty bucket's records and its hash (as :func:`bucket_hash` hashes).
-    It holds the state's records (64 bytes a key) while it sorts them, nothing else."""
+    Returns each non-empty bucket's records and its hash (as :func:`bucket_hash` hashes):
+    the state's records, 64 bytes a key, which the caller's tree keeps in its bucket cache
+    as far as its bound allows."""
     entries, cut = _raw_entries(state, b"")
     if _fast is not None:
         found: tuple[dict[int, bytes], dict[int, bytes]] | None = _fast.state_buckets(entries,
@@ -370,6 +371,8 @@ class StateTree:
             done: list[bytes] | None = _fast.with_parents(self.levels, bucket_nodes)
             if done is not None:
                 return done
+        if any(not 0 <= bucket < NUM_BUCKETS for bucket in bucket_nodes):
+            raise ValueError("a bucket out of the tree's range")
         sha256 = hashlib.sha256
         size = _HASH_SIZE
         levels = self.levels
@@ -427,15 +430,6 @@ class StateTree:
         held_bytes: int = known[3]
         for bucket in known[2]:  # neither cached nor known to be empty, in bucket order
             records = self._read_bucket(reader, bucket)
-            if records is None:  # entries of unexpected sizes: the plain way, not cached
-                entries = self._checked_entries(reader, bucket)
-                for khash, vhash in by_bucket[bucket].items():
-                    if vhash is None:
-                        entries.pop(khash, None)
-                    else:
-                        entries[khash] = vhash
-                bucket_nodes[bucket] = bucket_hash(list(entries.items()))
-                continue
             after[bucket], bucket_nodes[bucket] = _merge_and_hash(records, by_bucket[bucket])
             held_bytes += len(after[bucket])
         nodes = self._with_parents(bucket_nodes)
@@ -491,11 +485,16 @@ class StateTree:
         """
         if _fast is None or _fast.set_nodes(self.levels, delta.nodes) is None:
             size = _HASH_SIZE
+            if len(delta.nodes) > len(self.levels):
+                raise ValueError("a delta with more levels than the tree")
+            writes = []  # every node checked before any is written, as set_nodes does
             for row, packed in zip(self.levels, delta.nodes, strict=False):  # [] when empty
                 for index, value in unpacked_nodes(packed).items():
                     if len(value) != size or (index + 1) * size > len(row):
                         raise ValueError("a changed node out of the tree's shape")
-                    row[index * size:(index + 1) * size] = value
+                    writes.append((row, index * size, value))
+            for row, at, value in writes:
+                row[at:at + size] = value
         previewed = self._previews.pop(id(delta), None)
         self._previews.clear()  # previewed on the state before this one: stale now
         if previewed is not None and previewed[0] is delta:
@@ -532,37 +531,33 @@ class StateTree:
             fill[bucket] = records
         self._cache_buckets(fill)
 
-    def _read_bucket(self, reader: LeafReader, bucket: int) -> bytes | None:
-        """The committed records of an uncached ``bucket``, from ``reader``, now cached.
-
-        None (and nothing cached) if an entry is not a 32-byte key hash and value hash,
-        which only a damaged store holds: such a bucket is never cached.
-        """
-        entries = self._bucket_entries(reader, bucket)
-        if any(len(k) != _HASH_SIZE or len(v) != _HASH_SIZE for k, v in entries.items()):
-            return None
-        records = b"".join(sorted([k + v for k, v in entries.items()]))
-        self._check_bucket(bucket, leaf_hash(records))
+    def _read_bucket(self, reader: LeafReader, bucket: int) -> bytes:
+        """The committed records of an uncached ``bucket``, from ``reader``, now cached;
+        raises :class:`LeafIndexError` unless they are the bucket this tree commits to."""
+        records = b"".join([k + v for k, v in self._checked_entries(reader, bucket)])
         self._cache_buckets({bucket: records})
         return records
 
-    def _checked_entries(self, reader: LeafReader, bucket: int) -> dict[bytes, bytes]:
-        """``bucket``'s entries in ``reader``, which must hash to its node here."""
-        entries = self._bucket_entries(reader, bucket)
-        self._check_bucket(bucket, bucket_hash(list(entries.items())))
-        return entries
+    def _checked_entries(self, reader: LeafReader, bucket: int) -> list[tuple[bytes, bytes]]:
+        """``bucket``'s entries in ``reader``, sorted, checked against this tree's bucket
+        node (raises :class:`LeafIndexError`).
 
-    def _check_bucket(self, bucket: int, digest: bytes) -> None:
-        """Raise :class:`LeafIndexError` unless ``digest``, the hash of ``bucket`` as the leaf
-        index holds it, is the bucket's committed hash here.
-
-        Why at every read: a tree built from the stored values (:meth:`from_state`) has
-        not read the index, so this is where a damaged entry is found, before it can give
-        a root or a proof. Reads are cache misses only: a cost of one bucket hash, on a
-        state larger than the cache or with the cache off."""
-        if self.node(0, bucket) != digest:
+        Why every entry's size is checked too, not only the bucket's hash: the hash covers
+        the entries joined, so entries of other sizes could join to the committed bytes (a
+        key hash and value hash folded into the previous entry's value), pass the hash and
+        hide a key from a proof or a preview (found by review). The tree only ever holds
+        32-byte key and value hashes, so any other size is damage. The hash is checked at
+        every read because a tree built from the stored values (:meth:`from_state`) has not
+        read the index: this is where a damaged entry is found, before it can give a root
+        or a proof. Reads are cache misses only: one bucket hash each, on a state larger
+        than the cache or with the cache off."""
+        entries = sorted(self._bucket_entries(reader, bucket).items())
+        if any(len(k) != _HASH_SIZE or len(v) != _HASH_SIZE for k, v in entries):
+            raise LeafIndexError(f"the leaf index's bucket {bucket} holds a malformed entry")
+        if self.node(0, bucket) != bucket_hash(entries):
             raise LeafIndexError(f"the leaf index's bucket {bucket} does not match the stored "
-                              "values")
+                                 "values")
+        return entries
 
     def _cache_buckets(self, buckets: Mapping[int, bytes]) -> None:
         """Cache (or replace) whole committed buckets, then evict down to the bound.
@@ -636,7 +631,7 @@ class StateTree:
         store holds.
         """
         bucket = bucket_of(key_hash(key))
-        entries = tuple(sorted(self._checked_entries(reader, bucket).items()))
+        entries = tuple(self._checked_entries(reader, bucket))
         path = []
         index = bucket
         for level in range(DEPTH):
@@ -655,6 +650,13 @@ def verify_state_proof(
     if len(proof.path) != DEPTH:
         return False
     if any(bucket_of(k) != proof.bucket for k, _ in proof.entries):
+        return False
+    # Every entry exactly a 32-byte key hash and value hash, and every path hash 32 bytes:
+    # the bucket hash covers the entries joined, so a forger could fold a key's entry into
+    # the previous entry's value and "prove" a present key absent (found by review).
+    if any(len(k) != _HASH_SIZE or len(v) != _HASH_SIZE for k, v in proof.entries):
+        return False
+    if any(len(sibling) != _HASH_SIZE for sibling in proof.path):
         return False
     entries = dict(proof.entries)
     if len(entries) != len(proof.entries):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import plyvel
 import pytest
 
 from node import state_tree
@@ -195,3 +196,108 @@ def test_the_start_leaves_the_state_readers_cache_alone(tmp_path: Path,
     finally:
         state_tree.use_compiled_tree(True)
         opened.close()
+
+
+def two_keys_in_one_bucket() -> tuple[bytes, bytes]:
+    """Two state keys whose hashes share a bucket, in key-hash order."""
+    seen: dict[int, bytes] = {}
+    for i in range(100_000):
+        key = f"clearance/order/B-{i}".encode()
+        bucket = bucket_of(key_hash(key))
+        if bucket in seen:
+            first, second = sorted([seen[bucket], key], key=key_hash)
+            return first, second
+        seen[bucket] = key
+    raise AssertionError("no two keys share a bucket")
+
+
+def fold_second_leaf_into_first(store: LedgerStore, first: bytes, second: bytes) -> None:
+    """Damage whose entries join to the committed bucket's bytes: the second key's leaf
+    folded into the first's value (review finding: it passed the bucket hash check)."""
+    store.db.delete(LEAF_PREFIX + key_hash(second))
+    store.db.put(LEAF_PREFIX + key_hash(first),
+                 value_hash(b"one") + key_hash(second) + value_hash(b"two"))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_leaf_folded_into_another_is_damage_not_an_absent_key(tmp_path: Path,
+                                                               compiled: bool) -> None:
+    first, second = two_keys_in_one_bucket()
+    state_tree.use_compiled_tree(compiled)
+    opened = LedgerStore.open(str(tmp_path / "d"), chain_id="c", genesis_hash=b"\x00" * 32)
+    try:
+        opened.initialise(chain_id="c", genesis_hash=b"\x00" * 32,
+                          state={first: b"one", second: b"two", b"other": b"x"})
+        fold_second_leaf_into_first(opened, first, second)
+        tree = opened.load_state_tree(0)  # cache off: every bucket read from the index
+        with pytest.raises(LeafIndexError, match="malformed"):
+            tree.prove(second, opened.leaves)
+        with pytest.raises(LeafIndexError, match="malformed"):
+            tree.preview({second: b"three"}, opened.leaves)
+    finally:
+        state_tree.use_compiled_tree(True)
+        opened.close()
+
+
+def test_a_folded_proof_does_not_verify() -> None:
+    """The verifier's side of the same fold: a server's forged absence proof."""
+    first, second = two_keys_in_one_bucket()
+    tree, leaves = StateTree(), _Leaves()
+    delta = tree.preview({first: b"one", second: b"two"}, leaves)
+    leaves.data.update({k: v for k, v in delta.leaf_writes.items() if v is not None})
+    tree.apply(delta)
+    real = tree.prove(second, leaves)
+    assert state_tree.verify_state_proof(tree.root, second, b"two", real)
+    folded = state_tree.StateProof(
+        real.bucket, ((key_hash(first), value_hash(b"one") + key_hash(second)
+                       + value_hash(b"two")),), real.path)
+    assert not state_tree.verify_state_proof(tree.root, second, None, folded)
+    short_path = state_tree.StateProof(real.bucket, real.entries,
+                                       (real.path[0][:31], *real.path[1:]))
+    assert not state_tree.verify_state_proof(tree.root, second, b"two", short_path)
+
+
+class _Leaves:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted((k, v) for k, v in self.data.items() if k.startswith(prefix)))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_torn_delta_writes_nothing(compiled: bool) -> None:
+    """apply checks every level before it writes any, in C and in Python (review
+    finding: the Python loop wrote level 0, then raised on level 1)."""
+    state_tree.use_compiled_tree(compiled)
+    try:
+        tree = StateTree(0)
+        before = [bytes(row) for row in tree.levels]
+        torn = state_tree.StateDelta(b"", {}, [state_tree.packed_nodes({5: b"\x42" * 32}),
+                                               b"\x00" * 5])
+        with pytest.raises(ValueError):
+            tree.apply(torn)
+        assert [bytes(row) for row in tree.levels] == before
+    finally:
+        state_tree.use_compiled_tree(True)
+
+
+def test_a_node_before_its_first_block_checks_the_genesis_state(tmp_path: Path) -> None:
+    """Height 0 has no block to compare with: the genesis state's root stands in (review
+    finding: a value damaged before the first block went unnoticed at start)."""
+    from cli.network import init_network
+    from cli.presets import CONTRACTS, PRESETS
+    from node.app import Node, NodeStartError
+    from node.config import load_config
+
+    init_network(tmp_path / "net", PRESETS["customs"], CONTRACTS["customs"],
+                 chain_id="genesis-check", base_port=40320)
+    config = load_config(tmp_path / "net" / "customs")
+    Node(config).store.close()  # first start: the genesis state written
+    Node(config).store.close()  # an intact store starts again
+    db = plyvel.DB(str(config.data_dir))
+    key = next(k for k, _ in db.iterator(prefix=STATE_PREFIX))
+    db.put(key, b"\xc0damaged", sync=True)
+    db.close()
+    with pytest.raises(NodeStartError, match="state_root"):
+        Node(config)

@@ -562,6 +562,10 @@ def independent_state_verify(root_hex: str, contract: str, key: str, value_bytes
         return False
     if any(int.from_bytes(k[:2], "big") != bucket for k, _ in entries):
         return False
+    if any(len(k) != 32 or len(x) != 32 for k, x in entries):
+        return False
+    if any(len(bytes.fromhex(sibling)) != 32 for sibling in proof["path"]):
+        return False
     found = dict(entries).get(khash)
     if value_bytes_hex is None:
         if found is not None:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from node.state_tree import (
     LEAF_PREFIX,
     MAX_PENDING_PREVIEWS,
     NUM_BUCKETS,
+    LeafIndexError,
     StateDelta,
     StateTree,
     bucket_of,
@@ -277,8 +279,12 @@ def test_fresh_tree_reads_no_empty_bucket():
     assert_same_delta(StateTree().preview(writes, NoScans()), expected)
 
 
-def test_damaged_bucket_is_hashed_as_stored_and_never_cached():
-    """Entries that are not 32-byte hashes (only a damaged store has them): as before."""
+def test_damaged_bucket_is_never_cached_and_refused_where_read():
+    """Entries that are not 32-byte hashes (only a damaged store has them): a tree loaded
+    from such an index hashes them as stored and never caches them; a preview that must
+    read that bucket raises LeafIndexError (they were once merged "the plain way": a
+    malformed entry can join to the committed bytes and hide a key), and one that does
+    not gives the same delta as an uncached tree."""
     reader = MemoryKV()
     delta = StateTree().preview({key: b"v" for key in KEYS[:9]}, reader)
     reader.apply(dict(delta.leaf_writes))
@@ -286,13 +292,15 @@ def test_damaged_bucket_is_hashed_as_stored_and_never_cached():
     reader.data[odd] = b"short"
     reader.data[odd[:-1]] = b"x" * 32
     damaged = bucket_of(key_hash(KEYS[0]))
+    elsewhere = {key: b"w" for key in KEYS[1:6] if bucket_of(key_hash(key)) != damaged}
     for limit in (1 << 18, 10):
         tree = StateTree.load(reader, limit)
         assert tree.root == StateTree.load(reader, 0).root
         assert damaged not in tree._cache
-        writes = {key: b"w" for key in KEYS[1:6]} | {KEYS[0]: b"w", b"new": b"n"}
-        expected = StateTree.load(reader, 0).preview(writes, reader)
-        assert_same_delta(tree.preview(writes, reader), expected)
+        with pytest.raises(LeafIndexError, match=f"bucket {damaged} holds a malformed"):
+            tree.preview({KEYS[0]: b"w"}, reader)
+        expected = StateTree.load(reader, 0).preview(elsewhere, reader)
+        assert_same_delta(tree.preview(elsewhere, reader), expected)
         assert damaged not in tree._cache
 
 
