@@ -98,6 +98,11 @@ static int levels_ok(PyObject *levels) {
     return 1;
 }
 
+/* The index of the packed node at ``at`` (its first 4 bytes, big-endian). */
+static size_t packed_index(const unsigned char *at) {
+    return (size_t)at[0] << 24 | (size_t)at[1] << 16 | (size_t)at[2] << 8 | at[3];
+}
+
 /* ``count`` nodes packed as StateDelta.nodes holds a level: index (4 bytes, big-endian)
  * then hash, in index order. */
 static PyObject *packed_level(const node *nodes, Py_ssize_t count) {
@@ -241,8 +246,7 @@ static PyObject *set_nodes_impl(PyObject *const *args) {
         const unsigned char *at = (const unsigned char *)PyBytes_AS_STRING(packed);
         const unsigned char *end = at + PyBytes_GET_SIZE(packed);
         for (; at < end; at += PACKED_SIZE) {
-            size_t index = (size_t)at[0] << 24 | (size_t)at[1] << 16 | (size_t)at[2] << 8 | at[3];
-            if (index >= (size_t)(NUM_BUCKETS >> level)) {
+            if (packed_index(at) >= (size_t)(NUM_BUCKETS >> level)) {
                 Py_RETURN_NONE;
             }
         }
@@ -253,8 +257,7 @@ static PyObject *set_nodes_impl(PyObject *const *args) {
         const unsigned char *at = (const unsigned char *)PyBytes_AS_STRING(packed);
         const unsigned char *end = at + PyBytes_GET_SIZE(packed);
         for (; at < end; at += PACKED_SIZE) {
-            size_t index = (size_t)at[0] << 24 | (size_t)at[1] << 16 | (size_t)at[2] << 8 | at[3];
-            memcpy(row + index * HASH_SIZE, at + 4, HASH_SIZE);
+            memcpy(row + packed_index(at) * HASH_SIZE, at + 4, HASH_SIZE);
         }
     }
     Py_RETURN_TRUE;

@@ -586,18 +586,26 @@ class LedgerStore:
         indexes = _encoded_indexes(len(block.txs))
         for index, tx in enumerate(block.txs):
             batch.put(b"t/" + tx.hash, location + indexes[index])
-        for key, value in state_writes.items():
-            if value is None:
-                batch.delete(STATE_PREFIX + key)
-            else:
-                batch.put(STATE_PREFIX + key, value)
-        for key, vhash in delta.leaf_writes.items():
-            if vhash is None:
-                batch.delete(key)
-            else:
-                batch.put(key, vhash)
+        put_state_writes(batch, state_writes, delta.leaf_writes)
         batch.put(META_HEIGHT, height.to_bytes(8, "big"))
         return _BlockWrite(files, entry, batch)
+
+
+def put_state_writes(batch: Any, state_writes: Mapping[bytes, bytes | None],
+                     leaf_writes: Mapping[bytes, bytes | None]) -> None:
+    """The state part of a block's batch: each value under ``s/`` and its leaf index entry
+    (a value hash under ``l/``, from the tree's delta), written or deleted together, so the
+    index always describes the values it was computed from."""
+    for key, value in state_writes.items():
+        if value is None:
+            batch.delete(STATE_PREFIX + key)
+        else:
+            batch.put(STATE_PREFIX + key, value)
+    for key, vhash in leaf_writes.items():
+        if vhash is None:
+            batch.delete(key)
+        else:
+            batch.put(key, vhash)
 
 
 class _BlockWrite:

@@ -16,7 +16,8 @@ from node.block import BLOCK_VERSION_SIGNED
 from node.engine import Engine, certificate_verifier
 from node.genesis import Genesis, parse_genesis
 from node.registry import load_contracts
-from node.store import LedgerStore
+from node.state_tree import StateDelta
+from node.store import LedgerStore, put_state_writes
 from node.tx import Transaction
 
 CHAIN_ID = "ledger-test"
@@ -79,3 +80,12 @@ def add_member_tx(admin: SigningKey, name: str, nonce: int) -> Transaction:
     return Transaction.create(admin, CHAIN_ID, "membership", "add_member",
                               {"pubkey": seed_key(name).verify_key.encode().hex(),
                                "label": name}, nonce)
+
+
+def write_state_and_leaves(store: LedgerStore, writes: dict[bytes, bytes | None],
+                           delta: StateDelta) -> None:
+    """The state part of a block's commit: the values and their leaf index entries in one
+    batch, as ``LedgerStore.commit_block`` writes them, for tests that drive a state tree
+    over a real store without blocks."""
+    with store.db.write_batch() as batch:
+        put_state_writes(batch, writes, delta.leaf_writes)

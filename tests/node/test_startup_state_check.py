@@ -19,6 +19,7 @@ import pytest
 from node import state_tree
 from node.state_tree import LEAF_PREFIX, LeafIndexError, StateTree, bucket_of, key_hash, value_hash
 from node.store import STATE_PREFIX, LedgerStore
+from tests.ledger_support import write_state_and_leaves
 
 STATE = {f"clearance/order/O-{i}".encode(): f"value {i}".encode() * (i % 7 + 1)
          for i in range(400)}
@@ -143,17 +144,7 @@ def test_an_intact_index_is_read_without_complaint(store: LedgerStore) -> None:
         writes[f"clearance/order/O-{height * 3}".encode()] = None
         writes[b"clearance/order/new-%d" % height] = b"n"
         delta = tree.preview(writes, store.leaves)
-        with store.db.write_batch() as batch:
-            for key, value in writes.items():
-                if value is None:
-                    batch.delete(STATE_PREFIX + key)
-                else:
-                    batch.put(STATE_PREFIX + key, value)
-            for key, vhash in delta.leaf_writes.items():
-                if vhash is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, vhash)
+        write_state_and_leaves(store, writes, delta)
         tree.apply(delta)
     restarted = store.load_state_tree(0)
     assert restarted.root == tree.root == StateTree.load(store.leaves, 0).root

@@ -33,7 +33,8 @@ from node.state_tree import (
     packed_nodes,
     verify_state_proof,
 )
-from node.store import STATE_PREFIX, LedgerStore
+from node.store import LedgerStore
+from tests.ledger_support import write_state_and_leaves
 
 
 def _crowded_keys() -> list[bytes]:
@@ -329,17 +330,7 @@ def test_over_a_leveldb_store(tmp_path: Path):
             tree.preview({rng.choice(keys): b"lost" for _ in range(50)}, store.leaves)
             delta = tree.preview(writes, store.leaves)
             assert_same_delta(delta, StateTree.load(store.leaves, 0).preview(writes, store.leaves))
-            with store.db.write_batch() as batch:  # the values and their leaves, as a commit
-                for key, vhash in delta.leaf_writes.items():
-                    if vhash is None:
-                        batch.delete(key)
-                    else:
-                        batch.put(key, vhash)
-                for key, value in writes.items():
-                    if value is None:
-                        batch.delete(STATE_PREFIX + key)
-                    else:
-                        batch.put(STATE_PREFIX + key, value)
+            write_state_and_leaves(store, writes, delta)  # as a commit writes them
             tree.apply(delta)
             for key, value in writes.items():
                 if value is None:
