@@ -534,13 +534,14 @@ class StateTree:
     def _read_bucket(self, reader: LeafReader, bucket: int) -> bytes:
         """The committed records of an uncached ``bucket``, from ``reader``, now cached;
         raises :class:`LeafIndexError` unless they are the bucket this tree commits to."""
-        records = b"".join([k + v for k, v in self._checked_entries(reader, bucket)])
+        records = self._checked_bucket(reader, bucket)[1]
         self._cache_buckets({bucket: records})
         return records
 
-    def _checked_entries(self, reader: LeafReader, bucket: int) -> list[tuple[bytes, bytes]]:
-        """``bucket``'s entries in ``reader``, sorted, checked against this tree's bucket
-        node (raises :class:`LeafIndexError`).
+    def _checked_bucket(self, reader: LeafReader,
+                        bucket: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """``bucket``'s entries in ``reader``, sorted, and its records (the entries joined),
+        checked against this tree's bucket node (raises :class:`LeafIndexError`).
 
         Why every entry's size is checked too, not only the bucket's hash: the hash covers
         the entries joined, so entries of other sizes could join to the committed bytes (a
@@ -554,10 +555,11 @@ class StateTree:
         entries = sorted(self._bucket_entries(reader, bucket).items())
         if any(len(k) != _HASH_SIZE or len(v) != _HASH_SIZE for k, v in entries):
             raise LeafIndexError(f"the leaf index's bucket {bucket} holds a malformed entry")
-        if self.node(0, bucket) != bucket_hash(entries):
+        records = b"".join([k + v for k, v in entries])
+        if self.node(0, bucket) != leaf_hash(records):  # bucket_hash(entries)
             raise LeafIndexError(f"the leaf index's bucket {bucket} does not match the stored "
                                  "values")
-        return entries
+        return entries, records
 
     def _cache_buckets(self, buckets: Mapping[int, bytes]) -> None:
         """Cache (or replace) whole committed buckets, then evict down to the bound.
@@ -631,7 +633,7 @@ class StateTree:
         store holds.
         """
         bucket = bucket_of(key_hash(key))
-        entries = tuple(self._checked_entries(reader, bucket))
+        entries = tuple(self._checked_bucket(reader, bucket)[0])
         path = []
         index = bucket
         for level in range(DEPTH):
