@@ -79,6 +79,34 @@ def cmd_node_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node_rebuild_index(args: argparse.Namespace) -> int:
+    """Rebuild a stopped node's state-tree leaf index from its stored values."""
+    from node.config import ConfigError, load_config
+    from node.genesis import load_genesis
+    from node.state_check import DamagedValuesError, rebuild_leaf_index
+    from node.store import LedgerStore, StoreError
+    try:
+        config = load_config(args.home)
+        genesis = load_genesis(config.genesis_file)
+        if not (config.data_dir / "CURRENT").is_file():
+            raise CliError(f"no node data in {config.data_dir}: nothing to rebuild")
+        store = LedgerStore.open(str(config.data_dir), chain_id=genesis.chain_id,
+                                 genesis_hash=genesis.hash)
+    except (ConfigError, StoreError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    try:
+        report = rebuild_leaf_index(store, genesis)
+    except (DamagedValuesError, StoreError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        store.close()
+    found = ("the index was intact" if not report.changed
+             else f"{report.changed:,} entries were wrong, missing or extra")
+    print(f"rebuilt the leaf index of {config.data_dir} at height {report.height} from the "
+          f"stored values: {report.entries:,} entries ({found})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cli.network import DEFAULT_BASE_PORT
     from cli.presets import PRESETS
@@ -112,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["text", "json"])
     p.set_defaults(func=cmd_node_start)
+    p = node.add_parser("rebuild-index", help="rebuild a stopped node's state-tree leaf index "
+                        "from its stored values (after 'leaf index ... damaged')")
+    p.add_argument("--home", required=True, help="the node's home directory")
+    p.set_defaults(func=cmd_node_rebuild_index)
 
     for register in EXTRA_COMMANDS:
         register(sub)

@@ -43,8 +43,8 @@ from node.p2p.peer_manager import PeerManager
 from node.registry import load_contracts
 from node.signer_state import FILE_NAME as GUARD_FILE
 from node.signer_state import SignerStateError, SignerStateFile
-from node.state import MemoryKV
-from node.state_tree import LeafIndexError, StateTree
+from node.state_check import expected_state_root
+from node.state_tree import LeafIndexError
 from node.store import LedgerStore, StoreError
 
 log = logging.getLogger("jangbu.node")
@@ -259,7 +259,12 @@ def fatal_message(exc: BaseException, data_dir: Any) -> str:
         # a block write in the background failed (LedgerStore.settle), or a block file read
         # back damaged (LedgerStore._from_files)
         exc = exc.__cause__
-    if isinstance(exc, plyvel.CorruptionError | BlockFileError | LeafIndexError):
+    if isinstance(exc, LeafIndexError):  # a derived index: rebuilt from the values
+        return (f"the data directory {data_dir} is damaged ({exc}); the node stopped without "
+                "committing on top of it: with the node stopped, `jangbu node rebuild-index "
+                "--home <its home>` rebuilds the index from the stored values "
+                "(docs/operations.md)")
+    if isinstance(exc, plyvel.CorruptionError | BlockFileError):
         return (f"the data directory {data_dir} is damaged ({_plyvel_reason(exc)}); the node "
                 "stopped without committing on top of it: restore a backup or remove it and "
                 "resync (docs/operations.md)")
@@ -281,11 +286,10 @@ def engine_root_mismatch(node: Node) -> bool:
     is read (``LeafIndexError``). Before the first block the state is compared with the
     genesis state's root: a value damaged then was once left to the first block that read
     it (found by review)."""
-    if not node.store.height:  # no block yet: the state must be the genesis state
-        genesis = StateTree().preview(node.genesis.initial_state(), MemoryKV())
-        return genesis.root != node.engine.tree.root
-    block = node.store.get_block(node.store.height)
-    return block is None or block.header.state_root != node.engine.tree.root
+    try:
+        return expected_state_root(node.store, node.genesis) != node.engine.tree.root
+    except StoreError:
+        return True  # the last block is gone: nothing on top of this store is trusted
 
 
 class JsonFormatter(logging.Formatter):

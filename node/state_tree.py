@@ -345,8 +345,17 @@ class StateTree:
         bucket's node here, or :class:`LeafIndexError` is raised (:meth:`_read_bucket`,
         :meth:`prove`). The buckets warm the cache as :meth:`load`'s do.
         """
+        return cls.from_buckets(leaves, *state_buckets(state), cache_entries=cache_entries)
+
+    @classmethod
+    def from_buckets(cls, leaves: LeafReader, records: Mapping[int, bytes | None],
+                     hashes: Mapping[int, bytes],
+                     cache_entries: int = DEFAULT_CACHE_ENTRIES) -> StateTree:
+        """The tree whose buckets hash to ``hashes`` (every non-empty bucket), for use with
+        the leaf index ``leaves``, its cache warmed with ``records`` (None: not cacheable)
+        as far as ``cache_entries`` allows: what :func:`state_buckets` gives."""
         tree = cls(cache_entries)
-        tree._set_buckets(leaves, *state_buckets(state))
+        tree._set_buckets(leaves, records, hashes)
         return tree
 
     def _set_buckets(self, reader: LeafReader, records: Mapping[int, bytes | None],

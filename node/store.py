@@ -424,6 +424,35 @@ class LedgerStore:
         bounds its bucket cache (node/state_tree.py, config ``[state] tree_cache_entries``)."""
         return StateTree.from_state(self.state, self.leaves, cache_entries)
 
+    def rewrite_leaf_index(self, records_by_bucket: Mapping[int, bytes]) -> tuple[int, int]:
+        """Replace the whole leaf index (``l/``) with ``records_by_bucket`` (each bucket's
+        sorted ``key hash || value hash`` records, as ``state_tree.state_buckets`` gives
+        them from the stored values), in one synced batch: the index is either the old one
+        or the new one after a crash. Returns (entries written, entries that were wrong,
+        missing or extra). ``jangbu node rebuild-index``: the values are the state and the
+        index only a derived copy, so a damaged index is rebuilt from them, after the
+        caller has checked them against the last block's ``state_root``."""
+        wanted: dict[bytes, bytes] = {}
+        for records in records_by_bucket.values():
+            for at in range(0, len(records), 64):
+                wanted[LEAF_PREFIX + records[at:at + 32]] = records[at + 32:at + 64]
+        db = self.settle()
+        right = wrong = extra = 0
+        with db.write_batch(sync=True, transaction=True) as batch:
+            for key, vhash in db.iterator(prefix=LEAF_PREFIX):
+                expected = wanted.get(key)
+                if expected == vhash:
+                    right += 1
+                    continue
+                batch.delete(key)  # put again below if the key is wanted
+                if expected is None:
+                    extra += 1
+                else:
+                    wrong += 1
+            for key, vhash in wanted.items():
+                batch.put(key, vhash)
+        return len(wanted), wrong + extra + (len(wanted) - right - wrong)
+
     # --- reads ------------------------------------------------------------------------------
 
     def _read_height(self) -> int:

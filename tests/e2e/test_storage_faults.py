@@ -23,6 +23,8 @@ import plyvel
 import pytest
 from test_network_processes import member_txs, submit_all, wait_committed
 
+from node.state_tree import StateProof, verify_state_proof
+
 from netutil import ROOT, Network, http_json, make_network
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +125,8 @@ def test_invalid_damaged_state_value_refuses_to_start(net):
 def test_damaged_leaf_index_entry_is_refused_where_it_is_read(net):
     """The start hashes the values, not the leaf index (StateTree.from_state): a damaged
     index entry lets the node start, whose root is the values' own, and is refused where the
-    index is read: a proof of the key answers 500 E_STORE, never a wrong proof."""
+    index is read: a proof of the key answers 500 E_STORE, never a wrong proof. `jangbu node
+    rebuild-index` then repairs it from the values, and the node rejoins on its own data."""
     stop_victim(net)
     db = plyvel.DB(str(net.home(VICTIM) / "data"))
     state_key, _ = next(iter(db.iterator(prefix=b"s/membership/")))
@@ -139,9 +142,28 @@ def test_damaged_leaf_index_entry_is_refused_where_it_is_read(net):
     assert answer.value.code == 500
     body = json.loads(answer.value.read())
     assert body["code"] == "E_STORE" and "leaf index" in body["message"], body
-    assert http_json(f"{net.api('customs')}/v1/state/{contract}/{urllib.parse.quote(key)}")
+    good = http_json(f"{net.api('customs')}/v1/state/{contract}/{urllib.parse.quote(key)}")
+    # The documented repair: stop the node, rebuild the index from its values, start it.
     stop_victim(net)
-    resync_victim(net)
+    repair = subprocess.run(
+        [sys.executable, "-m", "cli.main", "node", "rebuild-index", "--home",
+         str(net.home(VICTIM))], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert repair.returncode == 0, repair.stderr
+    assert "1 entries were wrong, missing or extra" in repair.stdout, repair.stdout
+    net.start(VICTIM)
+    net.wait_ready(VICTIM)
+    again = http_json(url)
+    assert again["value_bytes"] == good["value_bytes"]
+    proof = again["proof"]
+    assert verify_state_proof(
+        bytes.fromhex(again["state_root"]), full_key, bytes.fromhex(again["value_bytes"]),
+        StateProof(proof["bucket"],
+                   tuple((bytes.fromhex(k), bytes.fromhex(v)) for k, v in proof["entries"]),
+                   tuple(bytes.fromhex(p) for p in proof["path"])))
+    more = {org: member_txs(net, org, 3, start=int(time.time() * 1000)) for org in OTHERS}
+    asyncio.run(submit_all(net, more))
+    wait_committed(net, VICTIM, [tx for txs in more.values() for tx in txs], timeout=60)
+    net.assert_identical_chains()
 
 
 def test_corrupted_wal_record_is_skipped_and_the_node_rejoins(net):
