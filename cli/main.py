@@ -81,6 +81,9 @@ def cmd_node_start(args: argparse.Namespace) -> int:
 
 def cmd_node_rebuild_index(args: argparse.Namespace) -> int:
     """Rebuild a stopped node's state-tree leaf index from its stored values."""
+    import plyvel
+
+    from node.block import BlockError
     from node.config import ConfigError, load_config
     from node.genesis import load_genesis
     from node.state_check import DamagedValuesError, rebuild_leaf_index
@@ -98,6 +101,10 @@ def cmd_node_rebuild_index(args: argparse.Namespace) -> int:
         report = rebuild_leaf_index(store, genesis)
     except (DamagedValuesError, StoreError) as exc:
         raise CliError(str(exc)) from None
+    except (plyvel.Error, BlockError) as exc:  # a damaged table or block met while reading
+        raise CliError(f"the data directory {config.data_dir} is damaged ({exc}); the index "
+                       "cannot be rebuilt: restore a backup or resync (docs/operations.md)"
+                       ) from None
     finally:
         store.close()
     found = ("the index was intact" if not report.changed

@@ -78,6 +78,9 @@ class Node:
         except NodeStartError:
             self.store.close()
             raise
+        except StoreError as exc:  # the last block missing or damaged (expected_state_root)
+            self.store.close()
+            raise NodeStartError(str(exc)) from None
         self.metrics = Metrics()
         self.bus = EventBus()
         # One memo of committed member records for admission and execution: the state only
@@ -286,10 +289,7 @@ def engine_root_mismatch(node: Node) -> bool:
     is read (``LeafIndexError``). Before the first block the state is compared with the
     genesis state's root: a value damaged then was once left to the first block that read
     it (found by review)."""
-    try:
-        return expected_state_root(node.store, node.genesis) != node.engine.tree.root
-    except StoreError:
-        return True  # the last block is gone: nothing on top of this store is trusted
+    return expected_state_root(node.store, node.genesis) != node.engine.tree.root
 
 
 class JsonFormatter(logging.Formatter):

@@ -425,33 +425,49 @@ class LedgerStore:
         return StateTree.from_state(self.state, self.leaves, cache_entries)
 
     def rewrite_leaf_index(self, records_by_bucket: Mapping[int, bytes]) -> tuple[int, int]:
-        """Replace the whole leaf index (``l/``) with ``records_by_bucket`` (each bucket's
-        sorted ``key hash || value hash`` records, as ``state_tree.state_buckets`` gives
-        them from the stored values), in one synced batch: the index is either the old one
-        or the new one after a crash. Returns (entries written, entries that were wrong,
-        missing or extra). ``jangbu node rebuild-index``: the values are the state and the
-        index only a derived copy, so a damaged index is rebuilt from them, after the
-        caller has checked them against the last block's ``state_root``."""
-        wanted: dict[bytes, bytes] = {}
-        for records in records_by_bucket.values():
-            for at in range(0, len(records), 64):
-                wanted[LEAF_PREFIX + records[at:at + 32]] = records[at + 32:at + 64]
+        """Make the leaf index (``l/``) exactly ``records_by_bucket`` (each bucket's sorted
+        ``key hash || value hash`` records, as ``state_tree.state_buckets`` gives them from
+        the stored values), in one synced batch: after a crash the index is the old one or
+        the new one. Returns (entries the index holds now, entries that were wrong, missing
+        or extra). ``jangbu node rebuild-index``: the values are the state and the index
+        only a derived copy, so a damaged index is rebuilt from them, after the caller has
+        checked them against the last block's ``state_root``.
+
+        One merge of two streams in key-hash order (the index as stored, the records by
+        bucket then within it): only what differs is written, so an intact index is left
+        untouched and the batch holds only the repairs (found by review: putting every
+        entry again held the whole index in memory twice over).
+        """
+        def wanted() -> Iterator[tuple[bytes, bytes]]:
+            for bucket in sorted(records_by_bucket):
+                records = records_by_bucket[bucket]
+                for at in range(0, len(records), 64):
+                    yield LEAF_PREFIX + records[at:at + 32], records[at + 32:at + 64]
+
         db = self.settle()
-        right = wrong = extra = 0
+        entries = repaired = 0
+        want = wanted()
+        next_want = next(want, None)
         with db.write_batch(sync=True, transaction=True) as batch:
-            for key, vhash in db.iterator(prefix=LEAF_PREFIX):
-                expected = wanted.get(key)
-                if expected == vhash:
-                    right += 1
-                    continue
-                batch.delete(key)  # put again below if the key is wanted
-                if expected is None:
-                    extra += 1
-                else:
-                    wrong += 1
-            for key, vhash in wanted.items():
-                batch.put(key, vhash)
-        return len(wanted), wrong + extra + (len(wanted) - right - wrong)
+            for key, vhash in db.iterator(prefix=LEAF_PREFIX, fill_cache=False):
+                while next_want is not None and next_want[0] < key:  # missing
+                    batch.put(*next_want)
+                    entries, repaired = entries + 1, repaired + 1
+                    next_want = next(want, None)
+                if next_want is not None and next_want[0] == key:
+                    entries += 1
+                    if next_want[1] != vhash:  # wrong
+                        batch.put(key, next_want[1])
+                        repaired += 1
+                    next_want = next(want, None)
+                else:  # extra, or not a key this index holds
+                    batch.delete(key)
+                    repaired += 1
+            while next_want is not None:  # missing, past the last stored entry
+                batch.put(*next_want)
+                entries, repaired = entries + 1, repaired + 1
+                next_want = next(want, None)
+        return entries, repaired
 
     # --- reads ------------------------------------------------------------------------------
 
