@@ -21,7 +21,7 @@ Key layout (all heights are 8-byte big-endian so they sort numerically):
 ``m/files_from``    first height in ``blocks/``   ``s/<contract>/<key>`` state value
 ``b/<h>``           pointer into ``blocks/``      ``h/<block hash>``  height
 ``c/<h>``           certificate of block h        ``t/<tx hash>``     canonical [h, index]
-``l/<key hash>``    state-tree leaf (value hash)  ``w/...``, ``v/...``  old consensus WAL, signer guard
+``l/<key hash>``    state-tree leaf (value hash)  ``w/...``, ``v/...``  old WAL, signer guard
 ==================  ===============================================================
 
 The consensus WAL is the file ``consensus.wal`` beside these (node/wal_file.py); a store
