@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_chain.py [--blocks 100] [--txs-per-block 1000]
                                                [--leveldb-defaults] [--every N]
+                                               [--wal file|leveldb|none]
 
 The proposer's path for every block (mempool admission with signature check, build =
 execute + roots, commit = one synced LevelDB batch) over a growing store, so LevelDB's
@@ -10,6 +11,10 @@ whole process's (``getrusage``), threads included. ``--leveldb-defaults`` opens 
 with LevelDB's own defaults instead of ``node.store_open.LEVELDB_OPTIONS``, to show why they are
 tuned. ``--every N`` also prints each stretch of N blocks on its own: a cost that grows
 with the chain (a cache outgrown, compaction falling behind) shows as a rising line.
+``--wal`` writes each block's consensus WAL record (the proposed block) as a node does:
+to its file (``file``, node/wal_file.py, the default), or as nodes did before the
+twentieth round (``leveldb``: put under ``w/`` unsynced, deleted at the commit), or not at
+all (``none``).
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import bench_pipeline as pipeline  # noqa: E402
 
 from consensus import canonical  # noqa: E402
+from consensus.events import ProposalValueReady  # noqa: E402
+from consensus.wal import WalRecord  # noqa: E402
 from node import state_tree, store_open  # noqa: E402
 from node.tx import Transaction  # noqa: E402
+from node.wal_file import WalFile  # noqa: E402
 
 import ledger_support  # noqa: E402
 
@@ -64,6 +72,8 @@ def main() -> None:
                         help="distinct buyers the orders cycle through")
     parser.add_argument("--pure-codec", action="store_true",
                         help="the pure-Python canonical encoder instead of the compiled one")
+    parser.add_argument("--wal", choices=("file", "leveldb", "none"), default="file",
+                        help="where each block's WAL record goes (see above)")
     args = parser.parse_args()
     canonical.use_compiled_encoder(not args.pure_codec)
     if args.leveldb_defaults:
@@ -99,6 +109,8 @@ def main() -> None:
            for i in range(total)]
     for tx in txs:  # what the client did: not this node's cost
         _ = tx.encoded, tx.hash
+    wal = WalFile(work + "/consensus.wal")
+    wal.open()
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
     mark = (cpu0, wall0)
     for b in range(args.blocks):
@@ -106,8 +118,18 @@ def main() -> None:
             pool.add(tx)
         block = engine.build_block(proposer=proposer, time_ms=2000 + b,
                                    txs=pool.reap(10**6, 10**9), last_commit=cert)
+        record = canonical.encode(WalRecord(ProposalValueReady(
+            block.height, 0, block.hash, block.encoded)).to_obj())
+        if args.wal == "file":
+            wal.append(record)
+        elif args.wal == "leveldb":
+            _store.put_record(b"w/" + bytes(8), record, sync=False)
         cert = ledger_support.certify(block.height, block.hash, [validator])
         engine.commit(block, cert)
+        if args.wal == "file":
+            wal.reset()
+        elif args.wal == "leveldb":
+            _store.delete_records([b"w/" + bytes(8)])
         pool.remove([tx.hash for tx in block.txs])
         if args.every and (b + 1) % args.every == 0:
             cpu_now, wall_now = cpu_seconds(), time.perf_counter()
@@ -123,6 +145,7 @@ def main() -> None:
     options = "LevelDB defaults" if args.leveldb_defaults else "LEVELDB_OPTIONS"
     if args.leveldb:
         options += " + " + ", ".join(args.leveldb)
+    options += f", WAL {args.wal}"
     print(f"{options}: {total} transactions in {args.blocks} blocks: "
           f"CPU {cpu * 1e6 / total:.1f} µs/tx, wall {wall * 1e6 / total:.1f} µs/tx "
           f"({total / wall:,.0f} tx/s in one process)")
