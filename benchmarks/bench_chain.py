@@ -149,6 +149,16 @@ def main() -> None:
     print(f"{options}: {total} transactions in {args.blocks} blocks: "
           f"CPU {cpu * 1e6 / total:.1f} µs/tx, wall {wall * 1e6 / total:.1f} µs/tx "
           f"({total / wall:,.0f} tx/s in one process)")
+    leveldb, blocks = disk_bytes(Path(work) / "chain")
+    print(f"on disk: LevelDB {leveldb / 2**20:.1f} MiB (log included), block files "
+          f"{blocks / 2**20:.1f} MiB")
+
+
+def disk_bytes(data: Path) -> tuple[int, int]:
+    """Bytes of ``data``'s LevelDB files and of its block files (``blocks/``)."""
+    leveldb = sum(f.stat().st_size for f in data.iterdir() if f.is_file())
+    blocks = sum(f.stat().st_size for f in (data / "blocks").iterdir() if f.is_file())
+    return leveldb, blocks
 
 
 if __name__ == "__main__":
