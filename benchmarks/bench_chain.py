@@ -140,6 +140,7 @@ def main() -> None:
                   f"{(wall_now - mark[1]) * 1e6 / n:6.1f} µs/tx", flush=True)
             mark = (cpu_now, wall_now)
     wall = time.perf_counter() - wall0
+    wal.close()
     time.sleep(1.0)  # compaction still running is this chain's cost too
     cpu = cpu_seconds() - cpu0
     options = "LevelDB defaults" if args.leveldb_defaults else "LEVELDB_OPTIONS"

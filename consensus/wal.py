@@ -3,10 +3,13 @@
 Contract with the node:
 
 1. Before feeding an event to ``core.step``, append ``WalRecord(event).to_obj()`` (canonical
-   msgpack) to the WAL and make it durable. Inputs only: outputs are re-derived.
-2. When height ``h`` is committed (``Decide`` or block sync), replace the WAL, in the same
-   atomic write that stores the block, by :func:`wal_after_commit` (the early messages the
-   core buffered for later heights), so the WAL only ever holds the uncommitted height.
+   msgpack) to the WAL, so that it outlives the process (the node's file append is not
+   fsynced: a power cut may lose the tail, and the signer guard, which is synced before any
+   signature leaves, is what prevents a double sign). Inputs only: outputs are re-derived.
+2. When height ``h`` is committed (``Decide`` or block sync), replace the WAL by
+   :func:`wal_after_commit` (the early messages the core buffered for later heights) once
+   the block is on disk, so the WAL only ever holds the uncommitted height; a crash in
+   between leaves records of a committed height, which a restart skips by their height.
    The ``Start(h + 1)`` that follows is appended like any event.
 3. On restart, build a fresh core (``height`` = last committed + 1, ``last_commit`` = its
    stored certificate) with a signer whose guard state was loaded from disk, and call

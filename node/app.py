@@ -93,8 +93,9 @@ class Node:
         # What our mempool admitted already passed its contract check on this node.
         self.engine.is_prechecked = self.mempool.__contains__
         self.engine.committed_members = members
+        guard = SignerStateFile(config.home / GUARD_FILE)
         try:
-            self.driver = ConsensusDriver(guard_file=SignerStateFile(config.home / GUARD_FILE),
+            self.driver = ConsensusDriver(guard_file=guard,
                                           genesis=self.genesis, node_key=self.key,
                                           store=self.store,
                                           engine=self.engine, mempool=self.mempool, bus=self.bus,
@@ -104,6 +105,12 @@ class Node:
         except SignerStateError as exc:
             self.store.close()
             raise NodeStartError(str(exc)) from None
+        except (OSError, plyvel.Error) as exc:  # the WAL file, or moving an old WAL into it
+            guard.close()
+            self.store.close()
+            raise NodeStartError(
+                f"the consensus WAL in {config.data_dir} cannot be opened "
+                f"({type(exc).__name__}: {exc}); docs/operations.md section 5") from None
         allowed = {}
         for info in self.genesis.validators:
             host, port = split_address(info.p2p, "p2p")

@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from itertools import takewhile
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -364,29 +365,44 @@ class ConsensusDriver:
         """Open the WAL file and return what a previous run left in it.
 
         A store written before the WAL moved to its own file keeps its records under
-        ``w/`` in LevelDB: they are copied to the file, then deleted (a crash in between
-        copies them again at the next start, replacing the first copy).
+        ``w/`` in LevelDB: they are copied to the file, synced, then deleted (a crash in
+        between copies them again at the next start, replacing the first copy). The file
+        is closed again if any of this fails.
         """
-        found = self.wal.open()
-        if self.wal.dropped_bytes:
-            log.error("the WAL file %s ended in a torn or damaged record; %d bytes dropped",
-                      self.wal.path, self.wal.dropped_bytes)
-        legacy = list(self.store.scan_records(WAL_PREFIX))
-        if legacy:
-            found = [value for _, value in legacy]
-            self.wal.reset(found)
-            self.store.delete_records([key for key, _ in legacy])
+        try:
+            found = self.wal.open()
+            if self.wal.dropped_bytes:
+                log.error("the WAL file %s ended in a torn or damaged record; %d bytes "
+                          "dropped", self.wal.path, self.wal.dropped_bytes)
+            legacy = list(self.store.scan_records(WAL_PREFIX))
+            if legacy:
+                # An empty value is damage (no record encodes to nothing): the rest after
+                # it is ignored, as a record that does not decode (_load_wal).
+                found = list(takewhile(bool, (value for _, value in legacy)))
+                self.wal.reset(found)
+                self.wal.sync()  # once per store: the records must outlive their old copy
+                self.store.delete_records([key for key, _ in legacy])
+        except BaseException:
+            self.wal.close()
+            raise
         return found
 
     def _load_wal(self) -> list[Event]:
-        """The events to replay: the records left for the uncommitted height."""
+        """The events to replay: the records left for the uncommitted height.
+
+        A record that does not decode ends the log: the file is cut back to the records
+        before it, so that what this run appends is read after them at the next start.
+        A ``Start`` added here (none was logged) is logged too, in its place.
+        """
         events: list[Event] = []
         height = self.store.height
-        for index, raw in enumerate(self._wal_found):
+        found, self._wal_found = self._wal_found, []
+        for index, raw in enumerate(found):
             try:
                 event = WalRecord.from_obj(canonical.decode(raw)).event
             except (InvalidMessage, canonical.CanonicalError, ValueError) as exc:
                 log.error("WAL record %d is corrupt (%s); ignoring the rest", index, exc)
+                self.wal.reset(found[:index])
                 break
             event_height = getattr(event, "height", None)
             if event_height is None:
@@ -395,11 +411,12 @@ class ConsensusDriver:
             if event_height is not None and event_height <= height:
                 continue  # belongs to a height that is already committed
             events.append(event)
-        self._wal_found = []
         if events and not any(isinstance(event, Start) for event in events):
             # Crashed after a commit, before the next Start: the records are the messages
             # for the next height the core had buffered; it must see them before Start.
-            events.append(Start(height + 1))  # type: ignore[arg-type]
+            start = Start(height + 1)  # type: ignore[arg-type]
+            self._wal_append(start)
+            events.append(start)
         return events
 
     # --- inputs -----------------------------------------------------------------------------
@@ -801,12 +818,20 @@ class ConsensusDriver:
         self.mempool.remove(hashes)
         if result.executed:
             self.diffs.remember(block.height, result.state_writes, result.receipts)
-        # The WAL now holds only what the core buffered for the next height (see
-        # consensus.wal.wal_after_commit); a crash between the commit and this reset leaves
-        # the committed height's records, which the next start skips (_load_wal), and one
-        # during it loses only peers' messages, which they re-gossip.
-        self._reset_wal(wal_after_commit(self.core) if self.core.height == block.height
-                        else [])
+        if not background:
+            # The block is on disk: the WAL now holds only what the core buffered for the
+            # next height (consensus.wal.wal_after_commit). A crash between the commit and
+            # this reset leaves the committed height's records, which the next start skips
+            # (_load_wal); one during it loses only peers' messages, which they re-gossip.
+            self._reset_wal(wal_after_commit(self.core) if self.core.height == block.height
+                            else [])
+        elif self.core.height < block.height:
+            # A synced block's batch is still being written (store thread). The core's
+            # height is below it, so its block is on disk already (commit_block waited for
+            # the write before this one): its records can go. The core's own height keeps
+            # its records, its lock among them, until that block is written; the sync's
+            # end resets the WAL for the fresh core (_apply_sync_answer).
+            self._reset_wal([])
         self._cancel_timers(block.height)
         now = time.monotonic()
         self.metrics.inc("jangbu_blocks_committed_total")
@@ -1046,6 +1071,9 @@ class ConsensusDriver:
         self.store.settle()
         if applied or self.core.height <= self.store.height:
             # Join the live height with a fresh core: the old one was for a past height.
+            # Every synced block is on disk now (settled above), the old core's height
+            # among them: its records go with it.
+            self._reset_wal([])
             self.core = self._new_core()
             self.started_height = self.store.height
         self._consider_start()  # heights held back while we were syncing may start now

@@ -13,10 +13,12 @@ Durability is LevelDB's unsynced write's, as before: a record is in the kernel o
 losing power. The signer guard (node/signer_state.py) is what is synced before a signature
 leaves, so a lost WAL tail can cost a round, never a double sign.
 
-Each record is ``length (4 bytes, big-endian) || CRC-32 of the payload (4) || payload``. A
-record cut short or failing its CRC ends the log: what follows it is dropped when the file
-is opened (the tail a crash in mid-write leaves), so the next append lands after the last
-good record.
+Each record is ``length (4 bytes, big-endian) || CRC-32 (4) || payload``, the CRC over the
+length and the payload. A record cut short, empty (no canonical encoding is) or failing its
+CRC ends the log: what follows it is dropped when the file is opened (the tail a crash in
+mid-write leaves), so the next append lands after the last good record. The length is under
+the CRC so that zeros, what an unsynced file often shows after a power cut, never read as
+records (a CRC-32 of nothing is 0).
 """
 
 from __future__ import annotations
@@ -33,8 +35,14 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 it is damage, not a reason to allocate."""
 
 
+def _crc(length: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(length.to_bytes(4, "big")))
+
+
 def encode_record(payload: bytes) -> bytes:
-    return _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+    if not payload:
+        raise ValueError("a WAL record is never empty")
+    return _HEAD.pack(len(payload), _crc(len(payload), payload)) + payload
 
 
 def decode_records(data: bytes) -> tuple[list[bytes], int]:
@@ -45,10 +53,10 @@ def decode_records(data: bytes) -> tuple[list[bytes], int]:
     while offset + _HEAD.size <= len(data):
         length, crc = _HEAD.unpack_from(data, offset)
         end = offset + _HEAD.size + length
-        if length > MAX_RECORD_BYTES or end > len(data):
+        if not 0 < length <= MAX_RECORD_BYTES or end > len(data):
             break
         payload = data[offset + _HEAD.size:end]
-        if zlib.crc32(payload) != crc:
+        if _crc(length, payload) != crc:
             break
         payloads.append(payload)
         offset = end
@@ -67,13 +75,20 @@ class WalFile:
     def open(self) -> list[bytes]:
         """Open (creating) the file and return its records' payloads, oldest first; a
         damaged tail is cut off, its size kept in :attr:`dropped_bytes`."""
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        with open(self.path, "rb") as file:
-            data = file.read()
-        payloads, good = decode_records(data)
+        if self._fd >= 0:
+            raise ValueError(f"the WAL file {self.path} is open already")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            with open(self.path, "rb") as file:
+                data = file.read()
+            payloads, good = decode_records(data)
+            if good < len(data):
+                os.ftruncate(fd, good)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
         self.dropped_bytes = len(data) - good
-        if self.dropped_bytes:
-            os.ftruncate(self._fd, good)
         self._size = good
         return payloads
 
@@ -91,6 +106,12 @@ class WalFile:
         data = b"".join(encode_record(payload) for payload in payloads)
         if data:
             self._write(data)
+
+    def sync(self) -> None:
+        """Make what was written durable (only where a record must outlive a power cut:
+        the one-time move of an older store's WAL out of LevelDB)."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
 
     @property
     def size(self) -> int:

@@ -24,7 +24,7 @@ from node.metrics import Metrics
 from node.signer_state import SignerStateFile
 from node.wal_file import decode_records, encode_record
 
-from ledger_support import add_member_tx, make_genesis, open_engine, seed_key
+from ledger_support import add_member_tx, certify, make_genesis, open_engine, seed_key
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,6 +56,17 @@ class Chain:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError(f"height {height} not reached (at {self.store.height})")
+
+    def wal_events(self) -> list[Any]:
+        return [WalRecord.from_obj(canonical.decode(raw)).event for raw in self.wal_records()]
+
+    def block(self, height: int, nonce: int) -> tuple[Any, dict[str, Any]]:
+        """A certified block at ``height`` (the next one) with one transaction."""
+        last = self.store.get_commit(height - 1) if height > 1 else None
+        block = self.engine.build_block(
+            proposer=self.driver.pubkey, time_ms=1_000 + height,
+            txs=[add_member_tx(seed_key("admin"), f"b{nonce}", nonce)], last_commit=last)
+        return block, certify(height, block.hash, [seed_key("v0")])
 
     def wal_records(self) -> list[bytes]:
         """What the WAL file holds now, as a restart would read it."""
@@ -107,15 +118,18 @@ async def test_wal_records_are_appended_in_order_and_a_reset_replaces_them(chain
     assert chain.wal_records() == [] and driver.wal.size == 0
 
 
-async def test_wal_found_at_start_is_replayed_then_cleared_by_the_first_reset(tmp_path):
+async def test_wal_found_at_start_is_loaded_then_cleared_by_the_first_reset(tmp_path):
     first = Chain(tmp_path)
-    for seq in range(3):  # left by a previous run for height 1
-        first.driver._wal_append(TimeoutFired(Height(1), Round(seq), TimeoutStep.PROPOSE))
+    left = [TimeoutFired(Height(1), Round(seq), TimeoutStep.PROPOSE) for seq in range(3)]
+    for event in left:  # left by a previous run for height 1
+        first.driver._wal_append(event)
     first.driver.wal.close()
     first.store.close()
     again = Chain(tmp_path)
     try:
-        assert len(again.driver._load_wal()) == 4  # the three records, then Start(1)
+        assert again.driver._load_wal() == [*left, Start(Height(1))]
+        # The Start added at load is logged in its place: a second crash replays the same.
+        assert again.wal_events() == [*left, Start(Height(1))]
         again.driver._reset_wal([])
         assert again.wal_records() == []
     finally:
@@ -217,3 +231,103 @@ async def test_a_proposed_block_in_the_wal_comes_back_byte_for_byte(tmp_path):
     finally:
         again.driver.wal.close()
         again.store.close()
+
+
+async def test_a_synced_block_keeps_its_heights_wal_until_it_is_written(chain: Chain):
+    # Review finding: a synced block's batch is written on the store's thread after
+    # _commit returns, and the WAL of its height was emptied at once; a kill in between
+    # left neither the block nor the lock the core held at that height.
+    driver = chain.driver
+    lock = TimeoutFired(Height(1), Round(0), TimeoutStep.PRECOMMIT)
+    driver._wal_append(lock)  # what the core at height 1 logged before the sync
+    block, cert = chain.block(1, 900)
+    driver._commit(block, cert, background=True)
+    assert chain.wal_events() == [lock]  # block 1 may not be on disk yet
+    block, cert = chain.block(2, 901)
+    driver._commit(block, cert, background=True)  # waited for block 1's write first
+    assert chain.wal_events() == []
+    chain.store.settle()
+    assert chain.store.height == 2
+
+
+async def test_records_of_a_height_committed_before_the_reset_are_skipped(tmp_path):
+    # A kill between a commit and the WAL's reset: the block is stored, its height's
+    # records are still in the file.
+    first = Chain(tmp_path)
+    first.driver._wal_append(Start(Height(1)))
+    first.driver._wal_append(TimeoutFired(Height(1), Round(0), TimeoutStep.PROPOSE))
+    block, cert = first.block(1, 902)
+    first.engine.commit(block, cert)
+    first.driver.wal.close()
+    first.store.close()
+    again = Chain(tmp_path)
+    try:
+        assert again.store.height == 1
+        assert again.driver._load_wal() == []
+    finally:
+        again.driver.wal.close()
+        again.store.close()
+
+
+async def test_invalid_undecodable_wal_record_is_cut_off_with_everything_after_it(tmp_path):
+    first = Chain(tmp_path)
+    good = TimeoutFired(Height(1), Round(0), TimeoutStep.PROPOSE)
+    first.driver._wal_append(good)
+    first.driver.wal.append(b"\xff\xfe not a record")  # whole, checked, not a record
+    first.driver._wal_append(TimeoutFired(Height(1), Round(1), TimeoutStep.PROPOSE))
+    first.driver.wal.close()
+    first.store.close()
+    again = Chain(tmp_path)
+    try:
+        assert again.driver._load_wal() == [good, Start(Height(1))]
+        # Cut back to the good records, so what this run logs is read at the next start.
+        assert again.wal_events() == [good, Start(Height(1))]
+        again.driver._wal_append(Start(Height(1)))
+        assert again.wal_events()[-1] == Start(Height(1))
+    finally:
+        again.driver.wal.close()
+        again.store.close()
+
+
+async def test_invalid_empty_legacy_wal_record_ends_what_is_moved(tmp_path):
+    first = Chain(tmp_path)
+    kept = TimeoutFired(Height(1), Round(0), TimeoutStep.PREVOTE)
+    first.store.put_record(WAL_PREFIX + (0).to_bytes(8, "big"),
+                           canonical.encode(WalRecord(kept).to_obj()), sync=False)
+    first.store.put_record(WAL_PREFIX + (1).to_bytes(8, "big"), b"", sync=False)
+    first.store.put_record(WAL_PREFIX + (2).to_bytes(8, "big"),
+                           canonical.encode(WalRecord(Start(Height(1))).to_obj()), sync=False)
+    first.driver.wal.close()
+    first.store.close()
+    again = Chain(tmp_path)
+    try:
+        assert again.wal_events() == [kept]
+        assert list(again.store.scan_records(WAL_PREFIX)) == []
+    finally:
+        again.driver.wal.close()
+        again.store.close()
+
+
+def test_invalid_wal_that_cannot_be_opened_stops_the_start_with_a_message(tmp_path):
+    from cli.network import init_network
+    from cli.presets import CONTRACTS, PRESETS
+    from node.app import Node, NodeStartError
+    from node.config import load_config
+    from node.wal_file import FILE_NAME
+
+    init_network(tmp_path / "net", PRESETS["customs"], CONTRACTS["customs"],
+                 chain_id="wal-open", base_port=40340)
+    config = load_config(tmp_path / "net" / "customs")
+    node = Node(config)
+    node.driver.wal.close()
+    node.store.close()
+    wal_path = config.data_dir / FILE_NAME
+    wal_path.unlink()
+    wal_path.mkdir()  # something that is not a file where the WAL goes
+    with pytest.raises(NodeStartError, match="consensus WAL"):
+        Node(config)
+    # The store was closed on the way out: it opens again at once.
+    wal_path.rmdir()
+    node = Node(config)
+    node.driver.wal.close()
+    node.store.close()
