@@ -166,6 +166,17 @@ def test_damaged_leaf_index_entry_is_refused_where_it_is_read(net):
     net.assert_identical_chains()
 
 
+def restart_and_rejoin(net):
+    """Start the victim again; it must commit the others' new transactions and hold the
+    same chain as they do."""
+    net.start(VICTIM)
+    net.wait_ready(VICTIM)
+    more = {org: member_txs(net, org, 3, start=int(time.time() * 1000)) for org in OTHERS}
+    asyncio.run(submit_all(net, more))
+    wait_committed(net, VICTIM, [tx for txs in more.values() for tx in txs], timeout=60)
+    net.assert_identical_chains()
+
+
 def test_corrupted_wal_record_is_skipped_and_the_node_rejoins(net):
     # An older node's WAL in LevelDB (moved to the file at start) that does not decode.
     stop_victim(net)
@@ -173,12 +184,7 @@ def test_corrupted_wal_record_is_skipped_and_the_node_rejoins(net):
     db.put(b"w/" + (0).to_bytes(8, "big"), b"\xff\xfe not a record", sync=True)
     db.put(b"w/" + (1).to_bytes(8, "big"), b"\x93garbage", sync=True)
     db.close()
-    net.start(VICTIM)
-    net.wait_ready(VICTIM)
-    more = {org: member_txs(net, org, 3, start=int(time.time() * 1000)) for org in OTHERS}
-    asyncio.run(submit_all(net, more))
-    wait_committed(net, VICTIM, [tx for txs in more.values() for tx in txs], timeout=60)
-    net.assert_identical_chains()
+    restart_and_rejoin(net)
     assert "corrupt" in net.log_tail(VICTIM, 400).lower()
 
 
@@ -186,12 +192,7 @@ def test_damaged_wal_file_tail_is_cut_off_and_the_node_rejoins(net):
     stop_victim(net)
     with open(net.home(VICTIM) / "data" / "consensus.wal", "ab") as wal:
         wal.write(bytes(40) + b"\x00\x00\x01\x00 a record cut short by a crash")
-    net.start(VICTIM)
-    net.wait_ready(VICTIM)
-    more = {org: member_txs(net, org, 3, start=int(time.time() * 1000)) for org in OTHERS}
-    asyncio.run(submit_all(net, more))
-    wait_committed(net, VICTIM, [tx for txs in more.values() for tx in txs], timeout=60)
-    net.assert_identical_chains()
+    restart_and_rejoin(net)
     assert "torn or damaged record" in net.log_tail(VICTIM, 400)
 
 

@@ -7,6 +7,8 @@ network: the single validator decides every height alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -75,6 +77,17 @@ class Chain:
         return payloads
 
 
+@contextlib.contextmanager
+def reopened(tmp_path: Any) -> Iterator[Chain]:
+    """The chain opened again on the data a previous :class:`Chain` left, closed after."""
+    again = Chain(tmp_path)
+    try:
+        yield again
+    finally:
+        again.driver.wal.close()
+        again.store.close()
+
+
 @pytest.fixture
 async def chain(tmp_path: Any) -> Any:
     built = Chain(tmp_path)
@@ -125,16 +138,12 @@ async def test_wal_found_at_start_is_loaded_then_cleared_by_the_first_reset(tmp_
         first.driver._wal_append(event)
     first.driver.wal.close()
     first.store.close()
-    again = Chain(tmp_path)
-    try:
+    with reopened(tmp_path) as again:
         assert again.driver._load_wal() == [*left, Start(Height(1))]
         # The Start added at load is logged in its place: a second crash replays the same.
         assert again.wal_events() == [*left, Start(Height(1))]
         again.driver._reset_wal([])
         assert again.wal_records() == []
-    finally:
-        again.driver.wal.close()
-        again.store.close()
 
 
 async def test_a_torn_wal_tail_is_dropped_and_the_next_record_still_reads(tmp_path):
@@ -146,8 +155,7 @@ async def test_a_torn_wal_tail_is_dropped_and_the_next_record_still_reads(tmp_pa
     first.store.close()
     with open(path, "ab") as file:  # a third record cut short by a crash in mid-write
         file.write(encode_record(b"\x81\xa4kind\xa5start")[:-3])
-    again = Chain(tmp_path)
-    try:
+    with reopened(tmp_path) as again:
         assert again.driver.wal.dropped_bytes > 0
         again.driver._wal_append(Start(Height(1)))
         events = [WalRecord.from_obj(canonical.decode(raw)).event
@@ -155,9 +163,6 @@ async def test_a_torn_wal_tail_is_dropped_and_the_next_record_still_reads(tmp_pa
         assert events == [TimeoutFired(Height(1), Round(0), TimeoutStep.PROPOSE),
                           TimeoutFired(Height(1), Round(1), TimeoutStep.PROPOSE),
                           Start(Height(1))]
-    finally:
-        again.driver.wal.close()
-        again.store.close()
 
 
 async def test_a_wal_left_in_leveldb_by_an_older_node_moves_to_the_file(tmp_path):
@@ -169,15 +174,11 @@ async def test_a_wal_left_in_leveldb_by_an_older_node_moves_to_the_file(tmp_path
                                canonical.encode(WalRecord(event).to_obj()), sync=False)
     first.driver.wal.close()
     first.store.close()
-    again = Chain(tmp_path)
-    try:
+    with reopened(tmp_path) as again:
         assert list(again.store.scan_records(WAL_PREFIX)) == []
         assert [WalRecord.from_obj(canonical.decode(raw)).event
                 for raw in again.wal_records()] == left
         assert again.driver._load_wal() == [*left, Start(Height(1))]
-    finally:
-        again.driver.wal.close()
-        again.store.close()
 
 
 async def test_timeouts_of_a_committed_height_are_cancelled_and_not_logged(chain: Chain):
@@ -225,12 +226,8 @@ async def test_a_proposed_block_in_the_wal_comes_back_byte_for_byte(tmp_path):
     first.driver._wal_append(ready)
     first.driver.wal.close()  # killed here: no commit, no reset
     first.store.close()
-    again = Chain(tmp_path)
-    try:
+    with reopened(tmp_path) as again:
         assert again.driver._load_wal() == [Start(Height(1)), ready]
-    finally:
-        again.driver.wal.close()
-        again.store.close()
 
 
 async def test_a_synced_block_keeps_its_heights_wal_until_it_is_written(chain: Chain):
@@ -260,13 +257,9 @@ async def test_records_of_a_height_committed_before_the_reset_are_skipped(tmp_pa
     first.engine.commit(block, cert)
     first.driver.wal.close()
     first.store.close()
-    again = Chain(tmp_path)
-    try:
+    with reopened(tmp_path) as again:
         assert again.store.height == 1
         assert again.driver._load_wal() == []
-    finally:
-        again.driver.wal.close()
-        again.store.close()
 
 
 async def test_invalid_undecodable_wal_record_is_cut_off_with_everything_after_it(tmp_path):
@@ -277,16 +270,12 @@ async def test_invalid_undecodable_wal_record_is_cut_off_with_everything_after_i
     first.driver._wal_append(TimeoutFired(Height(1), Round(1), TimeoutStep.PROPOSE))
     first.driver.wal.close()
     first.store.close()
-    again = Chain(tmp_path)
-    try:
+    with reopened(tmp_path) as again:
         assert again.driver._load_wal() == [good, Start(Height(1))]
         # Cut back to the good records, so what this run logs is read at the next start.
         assert again.wal_events() == [good, Start(Height(1))]
         again.driver._wal_append(Start(Height(1)))
         assert again.wal_events()[-1] == Start(Height(1))
-    finally:
-        again.driver.wal.close()
-        again.store.close()
 
 
 async def test_invalid_empty_legacy_wal_record_ends_what_is_moved(tmp_path):
@@ -299,13 +288,9 @@ async def test_invalid_empty_legacy_wal_record_ends_what_is_moved(tmp_path):
                            canonical.encode(WalRecord(Start(Height(1))).to_obj()), sync=False)
     first.driver.wal.close()
     first.store.close()
-    again = Chain(tmp_path)
-    try:
+    with reopened(tmp_path) as again:
         assert again.wal_events() == [kept]
         assert list(again.store.scan_records(WAL_PREFIX)) == []
-    finally:
-        again.driver.wal.close()
-        again.store.close()
 
 
 def test_invalid_wal_that_cannot_be_opened_stops_the_start_with_a_message(tmp_path):
