@@ -21,11 +21,11 @@ def expected_state_root(store: LedgerStore, genesis: Genesis) -> bytes:
     before the first block the genesis state's. Raises StoreError if that block is gone."""
     if not store.height:
         return StateTree().preview(genesis.initial_state(), MemoryKV()).root
-    block = store.get_block(store.height)
-    if block is None:
+    header = store.get_header(store.height)
+    if header is None:
         raise StoreError(f"data directory {store.path} is corrupt (block {store.height} is "
                          "missing)")
-    return block.header.state_root
+    return header.state_root
 
 
 class DamagedValuesError(Exception):

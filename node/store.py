@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import plyvel
 
 from consensus import canonical
-from node.block import Block
+from node.block import Block, Header, decode_header
 from node.block_files import (
     BlockFileError,
     BlockFiles,
@@ -504,6 +504,13 @@ class LedgerStore:
     def get_block(self, height: int) -> Block | None:
         raw = self.get_block_bytes(height)
         return None if raw is None else Block.decode(raw)
+
+    def get_header(self, height: int) -> Header | None:
+        """The header of the block at ``height`` without decoding its transactions
+        (:func:`node.block.decode_header`); None if there is none. Raises BlockError if the
+        stored bytes are not a block."""
+        raw = self.get_block_bytes(height)
+        return None if raw is None else decode_header(raw)
 
     def get_commit_bytes(self, height: int) -> bytes | None:
         value: bytes | None = self.db.get(height_key(b"c/", height))

@@ -12,7 +12,7 @@ from nacl.signing import SigningKey
 
 from consensus import canonical
 from consensus.types import InvalidMessage, Vote, VoteType, message_from_obj, message_to_obj
-from node.block import Block, BlockError
+from node.block import Block, BlockError, decode_header
 from node.p2p.frames import FrameError
 from node.p2p.handshake import HELLO_SIZE, Handshake, HandshakeError
 from node.tx import Transaction, TxError
@@ -61,6 +61,8 @@ def test_invalid_vote_fields_are_refused_as_invalid_messages(field, value):
 def test_invalid_block_bytes_raise_block_error(data):
     with contextlib.suppress(BlockError):
         Block.decode(data)
+    with contextlib.suppress(BlockError):
+        decode_header(data)
 
 
 @FAST
