@@ -75,9 +75,6 @@ class P2PConfig:
     backoff_cap: float = 3.0
     stable_after: float = 5.0
     max_pending_handshakes: int = 32
-    open_on_thread_bytes: int = 1 << 20
-    """Frames with at least this many body bytes are decrypted on a worker thread
-    (:meth:`PeerManager._read_loop`); larger than ``max_frame``: none are."""
 
     def validate(self) -> None:
         """Raise ValueError on a configuration that cannot work."""
@@ -100,8 +97,6 @@ class P2PConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_pending_handshakes < 1:
             raise ValueError("max_pending_handshakes must be at least 1")
-        if self.open_on_thread_bytes < 1:
-            raise ValueError("open_on_thread_bytes must be positive")
 
 
 def compute_backoff(failures: int, base: float, cap: float, rng: random.Random) -> float:
@@ -547,21 +542,12 @@ class PeerManager:
 
     async def _read_loop(self, peer: _Peer, link: _Link) -> None:
         """Frames in, in order. A read that waits ``dead_timeout`` is ended by the watchdog
-        in :meth:`_keepalive_loop`, which sees ``link.read_since``.
-
-        A large frame (``open_on_thread_bytes``: a block-sync answer of ~2 MB) is decrypted
-        on a worker thread. libsodium runs there without the GIL, so the event loop goes on
-        applying the answer before it: a catching-up node's loop thread is its bottleneck,
-        and ChaCha20-Poly1305 over each answer was ~8% of it (docs/benchmarks.md,
-        twenty-first round). Order is kept: this loop awaits each frame before reading the
-        next, and the opener's nonce counter is only touched by one frame at a time.
-        """
+        in :meth:`_keepalive_loop`, which sees ``link.read_since``."""
         reason = "eof"
         reader = link.reader
         opener = link.opener
         stats = peer.stats
         monotonic = time.monotonic
-        on_thread = self.config.open_on_thread_bytes
         try:
             while True:
                 link.read_since = monotonic()
@@ -570,10 +556,7 @@ class PeerManager:
                 link.read_since = monotonic()
                 body = await reader.readexactly(length)
                 link.read_since = None
-                if length >= on_thread:
-                    plaintext = await asyncio.to_thread(opener.open, header, body)
-                else:
-                    plaintext = opener.open(header, body)
+                plaintext = opener.open(header, body)
                 stats.frames_in += 1
                 stats.bytes_in += HEADER_SIZE + length
                 await self._on_frame(peer, plaintext)

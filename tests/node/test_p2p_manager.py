@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from nacl.signing import SigningKey
 
-from node.p2p.frames import HEADER_SIZE, TAG_SIZE, FrameOpener
+from node.p2p.frames import HEADER_SIZE, TAG_SIZE
 from node.p2p.handshake import HELLO_SIZE, Handshake, HandshakeResult
 from node.p2p.peer_manager import P2PConfig, PeerManager, encode_message
 
@@ -187,52 +186,6 @@ async def test_four_managers_connect_and_deliver_in_order(cluster: Cluster) -> N
     stats = nodes[0].mgr.peer_stats(nodes[1].pubkey)
     assert stats.messages_out >= 100 and stats.messages_in >= 100
     assert stats.bytes_out > 0 and stats.frames_in >= 100
-
-
-async def test_large_frames_are_opened_on_a_thread_and_delivered_in_order(
-        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Frames from ``open_on_thread_bytes`` on are decrypted off the event loop (a sync
-    answer's ~2 MB): interleaved with small ones they still arrive whole and in order."""
-    opened_on: list[tuple[int, bool]] = []
-    real_open = FrameOpener.open
-
-    def recording_open(self: FrameOpener, header: bytes, body: bytes) -> bytes:
-        opened_on.append((len(body), threading.current_thread() is threading.main_thread()))
-        return real_open(self, header, body)
-
-    monkeypatch.setattr(FrameOpener, "open", recording_open)
-    config = P2PConfig(**{**FAST.__dict__, "open_on_thread_bytes": 64 * 1024})
-    a, b = await start_mesh(cluster, [make_key(1), make_key(2)], config=config)
-    opened_on.clear()  # the links' first frames (pings) are small
-    expected = [{"seq": i, "blob": bytes([i]) * (100_000 if i % 3 == 0 else 10)}
-                for i in range(30)]
-    for message in expected:
-        a.mgr.send(b.pubkey, message)
-    await wait_until(lambda: len(b.inbox[a.pubkey]) == len(expected))
-    assert b.inbox[a.pubkey] == expected
-    large = [on_main for size, on_main in opened_on if size >= 64 * 1024]
-    small = [on_main for size, on_main in opened_on if size < 64 * 1024]
-    assert len(large) == 10 and not any(large)
-    assert small and all(small)
-
-
-async def test_invalid_forged_large_frame_closes_that_link(cluster: Cluster) -> None:
-    """The authentication failure of a frame opened on a thread closes the link as any."""
-    config = P2PConfig(**{**FAST.__dict__, "open_on_thread_bytes": 1024})
-    extra = make_key(9)
-    a, b = await start_mesh(cluster, [make_key(1), make_key(2)], extra_allowed=[extra],
-                            config=config)
-    reader, writer, result = await raw_handshake(a.mgr.port, extra, {a.pubkey})
-    writer.write(result.sealer.seal(encode_message({"big": bytes(4096)})))
-    await wait_until(lambda: a.inbox[pub(extra)] == [{"big": bytes(4096)}])
-    frame = bytearray(result.sealer.seal(encode_message({"big": bytes(5000)})))
-    frame[-3] ^= 0x40
-    writer.write(bytes(frame))
-    await assert_closed_by_peer(reader)
-    writer.close()
-    assert a.mgr.closed["bad_frame"] == 1
-    assert a.inbox[pub(extra)] == [{"big": bytes(4096)}]
-    await assert_link_works(b, a, "after-forged-large-frame")
 
 
 async def test_each_side_hears_of_a_new_link_and_can_send_on_it_at_once(
