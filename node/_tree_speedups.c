@@ -1034,8 +1034,104 @@ static PyObject *state_buckets(PyObject *self, PyObject *const *args, Py_ssize_t
     return Py_BuildValue("(NN)", records, hashes);
 }
 
+/* The canonical layout of a transaction's last two map entries (node/tx.py): keys sort,
+ * so a 7-entry map ends with "sig" (a 64-byte bin) then "signer" (a 32-byte bin). */
+static const unsigned char SIG_ENTRY[] = {0xa3, 's', 'i', 'g', 0xc4, 0x40};
+static const unsigned char SIGNER_ENTRY[] = {0xa6, 's', 'i', 'g', 'n', 'e', 'r', 0xc4, 0x20};
+#define SIG_SIZE 64
+#define SIGNER_SIZE 32
+#define SIG_ENTRY_SIZE ((Py_ssize_t)sizeof(SIG_ENTRY) + SIG_SIZE)
+#define SIGNER_ENTRY_SIZE ((Py_ssize_t)sizeof(SIGNER_ENTRY) + SIGNER_SIZE)
+
+/* (hash, sig, signer, signed bytes) of one transaction laid out canonically, a new
+ * reference; Py_None (new reference) if ``raw`` is not such bytes; NULL on an error. */
+static PyObject *certified_parts(PyObject *raw, const char *prefix, Py_ssize_t prefix_size) {
+    if (!PyBytes_CheckExact(raw)) {
+        Py_RETURN_NONE;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(raw);
+    Py_ssize_t size = PyBytes_GET_SIZE(raw);
+    if (size < 1 + SIG_ENTRY_SIZE + SIGNER_ENTRY_SIZE || data[0] != 0x87) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t sig_at = size - SIG_ENTRY_SIZE - SIGNER_ENTRY_SIZE;
+    Py_ssize_t signer_at = size - SIGNER_ENTRY_SIZE;
+    if (memcmp(data + sig_at, SIG_ENTRY, sizeof(SIG_ENTRY)) != 0
+            || memcmp(data + signer_at, SIGNER_ENTRY, sizeof(SIGNER_ENTRY)) != 0) {
+        Py_RETURN_NONE;
+    }
+    /* prefix || 0x86 (a 6-entry map) || the entries before "sig" || the "signer" entry:
+     * the signed body, exactly as node.tx.body_from_encoded cuts it. */
+    Py_ssize_t head = sig_at - 1;
+    PyObject *signed_bytes = PyBytes_FromStringAndSize(
+        NULL, prefix_size + 1 + head + SIGNER_ENTRY_SIZE);
+    if (signed_bytes == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(signed_bytes);
+    memcpy(out, prefix, (size_t)prefix_size);
+    out[prefix_size] = (char)0x86;
+    memcpy(out + prefix_size + 1, data + 1, (size_t)head);
+    memcpy(out + prefix_size + 1 + head, data + signer_at, (size_t)SIGNER_ENTRY_SIZE);
+    unsigned char digest[HASH_SIZE];
+    sha256(out, PyBytes_GET_SIZE(signed_bytes), digest);
+    PyObject *parts = Py_BuildValue(
+        "(y#y#y#N)", (const char *)digest, (Py_ssize_t)HASH_SIZE,
+        (const char *)data + sig_at + sizeof(SIG_ENTRY), (Py_ssize_t)SIG_SIZE,
+        (const char *)data + size - SIGNER_SIZE, (Py_ssize_t)SIGNER_SIZE, signed_bytes);
+    return parts;  /* "N" took signed_bytes, also when the build failed */
+}
+
+PyDoc_STRVAR(certified_tx_parts_doc,
+"certified_tx_parts(raws, prefix) -> list | None\n\n"
+"For each of a synced block's transactions (node.tx.Transaction.decode_certified_many):\n"
+"(SHA-256(prefix || body), sig, signer, prefix || body), where body is the transaction\n"
+"without its \"sig\" entry (node.tx.body_from_encoded) and prefix the signing prefix of\n"
+"its chain; None for an item that is not bytes laid out that way (the caller decodes it\n"
+"fully). None when ``raws`` is not a list or ``prefix`` not bytes of at most 1 KiB.");
+
+static PyObject *certified_tx_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "certified_tx_parts(raws, prefix)");
+        return NULL;
+    }
+    PyObject *raws = args[0], *prefix = args[1];
+    if (!PyList_CheckExact(raws) || !PyBytes_CheckExact(prefix)
+            || PyBytes_GET_SIZE(prefix) > 1024) {
+        Py_RETURN_NONE;
+    }
+    /* The list is read once, by index, and each item is held while it is read: the only
+     * code that runs meanwhile allocates (a collection runs no code that could reach a
+     * list the caller just decoded, and each item is read before anything else is). */
+    Py_ssize_t count = PyList_GET_SIZE(raws);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(raws); i++) {
+        PyObject *raw = PyList_GET_ITEM(raws, i);
+        Py_INCREF(raw);
+        PyObject *parts = certified_parts(raw, PyBytes_AS_STRING(prefix),
+                                          PyBytes_GET_SIZE(prefix));
+        Py_DECREF(raw);
+        if (parts == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, parts);
+    }
+    for (Py_ssize_t i = PyList_GET_SIZE(raws); i < count; i++) {  /* shrunk meanwhile */
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(out, i, Py_None);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
+    {"certified_tx_parts", (PyCFunction)(void (*)(void))certified_tx_parts, METH_FASTCALL,
+     certified_tx_parts_doc},
     {"hash_writes", (PyCFunction)(void (*)(void))hash_writes, METH_FASTCALL, hash_writes_doc},
     {"set_nodes", (PyCFunction)(void (*)(void))set_nodes, METH_FASTCALL, set_nodes_doc},
     {"with_parents", (PyCFunction)(void (*)(void))with_parents, METH_FASTCALL,

@@ -158,8 +158,14 @@ class Block:
         if not isinstance(obj["txs"], list):
             raise BlockError("block.txs must be a list")
         header = Header.from_obj(obj["header"])
+        raws = obj["txs"]
         try:
-            txs = tuple(_decode_tx(raw, header.chain_id, known, synced) for raw in obj["txs"])
+            if synced:
+                certified = Transaction.decode_certified_many(raws, header.chain_id)
+                txs = tuple(tx if tx is not None else _decode_tx(raw, header.chain_id, known)
+                            for raw, tx in zip(raws, certified, strict=True))
+            else:
+                txs = tuple(_decode_tx(raw, header.chain_id, known) for raw in raws)
         except TxError as exc:
             raise BlockError(f"bad transaction in block: {exc}") from None
         block = cls(header, txs, obj["last_commit"])
@@ -211,15 +217,10 @@ def decode_header(data: bytes) -> Header:
     return Header.from_obj(obj["header"])
 
 
-def _decode_tx(raw: Any, chain_id: str, known: KnownTx | None,
-               synced: bool = False) -> Transaction:
+def _decode_tx(raw: Any, chain_id: str, known: KnownTx | None) -> Transaction:
     """One transaction of a block: reuse the known object when the bytes match exactly."""
     if not isinstance(raw, bytes):
         raise TxError(E_MALFORMED, "a block's transactions are canonical bytes")
-    if synced:
-        certified = Transaction.decode_certified(raw, chain_id)
-        if certified is not None:
-            return certified
     if known is not None:
         body = body_from_encoded(raw)
         if body is not None:

@@ -22,7 +22,7 @@ from itertools import repeat
 from operator import add
 from typing import Any, Protocol
 
-from node import merkle
+from node import merkle, tx
 from node.defaults import TREE_CACHE_ENTRIES
 from node.merkle import leaf_hash, node_hash
 
@@ -43,6 +43,7 @@ def _load_compiled() -> Any:
 _compiled = _load_compiled()
 _fast = _compiled
 merkle.use_compiled_root(getattr(_fast, "merkle_root", None))  # block roots: same switch
+tx.use_compiled_parts(getattr(_fast, "certified_tx_parts", None))  # synced blocks' too
 
 
 def use_compiled_tree(enabled: bool) -> bool:
@@ -54,6 +55,7 @@ def use_compiled_tree(enabled: bool) -> bool:
     global _fast
     _fast = _compiled if enabled else None
     merkle.use_compiled_root(getattr(_fast, "merkle_root", None))
+    tx.use_compiled_parts(getattr(_fast, "certified_tx_parts", None))
     return _fast is not None
 
 DEPTH = 16

@@ -503,3 +503,92 @@ def test_the_compiled_load_takes_the_c_path(monkeypatch):
     tree.apply(delta)
     monkeypatch.setattr(state_tree, "bucket_of", None)  # the Python loop would call it
     assert StateTree.load(RawReader(reader.data, b"")).levels == tree.levels
+
+
+# --- a synced block's transactions cut and hashed in one pass -----------------------------
+
+def python_parts(raw: object, prefix: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """What node/tx.py computes for one transaction of a synced block (decode_certified)."""
+    from node.tx import body_from_encoded
+
+    if type(raw) is not bytes:
+        return None
+    body = body_from_encoded(raw)
+    if body is None:
+        return None
+    signed = prefix + body
+    return hashlib.sha256(signed).digest(), raw[-105:-41], raw[-32:], signed
+
+
+def a_transaction(nonce: int, args: dict[str, object]) -> bytes:
+    from nacl.signing import SigningKey
+
+    from node.tx import Transaction
+
+    key = SigningKey(bytes([nonce % 251 + 1]) * 32)
+    return Transaction.create(key, "chain-x", "clearance", "create_order", args, nonce).encoded
+
+
+json_args = st.dictionaries(st.text(max_size=8), st.integers(-2**63, 2**63 - 1)
+                            | st.text(max_size=30) | st.binary(max_size=40), max_size=4)
+
+
+@needs_fast
+@settings(max_examples=150, deadline=None)
+@given(txs=st.lists(st.tuples(st.integers(0, 2**40), json_args), max_size=8),
+       noise=st.lists(st.binary(max_size=200), max_size=4), data=st.data())
+def test_certified_tx_parts_match_python(txs, noise, data) -> None:
+    from consensus import canonical
+    from node.tx import TAG_TX
+
+    raws: list[object] = [a_transaction(nonce, args) for nonce, args in txs]
+    for raw in list(raws):  # a byte flipped anywhere, a cut, and other bytes altogether
+        assert isinstance(raw, bytes)
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raws.append(raw[:at] + bytes([raw[at] ^ data.draw(st.integers(1, 255))]) + raw[at + 1:])
+        raws.append(raw[:at])
+    raws += [*noise, "not bytes", None, bytearray(b"\x87")]
+    prefix = canonical.sign_bytes_raw(TAG_TX, data.draw(st.text(max_size=12)), b"")
+    assert fast.certified_tx_parts(raws, prefix) == [python_parts(raw, prefix) for raw in raws]
+
+
+@needs_fast
+def test_certified_tx_parts_step_aside_for_odd_arguments() -> None:
+    raw = a_transaction(1, {"a": 1})
+    for raws, prefix in (((raw,), b"p"), ([raw], "p"), ([raw], bytearray(b"p")),
+                         ([raw], b"p" * 1025)):
+        assert fast.certified_tx_parts(raws, prefix) is None
+    with pytest.raises(TypeError):
+        fast.certified_tx_parts([raw])
+
+
+def test_a_synced_block_decodes_to_the_same_transactions_either_way() -> None:
+    from consensus import canonical
+    from node.block import Block
+    from node.tx import CertifiedTransaction, Transaction
+
+    raws = [a_transaction(i, {"order_id": f"O-{i}", "n": i}) for i in range(20)]
+    raws.insert(5, canonical.encode({"not": "laid out as a transaction"}))  # decoded fully
+    header = {"chain_id": "chain-x", "height": 3, "time_ms": 5, "prev_hash": b"\x01" * 32,
+              "proposer": b"\x02" * 32, "txs_root": b"\x03" * 32, "state_root": b"\x04" * 32,
+              "results_root": b"\x05" * 32, "last_commit_hash": b"\x06" * 32,
+              "validators_hash": b"\x07" * 32}
+    good = canonical.encode({"header": header, "txs": raws[:5] + raws[6:],
+                             "last_commit": None})
+    blocks = {}
+    for compiled in (False, True):
+        state_tree.use_compiled_tree(compiled)
+        try:
+            blocks[compiled] = Block.decode(good, synced=True)
+            with pytest.raises(Exception, match="bad transaction"):
+                Block.decode(canonical.encode({"header": header, "txs": raws,
+                                               "last_commit": None}), synced=True)
+        finally:
+            state_tree.use_compiled_tree(True)
+    pure, compiled_block = blocks[False], blocks[True]
+    assert pure.txs == compiled_block.txs
+    for a, b in zip(pure.txs, compiled_block.txs, strict=True):
+        assert type(a) is type(b) is CertifiedTransaction
+        assert a.hash == b.hash and a.sig == b.sig and a.signer == b.signer
+        assert a.__dict__ == b.__dict__  # the pure path's hash is set once read above
+        assert b == Transaction.decode(b.encoded) and b.hash == Transaction.decode(b.encoded).hash
