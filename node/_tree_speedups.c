@@ -1090,20 +1090,14 @@ PyDoc_STRVAR(certified_tx_parts_doc,
 "its chain; None for an item that is not bytes laid out that way (the caller decodes it\n"
 "fully). None when ``raws`` is not a list or ``prefix`` not bytes of at most 1 KiB.");
 
-static PyObject *certified_tx_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "certified_tx_parts(raws, prefix)");
-        return NULL;
-    }
+static PyObject *certified_tx_parts_impl(PyObject *const *args) {
     PyObject *raws = args[0], *prefix = args[1];
     if (!PyList_CheckExact(raws) || !PyBytes_CheckExact(prefix)
             || PyBytes_GET_SIZE(prefix) > 1024) {
         Py_RETURN_NONE;
     }
-    /* The list is read once, by index, and each item is held while it is read: the only
-     * code that runs meanwhile allocates (a collection runs no code that could reach a
-     * list the caller just decoded, and each item is read before anything else is). */
+    /* With the collector off (call_without_gc), nothing else runs while the list is read;
+     * each item is still held while it is read, and the size is read again each step. */
     Py_ssize_t count = PyList_GET_SIZE(raws);
     PyObject *out = PyList_New(count);
     if (out == NULL) {
@@ -1126,6 +1120,12 @@ static PyObject *certified_tx_parts(PyObject *self, PyObject *const *args, Py_ss
         PyList_SET_ITEM(out, i, Py_None);
     }
     return out;
+}
+
+static PyObject *certified_tx_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return call_without_gc(certified_tx_parts_impl, args, nargs, 2,
+                           "certified_tx_parts(raws, prefix)");
 }
 
 static PyMethodDef methods[] = {

@@ -203,10 +203,11 @@ def decode_header(data: bytes) -> Header:
     """The header of the canonical block ``data``, its transactions left undecoded; raises
     BlockError.
 
-    Why: a node reads its last block at every start, for the ``state_root`` its state must
-    give and the tip's hash and time. Decoding its up to thousands of transactions for that
-    was ~20 ms of each restart (docs/benchmarks.md, twenty-first round); the header alone,
-    whose hash is the block's, is ~0.6 ms.
+    Why: a node reads its last block's header after every start, for the tip's hash and
+    time (:meth:`node.engine.Engine.tip`). Decoding its up to thousands of transactions
+    for that was ~20 ms of a restart's catch-up (docs/benchmarks.md, twenty-first round);
+    the header alone, whose hash is the block's, is ~0.6 ms. The start's own check of the
+    last block reads it whole (node/state_check.py).
     """
     try:
         obj = canonical.decode(data)
@@ -214,6 +215,9 @@ def decode_header(data: bytes) -> Header:
         raise BlockError(str(exc)) from None
     if not isinstance(obj, Mapping) or set(obj) != {"header", "txs", "last_commit"}:
         raise BlockError("block must be a map of header, txs, last_commit")
+    txs = obj["txs"]
+    if not isinstance(txs, list) or not all(type(raw) is bytes for raw in txs):
+        raise BlockError("block.txs must be a list of transactions' bytes")
     return Header.from_obj(obj["header"])
 
 

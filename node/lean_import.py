@@ -16,6 +16,11 @@ systems whose CA directory is hashed, as Debian's and Alpine's are). The variabl
 back as it was, set or not (an operator's or a container image's own value included), so
 every context made afterwards, and every process the node starts, reads what it always
 read; only aiohttp's two import-time contexts, which the node never uses, skip the file.
+
+Threads: ``setenv`` while another thread reads the environment is undefined behaviour in
+C. The only other thread while this runs is the store's opener (node/store_open.py), inside
+LevelDB's open, which reads no environment variable; keep it that way (nothing else may
+be started before the node's modules are imported).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from node.block import Block, BlockError, compute_txs_root
 from node.genesis import Genesis
 from node.state import MemoryKV
 from node.state_tree import StateTree, state_buckets
@@ -18,14 +19,30 @@ from node.store import LedgerStore, StoreError
 
 def expected_state_root(store: LedgerStore, genesis: Genesis) -> bytes:
     """The state root the stored state must have: the last block's ``state_root``, or
-    before the first block the genesis state's. Raises StoreError if that block is gone."""
+    before the first block the genesis state's. Raises StoreError if that block is gone or
+    damaged.
+
+    The last block is read as a synced block is (its transactions cut and hashed, not
+    decoded: ~2 ms for 1,000 of them, against ~15-20 ms for a full decode) and its
+    transactions are checked against its ``txs_root``: any damaged byte of them is found,
+    which the full decode did not promise (it refused only bytes that did not decode).
+    """
     if not store.height:
         return StateTree().preview(genesis.initial_state(), MemoryKV()).root
-    header = store.get_header(store.height)
-    if header is None:
-        raise StoreError(f"data directory {store.path} is corrupt (block {store.height} is "
+    height = store.height
+    raw = store.get_block_bytes(height)
+    if raw is None:
+        raise StoreError(f"data directory {store.path} is corrupt (block {height} is "
                          "missing)")
-    return header.state_root
+    try:
+        block = Block.decode(raw, synced=True)
+        if compute_txs_root(block.txs, genesis.params.block_version) != block.header.txs_root:
+            raise BlockError("its transactions do not give its txs_root")
+    except BlockError as exc:
+        raise StoreError(f"data directory {store.path} is damaged (block {height}: {exc}); "
+                         "restore a backup or remove it and let the node resync from its "
+                         "peers (docs/operations.md)") from None
+    return block.header.state_root
 
 
 class DamagedValuesError(Exception):

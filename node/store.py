@@ -508,7 +508,7 @@ class LedgerStore:
     def get_header(self, height: int) -> Header | None:
         """The header of the block at ``height`` without decoding its transactions
         (:func:`node.block.decode_header`); None if there is none. Raises BlockError if the
-        stored bytes are not a block."""
+        stored bytes are not shaped as a block (its transactions are not checked)."""
         raw = self.get_block_bytes(height)
         return None if raw is None else decode_header(raw)
 

@@ -73,3 +73,38 @@ def test_nothing_changes_once_aiohttp_is_imported() -> None:
     assert result["inside"] is None
     if system_bundle() is not None:
         assert isinstance(result["aiohttp_cas"], int) and result["aiohttp_cas"] > 0
+
+
+def test_node_start_imports_the_node_inside_it(tmp_path: Path) -> None:
+    """``jangbu node start`` itself: the node's modules are imported within the context
+    (a home without its genesis file stops the start right after the import)."""
+    from cli.network import init_network
+    from cli.presets import CONTRACTS, PRESETS
+
+    init_network(tmp_path / "net", PRESETS["customs"], CONTRACTS["customs"],
+                 chain_id="lean-import", base_port=40360)
+    home = tmp_path / "net" / "customs"
+    (home / "genesis.json").unlink()
+    code = (
+        "import contextlib, json, os, sys\n"
+        "import node.lean_import as lean\n"
+        "seen = {}\n"
+        "real = lean.without_eager_ca_bundle\n"
+        "@contextlib.contextmanager\n"
+        "def spy():\n"
+        "    seen['app_before'] = 'node.app' in sys.modules\n"
+        "    with real():\n"
+        "        yield\n"
+        "    seen['app_after'] = 'node.app' in sys.modules\n"
+        "lean.without_eager_ca_bundle = spy\n"
+        "import cli.main\n"
+        f"seen['exit'] = cli.main.main(['node', 'start', '--home', {str(home)!r}])\n"
+        "import aiohttp.connector as c\n"
+        "seen['cas'] = c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca']\n"
+        "print(json.dumps(seen))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=cli_env(), cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"app_before": False, "app_after": True, "exit": 1, "cas": 0}, out.stderr
