@@ -386,8 +386,11 @@ def tune_garbage_collector() -> None:
     start-up objects (state tree, contracts, genesis). Freezing those and raising the
     threshold cut node CPU per transaction by ~4% under load (docs/benchmarks.md); memory
     is still reclaimed by reference counting, only cycles wait a little longer.
+
+    No full collection first: it took 15-28 ms right after the node starts listening, on
+    a restarted node's way to its first synced block, to free ~300 objects that start-up
+    left as cycles (docs/benchmarks.md, twenty-first round); those are frozen with the rest.
     """
-    gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
