@@ -23,7 +23,7 @@ def expected_state_root(store: LedgerStore, genesis: Genesis) -> bytes:
     damaged.
 
     The last block is read as a synced block is (its transactions cut and hashed, not
-    decoded: ~2 ms for 1,000 of them, against ~15-20 ms for a full decode) and its
+    decoded: 3-5 ms for 1,000 of them, against 22-26 ms for a full decode) and its
     transactions are checked against its ``txs_root``: any damaged byte of them is found,
     which the full decode did not promise (it refused only bytes that did not decode).
     """
