@@ -1096,28 +1096,21 @@ static PyObject *certified_tx_parts_impl(PyObject *const *args) {
             || PyBytes_GET_SIZE(prefix) > 1024) {
         Py_RETURN_NONE;
     }
-    /* With the collector off (call_without_gc), nothing else runs while the list is read;
-     * each item is still held while it is read, and the size is read again each step. */
+    /* With the collector off (call_without_gc) and the GIL held throughout, no other code
+     * runs while the list is read: its size and items stay as they are. */
     Py_ssize_t count = PyList_GET_SIZE(raws);
     PyObject *out = PyList_New(count);
     if (out == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(raws); i++) {
-        PyObject *raw = PyList_GET_ITEM(raws, i);
-        Py_INCREF(raw);
-        PyObject *parts = certified_parts(raw, PyBytes_AS_STRING(prefix),
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *parts = certified_parts(PyList_GET_ITEM(raws, i), PyBytes_AS_STRING(prefix),
                                           PyBytes_GET_SIZE(prefix));
-        Py_DECREF(raw);
         if (parts == NULL) {
             Py_DECREF(out);
             return NULL;
         }
         PyList_SET_ITEM(out, i, parts);
-    }
-    for (Py_ssize_t i = PyList_GET_SIZE(raws); i < count; i++) {  /* shrunk meanwhile */
-        Py_INCREF(Py_None);
-        PyList_SET_ITEM(out, i, Py_None);
     }
     return out;
 }
