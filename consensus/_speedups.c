@@ -13,6 +13,16 @@
  * the protocol's CanonicalError with its message. So this module never decides what is
  * valid: it only makes the valid, common case fast. tests/unit/test_canonical_speedups.py
  * checks it byte for byte against the pure encoder.
+ *
+ * The decoder below is the same idea the other way round: canonical.decode's reference is
+ * msgpack's unpacker followed by a full re-encode compared with the input, which for a
+ * node's commonest inputs (a transaction, a block, a sync message) cost about as much as
+ * the unpacking itself. Here one pass builds the value and checks each byte choice as it
+ * reads it. Anything it does not accept as canonical (a non-minimal length or integer,
+ * unsorted or repeated keys, a float, an ext, invalid UTF-8, trailing or missing bytes,
+ * too deep) makes it step aside, and the reference path decides and names the error:
+ * accepted here implies accepted there, with an equal value
+ * (tests/unit/test_canonical_decoder.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -315,14 +325,309 @@ static PyObject *encode(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return result;
 }
 
+/* --- the decoder ------------------------------------------------------------------------ */
+
+typedef struct {
+    const unsigned char *at;
+    const unsigned char *end;
+    int stepped_aside;  /* not canonical, or not handled here: the reference path decides */
+} reader;
+
+/* NULL with no exception set: step aside (the caller checks PyErr_Occurred). */
+static PyObject *aside(reader *r) {
+    r->stepped_aside = 1;
+    return NULL;
+}
+
+static inline int have(const reader *r, unsigned long long n) {
+    return (unsigned long long)(r->end - r->at) >= n;
+}
+
+static inline unsigned long long read_be(reader *r, int width) {
+    unsigned long long v = 0;
+    for (int i = 0; i < width; i++) {
+        v = (v << 8) | r->at[i];
+    }
+    r->at += width;
+    return v;
+}
+
+/* A length after a 1-, 2- or 4-byte marker, refused (-1) unless it is the smallest form
+ * the encoder would have chosen: at least ``minimum`` (the previous form's limit). */
+static long long read_length(reader *r, int width, unsigned long long minimum) {
+    if (!have(r, (unsigned long long)width)) {
+        return -1;
+    }
+    unsigned long long n = read_be(r, width);
+    if (n < minimum) {
+        return -1;
+    }
+    return (long long)n;
+}
+
+static PyObject *read_value(reader *r, int depth);
+
+static PyObject *read_str(reader *r, long long n) {
+    if (n < 0 || !have(r, (unsigned long long)n)) {
+        return aside(r);
+    }
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)r->at, (Py_ssize_t)n, "strict");
+    if (s == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            return NULL;
+        }
+        PyErr_Clear();  /* invalid UTF-8 or a surrogate: msgpack raises, named there */
+        return aside(r);
+    }
+    r->at += n;
+    return s;
+}
+
+static PyObject *read_bin(reader *r, long long n) {
+    if (n < 0 || !have(r, (unsigned long long)n)) {
+        return aside(r);
+    }
+    PyObject *b = PyBytes_FromStringAndSize((const char *)r->at, (Py_ssize_t)n);
+    if (b != NULL) {
+        r->at += n;
+    }
+    return b;
+}
+
+static PyObject *read_array(reader *r, long long n, int depth) {
+    /* Every item takes at least a byte: a count beyond what is left is refused before
+     * anything is allocated for it. */
+    if (n < 0 || !have(r, (unsigned long long)n) || depth > MAX_DEPTH) {
+        return aside(r);
+    }
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)n; i++) {
+        PyObject *item = read_value(r, depth + 1);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+/* A map key: a str, after the previous key in UTF-8 byte order (so also not equal). */
+static PyObject *read_key(reader *r, const unsigned char **prev, Py_ssize_t *prev_len) {
+    if (!have(r, 1)) {
+        return aside(r);
+    }
+    unsigned char m = *r->at++;
+    long long n;
+    if ((m & 0xe0) == 0xa0) {
+        n = m & 0x1f;
+    } else if (m == 0xd9) {
+        n = read_length(r, 1, 32);
+    } else if (m == 0xda) {
+        n = read_length(r, 2, 0x100);
+    } else if (m == 0xdb) {
+        n = read_length(r, 4, 0x10000);
+    } else {
+        return aside(r);  /* not a str key */
+    }
+    if (n < 0 || !have(r, (unsigned long long)n)) {
+        return aside(r);
+    }
+    const unsigned char *utf8 = r->at;
+    if (*prev != NULL) {
+        Py_ssize_t common = *prev_len < (Py_ssize_t)n ? *prev_len : (Py_ssize_t)n;
+        int c = memcmp(*prev, utf8, (size_t)common);
+        if (c > 0 || (c == 0 && *prev_len >= (Py_ssize_t)n)) {
+            return aside(r);  /* out of order or repeated */
+        }
+    }
+    PyObject *key = read_str(r, n);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyUnicode_InternInPlace(&key);  /* as msgpack does: keys repeat across values */
+    *prev = utf8;
+    *prev_len = (Py_ssize_t)n;
+    return key;
+}
+
+static PyObject *read_map(reader *r, long long n, int depth) {
+    if (n < 0 || !have(r, 2 * (unsigned long long)n) || depth > MAX_DEPTH) {
+        return aside(r);
+    }
+    /* Presized, but not beyond what a plausible map holds: the count is the sender's. */
+    PyObject *dict = _PyDict_NewPresized(n < 4096 ? (Py_ssize_t)n : 4096);
+    if (dict == NULL) {
+        return NULL;
+    }
+    const unsigned char *prev = NULL;
+    Py_ssize_t prev_len = 0;
+    for (long long i = 0; i < n; i++) {
+        PyObject *key = read_key(r, &prev, &prev_len);
+        if (key == NULL) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+        PyObject *value = read_value(r, depth + 1);
+        if (value == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(dict);
+            return NULL;
+        }
+        int rc = PyDict_SetItem(dict, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
+/* Signed forms carry only values no smaller form holds: negative ones, each below the
+ * previous form's least value (the encoder writes non-negative integers unsigned). */
+static PyObject *read_signed(reader *r, int width, long long least_of_smaller) {
+    if (!have(r, (unsigned long long)width)) {
+        return aside(r);
+    }
+    unsigned long long u = read_be(r, width);
+    long long v;
+    if (width == 8) {
+        v = (long long)u;
+    } else {
+        unsigned long long sign = 1ULL << (8 * width - 1);
+        v = (long long)(u ^ sign) - (long long)sign;
+    }
+    if (v >= least_of_smaller) {
+        return aside(r);
+    }
+    return PyLong_FromLongLong(v);
+}
+
+static PyObject *read_unsigned(reader *r, int width, unsigned long long minimum) {
+    if (!have(r, (unsigned long long)width)) {
+        return aside(r);
+    }
+    unsigned long long u = read_be(r, width);
+    if (u < minimum) {
+        return aside(r);
+    }
+    return PyLong_FromUnsignedLongLong(u);
+}
+
+static PyObject *read_value(reader *r, int depth) {
+    if (!have(r, 1)) {
+        return aside(r);
+    }
+    unsigned char m = *r->at++;
+    if (m <= 0x7f) {
+        return PyLong_FromLong(m);
+    }
+    if (m >= 0xe0) {
+        return PyLong_FromLong((long)m - 256);
+    }
+    if ((m & 0xe0) == 0xa0) {
+        return read_str(r, m & 0x1f);
+    }
+    if ((m & 0xf0) == 0x90) {
+        return read_array(r, m & 0x0f, depth);
+    }
+    if ((m & 0xf0) == 0x80) {
+        return read_map(r, m & 0x0f, depth);
+    }
+    switch (m) {
+    case 0xc0:
+        Py_RETURN_NONE;
+    case 0xc2:
+        Py_RETURN_FALSE;
+    case 0xc3:
+        Py_RETURN_TRUE;
+    case 0xc4:
+        return read_bin(r, read_length(r, 1, 0));
+    case 0xc5:
+        return read_bin(r, read_length(r, 2, 0x100));
+    case 0xc6:
+        return read_bin(r, read_length(r, 4, 0x10000));
+    case 0xcc:
+        return read_unsigned(r, 1, 0x80);
+    case 0xcd:
+        return read_unsigned(r, 2, 0x100);
+    case 0xce:
+        return read_unsigned(r, 4, 0x10000);
+    case 0xcf:
+        return read_unsigned(r, 8, 0x100000000ULL);
+    case 0xd0:
+        return read_signed(r, 1, -32);
+    case 0xd1:
+        return read_signed(r, 2, -128);
+    case 0xd2:
+        return read_signed(r, 4, -32768);
+    case 0xd3:
+        return read_signed(r, 8, -2147483648LL);
+    case 0xd9:
+        return read_str(r, read_length(r, 1, 32));
+    case 0xda:
+        return read_str(r, read_length(r, 2, 0x100));
+    case 0xdb:
+        return read_str(r, read_length(r, 4, 0x10000));
+    case 0xdc:
+        return read_array(r, read_length(r, 2, 16), depth);
+    case 0xdd:
+        return read_array(r, read_length(r, 4, 0x10000), depth);
+    case 0xde:
+        return read_map(r, read_length(r, 2, 16), depth);
+    case 0xdf:
+        return read_map(r, read_length(r, 4, 0x10000), depth);
+    default:
+        return aside(r);  /* floats, ext types, the unused 0xc1 */
+    }
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode(data, not_handled) -> object\n\n"
+"The value of the canonical msgpack bytes data, or not_handled when data is not canonical\n"
+"or not handled here (the caller then decodes it the reference way, which raises the\n"
+"protocol's error).");
+
+static PyObject *decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "decode(data, not_handled)");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0])) {
+        return Py_NewRef(args[1]);
+    }
+    /* ``data`` is immutable and held by the caller for the whole call, so its buffer
+     * stays put whatever a collection triggered by an allocation here runs. */
+    const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    reader r = {start, start + PyBytes_GET_SIZE(args[0]), 0};
+    PyObject *value = read_value(&r, 0);
+    if (value == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        return Py_NewRef(args[1]);
+    }
+    if (r.at != r.end) {  /* trailing bytes */
+        Py_DECREF(value);
+        return Py_NewRef(args[1]);
+    }
+    return value;
+}
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL, encode_doc},
+    {"decode", (PyCFunction)(void (*)(void))decode, METH_FASTCALL, decode_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "consensus._speedups",
-    "The canonical encoder's fast path in C (see consensus/canonical.py).", -1, methods,
+    "The canonical codec's fast paths in C (see consensus/canonical.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {

@@ -58,6 +58,18 @@ def _load_compiled_encoder() -> Callable[[Any, int], bytes | None] | None:
     return _speedups.encode  # type: ignore[no-any-return]
 
 
+def _load_compiled_decoder() -> Callable[[bytes, object], Any] | None:
+    """The compiled decoder (``consensus/_speedups.c``), if it was built: one pass that
+    builds the value and checks its form, where the reference unpacks and then re-encodes.
+    It steps aside (answers its second argument) for whatever it does not accept as
+    canonical, and :func:`decode` then decides the reference way (property-tested)."""
+    try:
+        from consensus import _speedups  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_speedups, "decode", None)
+
+
 class CanonicalError(ValueError):
     """Input that is not in canonical form (wrong type, float, bad key, too big or too deep).
 
@@ -69,17 +81,22 @@ class CanonicalError(ValueError):
 
 _compiled_encode = _load_compiled_encoder()
 _fast_encode = _compiled_encode
+_compiled_decode = _load_compiled_decoder()
+_fast_decode = _compiled_decode
+_NOT_HANDLED = object()  # what the compiled decoder answers when it steps aside
 
 
 def use_compiled_encoder(enabled: bool) -> bool:
-    """Use the compiled encoder (the default when built) or the pure one; True if in use.
+    """Use the compiled codec (the default when built) or the pure one; True if in use.
 
-    The switch exists to measure one against the other and to rule the C code out when
+    Both directions switch together: the encoder, and the decoder's one-pass check. The
+    switch exists to measure one against the other and to rule the C code out when
     diagnosing; the node reads it from ``JANGBU_PURE_CODEC=1`` (node/app.py), since this
     package reads no environment.
     """
-    global _fast_encode
+    global _fast_encode, _fast_decode
     _fast_encode = _compiled_encode if enabled else None
+    _fast_decode = _compiled_decode if enabled else None
     return _fast_encode is not None
 
 
@@ -193,12 +210,25 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
 
     Re-encoding the result must give back the same bytes: this refuses unsorted maps,
     floats, non-string keys, trailing bytes and non-minimal integer forms, so a value has
-    exactly one byte representation and one hash.
+    exactly one byte representation and one hash. The compiled decoder checks that in the
+    same pass that builds the value; whatever it does not accept goes the reference way
+    (:func:`decode_reference`), which decides and names the error.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CanonicalError("expected bytes")
     if len(data) > max_bytes:
         raise CanonicalError(f"message is {len(data)} bytes, limit {max_bytes}")
+    if _fast_decode is not None and len(data) <= MAX_MESSAGE_BYTES:
+        fast = _fast_decode(data, _NOT_HANDLED)
+        if fast is not _NOT_HANDLED:
+            return fast
+    return decode_reference(data)
+
+
+def decode_reference(data: bytes | bytearray | memoryview) -> Any:
+    """:func:`decode` without the compiled pass (and without the size limit, which
+    :func:`decode` checks first): unpack, then re-encode and compare. It decides what is
+    canonical and names what is not; the compiled decoder is tested against it."""
     try:
         obj = msgpack.unpackb(
             data,
