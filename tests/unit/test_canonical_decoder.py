@@ -250,3 +250,23 @@ def test_a_huge_declared_map_allocates_nothing_for_it() -> None:
     # 2**32 - 1 entries declared, two bytes given: refused before any allocation.
     assert fast(b"\xdf\xff\xff\xff\xff\xa0\xc0", NOT_HANDLED) is NOT_HANDLED  # type: ignore[misc]
     assert fast(b"\xdd\xff\xff\xff\xff" + b"\xc0" * 10, NOT_HANDLED) is NOT_HANDLED  # type: ignore[misc]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_trusted_decoding_gives_what_msgpack_gives(value: Any) -> None:
+    """``decode_trusted`` (the node's own state and records) takes the compiled pass for
+    canonical bytes: the same value msgpack's unpacker gives, key order included."""
+    import msgpack
+
+    data = canonical.encode(value)
+    assert same(canonical.decode_trusted(data),
+                msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True))
+
+
+def test_trusted_decoding_of_other_bytes_is_msgpack_s() -> None:
+    import msgpack
+
+    for data in [b"\x82\xa1b\x01\xa1a\x02", b"\xcc\x05", b"\xcb" + bytes(8)]:  # not canonical
+        assert same(canonical.decode_trusted(data), msgpack.unpackb(data, raw=False))
+    assert canonical.decode_trusted(bytearray(b"\x91\x01")) == [1]
