@@ -111,13 +111,12 @@ class Transaction:
             if chain_id is not None and self.chain_id != chain_id:
                 raise TxError(E_WRONG_CHAIN, f"transaction is for chain {self.chain_id!r}")
             return
-        if not isinstance(self.chain_id, str) or not CHAIN_ID_RE.fullmatch(self.chain_id):
+        if not _matches(CHAIN_ID_RE, self.chain_id):
             raise TxError(E_MALFORMED, "chain_id must be a short identifier string")
         if chain_id is not None and self.chain_id != chain_id:
             raise TxError(E_WRONG_CHAIN, f"transaction is for chain {self.chain_id!r}")
         for field_name in ("contract", "action"):
-            value = getattr(self, field_name)
-            if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+            if not _matches(NAME_RE, getattr(self, field_name)):
                 raise TxError(E_MALFORMED, f"{field_name} must match {NAME_RE.pattern}")
         if type(self.args) is not dict and not isinstance(self.args, Mapping):
             raise TxError(E_MALFORMED, "args must be a map")
@@ -183,11 +182,21 @@ class Transaction:
         tx = cls(obj["chain_id"], obj["contract"], obj["action"], obj["args"], obj["signer"],
                  obj["nonce"], obj["sig"])
         if raw is not None:
-            tx.__dict__["encoded"] = raw
-            body = body_from_encoded(raw)
-            if body is not None and isinstance(tx.chain_id, str):
-                tx.__dict__["signed_bytes"] = canonical.sign_bytes_raw(TAG_TX, tx.chain_id,
-                                                                       body)
+            fields = tx.__dict__
+            fields["encoded"] = raw
+            chain_id = tx.chain_id
+            # One C pass cuts the body, builds the signed bytes and hashes them (the hash
+            # is read at once by admission), where built; the same values as below.
+            found = (None if _compiled_parts is None or type(chain_id) is not str
+                     or type(raw) is not bytes
+                     else _compiled_parts([raw], _signing_prefix(chain_id)))
+            parts = None if found is None else found[0]
+            if parts is not None:
+                fields["hash"], fields["signed_bytes"] = parts[0], parts[3]
+            else:
+                body = body_from_encoded(raw)
+                if body is not None and isinstance(chain_id, str):
+                    fields["signed_bytes"] = canonical.sign_bytes_raw(TAG_TX, chain_id, body)
         tx.validate_basic()
         return tx
 
@@ -351,6 +360,40 @@ class CertifiedTransaction(Transaction):
 
 
 _compiled_parts: Callable[[list[Any], bytes], list[Any] | None] | None = None
+
+
+_MATCHED: dict[re.Pattern[str], set[str]] = {CHAIN_ID_RE: set(), NAME_RE: set()}
+_MAX_MATCHED = 1024
+
+
+def _matches(pattern: re.Pattern[str], value: Any) -> bool:
+    """``pattern.fullmatch(value)`` for a str, remembering up to ``_MAX_MATCHED`` plain
+    strings that matched: every transaction repeats its chain, contract and action, and
+    three pattern matches were a quarter of its shape check."""
+    seen = _MATCHED.get(pattern)
+    if seen is not None and type(value) is str:
+        if value in seen:
+            return True
+        if pattern.fullmatch(value) is None:
+            return False
+        if len(seen) < _MAX_MATCHED:
+            seen.add(value)
+        return True
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+_SIGNING_PREFIXES: dict[str, bytes] = {}
+
+
+def _signing_prefix(chain_id: str) -> bytes:
+    """``sign_bytes_raw(TAG_TX, chain_id, b"")``, remembered for a few chains (a node sees
+    its own; a flood of others' is computed each time, never stored)."""
+    prefix = _SIGNING_PREFIXES.get(chain_id)
+    if prefix is None:
+        prefix = canonical.sign_bytes_raw(TAG_TX, chain_id, b"")
+        if len(_SIGNING_PREFIXES) < 8:
+            _SIGNING_PREFIXES[chain_id] = prefix
+    return prefix
 
 
 def use_compiled_parts(parts: Callable[[list[Any], bytes], list[Any] | None] | None) -> None:

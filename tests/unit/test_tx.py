@@ -352,3 +352,72 @@ def test_plain_transactions_keep_fast_attribute_reads():
     assert type(certified) is not Transaction and isinstance(certified, Transaction)
     assert tx == certified and certified == tx
     assert tx != Transaction.create(KEY, "chain-a", "membership", "add_member", {"a": 2}, 3)
+
+
+def test_a_decoded_transaction_is_the_same_with_the_compiled_cut_or_without():
+    """``from_obj`` takes the hash and signed bytes from one C pass where it is built; they
+    must be exactly what the Python cut and a fresh hash give, for any chain and args, and
+    for bytes the cut does not apply to."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import node.tx as tx_module
+    compiled = tx_module._compiled_parts
+    if compiled is None:
+        pytest.skip("compiled state-tree module not built here")
+
+    def fields(tx):
+        return (tx.hash, tx.signed_bytes, tx.encoded, tx.sig, tx.signer, tx.chain_id,
+                tx.contract, tx.action, tx.args, tx.nonce)
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,10}", fullmatch=True),
+           st.dictionaries(st.text(max_size=5), st.integers(0, 2**64 - 1) | st.text(max_size=5),
+                           max_size=4))
+    def check(chain_id, args):
+        raw = Transaction.create(KEY, chain_id, "clearance", "create_order", args, 7).encoded
+        fast = Transaction.decode(raw)
+        tx_module.use_compiled_parts(None)
+        try:
+            slow = Transaction.decode(raw)
+        finally:
+            tx_module.use_compiled_parts(compiled)
+        assert "hash" in fast.__dict__  # set by the pass, not computed on first read
+        assert fields(fast) == fields(slow)
+        assert fast.hash == canonical.digest(fast.signed_bytes)
+        fast.check(chain_id)
+
+    check()
+
+
+def test_a_chain_id_too_long_for_the_compiled_cut_is_refused_by_the_shape_check():
+    raw = canonical.encode(make(chain_id="c" * 5000))
+    with pytest.raises(TxError) as err:
+        Transaction.decode(raw)
+    assert err.value.code == "E_MALFORMED_TX"
+
+
+def test_remembered_identifiers_are_only_plain_strings_that_matched(monkeypatch):
+    import node.tx as tx_module
+    seen = tx_module._MATCHED[tx_module.NAME_RE]
+    monkeypatch.setattr(tx_module, "_MAX_MATCHED", len(seen) + 2)
+
+    class Name(str):
+        pass
+
+    assert tx_module._matches(tx_module.NAME_RE, "remembered_name")
+    assert "remembered_name" in seen
+    assert not tx_module._matches(tx_module.NAME_RE, "Not-A-Name")
+    assert "Not-A-Name" not in seen
+    assert tx_module._matches(tx_module.NAME_RE, Name("subclassed"))
+    assert "subclassed" not in seen
+    for value in [None, 5, b"bytes", ["list"], {"a": 1}]:
+        assert not tx_module._matches(tx_module.NAME_RE, value)
+    assert tx_module._matches(tx_module.NAME_RE, "second_name")
+    assert tx_module._matches(tx_module.NAME_RE, "over_the_bound")  # still checked ...
+    assert "over_the_bound" not in seen  # ... but not remembered
+    # a remembered name passes; the same check refuses what it always refused
+    with pytest.raises(TxError):
+        Transaction.from_obj(make(action="Bad-Action"))
+    with pytest.raises(TxError):
+        Transaction.from_obj(make(contract=["membership"]))
