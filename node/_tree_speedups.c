@@ -1121,11 +1121,60 @@ static PyObject *certified_tx_parts(PyObject *self, PyObject *const *args, Py_ss
                            "certified_tx_parts(raws, prefix)");
 }
 
+PyDoc_STRVAR(writes_from_pairs_doc,
+"writes_from_pairs(pairs) -> dict | None\n\n"
+"A synced block's state writes from its diff's wire form (node.recent_diffs.diff_from_wire):\n"
+"{key: value} for a list of [key, value] lists, each key bytes and distinct, each value\n"
+"bytes or None. None for anything else: the Python loop then names what is wrong.");
+
+static PyObject *writes_from_pairs_impl(PyObject *const *args) {
+    PyObject *pairs = args[0];
+    if (!PyList_CheckExact(pairs)) {
+        Py_RETURN_NONE;
+    }
+    /* With the collector off (call_without_gc) and the GIL held, nothing else runs while
+     * the list is read; dict insertions of exact bytes keys run no Python code. */
+    Py_ssize_t count = PyList_GET_SIZE(pairs);
+    PyObject *writes = _PyDict_NewPresized(count < 65536 ? count : 65536);
+    if (writes == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyList_CheckExact(pair) || PyList_GET_SIZE(pair) != 2) {
+            goto aside;
+        }
+        PyObject *key = PyList_GET_ITEM(pair, 0), *value = PyList_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(key) || (value != Py_None && !PyBytes_CheckExact(value))) {
+            goto aside;
+        }
+        Py_ssize_t before = PyDict_GET_SIZE(writes);
+        if (PyDict_SetItem(writes, key, value) < 0) {
+            Py_DECREF(writes);
+            return NULL;
+        }
+        if (PyDict_GET_SIZE(writes) == before) {
+            goto aside;  /* a repeated key */
+        }
+    }
+    return writes;
+aside:
+    Py_DECREF(writes);
+    Py_RETURN_NONE;
+}
+
+static PyObject *writes_from_pairs(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return call_without_gc(writes_from_pairs_impl, args, nargs, 1, "writes_from_pairs(pairs)");
+}
+
 static PyMethodDef methods[] = {
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
     {"certified_tx_parts", (PyCFunction)(void (*)(void))certified_tx_parts, METH_FASTCALL,
      certified_tx_parts_doc},
     {"hash_writes", (PyCFunction)(void (*)(void))hash_writes, METH_FASTCALL, hash_writes_doc},
+    {"writes_from_pairs", (PyCFunction)(void (*)(void))writes_from_pairs, METH_FASTCALL,
+     writes_from_pairs_doc},
     {"set_nodes", (PyCFunction)(void (*)(void))set_nodes, METH_FASTCALL, set_nodes_doc},
     {"with_parents", (PyCFunction)(void (*)(void))with_parents, METH_FASTCALL,
      with_parents_doc},

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from node import state_tree
 from node.defaults import SYNC_DIFFS_BYTES
 from node.execution import Receipt, encoded_receipts
 
@@ -102,13 +103,19 @@ def diff_from_wire(obj: Any) -> tuple[list[Any], dict[Any, Any]]:
     """``(receipts, writes)`` of a received diff, shape-checked (raises ValueError).
 
     Contents are checked by :meth:`node.engine.Engine.apply_certified_diff` against the
-    certified roots; here only that it is a map of two lists and each write a pair.
+    certified roots; here only that it is a map of two lists and each write a pair. The
+    compiled loop, where built, makes the dict of a well-formed list (~1 ms of a synced
+    block's ~3,000 writes in Python); anything else takes the loop below, which names it.
     """
     if not isinstance(obj, dict):
         raise ValueError("diff must be a map")
     receipts, pairs = obj.get("receipts"), obj.get("writes")
     if not isinstance(receipts, list) or not isinstance(pairs, list):
         raise ValueError("diff needs the lists 'receipts' and 'writes'")
+    compiled = state_tree.compiled_loops()
+    fast = None if compiled is None else compiled.writes_from_pairs(pairs)
+    if fast is not None:
+        return receipts, fast
     writes: dict[Any, Any] = {}
     for pair in pairs:
         if not isinstance(pair, list) or len(pair) != 2:

@@ -46,6 +46,12 @@ merkle.use_compiled_root(getattr(_fast, "merkle_root", None))  # block roots: sa
 tx.use_compiled_parts(getattr(_fast, "certified_tx_parts", None))  # synced blocks' too
 
 
+def compiled_loops() -> Any | None:
+    """The compiled module while it is in use (:func:`use_compiled_tree`), else None: for
+    the other modules whose loops it holds (a synced diff's writes, node/recent_diffs.py)."""
+    return _fast
+
+
 def use_compiled_tree(enabled: bool) -> bool:
     """Use the compiled tree loops (the default when built) or Python's; True if in use.
 
