@@ -330,6 +330,11 @@ static PyObject *encode(PyObject *module, PyObject *const *args, Py_ssize_t narg
 typedef struct {
     const unsigned char *at;
     const unsigned char *end;
+    /* The least number of bytes the open containers still need after the value being
+     * read (one per array item, two per map entry, one for a key's value): a count is
+     * believed only if what is left covers it and this, so nested headers cannot each
+     * claim the whole input and have large lists allocated for it. */
+    unsigned long long owed;
     int stepped_aside;  /* not canonical, or not handled here: the reference path decides */
 } reader;
 
@@ -395,17 +400,20 @@ static PyObject *read_bin(reader *r, long long n) {
 }
 
 static PyObject *read_array(reader *r, long long n, int depth) {
-    /* Every item takes at least a byte: a count beyond what is left is refused before
-     * anything is allocated for it. */
-    if (n < 0 || !have(r, (unsigned long long)n) || depth > MAX_DEPTH) {
+    /* Every item takes at least a byte: a count beyond what is left (after what the
+     * enclosing containers still need) is refused before anything is allocated for it. */
+    if (n < 0 || !have(r, (unsigned long long)n + r->owed) || depth > MAX_DEPTH) {
         return aside(r);
     }
     PyObject *list = PyList_New((Py_ssize_t)n);
     if (list == NULL) {
         return NULL;
     }
+    unsigned long long owed = r->owed;
     for (Py_ssize_t i = 0; i < (Py_ssize_t)n; i++) {
+        r->owed = owed + (unsigned long long)(n - 1 - i);
         PyObject *item = read_value(r, depth + 1);
+        r->owed = owed;
         if (item == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -448,30 +456,36 @@ static PyObject *read_key(reader *r, const unsigned char **prev, Py_ssize_t *pre
     if (key == NULL) {
         return NULL;
     }
-    PyUnicode_InternInPlace(&key);  /* as msgpack does: keys repeat across values */
+    /* Not interned: on Python 3.12 an interned string lives for good, and a peer could
+     * send any number of distinct keys. */
     *prev = utf8;
     *prev_len = (Py_ssize_t)n;
     return key;
 }
 
 static PyObject *read_map(reader *r, long long n, int depth) {
-    if (n < 0 || !have(r, 2 * (unsigned long long)n) || depth > MAX_DEPTH) {
+    if (n < 0 || !have(r, 2 * (unsigned long long)n + r->owed) || depth > MAX_DEPTH) {
         return aside(r);
     }
-    /* Presized, but not beyond what a plausible map holds: the count is the sender's. */
-    PyObject *dict = _PyDict_NewPresized(n < 4096 ? (Py_ssize_t)n : 4096);
+    PyObject *dict = PyDict_New();
     if (dict == NULL) {
         return NULL;
     }
     const unsigned char *prev = NULL;
     Py_ssize_t prev_len = 0;
+    unsigned long long owed = r->owed;
     for (long long i = 0; i < n; i++) {
+        unsigned long long after = owed + 2 * (unsigned long long)(n - 1 - i);
+        r->owed = after + 1;  /* this entry's value */
         PyObject *key = read_key(r, &prev, &prev_len);
         if (key == NULL) {
+            r->owed = owed;
             Py_DECREF(dict);
             return NULL;
         }
+        r->owed = after;
         PyObject *value = read_value(r, depth + 1);
+        r->owed = owed;
         if (value == NULL) {
             Py_DECREF(key);
             Py_DECREF(dict);
@@ -604,8 +618,14 @@ static PyObject *decode(PyObject *module, PyObject *const *args, Py_ssize_t narg
     /* ``data`` is immutable and held by the caller for the whole call, so its buffer
      * stays put whatever a collection triggered by an allocation here runs. */
     const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    reader r = {start, start + PyBytes_GET_SIZE(args[0]), 0};
+    reader r = {start, start + PyBytes_GET_SIZE(args[0]), 0, 0};
+    /* The collector stays off while lists are being filled: their empty slots must not
+     * be reachable from a collection's callbacks or finalizers (gc.get_objects()). */
+    int collecting = PyGC_Disable();
     PyObject *value = read_value(&r, 0);
+    if (collecting) {
+        PyGC_Enable();
+    }
     if (value == NULL) {
         if (PyErr_Occurred()) {
             return NULL;

@@ -386,12 +386,13 @@ _SIGNING_PREFIXES: dict[str, bytes] = {}
 
 
 def _signing_prefix(chain_id: str) -> bytes:
-    """``sign_bytes_raw(TAG_TX, chain_id, b"")``, remembered for a few chains (a node sees
-    its own; a flood of others' is computed each time, never stored)."""
+    """``sign_bytes_raw(TAG_TX, chain_id, b"")``, remembered for a few valid chain ids (a
+    node sees its own; others, and ids the shape check refuses, are computed each time,
+    so junk arriving first cannot take the places)."""
     prefix = _SIGNING_PREFIXES.get(chain_id)
     if prefix is None:
         prefix = canonical.sign_bytes_raw(TAG_TX, chain_id, b"")
-        if len(_SIGNING_PREFIXES) < 8:
+        if len(_SIGNING_PREFIXES) < 8 and CHAIN_ID_RE.fullmatch(chain_id):
             _SIGNING_PREFIXES[chain_id] = prefix
     return prefix
 

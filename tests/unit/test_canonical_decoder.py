@@ -270,3 +270,60 @@ def test_trusted_decoding_of_other_bytes_is_msgpack_s() -> None:
     for data in [b"\x82\xa1b\x01\xa1a\x02", b"\xcc\x05", b"\xcb" + bytes(8)]:  # not canonical
         assert same(canonical.decode_trusted(data), msgpack.unpackb(data, raw=False))
     assert canonical.decode_trusted(bytearray(b"\x91\x01")) == [1]
+
+
+def test_nested_counts_cannot_each_claim_the_whole_input() -> None:
+    """Review finding: each of 33 nested array headers declared almost the whole input, and
+    each level allocated a list for that many items before the input ran out (~1 GB of
+    address space for 4 MB, 5x the reference's time, MemoryError under a memory limit).
+    A count is now believed only if the bytes left cover it and what the enclosing
+    containers still need."""
+    import tracemalloc
+
+    size = 1 << 20
+    levels = 33
+    data = b"".join(b"\xdd" + struct.pack(">I", size - 5 * levels - 10) for _ in range(levels))
+    data += b"\x01" * (size - len(data))
+    tracemalloc.start()
+    try:
+        assert fast(data, NOT_HANDLED) is NOT_HANDLED  # type: ignore[misc]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * size  # one level's list (8 bytes an item) at most, not 33 of them
+    check(data)
+    # Maps as well, and a legitimate nesting that uses every byte still decodes.
+    nested_maps = b"".join(b"\xdf" + struct.pack(">I", 1 << 18) + b"\xa1k" for _ in range(8))
+    check(nested_maps + b"\x01" * (1 << 20))
+    exact = b"\x92" + b"\x92" * 20 + b"\x01" * 21 + b"\x01"
+    assert same(fast(exact, NOT_HANDLED), canonical.decode_reference(exact))  # type: ignore[misc]
+
+
+def test_the_collector_is_off_while_lists_fill_and_back_after() -> None:
+    import gc
+
+    data = canonical.encode([[i, [b"x"] * 5] for i in range(200)])
+    seen: list[bool] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        seen.append(True)
+
+    gc.callbacks.append(callback)
+    try:
+        assert gc.isenabled()
+        threshold = gc.get_threshold()
+        gc.set_threshold(1)  # a collection at every allocation, were the collector on
+        try:
+            assert fast(data, NOT_HANDLED) is not NOT_HANDLED  # type: ignore[misc]
+        finally:
+            gc.set_threshold(*threshold)
+        assert seen == []
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            fast(data, NOT_HANDLED)  # type: ignore[misc]
+            assert not gc.isenabled()  # left as the caller had it
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(callback)

@@ -421,3 +421,17 @@ def test_remembered_identifiers_are_only_plain_strings_that_matched(monkeypatch)
         Transaction.from_obj(make(action="Bad-Action"))
     with pytest.raises(TxError):
         Transaction.from_obj(make(contract=["membership"]))
+
+
+def test_refused_chain_ids_never_take_the_remembered_signing_prefixes(monkeypatch):
+    """Review finding: the first eight chain ids seen, junk included, held the places
+    for good, and the node's own chain was then never remembered."""
+    import node.tx as tx_module
+    monkeypatch.setattr(tx_module, "_SIGNING_PREFIXES", {})
+    for i in range(10):
+        with pytest.raises(TxError):
+            Transaction.decode(canonical.encode(make(chain_id=f"bad chain {i}!")))
+    assert tx_module._SIGNING_PREFIXES == {}
+    Transaction.decode(Transaction.from_obj(make()).encoded)
+    if tx_module._compiled_parts is not None:
+        assert list(tx_module._SIGNING_PREFIXES) == ["chain-a"]
