@@ -396,8 +396,28 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_thread_switching() -> None:
+    """Hand the interpreter to a waiting helper thread within 0.5 ms instead of 5.
+
+    The node's helper threads (a synced block's write, a block's batched signature checks)
+    spend their time in C without the interpreter lock, but take it back for a few Python
+    steps between those calls (``batch.write()`` returning, the next file call, the
+    future's result). A thread that wants the lock while the event loop runs waits for
+    the switch interval before the loop must yield it: with CPython's default of 5 ms, a
+    block's write took several of those waits, and the next block's commit then waited
+    for the write (~7 ms a synced block in one process, 130-170 ms over 21 blocks; 5-14 ms
+    at 0.5 ms; docs/benchmarks.md, twenty-second round). The interval matters only while
+    another thread asks for the lock: the event loop alone never switches.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
 async def run_node(config: NodeConfig) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly."""
+    tune_thread_switching()
     compiled = choose_codec()
     if os.environ.get(stage_cpu.ENV, "") not in ("", "0"):
         try:
