@@ -355,10 +355,12 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def choose_codec() -> bool:
-    """Use the compiled canonical encoder unless ``JANGBU_PURE_CODEC=1``; True if in use.
+    """Use the compiled canonical codec unless ``JANGBU_PURE_CODEC=1``; True if in use.
 
-    Both encoders give the same bytes; the compiled one (built by ``pip install`` where a C
-    compiler exists) cut a validator's CPU per transaction by ~16% (docs/benchmarks.md).
+    Both encoders give the same bytes and both decoders accept the same inputs; the
+    compiled encoder (built by ``pip install`` where a C compiler exists) cut a validator's
+    CPU per transaction by ~16%, the one-pass decoder 2% of its instructions more
+    (docs/benchmarks.md, third and twenty-second rounds).
     """
     pure = os.environ.get("JANGBU_PURE_CODEC", "") not in ("", "0")
     return canonical.use_compiled_encoder(not pure)
