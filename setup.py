@@ -75,6 +75,9 @@ setup(
         # Needs nothing beyond the C compiler: it calls the libsodium PyNaCl loaded.
         Extension("node._sigcheck", ["node/_sigcheck.c"], optional=True,
                   extra_compile_args=["-O2"], libraries=["dl"]),
+        # Calls the LevelDB plyvel loaded; OpenSSL's SHA-256 as the tree module does.
+        Extension("node._state_scan", ["node/_state_scan.c"], optional=True,
+                  extra_compile_args=["-O2"], libraries=["crypto", "dl"]),
         *clearance_compiled(),
     ],
 )

@@ -55,7 +55,7 @@ from node.block_files import (
 )
 from node.execution import Receipt
 from node.state_tree import DEFAULT_CACHE_ENTRIES, LEAF_PREFIX, StateDelta, StateTree
-from node.store_open import open_db, take_preopened
+from node.store_open import STATE_PREFIX, ScannedState, open_db, take_preopened
 
 _T = TypeVar("_T")
 
@@ -69,7 +69,6 @@ META_FORMAT = b"m/format"
 META_FILES_FROM = b"m/files_from"
 """The first height whose block is in the block files: every ``b/<h>`` from it on must be a
 pointer, so a damaged one reads as damage and not as a format-1 block."""
-STATE_PREFIX = b"s/"
 
 
 class StoreError(RuntimeError):
@@ -244,6 +243,9 @@ class LedgerStore:
         self._writing: Future[None] | None = None
         self._write_failed: BaseException | None = None
         self._writer: ThreadPoolExecutor | None = None
+        # The state as the store's opener read it before opening (node/store_open.py
+        # scan_state), for load_state_tree; dropped at the first write of the state.
+        self._scanned_state: ScannedState | None = None
         self.files = BlockFiles(os.path.join(path, BLOCK_FILES_DIR))
         raw_from = self.db.get(META_FILES_FROM, verify_checksums=True)
         self._files_from = None if raw_from is None else int.from_bytes(raw_from, "big")
@@ -285,9 +287,11 @@ class LedgerStore:
         Takes the database :func:`node.store_open.preopen` began opening for ``path``, if
         it did (its errors are raised here, as if it had been opened here)."""
         os.makedirs(path, exist_ok=True)
+        scanned: ScannedState | None = None
         try:
             pending = take_preopened(path)
             db = open_db(path) if pending is None else pending.result()
+            scanned = None if pending is None else pending.state
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise StoreError(
@@ -318,7 +322,9 @@ class LedgerStore:
                     )
                 if db.get(META_FORMAT, verify_checksums=True) not in FORMATS_READ:
                     raise StoreError(f"data directory {path} has an unknown store format")
-            return cls(db, path)  # reads the block files' meta and recovers them
+            store = cls(db, path)  # reads the block files' meta and recovers them
+            store._scanned_state = scanned
+            return store
         except plyvel.Error as exc:  # a damaged table file shows up on the first read
             db.close()
             reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
@@ -407,6 +413,7 @@ class LedgerStore:
         tree = StateTree(tree_cache_entries)
         delta = tree.preview(dict(state), self.leaves)
         self.state.clear()
+        self._scanned_state = None
         with self.db.write_batch(sync=True, transaction=True) as batch:
             for key, value in state.items():
                 batch.put(STATE_PREFIX + key, value)
@@ -424,7 +431,14 @@ class LedgerStore:
     def load_state_tree(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> StateTree:
         """The state tree rebuilt from the stored values (``StateTree.from_state``: its root
         is theirs, for the caller to compare with the last block's); ``cache_entries``
-        bounds its bucket cache (node/state_tree.py, config ``[state] tree_cache_entries``)."""
+        bounds its bucket cache (node/state_tree.py, config ``[state] tree_cache_entries``).
+
+        From the buckets the store's opener read before the open, if it did and nothing
+        has written the state since (node/store_open.py scan_state): the same values,
+        hashed on that thread while the node's modules were imported."""
+        scanned, self._scanned_state = self._scanned_state, None
+        if scanned is not None:
+            return StateTree.from_buckets(self.leaves, *scanned, cache_entries=cache_entries)
         return StateTree.from_state(self.state, self.leaves, cache_entries)
 
     def rewrite_leaf_index(self, records_by_bucket: Mapping[int, bytes]) -> tuple[int, int]:
@@ -610,6 +624,7 @@ class LedgerStore:
         if len(receipts) != len(block.txs):
             raise StoreError("receipt count does not match transaction count")
         db = self.settle()  # one block write at a time, in height order
+        self._scanned_state = None
         try:
             batch = self._block_batch(db, self.files, block, commit, receipts, state_writes,
                                       delta, self._files_from is None)
