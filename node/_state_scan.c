@@ -145,6 +145,7 @@ typedef struct {
     size_t prefix_size;
     size_t write_buffer_size, max_file_size, cache_bytes;
     int bloom_bits;
+    int compress; /* snappy for the table the log is replayed into, as a plain open */
     unsigned char *records; /* malloc'd: count records of RECORD_SIZE, sorted */
     size_t count;
 } scan;
@@ -157,8 +158,9 @@ static int run_scan(scan *job) {
     void *options = api.options_create();
     void *cache = api.cache_create_lru(job->cache_bytes);
     void *filter = job->bloom_bits > 0 ? api.filterpolicy_create_bloom(job->bloom_bits) : NULL;
-    /* The options the node's first open uses (node/store_open.py open_db): the log is
-     * replayed into a table written without compression, as there. */
+    /* The options the node's open uses (node/store_open.py open_db): the log is replayed
+     * into a table written without compression from RECOVER_UNCOMPRESSED_LOG_BYTES on, with
+     * snappy below, as there (the caller decides). */
     api.options_set_create_if_missing(options, 0);
     api.options_set_paranoid_checks(options, 1);
     api.options_set_write_buffer_size(options, job->write_buffer_size);
@@ -167,7 +169,8 @@ static int run_scan(scan *job) {
     if (filter != NULL) {
         api.options_set_filter_policy(options, filter);
     }
-    api.options_set_compression(options, 0 /* leveldb_no_compression */);
+    api.options_set_compression(options, job->compress ? 1 /* leveldb_snappy_compression */
+                                                       : 0 /* leveldb_no_compression */);
     void *db = api.open(options, job->path, &error);
     if (error != NULL || db == NULL) {
         failed = 1;
@@ -244,10 +247,12 @@ static int emit_bucket(PyObject *by_bucket, PyObject *hashes, long bucket,
 }
 
 PyDoc_STRVAR(state_buckets_doc,
-"state_buckets(path, prefix, write_buffer_size, max_file_size, bloom_bits, cache_bytes)\n"
+"state_buckets(path, prefix, write_buffer_size, max_file_size, bloom_bits, cache_bytes,\n"
+"              compress)\n"
 "    -> tuple[dict, dict] | None\n\n"
-"Open the LevelDB database at ``path`` (replaying its log into a table written without\n"
-"compression, with these options), read every entry whose key starts with ``prefix``,\n"
+"Open the LevelDB database at ``path`` (replaying its log into a table written with snappy\n"
+"if ``compress``, else without, with these options), read every entry whose key starts\n"
+"with ``prefix``,\n"
 "close it. Returns what node._tree_speedups.state_buckets returns for those entries with\n"
 "the prefix cut off: (bucket -> its sorted records SHA-256(key) || SHA-256(value),\n"
 "bucket -> SHA-256(0x00 || records)). None if bind() found no LevelDB, or on any error\n"
@@ -258,12 +263,12 @@ static PyObject *state_buckets(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *path = NULL, *prefix = NULL;
     Py_ssize_t write_buffer_size, max_file_size, cache_bytes;
-    int bloom_bits;
+    int bloom_bits, compress;
     /* The prefix as exact bytes: immutable, so it cannot change while the GIL is released
      * (the argument tuple holds it for the call). */
-    if (!PyArg_ParseTuple(args, "O&O!nnin", PyUnicode_FSConverter, &path, &PyBytes_Type,
+    if (!PyArg_ParseTuple(args, "O&O!nninp", PyUnicode_FSConverter, &path, &PyBytes_Type,
                           &prefix, &write_buffer_size, &max_file_size, &bloom_bits,
-                          &cache_bytes)) {
+                          &cache_bytes, &compress)) {
         return NULL;
     }
     if (write_buffer_size <= 0 || max_file_size <= 0 || cache_bytes <= 0 || bloom_bits < 0) {
@@ -277,7 +282,7 @@ static PyObject *state_buckets(PyObject *self, PyObject *args) {
     }
     scan job = {PyBytes_AS_STRING(path), PyBytes_AS_STRING(prefix),
                 (size_t)PyBytes_GET_SIZE(prefix), (size_t)write_buffer_size,
-                (size_t)max_file_size, (size_t)cache_bytes, bloom_bits, NULL, 0};
+                (size_t)max_file_size, (size_t)cache_bytes, bloom_bits, compress, NULL, 0};
     int failed;
     Py_BEGIN_ALLOW_THREADS
     failed = run_scan(&job);

@@ -574,6 +574,7 @@ class LedgerStore:
     # --- small synced records for consensus (WAL, signer guard) ---------------------------
 
     def put_record(self, key: bytes, value: bytes, *, sync: bool) -> None:
+        self._scanned_state = None  # any write: the start's scan may describe it no more
         self.db.put(key, value, sync=sync)
 
     def get_record(self, key: bytes) -> bytes | None:
@@ -581,6 +582,7 @@ class LedgerStore:
         return value
 
     def delete_prefix(self, prefix: bytes) -> None:
+        self._scanned_state = None
         with self.db.write_batch(transaction=True) as batch:
             for key in self.db.iterator(prefix=prefix, include_value=False):
                 batch.delete(key)
@@ -588,6 +590,7 @@ class LedgerStore:
     def delete_records(self, keys: Iterable[bytes]) -> None:
         """Delete these keys in one (unsynced) batch. Cheaper than :meth:`delete_prefix`
         for keys that are rewritten often: no iterator steps over their deleted versions."""
+        self._scanned_state = None
         with self.db.write_batch(transaction=True) as batch:
             for key in keys:
                 batch.delete(key)

@@ -14,8 +14,10 @@ of after them (twenty-first round).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import plyvel
@@ -30,9 +32,10 @@ def _bind_state_scan() -> Any:
     library lacks LevelDB's C API): the node then reads its state through plyvel."""
     try:
         from node import _state_scan  # type: ignore[attr-defined]
-    except ImportError:
+
+        return _state_scan if _state_scan.bind(plyvel._plyvel.__file__) else None
+    except Exception:  # not built, or a plyvel without a file to bind to: no scan, no error
         return None
-    return _state_scan if _state_scan.bind(plyvel._plyvel.__file__) else None
 
 
 _scan = _bind_state_scan()
@@ -79,8 +82,29 @@ def open_db(path: str) -> Any:
     """
     if log_bytes(path) >= RECOVER_UNCOMPRESSED_LOG_BYTES:
         options = {**LEVELDB_OPTIONS, "lru_cache_size": 8 << 20}
-        plyvel.DB(path, paranoid_checks=True, compression=None, **options).close()
+        with kept_info_log(path):
+            plyvel.DB(path, paranoid_checks=True, compression=None, **options).close()
     return plyvel.DB(path, create_if_missing=True, paranoid_checks=True, **LEVELDB_OPTIONS)
+
+
+@contextlib.contextmanager
+def kept_info_log(path: str) -> Iterator[None]:
+    """Around an extra open and close of the database at ``path``: put the previous run's
+    info log (``LOG``) back afterwards.
+
+    Why: every open renames ``LOG`` to ``LOG.old`` and starts a new one, so an extra open
+    before the node's own left ``LOG.old`` holding the extra open's few lines, and the
+    previous run's log, the first thing to read after a crash, was gone. Best effort: it is
+    diagnostics, never a reason to fail an open.
+    """
+    log, previous = os.path.join(path, "LOG"), os.path.join(path, "LOG.old")
+    had_log = os.path.isfile(log)
+    try:
+        yield
+    finally:
+        if had_log:
+            with contextlib.suppress(OSError):
+                os.replace(previous, log)
 
 
 ScannedState = tuple[dict[int, bytes], dict[int, bytes]]
@@ -96,9 +120,14 @@ def scan_state(path: str) -> ScannedState | None:
     which the ordinary open then meets and reports."""
     if _scan is None or os.environ.get("JANGBU_PURE_TREE", "") not in ("", "0"):
         return None
-    found: ScannedState | None = _scan.state_buckets(
-        path, STATE_PREFIX, LEVELDB_OPTIONS["write_buffer_size"],
-        LEVELDB_OPTIONS["max_file_size"], LEVELDB_OPTIONS["bloom_filter_bits"], 8 << 20)
+    # The table the log is replayed into is written as open_db writes it: without
+    # compression only from RECOVER_UNCOMPRESSED_LOG_BYTES of log on.
+    compress = log_bytes(path) < RECOVER_UNCOMPRESSED_LOG_BYTES
+    with kept_info_log(path):
+        found: ScannedState | None = _scan.state_buckets(
+            path, STATE_PREFIX, LEVELDB_OPTIONS["write_buffer_size"],
+            LEVELDB_OPTIONS["max_file_size"], LEVELDB_OPTIONS["bloom_filter_bits"], 8 << 20,
+            compress)
     return found
 
 
@@ -114,10 +143,14 @@ class PendingOpen:
         self.state: ScannedState | None = None
 
     def run(self, path: str) -> None:
+        # Before the open, on the same thread: the scan holds the database alone and closes
+        # it; the open then finds its log replayed. A scan that raises (no memory, say) is
+        # a scan not made: the node then reads its state through plyvel, as without one.
         try:
-            # Before the open, so that nothing can write between the two: the scan holds
-            # the database alone and closes it; the open then finds its log replayed.
             self.state = scan_state(path)
+        except Exception:  # any failure of the scan only costs its gain
+            self.state = None
+        try:
             self._db = open_db(path)
         except BaseException as exc:  # raised again by result(), in the store's opener
             self._error = exc
