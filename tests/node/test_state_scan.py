@@ -8,6 +8,7 @@ must leave the store to the ordinary open, which reports it as before.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import plyvel
@@ -40,6 +42,23 @@ def plyvel_buckets(path: Path) -> tuple[dict[int, bytes], dict[int, bytes]]:
         return state_buckets(store.state)
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def preopened(path: Path) -> Iterator[LedgerStore]:
+    """The store at ``path`` opened as ``jangbu node start`` opens it: begun by preopen."""
+    preopen(str(path))
+    store = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def tree_matches_the_values(store: LedgerStore) -> bool:
+    """The tree the store loads has the root of its stored values, read through plyvel."""
+    return bool(store.load_state_tree().root
+                == StateTree.from_state(store.state, store.leaves).root)
 
 
 def a_store(path: Path, keys: int, seed: int = 7) -> None:
@@ -105,33 +124,24 @@ def test_the_scan_after_a_sigkill_reads_what_the_store_then_holds(tmp_path: Path
 def test_a_restart_takes_the_scanned_state_once_and_builds_the_same_tree(tmp_path: Path) -> None:
     path = tmp_path / "data"
     a_store(path, 2_000)
-    preopen(str(path))
-    store = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
-    try:
+    with preopened(path) as store:
         assert store._scanned_state is not None
         tree = store.load_state_tree(cache_entries=500)
         assert store._scanned_state is None  # taken once
         again = StateTree.from_state(store.state, store.leaves, 500)
         assert tree.root == again.root and tree.levels == again.levels
         assert list(tree._cache.items()) == list(again._cache.items())
-    finally:
-        store.close()
 
 
 @needs_scan
 def test_a_write_of_the_state_drops_the_scanned_state(tmp_path: Path) -> None:
     path = tmp_path / "data"
     plyvel.DB(str(path), create_if_missing=True).close()  # a database, not initialised yet
-    preopen(str(path))
-    store = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
-    try:
+    with preopened(path) as store:
         assert store._scanned_state == ({}, {})
         store.initialise(chain_id="c", genesis_hash=GENESIS, state={b"k": b"v"})
         assert store._scanned_state is None
-        assert store.load_state_tree().root == StateTree.from_state(store.state,
-                                                                    store.leaves).root
-    finally:
-        store.close()
+        assert tree_matches_the_values(store)
 
 
 @needs_scan
@@ -162,14 +172,9 @@ def test_without_the_compiled_scan_the_store_reads_its_state_through_plyvel(
     path = tmp_path / "data"
     a_store(path, 100)
     assert scan_state(str(path)) is None
-    preopen(str(path))
-    store = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
-    try:
+    with preopened(path) as store:
         assert store._scanned_state is None
-        assert store.load_state_tree().root == StateTree.from_state(store.state,
-                                                                    store.leaves).root
-    finally:
-        store.close()
+        assert tree_matches_the_values(store)
 
 
 @needs_scan
@@ -251,14 +256,9 @@ def test_a_scan_that_raises_only_costs_its_gain(tmp_path: Path,
         raise MemoryError("no memory for the scan")
 
     monkeypatch.setattr(store_open, "scan_state", broken)
-    preopen(str(path))
-    store = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
-    try:
+    with preopened(path) as store:
         assert store._scanned_state is None
-        assert store.load_state_tree().root == StateTree.from_state(store.state,
-                                                                    store.leaves).root
-    finally:
-        store.close()
+        assert tree_matches_the_values(store)
 
 
 @needs_scan
@@ -268,9 +268,7 @@ def test_any_write_through_the_store_drops_the_scanned_state(tmp_path: Path, wri
     through the store in between left a tree built from the values before the write."""
     path = tmp_path / "data"
     a_store(path, 200)
-    preopen(str(path))
-    store = LedgerStore.open(str(path), chain_id="c", genesis_hash=GENESIS)
-    try:
+    with preopened(path) as store:
         assert store._scanned_state is not None
         key = next(key for key, _ in store.db.iterator(prefix=STATE_PREFIX))
         if write == "put_record":
@@ -280,7 +278,4 @@ def test_any_write_through_the_store_drops_the_scanned_state(tmp_path: Path, wri
         else:
             store.delete_prefix(key)
         assert store._scanned_state is None
-        assert store.load_state_tree().root == StateTree.from_state(store.state,
-                                                                    store.leaves).root
-    finally:
-        store.close()
+        assert tree_matches_the_values(store)
