@@ -9,7 +9,8 @@ modules (~0.25 s). Imported from node.store, the open began only after ~0.1 s of
 Where the compiled ``node._state_scan`` is built, the same thread first reads the whole
 state through LevelDB's C API without the GIL (:func:`scan_state`): the start-up's pass
 over every stored value, ~0.3 s for 130,000 keys, then runs beside the imports too instead
-of after them (twenty-first round).
+of after them (twenty-first round; reverted, and back in the twenty-second, where a shorter
+log showed the imports, not the replay, holding the pass back).
 """
 
 from __future__ import annotations
@@ -80,11 +81,17 @@ def open_db(path: str) -> Any:
     open that follows finds an empty log. The table is compressed later by LevelDB's
     background compaction, as every table is, off a restart's critical path.
     """
-    if log_bytes(path) >= RECOVER_UNCOMPRESSED_LOG_BYTES:
+    if replays_uncompressed(path):
         options = {**LEVELDB_OPTIONS, "lru_cache_size": 8 << 20}
         with kept_info_log(path):
             plyvel.DB(path, paranoid_checks=True, compression=None, **options).close()
     return plyvel.DB(path, create_if_missing=True, paranoid_checks=True, **LEVELDB_OPTIONS)
+
+
+def replays_uncompressed(path: str) -> bool:
+    """Whether the log at ``path`` is large enough to be replayed into a table written
+    without compression (:func:`open_db`; the state scan follows the same rule)."""
+    return log_bytes(path) >= RECOVER_UNCOMPRESSED_LOG_BYTES
 
 
 @contextlib.contextmanager
@@ -120,9 +127,8 @@ def scan_state(path: str) -> ScannedState | None:
     which the ordinary open then meets and reports."""
     if _scan is None or os.environ.get("JANGBU_PURE_TREE", "") not in ("", "0"):
         return None
-    # The table the log is replayed into is written as open_db writes it: without
-    # compression only from RECOVER_UNCOMPRESSED_LOG_BYTES of log on.
-    compress = log_bytes(path) < RECOVER_UNCOMPRESSED_LOG_BYTES
+    # The table the log is replayed into is written as open_db writes it.
+    compress = not replays_uncompressed(path)
     with kept_info_log(path):
         found: ScannedState | None = _scan.state_buckets(
             path, STATE_PREFIX, LEVELDB_OPTIONS["write_buffer_size"],

@@ -254,7 +254,7 @@ class Transaction:
         the hash is set now instead of on first read.
         """
         found = None if _compiled_parts is None else _compiled_parts(
-            raws, canonical.sign_bytes_raw(TAG_TX, chain_id, b""))
+            raws, _signing_prefix(chain_id))
         if found is None:
             return [cls.decode_certified(raw, chain_id) if type(raw) is bytes else None
                     for raw in raws]
