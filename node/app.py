@@ -38,7 +38,7 @@ from node.execution import committed_member_lookup
 from node.genesis import Genesis, load_genesis
 from node.keys import load_key_file
 from node.mempool import Mempool, MempoolLimits
-from node.metrics import Metrics
+from node.metrics import Metrics, python_info_name
 from node.p2p.peer_manager import PeerManager
 from node.registry import load_contracts
 from node.signer_state import FILE_NAME as GUARD_FILE
@@ -167,6 +167,8 @@ class Node:
         # on a machine whose speed varies (jangbu bench reads it from every node).
         m.counter_from("process_cpu_seconds_total", time.process_time,
                        "user and system CPU time of this node process, all threads")
+        m.gauge(python_info_name(), lambda: 1, "the interpreter running this node (build: its "
+                "sys.version); jangbu bench reports it beside its figures")
         m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
                        "proposals whose execution was already done from their announcement")
         # Read on the event loop's thread (/metrics is served there): with the process's

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cli.bench import CPU_METRIC, cpu_per_tx, parse_samples, stage_cpu_per_tx, stage_nodes
+from cli.bench import (
+    CPU_METRIC,
+    cpu_per_tx,
+    node_pythons,
+    parse_samples,
+    stage_cpu_per_tx,
+    stage_nodes,
+)
 
 PAGE = """# HELP process_cpu_seconds_total user and system CPU time
 # TYPE process_cpu_seconds_total counter
@@ -55,3 +62,14 @@ def test_values_that_are_not_numbers_are_left_out() -> None:
 def test_the_nodes_reporting_stages_are_counted() -> None:
     assert stage_nodes([page(1.0, 0.5), parse_samples("process_cpu_seconds_total 1\n"),
                         page(2.0, 0.1)]) == 2
+
+
+def test_the_interpreters_of_the_nodes_are_reported_once_each_and_unescaped() -> None:
+    pyenv = ('python_info{implementation="cpython",version="3.11.7",'
+             'build="3.11.7 (main, May 9 2026, 07:35:25) [GCC 12.2.0]"} 1\n')
+    odd = ('python_info{implementation="cpython",version="3.11.2",'
+           'build="3.11.2 \\"patched\\" (a\\\\b)"} 1\n')
+    samples = [parse_samples(pyenv), parse_samples(odd), parse_samples(pyenv), {}]
+    assert node_pythons(samples) == ["3.11.7 (main, May 9 2026, 07:35:25) [GCC 12.2.0]",
+                                     '3.11.2 "patched" (a\\b)']
+    assert node_pythons([parse_samples("process_cpu_seconds_total 1\n")]) == []

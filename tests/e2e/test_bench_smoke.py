@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from node import stage_cpu
+from node.metrics import interpreter
 
 from netutil import ROOT, http_text, make_network, run_bench
 
@@ -39,6 +40,8 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     # CPU per node and transaction, read from the nodes' /metrics, is no less than that.
     assert 20 < result["node_cpu_us_per_tx"] < 1_000_000
     assert 0 < result["loop_thread_cpu_us_per_tx"] <= result["node_cpu_us_per_tx"] * 1.01
+    # The devnet's nodes run this very interpreter (sys.executable), and say so.
+    assert result["node_python"] == [interpreter()] and result["client_python"] == interpreter()
     for org, text in metrics.items():
         assert ("jangbu_stage_cpu_seconds_total{" in text) == (org in accounting), org
     stages = result["stage_cpu_us_per_tx"]

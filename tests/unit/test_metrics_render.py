@@ -43,3 +43,21 @@ def test_help_text_is_escaped_and_histograms_get_one_header() -> None:
     assert "# HELP jangbu_height a back\\\\slash\\nand a newline" in text
     assert text.count("# TYPE jangbu_commit_seconds histogram") == 1
     assert "# HELP jangbu_commit_seconds commit time" in text
+
+
+def test_python_info_names_this_interpreter_and_its_build_in_escaped_labels() -> None:
+    import sys
+
+    from cli.bench import node_pythons, parse_samples
+    from node.metrics import interpreter, label_value, python_info_name
+
+    m = Metrics()
+    m.gauge(python_info_name(), lambda: 1, "the interpreter")
+    text = m.render()
+    assert "# TYPE python_info gauge" in text
+    major, minor, micro = sys.version_info[:3]
+    assert f'version="{major}.{minor}.{micro}"' in text
+    assert "\n" not in interpreter() and interpreter().startswith(f"{major}.{minor}.{micro}")
+    # What jangbu bench reads back is the build line itself.
+    assert node_pythons([parse_samples(text)]) == [interpreter()]
+    assert label_value('a "quoted" back\\slash\nline') == 'a \\"quoted\\" back\\\\slash\\nline'
