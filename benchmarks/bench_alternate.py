@@ -30,7 +30,6 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -118,9 +117,13 @@ def main() -> None:
     # A pair is won by the tree that used the least CPU per transaction and node in it.
     wins = {name: 0 for name in trees}
     for pair in range(args.pairs):
-        cpu = {name: runs[name][pair].get("node_cpu_us_per_tx") for name in trees}
-        if all(isinstance(v, (int, float)) for v in cpu.values()):
-            wins[min(cpu, key=lambda n: cpu[n])] += 1
+        cpu: dict[str, float] = {}
+        for name in trees:
+            value = runs[name][pair].get("node_cpu_us_per_tx")
+            if isinstance(value, (int, float)):
+                cpu[name] = float(value)
+        if len(cpu) == len(trees):
+            wins[min(cpu, key=cpu.__getitem__)] += 1
     summary = {name: {"median_tx_per_s": median_of(runs[name], "tx_per_s"),
                       "median_node_cpu_us_per_tx": median_of(runs[name], "node_cpu_us_per_tx"),
                       "median_p50_ms": median_of(runs[name], "p50_ms"),
@@ -139,4 +142,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
