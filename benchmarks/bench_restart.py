@@ -10,9 +10,11 @@ then, with the peers idle, restarts the node on fresh copies of that directory a
 again, each time until it has caught up. Every run does the same work: the same log
 replay, state and blocks to sync (the peers hold the blocks' diffs in memory). Each
 ``--tree NAME=PATH`` is a checkout of the code (built in place:
-``setup.py build_ext --inplace``) whose node is started for a run; pairs alternate which
-goes first. Per run it prints the time to the first API answer, the whole catch-up, and
-the process's CPU (all threads) in the start and in the sync, then the medians.
+``setup.py build_ext --inplace``) whose node is started for a run, by the checkout's own
+``.venv/bin/python`` if it has one (to compare interpreters), else by this one; pairs
+alternate which goes first. Per run it prints the time to the first API answer, the whole
+catch-up, and the process's CPU (all threads) in the start and in the sync, then the
+medians.
 
 Why: ``bench_scale.py --restart-behind`` measures the same thing once per network, which
 takes minutes, and this machine's speed drifts by 30% and more over minutes; alternated
@@ -56,6 +58,14 @@ def parse_trees(items: list[str]) -> dict[str, Path]:
     return trees
 
 
+def interpreter_of(tree: Path) -> Path:
+    """The tree's own venv's Python if it has one (interpreters compared: each checkout's
+    venv made by one of them, benchmarks/bench_alternate.py), else this one's (builds
+    compared: ``setup.py build_ext --inplace`` with this interpreter)."""
+    own = tree / ".venv" / "bin" / "python"
+    return own if own.is_file() else Path(sys.executable)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=6)
@@ -95,7 +105,7 @@ def main() -> None:
                 with open(net.home("buyer") / "node.log", "ab") as log:
                     started = time.monotonic()
                     proc = subprocess.Popen(
-                        [sys.executable, "-m", "cli.main", "node", "start", "--home",
+                        [str(interpreter_of(tree)), "-m", "cli.main", "node", "start", "--home",
                          str(net.home("buyer"))],
                         cwd=tree, stdout=log, stderr=log,
                         env={**os.environ, "PYTHONPATH": str(tree)})
