@@ -73,9 +73,10 @@ PYTHON_INFO = re.compile(r'^python_info\{.*\bbuild="((?:[^"\\]|\\.)*)"')
 
 def node_pythons(samples: list[dict[str, float]]) -> list[str]:
     """The interpreters the nodes run (``python_info``'s ``build`` label), each once, in
-    the order first seen. Why report it: the same node code runs 7-19% faster on a CPython
-    built with profile-guided and link-time optimisation (docs/benchmarks.md, twenty-third
-    round), so a figure is only comparable with others from the same interpreter."""
+    the order first seen. Why report it: the same node code uses ~10% less CPU per
+    transaction on a CPython built with profile-guided and link-time optimisation
+    (docs/benchmarks.md, twenty-third round), so a figure is only comparable with others
+    from the same interpreter."""
     found: list[str] = []
     for sample in samples:
         for name in sample:

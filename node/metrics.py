@@ -27,10 +27,10 @@ def python_info_name() -> str:
     """The name and labels of the ``python_info`` gauge (always 1), the sample Prometheus'
     own Python client exports: which interpreter runs this process.
 
-    Why: on one machine the same node code committed 7-19% more transactions a second
-    under Debian's CPython 3.11 (built with profile-guided and link-time optimisation)
-    than under a pyenv build without them (docs/benchmarks.md, twenty-third round), so a
-    throughput figure means little without it. ``build`` tells two builds apart where
+    Why: on one machine the same node code used ~10% less CPU per transaction under
+    Debian's CPython 3.11 (built with profile-guided and link-time optimisation) than under
+    a pyenv build without them (docs/benchmarks.md, twenty-third round), so a throughput
+    figure means little without it. ``build`` tells two builds apart where
     ``version`` alone cannot.
     """
     major, minor, micro = sys.version_info[:3]
