@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--leveldb-defaults", action="store_true")
     parser.add_argument("--leveldb", action="append", default=[], metavar="OPTION=VALUE",
                         help="override one LevelDB option (an int, or none), e.g. "
-                             "compression=none; repeatable")
+                             "write_buffer_size=33554432, or compression=snappy|none; "
+                             "repeatable")
     parser.add_argument("--every", type=int, default=0,
                         help="also print CPU and wall per transaction for every N blocks")
     parser.add_argument("--tree-cache", type=int, default=state_tree.DEFAULT_CACHE_ENTRIES,
@@ -79,8 +80,12 @@ def main() -> None:
     canonical.use_compiled_encoder(not args.pure_codec)
     if args.leveldb_defaults:
         store_open.LEVELDB_OPTIONS.clear()
+        store_open.COMPRESSION = "snappy"  # LevelDB's own default
     for option in args.leveldb:
         name, _, value = option.partition("=")
+        if name == "compression":  # its own setting (node/store_open.py COMPRESSION)
+            store_open.COMPRESSION = None if value.lower() == "none" else value
+            continue
         store_open.LEVELDB_OPTIONS[name] = (  # type: ignore[assignment]
             None if value.lower() == "none" else int(value))
     ledger_support.CHAIN_ID = pipeline.CHAIN

@@ -159,8 +159,8 @@ static int run_scan(scan *job) {
     void *cache = api.cache_create_lru(job->cache_bytes);
     void *filter = job->bloom_bits > 0 ? api.filterpolicy_create_bloom(job->bloom_bits) : NULL;
     /* The options the node's open uses (node/store_open.py open_db): the log is replayed
-     * into a table written without compression from RECOVER_UNCOMPRESSED_LOG_BYTES on, with
-     * snappy below, as there (the caller decides). */
+     * into a table written with or without snappy as that open would write it (the caller
+     * decides: store_open.replays_uncompressed). */
     api.options_set_create_if_missing(options, 0);
     api.options_set_paranoid_checks(options, 1);
     api.options_set_write_buffer_size(options, job->write_buffer_size);

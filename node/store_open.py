@@ -57,8 +57,24 @@ the "is this transaction already committed?" miss on every admission a filter pr
 Memory: at most ~2 memtables (128 MB) plus the 64 MB block cache per node, allocated as used.
 """
 
+COMPRESSION: str | None = None
+"""How LevelDB compresses the tables it writes: None (the default) or ``"snappy"``.
+
+Why none: a node's CPU, not its disk, bounds what a network commits. Once a store is past
+its first memtable flush, compactions run all the time, and snappy compressing and
+decompressing every table they rewrite was 5.2% of a loaded node's CPU (perf, a devnet's
+second 20,000 orders). Without it: 6.5% less CPU per transaction and node in that regime
+(3 of 3 alternated pairs, 208.2 against 222.7 µs at the medians) and 158.5-169.6 against
+173.2-180.5 µs through 100,000 orders in one engine (``bench_chain.py --blocks 100``),
+for ~2.2x LevelDB's size on disk (128 MiB against 59 MiB at 100,000 orders; the block
+files beside it, 110 MiB, are not compressed either way): docs/benchmarks.md,
+twenty-third round. Tables a store wrote with snappy (before, or with this set) stay
+readable: LevelDB marks each block with its compression, and a compaction that merges
+them writes its output without it. ``"snappy"`` trades the CPU back for the disk."""
+
 RECOVER_UNCOMPRESSED_LOG_BYTES = 4 << 20
-"""From this much log on, :func:`open_db` replays it without compression first."""
+"""With :data:`COMPRESSION` on: from this much log on, :func:`open_db` replays it without
+compression first."""
 
 
 def log_bytes(path: str) -> int:
@@ -72,26 +88,29 @@ def log_bytes(path: str) -> int:
 
 
 def open_db(path: str) -> Any:
-    """LevelDB at ``path`` with :data:`LEVELDB_OPTIONS`.
+    """LevelDB at ``path`` with :data:`LEVELDB_OPTIONS` and :data:`COMPRESSION`.
 
-    Opening replays the log of writes since the last open into a level-0 table, and
-    LevelDB compresses that table as it writes it: with a full 64 MiB write buffer, 0.2 s
-    of the 0.55 s a restarting node waits (docs/benchmarks.md, seventeenth round). A large
-    log is therefore replayed by a first open without compression, closed at once; the
-    open that follows finds an empty log. The table is compressed later by LevelDB's
-    background compaction, as every table is, off a restart's critical path.
+    Opening replays the log of writes since the last open into a level-0 table. With
+    compression on, LevelDB compresses that table as it writes it: with a full 64 MiB write
+    buffer, 0.2 s of the 0.55 s a restarting node waits (docs/benchmarks.md, seventeenth
+    round). A large log is then replayed by a first open without compression, closed at
+    once; the open that follows finds an empty log, and the table is compressed later by
+    LevelDB's background compaction, off a restart's critical path.
     """
-    if replays_uncompressed(path):
+    if COMPRESSION is not None and replays_uncompressed(path):
         options = {**LEVELDB_OPTIONS, "lru_cache_size": 8 << 20}
         with kept_info_log(path):
             plyvel.DB(path, paranoid_checks=True, compression=None, **options).close()
-    return plyvel.DB(path, create_if_missing=True, paranoid_checks=True, **LEVELDB_OPTIONS)
+    return plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
+                     compression=COMPRESSION, **LEVELDB_OPTIONS)
 
 
 def replays_uncompressed(path: str) -> bool:
-    """Whether the log at ``path`` is large enough to be replayed into a table written
-    without compression (:func:`open_db`; the state scan follows the same rule)."""
-    return log_bytes(path) >= RECOVER_UNCOMPRESSED_LOG_BYTES
+    """Whether opening the store at ``path`` replays its log into a table written without
+    compression: always with :data:`COMPRESSION` off, else from
+    :data:`RECOVER_UNCOMPRESSED_LOG_BYTES` of log on (:func:`open_db`; the state scan
+    follows the same rule)."""
+    return COMPRESSION is None or log_bytes(path) >= RECOVER_UNCOMPRESSED_LOG_BYTES
 
 
 @contextlib.contextmanager

@@ -212,18 +212,22 @@ def table_bytes(path: Path) -> int:
 
 
 @needs_scan
+@pytest.mark.parametrize("compression", [None, "snappy"], ids=["uncompressed", "snappy"])
 @pytest.mark.parametrize("values,size", [(3_000, 1_000), (6_000, 1_000)], ids=["small log",
                                                                                "large log"])
 def test_the_scan_replays_the_log_as_the_open_would_and_keeps_the_last_run_s_info_log(
-        tmp_path: Path, values: int, size: int) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: int, size: int,
+        compression: str | None) -> None:
     """Review findings: the scan replayed every log without compression (a 3 MB log of
-    compressible values became a 3 MB table instead of ~0.2 MB), and its extra open left
-    LOG.old holding its own lines instead of the previous run's."""
+    compressible values became a 3 MB table instead of ~0.2 MB, with compression on), and
+    its extra open left LOG.old holding its own lines instead of the previous run's."""
+    monkeypatch.setattr(store_open, "COMPRESSION", compression)
     scanned, plain = tmp_path / "scanned", tmp_path / "plain"
     a_logged_store(scanned, values, size)
     shutil.copytree(scanned, plain)
     big = store_open.log_bytes(str(scanned)) >= store_open.RECOVER_UNCOMPRESSED_LOG_BYTES
     assert big == (values == 6_000)
+    assert store_open.replays_uncompressed(str(scanned)) == (big or compression is None)
     preopen(str(scanned))
     store = LedgerStore.open(str(scanned), chain_id="c", genesis_hash=GENESIS)
     try:
