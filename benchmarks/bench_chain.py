@@ -84,7 +84,7 @@ def main() -> None:
     for option in args.leveldb:
         name, _, value = option.partition("=")
         if name == "compression":  # its own setting (node/store_open.py COMPRESSION)
-            store_open.COMPRESSION = None if value.lower() == "none" else value
+            store_open.COMPRESSION = None if value.lower() == "none" else value.lower()
             continue
         store_open.LEVELDB_OPTIONS[name] = (  # type: ignore[assignment]
             None if value.lower() == "none" else int(value))

@@ -49,7 +49,8 @@ from node.tx import Transaction
 
 TX_FIELD = re.compile(rb'"tx":"([0-9a-f]{64})"')
 """The transaction hash of an event record as the node writes it (compact JSON)."""
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) ([0-9.eE+-]+)$", re.MULTILINE)
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?) '
+                    r"([0-9.eE+-]+)$", re.MULTILINE)
 """One sample line of the Prometheus text format: name (with its labels) and value."""
 CPU_METRIC = "process_cpu_seconds_total"
 LOOP_CPU_METRIC = "jangbu_event_loop_thread_cpu_seconds_total"

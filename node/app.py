@@ -168,7 +168,7 @@ class Node:
         m.counter_from("process_cpu_seconds_total", time.process_time,
                        "user and system CPU time of this node process, all threads")
         m.gauge(python_info_name(), lambda: 1, "the interpreter running this node (build: its "
-                "sys.version); jangbu bench reports it beside its figures")
+                "sys.version on one line); jangbu bench reports it beside its figures")
         m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
                        "proposals whose execution was already done from their announcement")
         # Read on the event loop's thread (/metrics is served there): with the process's

@@ -63,14 +63,16 @@ COMPRESSION: str | None = None
 Why none: a node's CPU, not its disk, bounds what a network commits. Once a store is past
 its first memtable flush, compactions run all the time, and snappy compressing and
 decompressing every table they rewrite was 5.2% of a loaded node's CPU (perf, a devnet's
-second 20,000 orders). Without it: 6.5% less CPU per transaction and node in that regime
-(3 of 3 alternated pairs, 208.2 against 222.7 µs at the medians) and 158.5-169.6 against
+second 20,000 orders). Without it, in that regime: 3.8% less CPU per transaction and node
+(4 of 4 alternated pairs, 194.9 against 202.5 µs at the medians; a first version with the
+compression switched off by hand, 3 of 3, 208.2 against 222.7), and 158.5-169.6 against
 173.2-180.5 µs through 100,000 orders in one engine (``bench_chain.py --blocks 100``),
 for ~2.2x LevelDB's size on disk (128 MiB against 59 MiB at 100,000 orders; the block
 files beside it, 110 MiB, are not compressed either way): docs/benchmarks.md,
 twenty-third round. Tables a store wrote with snappy (before, or with this set) stay
 readable: LevelDB marks each block with its compression, and a compaction that merges
-them writes its output without it. ``"snappy"`` trades the CPU back for the disk."""
+them writes its output without it (tables no compaction picks stay as they are, so an old
+store grows gradually). ``"snappy"`` trades the CPU back for the disk."""
 
 RECOVER_UNCOMPRESSED_LOG_BYTES = 4 << 20
 """With :data:`COMPRESSION` on: from this much log on, :func:`open_db` replays it without
@@ -139,7 +141,7 @@ ScannedState = tuple[dict[int, bytes], dict[int, bytes]]
 
 def scan_state(path: str) -> ScannedState | None:
     """The state's buckets read straight from the closed database at ``path``
-    (``node._state_scan``): its log replayed as :func:`open_db`'s first open replays it,
+    (``node._state_scan``): its log replayed into the table :func:`open_db` would write,
     every value hashed, the GIL released throughout. None where that module is not in use
     (not built, or ``JANGBU_PURE_TREE=1``, which rules out every compiled tree loop: the
     node then hashes its state in node/state_tree.py) or on any error of the database,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from node.metrics import Metrics
 
 
@@ -56,8 +58,30 @@ def test_python_info_names_this_interpreter_and_its_build_in_escaped_labels() ->
     text = m.render()
     assert "# TYPE python_info gauge" in text
     major, minor, micro = sys.version_info[:3]
-    assert f'version="{major}.{minor}.{micro}"' in text
+    # The labels of Prometheus' own Python client, so its queries match.
+    for label in (f'major="{major}"', f'minor="{minor}"', f'patchlevel="{micro}"',
+                  'implementation="CPython"' if sys.implementation.name == "cpython" else ""):
+        assert label in text
     assert "\n" not in interpreter() and interpreter().startswith(f"{major}.{minor}.{micro}")
     # What jangbu bench reads back is the build line itself.
     assert node_pythons([parse_samples(text)]) == [interpreter()]
     assert label_value('a "quoted" back\\slash\nline') == 'a \\"quoted\\" back\\\\slash\\nline'
+
+
+def test_a_build_line_with_quotes_braces_and_backslashes_survives_the_round_trip(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: a label value holding ``}`` made the bench's sample parser skip the
+    line, and node_python came back empty."""
+    import sys
+
+    from cli.bench import node_pythons, parse_samples
+    from node.metrics import interpreter, python_info_name
+
+    odd = '3.11.9 (tags/v3.11.9:"x}", Jan  1 2026) [GCC \\ 12 {weird}]\nsecond line'
+    monkeypatch.setattr(sys, "version", odd)
+    m = Metrics()
+    m.gauge(python_info_name(), lambda: 1)
+    m.counter_from("process_cpu_seconds_total", lambda: 2.5)
+    samples = parse_samples(m.render())
+    assert node_pythons([samples]) == [interpreter()] == [" ".join(odd.split())]
+    assert samples["process_cpu_seconds_total"] == 2.5
