@@ -20,7 +20,12 @@ Method (so the numbers mean something):
    when the nodes run with ``JANGBU_STAGE_CPU=1`` (node/stage_cpu.py), ``stage_cpu_us_per_tx``:
    the same per stage of a node's work (intake, admission, signature checks, execution,
    commit, ...), each inclusive of the stages it contains, averaged over the nodes that
-   report it (``stage_cpu_nodes``).
+   report it (``stage_cpu_nodes``);
+8. ``client_cpu_us_per_tx``: the load generator's own CPU over the same window, per
+   committed transaction (it shares the machine, so its CPU is the nodes' loss), and
+   ``machine_busy``: the share of all cores' time that was busy then (Linux ``/proc/stat``;
+   the window ends up to 0.25 s after the last commit). Near 1.0 the run was bound by CPU;
+   well below it, by waiting (timeouts, the disk, the network).
 """
 
 from __future__ import annotations
@@ -116,6 +121,30 @@ def stage_cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float
         if figure is not None:
             stages[stage] = figure
     return stages or None
+
+
+def machine_cpu_ticks(stat: str = "/proc/stat") -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all of the machine's cores so far, from Linux's
+    ``/proc/stat`` (idle and iowait are not busy); None where there is no such file."""
+    try:
+        with open(stat) as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(value) for value in fields[1:9]]  # user .. steal: guest is inside user
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time that was busy between two readings of
+    :func:`machine_cpu_ticks`: 1.0 means every core ran something all the time, so the
+    run was bound by CPU, not by waiting (timeouts, the disk, the network)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 def measure_verify_rate(seconds: float = 1.0) -> float:
@@ -341,6 +370,8 @@ class Bench:
                       f"{len(self.committed_at)}", end="", file=sys.stderr, flush=True)
 
         metrics_before = await self.node_samples()
+        ticks_before = machine_cpu_ticks()
+        client_cpu0 = time.process_time()
         t0 = time.perf_counter()
         offer_s = await self.offer(txs, progress)
         expected = len(txs) - self.rejected
@@ -353,6 +384,8 @@ class Bench:
                 shown = len(self.committed_at)
                 print(f"\r  offered {done}/{len(txs)}  committed {shown}" + " " * 20,
                       end="", file=sys.stderr, flush=True)
+        client_cpu = time.process_time() - client_cpu0
+        ticks_after = machine_cpu_ticks()
         metrics_after = await self.node_samples()
         if not quiet:
             print(file=sys.stderr)
@@ -399,6 +432,9 @@ class Bench:
             "bound_fraction": round(tps / bound, 3) if bound else 0.0,
             "node_cpu_us_per_tx": node_cpu,
             "loop_thread_cpu_us_per_tx": loop_cpu,
+            "client_cpu_us_per_tx": (round(client_cpu / len(self.committed_at) * 1e6, 1)
+                                     if self.committed_at else None),
+            "machine_busy": busy_fraction(ticks_before, ticks_after),
             "node_python": node_pythons(metrics_after or []),
             "client_python": interpreter(),
             **({"stage_cpu_us_per_tx": stages,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cli.bench import (
     CPU_METRIC,
+    busy_fraction,
     cpu_per_tx,
+    machine_cpu_ticks,
     node_pythons,
     parse_samples,
     stage_cpu_per_tx,
@@ -73,3 +77,32 @@ def test_the_interpreters_of_the_nodes_are_reported_once_each_and_unescaped() ->
     assert node_pythons(samples) == ["3.11.7 (main, May 9 2026, 07:35:25) [GCC 12.2.0]",
                                      '3.11.2 "patched" (a\\b)']
     assert node_pythons([parse_samples("process_cpu_seconds_total 1\n")]) == []
+
+
+def test_the_machine_busy_share_comes_from_proc_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 5 50 800 40 3 2 0 7 0\ncpu0 50 2 25 400 20 1 1 0 3 0\n")
+    before = machine_cpu_ticks(str(stat))
+    assert before == (160, 1000)  # idle and iowait are not busy; guest is inside user
+    stat.write_text("cpu  250 5 90 850 50 3 2 0 9 0\ncpu0 1 1 1 1 1 1 1 1 1 1\n")
+    after = machine_cpu_ticks(str(stat))
+    assert after == (350, 1250)
+    assert busy_fraction(before, after) == round(190 / 250, 3)
+
+
+def test_no_machine_busy_share_without_two_readings(tmp_path: Path) -> None:
+    assert machine_cpu_ticks(str(tmp_path / "missing")) is None
+    (tmp_path / "odd").write_text("intr 1 2 3\n")
+    assert machine_cpu_ticks(str(tmp_path / "odd")) is None
+    assert busy_fraction(None, (1, 2)) is None
+    assert busy_fraction((5, 10), (5, 10)) is None  # no time passed
+
+
+def test_the_real_machine_busy_share_is_a_fraction() -> None:
+    first = machine_cpu_ticks()
+    if first is None:  # not Linux
+        return
+    sum(range(2_000_000))  # some CPU time, so that ticks pass
+    share = busy_fraction(first, machine_cpu_ticks())
+    assert share is None or 0.0 <= share <= 1.0

@@ -40,6 +40,10 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     # CPU per node and transaction, read from the nodes' /metrics, is no less than that.
     assert 20 < result["node_cpu_us_per_tx"] < 1_000_000
     assert 0 < result["loop_thread_cpu_us_per_tx"] <= result["node_cpu_us_per_tx"] * 1.01
+    # The load generator's own CPU (it pre-signs before the clock, so only intake and the
+    # event streams count) and how busy the machine was while it ran.
+    assert 0 < result["client_cpu_us_per_tx"] < 1_000_000
+    assert 0 < result["machine_busy"] <= 1
     # The devnet's nodes run this very interpreter (sys.executable), and say so.
     assert result["node_python"] == [interpreter()] and result["client_python"] == interpreter()
     for org, text in metrics.items():
