@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import bench_pipeline as pipeline  # noqa: E402
 
+from cli.bench import default_buyers  # noqa: E402
 from consensus import canonical  # noqa: E402
 from consensus.events import ProposalValueReady  # noqa: E402
 from consensus.wal import WalRecord  # noqa: E402
@@ -70,14 +71,19 @@ def main() -> None:
     parser.add_argument("--tree-cache", type=int, default=state_tree.DEFAULT_CACHE_ENTRIES,
                         help="bound of the state tree's bucket cache ([state] "
                              "tree_cache_entries)")
-    parser.add_argument("--buyers", type=int, default=5000,
-                        help="distinct buyers the orders cycle through")
+    parser.add_argument("--buyers", type=int, default=0,
+                        help="distinct buyers the orders cycle through (default: as "
+                             "jangbu bench, one per 4 orders and at least 5,000; fewer "
+                             "make larger combined-taxation groups, a cost that grows "
+                             "with the chain)")
     parser.add_argument("--pure-codec", action="store_true",
                         help="the pure-Python canonical encoder instead of the compiled one")
     parser.add_argument("--wal", choices=("file", "leveldb", "none"), default="file",
                         help="where each block's WAL record goes (see above)")
     args = parser.parse_args()
     canonical.use_compiled_encoder(not args.pure_codec)
+    if args.buyers <= 0:
+        args.buyers = default_buyers(args.blocks * args.txs_per_block)
     if args.leveldb_defaults:
         store_open.LEVELDB_OPTIONS.clear()
         store_open.COMPRESSION = "snappy"  # LevelDB's own default

@@ -25,7 +25,10 @@ Method (so the numbers mean something):
    committed transaction (it shares the machine, so its CPU is the nodes' loss), and
    ``machine_busy``: the share of all cores' time that was busy then (Linux ``/proc/stat``;
    the window ends up to 0.25 s after the last commit). Near 1.0 the run was bound by CPU;
-   well below it, by waiting (timeouts, the disk, the network).
+   well below it, by waiting (timeouts, the disk, the network);
+9. with ``--window S``, ``windows``: the run cut into S-second windows, each with the
+   commits seen in it (as tx/s), their latency percentiles and the nodes' CPU per such
+   transaction, to see a long run change as the store grows.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import re
 import statistics
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +151,38 @@ def busy_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None)
     return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
+def window_rows(t0: float, marks: list[tuple[float, list[dict[str, float]] | None]],
+                committed_at: dict[str, float], sent_at: dict[str, float]) -> list[dict[str, Any]]:
+    """The run cut into the windows between consecutive ``marks`` (time, the nodes'
+    /metrics samples then): per window, the transactions whose commit was seen in it, as
+    a rate, their latency percentiles and the nodes' CPU per such transaction.
+
+    Why: a long run's totals hide how it changed as the chain and the store grew (LevelDB's
+    compactions, a backlog that builds up): the rows show when, and by how much.
+    """
+    commits = sorted((at, (at - sent_at[h]) * 1000) for h, at in committed_at.items())
+    rows: list[dict[str, Any]] = []
+    index = 0
+    for (start, before), (end, after) in pairwise(marks):
+        latencies = []
+        while index < len(commits) and commits[index][0] < end:
+            if commits[index][0] >= start:
+                latencies.append(commits[index][1])
+            index += 1
+        span = max(1e-9, end - start)
+        cpu = (cpu_per_tx(before, after, CPU_METRIC, len(latencies))
+               if before is not None and after is not None else None)
+        rows.append({
+            "t_s": round(start - t0, 1),
+            "committed": len(latencies),
+            "tx_per_s": round(len(latencies) / span, 1),
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+            "node_cpu_us_per_tx": cpu,
+        })
+    return rows
+
+
 def measure_verify_rate(seconds: float = 1.0) -> float:
     """Ed25519 verifications per second on one core (same code path as the mempool)."""
     key = SigningKey(b"\x11" * 32)
@@ -171,6 +207,22 @@ def percentile(values: list[float], q: float) -> float:
 
 
 DEFAULT_BUYERS = 5000
+ORDERS_PER_BUYER = 4  # what a 20,000-order run with the default buyers makes
+
+
+def default_buyers(txs: int) -> int:
+    """Buyers for a run of ``txs`` orders when ``--buyers`` is not given: at least
+    ``DEFAULT_BUYERS``, and enough that each buyer's group stays at ~``ORDERS_PER_BUYER``
+    orders however long the run.
+
+    Why: a combined-taxation group (one buyer, one seller, one day) is read and written
+    back whole by each order that joins it, so a run of 240,000 orders over 5,000 buyers
+    made groups of 48 orders (1.5 KB records rewritten per order) and measured the
+    workload's growth instead of the node's: 289 µs of node CPU per order on average,
+    against 244 with groups of 4 (docs/benchmarks.md, twenty-fourth round). A buyer with
+    48 parcels from one seller in one day is not what customs sees.
+    """
+    return max(DEFAULT_BUYERS, -(-txs // ORDERS_PER_BUYER))
 
 
 def order_args(run: str, i: int, buyers: int, *, courier: str, buyer: str,
@@ -195,9 +247,10 @@ def order_args(run: str, i: int, buyers: int, *, courier: str, buyer: str,
 
 class Bench:
     def __init__(self, directory: Path, txs: int, rate: float, clients: int, batch: int,
-                 buyers: int = DEFAULT_BUYERS) -> None:
+                 buyers: int | None = None, window: float = 0.0) -> None:
         self.directory = directory
-        self.buyers = buyers
+        self.window = window
+        self.buyers = default_buyers(txs) if buyers is None else buyers
         self.genesis = json.loads((directory / "genesis.json").read_text())
         self.chain_id = self.genesis["chain_id"]
         self.urls = [v["api"] for v in self.genesis["validators"]]
@@ -336,6 +389,13 @@ class Bench:
         await asyncio.gather(*(client_task(w) for w in range(self.clients)))
         return time.perf_counter() - started
 
+    async def sample_windows(self, marks: list[tuple[float, list[dict[str, float]] | None]],
+                             stop: asyncio.Event) -> None:
+        """Every ``window`` seconds, note the time and the nodes' /metrics samples."""
+        while not stop.is_set():
+            await asyncio.sleep(self.window)
+            marks.append((time.perf_counter(), await self.node_samples()))
+
     async def node_samples(self) -> list[dict[str, float]] | None:
         """Each node's ``/metrics`` samples; None if a node cannot be read."""
         samples = []
@@ -373,6 +433,9 @@ class Bench:
         ticks_before = machine_cpu_ticks()
         client_cpu0 = time.process_time()
         t0 = time.perf_counter()
+        marks: list[tuple[float, list[dict[str, float]] | None]] = [(t0, metrics_before)]
+        sampler = (asyncio.create_task(self.sample_windows(marks, stop))
+                   if self.window > 0 else None)
         offer_s = await self.offer(txs, progress)
         expected = len(txs) - self.rejected
         deadline = time.perf_counter() + 60
@@ -387,6 +450,10 @@ class Bench:
         client_cpu = time.process_time() - client_cpu0
         ticks_after = machine_cpu_ticks()
         metrics_after = await self.node_samples()
+        if sampler is not None:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+            marks.append((time.perf_counter(), metrics_after))
         if not quiet:
             print(file=sys.stderr)
         stop.set()
@@ -437,6 +504,8 @@ class Bench:
             "machine_busy": busy_fraction(ticks_before, ticks_after),
             "node_python": node_pythons(metrics_after or []),
             "client_python": interpreter(),
+            **({"windows": window_rows(t0, marks, self.committed_at, self.sent_at)}
+               if self.window > 0 else {}),
             **({"stage_cpu_us_per_tx": stages,
                 "stage_cpu_nodes": stage_nodes(metrics_after or [])} if stages else {}),
         }
@@ -448,9 +517,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError(f"{directory} has no genesis.json; start a devnet first "
                        "(jangbu devnet up --preset customs --dir DIR)")
     if (args.txs < 1 or args.clients < 1 or args.rate < 0 or args.batch < 1
-            or args.buyers < 1):
+            or (args.buyers is not None and args.buyers < 1)):
         raise CliError("--txs, --clients, --batch and --buyers must be positive, --rate >= 0")
-    bench = Bench(directory, args.txs, args.rate, args.clients, args.batch, args.buyers)
+    if args.window < 0:
+        raise CliError("--window must be >= 0 seconds")
+    bench = Bench(directory, args.txs, args.rate, args.clients, args.batch, args.buyers,
+                  args.window)
     try:
         result = asyncio.run(bench.run(quiet=args.json))
     except ClientError as exc:
@@ -462,6 +534,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     stages = result.pop("stage_cpu_us_per_tx", None)
     counted = result.pop("stage_cpu_nodes", 0)
+    windows = result.pop("windows", None)
     width = max(len(k) for k in result)
     for name, value in result.items():
         print(f"{name:<{width}}  {value}")
@@ -470,6 +543,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"{result['nodes']} nodes that report it (each inclusive of the stages inside):")
         for name, value in sorted(stages.items(), key=lambda item: -item[1]):
             print(f"  {name:<22} {value:8.1f}")
+    if windows:
+        print(f"\nby window of {args.window:g} s (commits seen in it):")
+        print(f"  {'t_s':>7} {'committed':>9} {'tx/s':>8} {'p50 ms':>9} {'p99 ms':>9} "
+              f"{'node µs/tx':>10}")
+        for row in windows:
+            cpu = row["node_cpu_us_per_tx"]
+            print(f"  {row['t_s']:>7} {row['committed']:>9} {row['tx_per_s']:>8} "
+                  f"{row['p50_ms']:>9} {row['p99_ms']:>9} {'-' if cpu is None else cpu:>10}")
     return 0
 
 
@@ -480,9 +561,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--rate", type=float, default=0, help="offered tx/s (0 = as fast as possible)")
     p.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     p.add_argument("--batch", type=int, default=100, help="transactions per batch request")
-    p.add_argument("--buyers", type=int, default=DEFAULT_BUYERS,
-                   help=f"distinct buyers per run, new in each run (default {DEFAULT_BUYERS}; "
-                        "fewer make larger combined-taxation groups)")
+    p.add_argument("--buyers", type=int, default=None,
+                   help=f"distinct buyers per run, new in each run (default: {DEFAULT_BUYERS}, "
+                        f"or one per {ORDERS_PER_BUYER} orders in longer runs; fewer make "
+                        "larger combined-taxation groups)")
+    p.add_argument("--window", type=float, default=0,
+                   help="also report each WINDOW seconds of the run on its own (commits, "
+                        "latency, node CPU per transaction; 0 = off)")
     p.add_argument("--preset", choices=["customs"], default="customs",
                    help="workload (the clearance workflow)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -13,6 +13,7 @@ from cli.bench import (
     parse_samples,
     stage_cpu_per_tx,
     stage_nodes,
+    window_rows,
 )
 
 PAGE = """# HELP process_cpu_seconds_total user and system CPU time
@@ -106,3 +107,27 @@ def test_the_real_machine_busy_share_is_a_fraction() -> None:
     sum(range(2_000_000))  # some CPU time, so that ticks pass
     share = busy_fraction(first, machine_cpu_ticks())
     assert share is None or 0.0 <= share <= 1.0
+
+
+def test_a_run_is_cut_into_windows_by_commit_time() -> None:
+    t0 = 100.0
+    marks = [(t0, [page(1.0, 0.0)]), (t0 + 10, [page(1.5, 0.0)]), (t0 + 20, None),
+             (t0 + 25, [page(3.0, 0.0)])]
+    sent = {"a": t0, "b": t0 + 1, "c": t0 + 2, "d": t0 + 12, "e": t0 + 21}
+    committed = {"a": t0 + 0.5, "b": t0 + 9.0, "c": t0 + 11.0, "d": t0 + 12.5,
+                 "e": t0 + 21.1}
+    rows = window_rows(t0, marks, committed, sent)
+    assert [row["t_s"] for row in rows] == [0.0, 10.0, 20.0]
+    assert [row["committed"] for row in rows] == [2, 2, 1]
+    assert rows[0]["tx_per_s"] == 0.2 and rows[2]["tx_per_s"] == 0.2
+    assert rows[0]["p50_ms"] == 500.0 and rows[0]["p99_ms"] == 8000.0
+    assert rows[1]["p50_ms"] == 500.0 and rows[1]["p99_ms"] == 9000.0
+    # 0.5 CPU seconds over the first window's 2 commits; no samples, no figure
+    assert rows[0]["node_cpu_us_per_tx"] == 250_000.0
+    assert rows[1]["node_cpu_us_per_tx"] is None and rows[2]["node_cpu_us_per_tx"] is None
+
+
+def test_an_empty_window_is_reported_as_such() -> None:
+    rows = window_rows(0.0, [(0.0, None), (5.0, None)], {}, {})
+    assert rows == [{"t_s": 0.0, "committed": 0, "tx_per_s": 0.0, "p50_ms": 0.0,
+                     "p99_ms": 0.0, "node_cpu_us_per_tx": None}]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from cli.bench import DEFAULT_BUYERS, order_args
+from cli.bench import DEFAULT_BUYERS, ORDERS_PER_BUYER, default_buyers, order_args
 
 from cli_support import jangbu
 
@@ -47,3 +47,15 @@ def test_invalid_buyers_count_is_refused(tmp_path) -> None:
     out = jangbu("bench", "--dir", tmp_path, "--buyers", "0")
     assert out.returncode == 1
     assert out.stderr.startswith("jangbu: error:") and "--buyers" in out.stderr
+
+
+def test_long_runs_get_more_buyers_so_groups_stay_small() -> None:
+    """Regression: a 240,000-order run over 5,000 buyers made groups of 48 orders, each
+    rewritten whole by every order joining it, so the run measured the groups' growth."""
+    assert default_buyers(300) == DEFAULT_BUYERS
+    assert default_buyers(20_000) == DEFAULT_BUYERS
+    assert default_buyers(240_000) == 60_000
+    assert default_buyers(240_001) == 60_001
+    for count in (20_000, 240_000, 1_000_003):
+        assert -(-count // default_buyers(count)) <= ORDERS_PER_BUYER
+    assert max(Counter(refs("1", 20_000, default_buyers(20_000))).values()) == ORDERS_PER_BUYER

@@ -153,12 +153,13 @@ class Network:
         return top
 
 
-def run_bench(net: Network, txs: int, batch: int) -> dict[str, Any]:
+def run_bench(net: Network, txs: int, batch: int, *extra: str) -> dict[str, Any]:
     """``jangbu bench --json`` against ``net`` as a separate process; its result, after
     checking that it committed every order and had none rejected."""
     out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir",
                           str(net.directory), "--txs", str(txs), "--batch", str(batch),
-                          "--json"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+                          *extra, "--json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=240)
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["committed"] == txs and result["rejected"] == 0, result

@@ -57,6 +57,38 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     assert 0 < stages["store_write"] <= stages["commit"]
 
 
+def test_bench_reports_a_run_window_by_window(tmp_path):
+    net = make_network(tmp_path / "net")
+    net.start_all()
+    net.wait_connected()
+    try:
+        result = run_bench(net, 400, 20, "--rate", "400", "--window", "0.4")
+        table = subprocess.run(
+            [sys.executable, "-m", "cli.main", "bench", "--dir", str(net.directory), "--txs",
+             "100", "--batch", "10", "--rate", "200", "--window", "0.3"],
+            cwd=ROOT, capture_output=True, text=True, timeout=240)
+    finally:
+        net.stop_all()
+    rows = result["windows"]
+    assert len(rows) >= 2 and [row["t_s"] for row in rows] == sorted(row["t_s"] for row in rows)
+    # Every commit falls in exactly one window.
+    assert sum(row["committed"] for row in rows) == result["committed"] == 400
+    for row in rows:
+        assert row["p50_ms"] <= row["p99_ms"] and row["tx_per_s"] >= 0
+        assert row["committed"] == 0 or row["node_cpu_us_per_tx"] > 0
+    assert table.returncode == 0, table.stderr
+    assert "by window of 0.3 s" in table.stdout and "node µs/tx" in table.stdout
+
+
+def test_invalid_bench_window_is_refused(tmp_path):
+    (tmp_path / "genesis.json").write_text("{}")
+    out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir", str(tmp_path),
+                          "--window", "-1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.startswith("jangbu: error:") and "--window" in out.stderr
+
+
 def test_invalid_bench_without_a_network_fails_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
