@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.errors import CliError
-from cli.network import DEFAULT_BASE_PORT, init_network, preset_contracts
+from cli.network import DEFAULT_BASE_PORT, init_network, parse_params, preset_contracts
 from cli.output import Progress, age, command, print_json, print_table
 from cli.presets import PRESETS
 
@@ -163,11 +163,14 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if (directory / "genesis.json").exists():
         refuse_if_running(directory, load_devnet(directory))
+    if args.param and not args.fresh and (directory / "genesis.json").exists():
+        raise CliError(f"--param sets genesis, and {directory} already has one; add --fresh "
+                       "to create the network again (its chain is deleted)")
     if args.fresh or not (directory / "genesis.json").exists():
         try:
             init_network(directory, PRESETS[args.preset], preset_contracts(args.preset),
                          chain_id=f"jangbu-{args.preset}", base_port=args.base_port,
-                         force=args.fresh)
+                         force=args.fresh, consensus=parse_params(args.param))
         except (FileExistsError, ValueError) as exc:
             raise CliError(str(exc)) from None
         print(f"created {args.preset} network in {directory}", file=sys.stderr)
@@ -362,6 +365,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"first port when creating the network (default {DEFAULT_BASE_PORT})")
     p.add_argument("--fresh", action="store_true",
                    help="delete DIR's network (keys, chain) and create a new one")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="when creating: a genesis consensus parameter, e.g. "
+                        "min_block_interval_ms=100 (repeatable)")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for every node to connect (default 30)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

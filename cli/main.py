@@ -30,17 +30,18 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_network_init(args: argparse.Namespace) -> int:
-    from cli.network import init_network, preset_contracts
+    from cli.network import init_network, parse_params, preset_contracts
     from cli.presets import PRESETS, parse_orgs
     from node.registry import ContractLoadError
     try:
+        params = parse_params(args.param)
         orgs = parse_orgs(args.orgs) if args.orgs else PRESETS[args.preset]
         contracts = preset_contracts(args.preset)
         if args.orgs and args.contracts:
             contracts = ["membership", *[c for c in args.contracts.split(",") if c != "membership"]]
         genesis = init_network(Path(args.dir), orgs, contracts,
                                chain_id=args.chain_id or f"jangbu-{args.preset}",
-                               base_port=args.base_port, force=args.force)
+                               base_port=args.base_port, force=args.force, consensus=params)
     except (FileExistsError, ValueError, ContractLoadError) as exc:
         raise CliError(str(exc)) from None
     print(f"created network {genesis.parent} ({len(orgs)} validators)")
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contracts", help="with --orgs: comma-separated contract names")
     p.add_argument("--chain-id")
     p.add_argument("--force", action="store_true", help="replace an existing directory")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a genesis consensus parameter, e.g. min_block_interval_ms=100 "
+                        "(repeatable; docs/operations.md lists them)")
     p.set_defaults(func=cmd_network_init)
 
     node = sub.add_parser("node", help="run a node").add_subparsers(

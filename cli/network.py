@@ -17,7 +17,7 @@ from nacl.signing import SigningKey
 from cli.presets import BUSINESS_IDS, CONTRACTS
 from node.block import BLOCK_VERSION_SIGNED
 from node.config import render_config
-from node.genesis import parse_genesis
+from node.genesis import ConsensusParams, parse_genesis
 from node.keys import write_key_file
 from node.registry import installed_version
 
@@ -77,8 +77,6 @@ def init_network(
             raise FileExistsError(
                 f"a node is running on {', '.join(str(p) for p in running)}; stop it "
                 f"before replacing {directory}")
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     node_keys: dict[str, SigningKey] = {}
     member_keys: dict[str, SigningKey] = {}
     validators, genesis_orgs = [], []
@@ -106,7 +104,12 @@ def init_network(
         # Block version 2: certified blocks pin their signatures (node/block.py).
         "consensus": {"block_version": BLOCK_VERSION_SIGNED, **(consensus or {})},
     }
-    parse_genesis(genesis)  # refuse to write a network that would not start
+    # Refuse a network that would not start before anything is deleted or written
+    # (regression: a bad --param under --force had already deleted the old network).
+    parse_genesis(genesis)
+    if directory.exists() and any(directory.iterdir()):
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     text = json.dumps(genesis, indent=2) + "\n"
     genesis_path = directory / "genesis.json"
     genesis_path.write_text(text)
@@ -120,6 +123,29 @@ def init_network(
         write_key_file(home / "node.key", node_keys[org_id], "node")
         write_key_file(home / "member.key", member_keys[org_id], "member")
     return genesis_path
+
+
+def parse_params(items: list[str] | None) -> dict[str, int]:
+    """``NAME=VALUE`` strings from ``--param`` as genesis consensus parameters.
+
+    Only the form is checked here (a known name, an integer); ranges are genesis' own rules,
+    checked by :func:`init_network` before anything is written.
+    """
+    known = ConsensusParams().to_obj()
+    params: dict[str, int] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE")
+        if name not in known:
+            raise ValueError(f"--param {name}: unknown consensus parameter (known: "
+                             f"{', '.join(sorted(known))})")
+        try:
+            params[name] = int(value.strip())
+        except ValueError:
+            raise ValueError(f"--param {name}: {value!r} is not an integer") from None
+    return params
 
 
 def preset_contracts(preset: str) -> list[str]:

@@ -47,6 +47,9 @@ class ConsensusParams:
     max_block_txs: int = 1000  # bounds the time one block takes to execute (~0.2 s)
     max_block_bytes: int = 3 * 1024 * 1024  # a proposal must fit a 4 MiB canonical message
     empty_block_interval_ms: int = 0  # 0: never make empty blocks while idle
+    # A height with work starts no sooner than this after the previous one started, unless
+    # a full block is already waiting (node/driver.py, "block pacing"); 0: at once.
+    min_block_interval_ms: int = 0
     # What txs_root covers (node/block.py): 1 = transaction hashes, 2 = hash + signature.
     # Absent means 1, the rule of every chain made before version 2 existed; new networks
     # are written with 2 (cli/network.py).

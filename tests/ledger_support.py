@@ -29,8 +29,10 @@ def seed_key(name: str) -> SigningKey:
 
 
 def make_genesis(validator_names: list[str] | None = None, *,
-                 block_version: int = BLOCK_VERSION_SIGNED) -> Genesis:
-    """A one-organisation chain; ``block_version`` as new networks get it unless given."""
+                 block_version: int = BLOCK_VERSION_SIGNED,
+                 consensus: dict[str, int] | None = None) -> Genesis:
+    """A one-organisation chain; ``block_version`` as new networks get it unless given,
+    and any other ``consensus`` parameters given."""
     names = validator_names or ["v0"]
     admin = seed_key("admin")
     return parse_genesis({
@@ -45,7 +47,7 @@ def make_genesis(validator_names: list[str] | None = None, *,
                   "keys": [{"pubkey": admin.verify_key.encode().hex(),
                             "roles": ["operator", "admin"]}]}],
         "contracts": [{"name": "membership", "version": "1"}],
-        "consensus": {"block_version": block_version},
+        "consensus": {"block_version": block_version, **(consensus or {})},
     })
 
 

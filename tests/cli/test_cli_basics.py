@@ -231,3 +231,40 @@ def test_invalid_timeouts_are_refused() -> None:
 def test_a_refused_network_init_leaves_no_directory(tmp_path: Path) -> None:
     result = jangbu("network", "init", "--dir", tmp_path / "n", "--base-port", "80")
     assert result.returncode == 1 and not (tmp_path / "n").exists()
+
+
+def test_network_init_param_sets_a_genesis_consensus_parameter(tmp_path: Path) -> None:
+    result = jangbu("network", "init", "--dir", tmp_path / "n",
+                    "--param", "min_block_interval_ms=100", "--param", "max_block_txs = 500")
+    assert result.returncode == 0, result.stderr
+    genesis = json.loads((tmp_path / "n" / "genesis.json").read_text())
+    assert genesis["consensus"] == {"block_version": 2, "min_block_interval_ms": 100,
+                                    "max_block_txs": 500}
+    node_copy = json.loads((tmp_path / "n" / "customs" / "genesis.json").read_text())
+    assert node_copy == genesis
+
+
+def test_invalid_network_init_param_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    for param, says in (("min_block_interval", "expected NAME=VALUE"),
+                        ("nosuch=1", "--param nosuch: unknown consensus parameter"),
+                        ("max_block_txs=many", "'many' is not an integer"),
+                        ("max_block_txs=0", "consensus.max_block_txs: must be at least 1"),
+                        ("min_block_interval_ms=-5", "must be a non-negative integer")):
+        result = jangbu("network", "init", "--dir", tmp_path / "n", "--param", param)
+        assert result.returncode == 1, param
+        assert says in result.stderr, (param, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "n").exists()
+
+
+def test_invalid_param_under_force_keeps_the_existing_network(tmp_path: Path) -> None:
+    # Regression: init_network deleted the old directory before checking the new genesis,
+    # so a refused --param under --force had already lost the network it was to replace.
+    directory = tmp_path / "n"
+    assert jangbu("network", "init", "--dir", directory).returncode == 0
+    first = (directory / "genesis.json").read_text()
+    result = jangbu("network", "init", "--dir", directory, "--force",
+                    "--param", "max_block_bytes=0")
+    assert result.returncode == 1 and "consensus.max_block_bytes" in result.stderr
+    assert (directory / "genesis.json").read_text() == first
+    assert (directory / "customs" / "node.key").exists()

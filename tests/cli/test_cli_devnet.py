@@ -226,3 +226,14 @@ def test_devnet_down_is_idempotent(devnet: tuple[Path, int]) -> None:
     unreachable = jangbu("status", "--node", api(base))
     assert unreachable.stderr == f"jangbu: error: cannot reach node at {api(base)}\n"
 
+
+
+def test_invalid_devnet_up_param_without_fresh_over_an_existing_network(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    assert jangbu("network", "init", "--dir", directory).returncode == 0
+    first = (directory / "genesis.json").read_text()
+    result = jangbu("devnet", "up", "--dir", directory, "--param", "min_block_interval_ms=100")
+    assert result.returncode == 1
+    assert "--param sets genesis" in result.stderr and "--fresh" in result.stderr
+    assert (directory / "genesis.json").read_text() == first
+    assert not list(directory.glob("*/node.pid"))
