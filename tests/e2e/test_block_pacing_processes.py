@@ -8,6 +8,7 @@ trickle still commits, on every node, in fewer and larger blocks, spaced by the 
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 from nacl.signing import SigningKey
@@ -55,7 +56,7 @@ def test_a_trickle_commits_in_paced_blocks_on_every_node(network):
     # ~1.2 s of trickle at one block per 0.6 s at most: 2-4 heights, not ~12.
     assert len(heights) <= 4, heights
     times = [b["header"]["time_ms"] for b in blocks]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    gaps = [later - earlier for earlier, later in pairwise(times)]
     # Each gap spans a whole pace; 50 ms of slack for the proposers' clocks on this machine.
     assert all(gap >= PACE_MS - 50 for gap in gaps), gaps
     last = heights[-1]
