@@ -1,6 +1,6 @@
 """Chaos run: a 4-process devnet under steady load while a seeded nemesis injects faults.
 
-    python tests/e2e/chaos.py --minutes 30 --seed 7 [--dir /tmp/chaos] [--keep]
+    python tests/e2e/chaos.py --minutes 30 --seed 7 [--dir /tmp/chaos] [--param NAME=VALUE]
 
 The nemesis (one fault at a time, so at most f = 1 faulty node) picks a node and one of:
 
@@ -48,7 +48,7 @@ from nacl.signing import SigningKey
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cli.network import init_network
+from cli.network import init_network, parse_params
 from cli.presets import CONTRACTS, PRESETS
 from node.tx import Transaction
 
@@ -71,6 +71,7 @@ class ChaosConfig:
     catch_up_bound_s: float = 45.0
     recover_bound_s: float = 60.0
     request_timeout_s: float = 8.0
+    consensus: dict[str, int] = field(default_factory=dict)  # genesis parameters to set
 
 
 @dataclass
@@ -137,7 +138,7 @@ class Chaos:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.log = log
-        self.net, routes = make_proxied_network(directory)
+        self.net, routes = make_proxied_network(directory, consensus=cfg.consensus)
         self.proxy = PartitionProxy(routes, self._pids)
         self.result = ChaosResult()
         self.paused: set[str] = set()
@@ -385,11 +386,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None,
                         help="network directory, always kept (a temporary one is removed "
                         "after a passing run)")
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE",
+                        help="a genesis consensus parameter, as `jangbu network init "
+                        "--param` (e.g. min_block_interval_ms=100); repeatable")
     args = parser.parse_args(argv)
+    consensus = parse_params(args.param)
     directory = args.dir or Path(tempfile.mkdtemp(prefix="jangbu-chaos-"))
     net_dir = directory / "net"
-    cfg = ChaosConfig(seconds=args.minutes * 60, seed=args.seed, workers=args.workers)
-    print(f"chaos: {args.minutes} min, seed {args.seed}, network in {net_dir}", flush=True)
+    cfg = ChaosConfig(seconds=args.minutes * 60, seed=args.seed, workers=args.workers,
+                      consensus=consensus)
+    print(f"chaos: {args.minutes} min, seed {args.seed}, network in {net_dir}"
+          + (f", genesis {consensus}" if consensus else ""), flush=True)
     result = run_chaos(net_dir, cfg, log=lambda m: print(m, flush=True))
     print(result.details())
     for line in result.lost_examples + result.divergence_examples:
