@@ -141,6 +141,8 @@ def parse_params(items: list[str] | None) -> dict[str, int]:
         if name not in known:
             raise ValueError(f"--param {name}: unknown consensus parameter (known: "
                              f"{', '.join(sorted(known))})")
+        if name in params:
+            raise ValueError(f"--param {name}: given twice")
         try:
             params[name] = int(value.strip())
         except ValueError:

@@ -356,6 +356,9 @@ class ConsensusDriver:
         for handle in self._serve_deferred.values():
             handle.cancel()
         self._serve_deferred.clear()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         self._cancel_timers(self.core.height)
         for task in self._tasks:
             task.cancel()
@@ -667,6 +670,8 @@ class ConsensusDriver:
                 self.queue.put_nowait(self._build_proposal(asked, event.txs, event.time_ms))
             return
         if isinstance(event, _StartIfIdle):
+            if self.syncing:
+                return  # the end of the sync considers the next height again
             if event.height == self.store.height + 1:
                 self._start_height(event.height)
             else:
@@ -889,8 +894,9 @@ class ConsensusDriver:
         brought forward from a later empty-block deadline) and the height starts when it
         fires. A full block waiting (``max_block_txs`` or ``max_block_bytes``) starts at
         once: waiting longer could not make the block any larger. A consensus message of
-        the next height starts it at once too (:meth:`_on_consensus_message`), so only the
-        proposer's pacing decides when a block is proposed; the others follow it.
+        the next height starts it at once too (:meth:`_on_consensus_message`, or buffered
+        by the core while we were committing), so a validator that paces later than the
+        proposer still joins its proposal as soon as it arrives.
         """
         next_height = self.store.height + 1
         if self.started_height >= next_height or self.syncing or self._stopping:
@@ -904,7 +910,10 @@ class ConsensusDriver:
                 self._start_height(next_height)
                 return
             deadline = self._last_start_at + pace / 1000
-            if deadline <= time.monotonic():
+            if deadline <= time.monotonic() or any(
+                    message.height == next_height for message in self.core.pending_messages()):
+                # Also at once when a peer's message of that height arrived while we were
+                # still committing the last one: the height is already under way.
                 self._start_height(next_height)
             else:
                 self._arm_idle_timer(deadline, next_height)

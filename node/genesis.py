@@ -206,6 +206,12 @@ def parse_genesis(obj: Any) -> Genesis:
     _require(params.max_block_txs >= 1, "consensus.max_block_txs", "must be at least 1")
     _require(1 <= params.max_block_bytes <= MAX_BLOCK_BYTES, "consensus.max_block_bytes",
              f"must be between 1 and {MAX_BLOCK_BYTES} (a block must fit one message)")
+    # A validator that starts a height at once (a full block in its mempool) waits
+    # timeout_propose_ms for the proposal of a proposer still pacing: the pace must leave
+    # room for the proposal to be built and to travel within that wait.
+    _require(params.min_block_interval_ms <= params.timeout_propose_ms // 2,
+             "consensus.min_block_interval_ms",
+             f"must be at most half of timeout_propose_ms ({params.timeout_propose_ms // 2})")
     _require(params.block_version in BLOCK_VERSIONS, "consensus.block_version",
              f"must be one of {', '.join(map(str, BLOCK_VERSIONS))}")
 

@@ -249,12 +249,17 @@ def test_invalid_network_init_param_is_refused_and_writes_nothing(tmp_path: Path
                         ("nosuch=1", "--param nosuch: unknown consensus parameter"),
                         ("max_block_txs=many", "'many' is not an integer"),
                         ("max_block_txs=0", "consensus.max_block_txs: must be at least 1"),
-                        ("min_block_interval_ms=-5", "must be a non-negative integer")):
+                        ("min_block_interval_ms=-5", "must be a non-negative integer"),
+                        ("min_block_interval_ms=900", "at most half of timeout_propose_ms")):
         result = jangbu("network", "init", "--dir", tmp_path / "n", "--param", param)
         assert result.returncode == 1, param
         assert says in result.stderr, (param, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "n").exists()
+    result = jangbu("network", "init", "--dir", tmp_path / "n", "--param", "max_block_txs=5",
+                    "--param", "max_block_txs=6")
+    assert result.returncode == 1 and "--param max_block_txs: given twice" in result.stderr
+    assert not (tmp_path / "n").exists()
 
 
 def test_invalid_param_under_force_keeps_the_existing_network(tmp_path: Path) -> None:

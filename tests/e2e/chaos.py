@@ -390,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="a genesis consensus parameter, as `jangbu network init "
                         "--param` (e.g. min_block_interval_ms=100); repeatable")
     args = parser.parse_args(argv)
-    consensus = parse_params(args.param)
+    try:
+        consensus = parse_params(args.param)
+    except ValueError as exc:
+        parser.error(str(exc))
     directory = args.dir or Path(tempfile.mkdtemp(prefix="jangbu-chaos-"))
     net_dir = directory / "net"
     cfg = ChaosConfig(seconds=args.minutes * 60, seed=args.seed, workers=args.workers,

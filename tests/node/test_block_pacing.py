@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from consensus.types import Height, Round, Vote, VoteType
 from node.genesis import GenesisError
 
 from driver_chain import Chain
@@ -20,12 +21,13 @@ from ledger_support import make_genesis
 
 pytestmark = pytest.mark.timeout(60)
 
-PACE_MS = 400
+PACE_MS = 1500  # long enough for a commit and a trickle on a loaded machine
 
 
 @pytest.fixture
 async def paced(tmp_path: Any) -> Any:
-    built = Chain(tmp_path, consensus={"min_block_interval_ms": PACE_MS})
+    built = Chain(tmp_path, consensus={"min_block_interval_ms": PACE_MS,
+                                       "timeout_propose_ms": 2 * PACE_MS})
     yield built
     await built.driver.stop()
     built.store.close()
@@ -65,7 +67,8 @@ async def test_without_pacing_the_next_height_starts_as_soon_as_there_is_work(tm
 
 
 async def test_a_full_block_waiting_starts_at_once_whatever_the_pace(tmp_path):
-    chain = Chain(tmp_path, consensus={"min_block_interval_ms": 30_000, "max_block_txs": 3})
+    chain = Chain(tmp_path, consensus={"min_block_interval_ms": 30_000, "max_block_txs": 3,
+                                       "timeout_propose_ms": 60_000})
     try:
         await chain.driver.start()
         chain.submit()
@@ -89,6 +92,7 @@ async def test_a_block_full_by_bytes_starts_at_once(tmp_path):
     probe.driver.wal.close()
     probe.store.close()
     chain = Chain(tmp_path / "chain", consensus={"min_block_interval_ms": 30_000,
+                                                 "timeout_propose_ms": 60_000,
                                                  "max_block_bytes": 2 * size})
     try:
         await chain.driver.start()
@@ -121,6 +125,59 @@ async def test_a_paced_height_decided_by_sync_meanwhile_does_not_stall_the_next(
     assert block_sizes(paced) == [1, 1, 1]
 
 
+async def test_a_start_fired_for_a_height_sync_decided_is_not_lost(paced: Chain):
+    # The start timer fired for height 2 (its event queued) while sync was deciding height
+    # 2: the event is stale when handled, and the work waiting must still get a height.
+    driver = paced.driver
+    await driver.start()
+    paced.submit()
+    await paced.until_height(1)
+    paced.submit()
+    await asyncio.sleep(0.02)
+    assert driver._idle_timer is not None
+    driver._idle_timer.cancel()
+    driver._fire_idle(2)  # fired: _StartIfIdle(2) is queued
+    driver.syncing = True  # sync decides height 2 meanwhile (its end is not called here)
+    block, cert = paced.block(2, 900)
+    driver._commit(block, cert)
+    paced.store.settle()
+    driver.syncing = False
+    await paced.until_height(3)
+    assert block_sizes(paced) == [1, 1, 1]
+
+
+async def test_a_start_that_fires_during_a_sync_waits_for_its_end(paced: Chain):
+    driver = paced.driver
+    await driver.start()
+    paced.submit()
+    await paced.until_height(1)
+    paced.submit()
+    await asyncio.sleep(0.02)
+    driver._idle_timer.cancel()
+    driver.syncing = True
+    driver._fire_idle(2)  # the timer fires under the sync
+    await asyncio.sleep(0.1)
+    assert driver.started_height == 1  # no height started under a running sync
+    driver.syncing = False
+    driver._consider_start()  # what the end of a sync does
+    await paced.until_height(2)
+
+
+async def test_a_peers_message_of_the_next_height_held_during_our_commit_starts_it(
+        paced: Chain, monkeypatch: pytest.MonkeyPatch):
+    # Review finding: a peer's message of height h+1 that arrives while we still commit h
+    # is buffered by the core (it is then two heights ahead of our store), not handed to
+    # _on_consensus_message's start; pacing then held h+1 back with the proposal in hand.
+    driver = paced.driver
+    await driver.start()
+    paced.submit()
+    await paced.until_height(1)
+    early = Vote(VoteType.PREVOTE, Height(2), Round(0), None, driver.pubkey)
+    monkeypatch.setattr(driver.core, "pending_messages", lambda: [early])
+    paced.submit()
+    assert driver.started_height == 2  # at once, not a pace after height 1 started
+
+
 @pytest.mark.parametrize("value", [-1, 1.5, True, "100"])
 def test_invalid_min_block_interval_is_refused_naming_the_field(value: Any):
     with pytest.raises(GenesisError, match=r"consensus\.min_block_interval_ms"):
@@ -131,3 +188,16 @@ def test_min_block_interval_defaults_to_zero_and_is_read_from_genesis():
     assert make_genesis().params.min_block_interval_ms == 0
     assert make_genesis(consensus={"min_block_interval_ms": 150}).params \
         .min_block_interval_ms == 150
+
+
+def test_invalid_pace_longer_than_half_the_propose_timeout_is_refused():
+    # A validator that starts at once (a full block in its mempool) waits
+    # timeout_propose_ms for a proposer still pacing; a longer pace would lose rounds.
+    with pytest.raises(GenesisError, match=r"consensus\.min_block_interval_ms: must be at "
+                                           r"most half of timeout_propose_ms \(500\)"):
+        make_genesis(consensus={"min_block_interval_ms": 501})
+    assert make_genesis(consensus={"min_block_interval_ms": 500}).params \
+        .min_block_interval_ms == 500
+    assert make_genesis(consensus={"min_block_interval_ms": 2000,
+                                   "timeout_propose_ms": 4000}).params \
+        .min_block_interval_ms == 2000
