@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from consensus.types import Height, Round, Vote, VoteType
+from node.driver import ConsensusDriver
 from node.genesis import GenesisError
 
 from driver_chain import Chain
@@ -107,17 +108,23 @@ async def test_a_block_full_by_bytes_starts_at_once(tmp_path):
         chain.store.close()
 
 
+async def hold_back_height_two(chain: Chain) -> ConsensusDriver:
+    """Commit height 1, then submit one more: its height 2 is held back by the pace."""
+    driver = chain.driver
+    await driver.start()
+    chain.submit()
+    await chain.until_height(1)
+    chain.submit()
+    await asyncio.sleep(0.02)
+    assert driver._idle_timer is not None and driver._idle_height == 2
+    return driver
+
+
 async def test_a_paced_height_decided_by_sync_meanwhile_does_not_stall_the_next(paced: Chain):
     # Review finding (while adding pacing): the timer armed for height 2 stayed armed when
     # sync decided height 2; when it fired its start was dropped as stale, and the work
     # waiting was never started until another transaction arrived.
-    driver = paced.driver
-    await driver.start()
-    paced.submit()
-    await paced.until_height(1)
-    paced.submit()
-    await asyncio.sleep(0.02)
-    assert driver._idle_timer is not None and driver._idle_height == 2
+    driver = await hold_back_height_two(paced)
     block, cert = paced.block(2, 900)  # height 2 as sync brings it, with another tx
     driver._commit(block, cert)
     paced.store.settle()
@@ -128,13 +135,7 @@ async def test_a_paced_height_decided_by_sync_meanwhile_does_not_stall_the_next(
 async def test_a_start_fired_for_a_height_sync_decided_is_not_lost(paced: Chain):
     # The start timer fired for height 2 (its event queued) while sync was deciding height
     # 2: the event is stale when handled, and the work waiting must still get a height.
-    driver = paced.driver
-    await driver.start()
-    paced.submit()
-    await paced.until_height(1)
-    paced.submit()
-    await asyncio.sleep(0.02)
-    assert driver._idle_timer is not None
+    driver = await hold_back_height_two(paced)
     driver._idle_timer.cancel()
     driver._fire_idle(2)  # fired: _StartIfIdle(2) is queued
     driver.syncing = True  # sync decides height 2 meanwhile (its end is not called here)
@@ -147,12 +148,7 @@ async def test_a_start_fired_for_a_height_sync_decided_is_not_lost(paced: Chain)
 
 
 async def test_a_start_that_fires_during_a_sync_waits_for_its_end(paced: Chain):
-    driver = paced.driver
-    await driver.start()
-    paced.submit()
-    await paced.until_height(1)
-    paced.submit()
-    await asyncio.sleep(0.02)
+    driver = await hold_back_height_two(paced)
     driver._idle_timer.cancel()
     driver.syncing = True
     driver._fire_idle(2)  # the timer fires under the sync
