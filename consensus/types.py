@@ -16,7 +16,7 @@ proposer``: the block bytes through their SHA-256, the block hash because votes 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, NewType
@@ -182,10 +182,12 @@ class Vote:
         need_bytes(self.validator, "validator", canonical.PUBKEY_SIZE)
         need_bytes(self.signature, "signature", canonical.SIGNATURE_SIZE)
 
-    def verify(self, chain_id: str) -> None:
-        """Raise :class:`InvalidMessage` unless well formed and signed by ``validator``."""
+    def verify(self, chain_id: str,
+               verifier: Callable[[bytes, bytes, bytes], bool] = canonical.verify_raw) -> None:
+        """Raise :class:`InvalidMessage` unless well formed and signed by ``validator``
+        (``verifier(pubkey, message, signature)`` checks the signature)."""
         self.validate_basic()
-        if not canonical.verify_raw(self.validator, self.sign_bytes(chain_id), self.signature):
+        if not verifier(self.validator, self.sign_bytes(chain_id), self.signature):
             raise InvalidMessage("E_SIGNATURE", "bad vote signature")
 
     def to_obj(self) -> dict[str, Any]:
@@ -357,12 +359,15 @@ class Commit:
         )
 
 
-def verify_commit(chain_id: str, validators: ValidatorSet, commit: Commit) -> None:
+def verify_commit(chain_id: str, validators: ValidatorSet, commit: Commit,
+                  verifier: Callable[[bytes, bytes, bytes], bool] = canonical.verify_raw
+                  ) -> None:
     """Raise :class:`InvalidMessage` unless ``commit`` proves its block is decided.
 
     Checks: every signer is a validator, no signer twice, every signature is a valid
-    precommit for the commit's height/round/block, and at least a quorum signed. The caller
-    still checks that ``commit.height`` and ``commit.block_hash`` are the ones it expects.
+    precommit for the commit's height/round/block (by ``verifier``, Ed25519 by default),
+    and at least a quorum signed. The caller still checks that ``commit.height`` and
+    ``commit.block_hash`` are the ones it expects.
     """
     seen: set[bytes] = set()
     for validator, signature in commit.signatures:
@@ -371,7 +376,7 @@ def verify_commit(chain_id: str, validators: ValidatorSet, commit: Commit) -> No
         if validator in seen:
             raise InvalidMessage("E_COMMIT_DUPLICATE", "validator signed the commit twice")
         seen.add(validator)
-        commit.precommit(validator, signature).verify(chain_id)
+        commit.precommit(validator, signature).verify(chain_id, verifier)
     if len(seen) < validators.quorum:
         raise InvalidMessage(
             "E_COMMIT_QUORUM", f"{len(seen)} signatures, quorum is {validators.quorum}"

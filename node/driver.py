@@ -79,6 +79,7 @@ from node.recent_diffs import RecentDiffs, diff_from_wire
 from node.signer_state import SignerStateFile
 from node.store import LedgerStore
 from node.tx import Transaction, TxError
+from node.verified_signatures import VerifiedSignatures
 from node.wal_file import FILE_NAME as WAL_FILE_NAME
 from node.wal_file import WalFile
 
@@ -239,8 +240,13 @@ class ConsensusDriver:
         guard_file: SignerStateFile | None = None,
         sync_diffs_bytes: int = DEFAULT_SYNC_DIFFS_BYTES,
         speculate: bool = True,
+        vote_signatures: VerifiedSignatures | None = None,
     ) -> None:
         self.genesis = genesis
+        # The core's signature checks, remembered: the engine's certificate check of the
+        # next block consults the same object (node/verified_signatures.py).
+        self.vote_signatures = (vote_signatures if vote_signatures is not None
+                                else VerifiedSignatures())  # (an empty one is falsy)
         self.chain_id = genesis.chain_id
         self.store = store
         self.engine = engine
@@ -321,6 +327,7 @@ class ConsensusDriver:
             self.chain_id, self.vset, self.pubkey if self.is_validator else None,
             self.signer if self.is_validator else None, self.core_params,
             height=self.store.height + 1,
+            verifier=self.vote_signatures,
             last_commit=Commit.from_obj(last) if last is not None else None,
         )
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from consensus import canonical
 from consensus.types import Commit, ValidatorSet, verify_commit
 from contracts.sdk import Call, Contract
 from node import merkle, sigcheck
@@ -39,20 +40,25 @@ from node.state import Overlay
 from node.state_tree import StateDelta, StateTree
 from node.store import LedgerStore
 from node.tx import E_BAD_SIGNATURE, Transaction, TxError
+from node.verified_signatures import VerifiedSignatures
 
 CommitVerifier = Callable[[int, bytes, Any], None]
 """``verify(height, block_hash, certificate)`` raises if the certificate is not valid."""
 
 
-def certificate_verifier(chain_id: str, vset: ValidatorSet) -> CommitVerifier:
+def certificate_verifier(chain_id: str, vset: ValidatorSet,
+                         known: VerifiedSignatures | None = None) -> CommitVerifier:
     """The :data:`CommitVerifier` of a validator set: a certificate must be for exactly
-    this height and block, and carry a quorum of valid precommits."""
+    this height and block, and carry a quorum of valid precommits. With ``known`` (the
+    signatures the consensus core checked as votes), a precommit checked as a vote is not
+    checked again (node/verified_signatures.py)."""
+    check = known.check if known is not None else canonical.verify_raw
 
     def verify(height: int, block_hash: bytes, cert: Any) -> None:
         commit = Commit.from_obj(cert)
         if commit.height != height or commit.block_hash != block_hash:
             raise ValueError("certificate is for another block")
-        verify_commit(chain_id, vset, commit)
+        verify_commit(chain_id, vset, commit, check)
 
     return verify
 

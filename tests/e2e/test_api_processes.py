@@ -71,6 +71,7 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
     for name in ("jangbu_height", "jangbu_round", "jangbu_mempool_txs", "jangbu_peers 3",
                  "jangbu_txs_committed_total", "jangbu_tx_commit_latency_seconds_count 1",
                  "jangbu_commit_seconds_bucket", "# TYPE process_cpu_seconds_total counter",
+                 "# TYPE jangbu_signature_checks_saved_total counter",
                  "# TYPE python_info gauge"):
         assert name in text, name
     cpu = float(text.split("\nprocess_cpu_seconds_total ", 1)[1].split()[0])

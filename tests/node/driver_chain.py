@@ -14,6 +14,7 @@ from node.execution import committed_member_lookup
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.signer_state import SignerStateFile
+from node.verified_signatures import VerifiedSignatures
 from node.wal_file import decode_records
 
 from ledger_support import add_member_tx, certify, make_genesis, open_engine, seed_key
@@ -23,7 +24,8 @@ class Chain:
     """A one-validator chain run by a real driver (real store, engine, signer guard file),
     no network: the single validator decides every height alone."""
 
-    def __init__(self, tmp_path: Any, consensus: dict[str, int] | None = None) -> None:
+    def __init__(self, tmp_path: Any, consensus: dict[str, int] | None = None,
+                 vote_signatures: VerifiedSignatures | None = None) -> None:
         self.genesis = make_genesis(["v0"], consensus=consensus)
         self.store, self.engine = open_engine(str(tmp_path / "data"), self.genesis)
         self.mempool = Mempool(
@@ -34,7 +36,8 @@ class Chain:
         self.driver = ConsensusDriver(
             genesis=self.genesis, node_key=seed_key("v0"), store=self.store,
             engine=self.engine, mempool=self.mempool, bus=EventBus(), metrics=Metrics(),
-            guard_file=SignerStateFile(tmp_path / "signer-state.bin"))
+            guard_file=SignerStateFile(tmp_path / "signer-state.bin"),
+            vote_signatures=vote_signatures)
         self.sent: list[Any] = []
         self.driver.broadcast = self.sent.append
         self.nonce = 0
