@@ -12,8 +12,8 @@ Besides the core's actions the driver owns three chores:
   ``empty_block_interval_ms`` when that is set, so an idle network makes no blocks;
 * **block pacing**: with ``min_block_interval_ms`` set, a height with work but less than a
   full block waiting starts no sooner than that after the previous height started, so a
-  steady load is cut into fewer, larger blocks (each height costs a fixed ~2.7 ms of CPU per
-  node besides its transactions);
+  steady load is cut into fewer, larger blocks (each height costs a fixed 2.3-3.6 ms of CPU
+  per node besides its transactions, docs/benchmarks.md);
 * **block sync**: peers exchange their committed height; a node that is behind fetches
   decided blocks with certificates, verifies and commits them, then joins the live height;
 * **re-gossip**: our own votes and the proposals we hold are re-sent while a height makes
@@ -924,7 +924,7 @@ class ConsensusDriver:
                 self._start_height(next_height)
             else:
                 self._arm_idle_timer(deadline, next_height)
-        elif params.empty_block_interval_ms > 0 and self._idle_timer is None:
+        elif params.empty_block_interval_ms > 0:  # an earlier deadline armed stays
             self._arm_idle_timer(time.monotonic() + params.empty_block_interval_ms / 1000,
                                  next_height)
 

@@ -174,6 +174,24 @@ async def test_a_peers_message_of_the_next_height_held_during_our_commit_starts_
     assert driver.started_height == 2  # at once, not a pace after height 1 started
 
 
+async def test_an_idle_chain_still_makes_its_empty_blocks_beside_pacing(tmp_path):
+    # The empty-block timer and the pacing timer are one timer: with no work, the
+    # empty-block interval arms it; the earlier deadline always wins.
+    chain = Chain(tmp_path, consensus={"empty_block_interval_ms": 100,
+                                       "min_block_interval_ms": 400})
+    try:
+        await chain.driver.start()
+        await chain.until_height(2)
+        assert block_sizes(chain)[:2] == [0, 0]
+        chain.submit()  # work arrives: the pace, not the idle interval, now decides
+        height = chain.store.height
+        await chain.until_height(height + 2)
+        assert 1 in block_sizes(chain)[height:]
+    finally:
+        await chain.driver.stop()
+        chain.store.close()
+
+
 @pytest.mark.parametrize("value", [-1, 1.5, True, "100"])
 def test_invalid_min_block_interval_is_refused_naming_the_field(value: Any):
     with pytest.raises(GenesisError, match=r"consensus\.min_block_interval_ms"):
