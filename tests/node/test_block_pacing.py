@@ -67,23 +67,29 @@ async def test_without_pacing_the_next_height_starts_as_soon_as_there_is_work(tm
         chain.store.close()
 
 
-async def test_a_full_block_waiting_starts_at_once_whatever_the_pace(tmp_path):
-    chain = Chain(tmp_path, consensus={"min_block_interval_ms": 30_000, "max_block_txs": 3,
-                                       "timeout_propose_ms": 60_000})
+async def fill_height_two(chain: Chain, held: int) -> None:
+    """Commit height 1; then ``held`` transactions, which pacing holds back, and one more
+    that fills a block and starts height 2 at once (waiting could not make it larger)."""
     try:
         await chain.driver.start()
         chain.submit()
         await chain.until_height(1)
-        chain.submit()
-        chain.submit()
+        for _ in range(held):
+            chain.submit()
         await asyncio.sleep(0.05)
-        assert chain.driver.started_height == 1  # two of three: pacing holds height 2
-        chain.submit()  # the third fills a block: waiting could not make it larger
+        assert chain.driver.started_height == 1  # not full yet: the 30 s pace holds it
+        chain.submit()
         await chain.until_height(2)
-        assert block_sizes(chain) == [1, 3]
+        assert block_sizes(chain) == [1, held + 1]
     finally:
         await chain.driver.stop()
         chain.store.close()
+
+
+async def test_a_full_block_waiting_starts_at_once_whatever_the_pace(tmp_path):
+    await fill_height_two(Chain(tmp_path, consensus={
+        "min_block_interval_ms": 30_000, "timeout_propose_ms": 60_000, "max_block_txs": 3}),
+        held=2)
 
 
 async def test_a_block_full_by_bytes_starts_at_once(tmp_path):
@@ -92,20 +98,9 @@ async def test_a_block_full_by_bytes_starts_at_once(tmp_path):
     size = probe.mempool.size_bytes  # one transaction's bytes (all are alike in size)
     probe.driver.wal.close()
     probe.store.close()
-    chain = Chain(tmp_path / "chain", consensus={"min_block_interval_ms": 30_000,
-                                                 "timeout_propose_ms": 60_000,
-                                                 "max_block_bytes": 2 * size})
-    try:
-        await chain.driver.start()
-        chain.submit()
-        await chain.until_height(1)
-        chain.submit()
-        chain.submit()
-        await chain.until_height(2)
-        assert block_sizes(chain) == [1, 2]
-    finally:
-        await chain.driver.stop()
-        chain.store.close()
+    await fill_height_two(Chain(tmp_path / "chain", consensus={
+        "min_block_interval_ms": 30_000, "timeout_propose_ms": 60_000,
+        "max_block_bytes": 2 * size}), held=1)
 
 
 async def hold_back_height_two(chain: Chain) -> ConsensusDriver:
