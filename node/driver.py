@@ -103,6 +103,12 @@ TX_GOSSIP_INTERVAL_S = 0.01
 """Transaction gossip goes out at most this often: what is admitted in between waits for
 the next flush and travels in one message."""
 TX_GOSSIP_BATCH = 2000
+TX_GOSSIP_MAX_BYTES = 3 * 1024 * 1024
+"""The transactions' bytes one gossip message carries at most, so that it stays under the
+4 MiB canonical message limit (``canonical.MAX_MESSAGE_BYTES``) with room for its framing:
+2,000 transactions of up to 64 KiB each would not (a review's 70 padded transactions,
+4.2 MB, made the broadcast raise and the whole batch was never gossiped)."""
+TX_GOSSIP_ITEM_OVERHEAD = 5  # a bin32 header per transaction in the message
 PEER_TX_MUTE_S = 30.0
 SERVE_BLOCKS_RATE = 20  # get_blocks answers per second per peer (token bucket)
 SERVE_BLOCKS_BURST = 20
@@ -1223,9 +1229,16 @@ class ConsensusDriver:
             self._send_gossip_batch()
 
     def _send_gossip_batch(self) -> None:
-        """Broadcast up to ``TX_GOSSIP_BATCH`` pending transactions in one message."""
-        batch, self._gossip_txs = self._gossip_txs[:TX_GOSSIP_BATCH], \
-            self._gossip_txs[TX_GOSSIP_BATCH:]
+        """Broadcast the oldest pending transactions in one message: up to
+        ``TX_GOSSIP_BATCH`` of them and ``TX_GOSSIP_MAX_BYTES``, at least one."""
+        pending = self._gossip_txs
+        count, size = 0, 0
+        for raw in pending[:TX_GOSSIP_BATCH]:
+            size += len(raw) + TX_GOSSIP_ITEM_OVERHEAD
+            if size > TX_GOSSIP_MAX_BYTES and count:
+                break
+            count += 1
+        batch, self._gossip_txs = pending[:count], pending[count:]
         self.broadcast({"t": "txs", "txs": batch})
 
     def _flush_gossip(self) -> None:
