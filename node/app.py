@@ -331,17 +331,36 @@ def malformed_http_in_one_line(record: logging.LogRecord) -> bool:
     Content-Encoding...) or whose body does not decode (aiohttp drains it after our 400)
     as one warning line instead of an error with a traceback: it is the client's fault,
     answered 400, and anyone can send it (a black-box review found the tracebacks filling
-    the log). Errors in our own handlers keep their traceback."""
+    the log). A client that closed its connection before aiohttp could answer (one that
+    sent ``Expect: 100-continue`` and left, say) is one info line. Errors in our own
+    handlers keep their traceback.
+
+    The exception's text quotes the client's request, so it goes into the record's
+    arguments, never into its format string: a ``%`` in a URL once broke the line into
+    a "Logging error" traceback (review)."""
     from aiohttp.http_exceptions import HttpProcessingError
     from aiohttp.web_protocol import RequestPayloadError
 
     exc = record.exc_info[1] if record.exc_info else None
     if isinstance(exc, HttpProcessingError | RequestPayloadError):
-        record.msg = f"{record.msg}: malformed HTTP request: {str(exc)[:200]}"
-        record.exc_info = None
-        record.exc_text = None
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        what, level = "malformed HTTP request", logging.WARNING
+    elif isinstance(exc, ConnectionResetError):
+        what, level = "the client closed the connection", logging.INFO
+    else:
+        return True
+    record.msg = f"{record.msg}: {what}: %s"
+    record.args = (*_log_args(record.args), str(exc)[:200])
+    record.exc_info = None
+    record.exc_text = None
+    record.levelno, record.levelname = level, logging.getLevelName(level)
     return True
+
+
+def _log_args(args: Any) -> tuple[Any, ...]:
+    """A record's arguments as a tuple (logging allows one mapping in their place)."""
+    if args is None:
+        return ()
+    return args if isinstance(args, tuple) else (args,)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

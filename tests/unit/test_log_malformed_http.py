@@ -7,6 +7,7 @@ import logging
 import sys
 
 import pytest
+from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestPayloadError
 
@@ -30,6 +31,26 @@ def test_a_malformed_request_becomes_one_warning_line(exc: BaseException) -> Non
     assert (record.levelname, record.exc_info) == ("WARNING", None)
     assert "malformed HTTP request" in record.getMessage()
     assert "127.0.0.1" in record.getMessage()
+
+
+def test_a_percent_sign_in_the_request_stays_text() -> None:
+    """Regression: the client's URL went into the format string, so ``%d`` in it raised
+    "not enough arguments" inside logging and printed a traceback instead of the line."""
+    record = record_of(LineTooLong(b"/v1/status?q=%d%s%(x)s" + b"a" * 9000, "8190"))
+    assert malformed_http_in_one_line(record) is True
+    message = record.getMessage()
+    assert "%d%s%(x)s" in message and message.startswith(
+        "Error handling request from 127.0.0.1: malformed HTTP request:")
+
+
+def test_a_client_that_left_is_one_info_line() -> None:
+    """Regression: ``Expect: 100-continue`` then a closed socket logged an error with a
+    traceback (aiohttp's 100 Continue written to a closing transport)."""
+    record = record_of(ClientConnectionResetError("Cannot write to closing transport"))
+    assert malformed_http_in_one_line(record) is True
+    assert (record.levelname, record.exc_info) == ("INFO", None)
+    assert record.getMessage() == ("Error handling request from 127.0.0.1: the client closed"
+                                   " the connection: Cannot write to closing transport")
 
 
 def test_errors_of_our_own_keep_their_traceback() -> None:
