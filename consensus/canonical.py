@@ -174,11 +174,13 @@ def _normalise_slow(obj: Any, depth: int) -> Any:
     raise CanonicalError(f"type {type(obj).__name__} cannot be encoded canonically")
 
 
-def encode(obj: Any, *, depth: int = 0) -> bytes:
+def encode(obj: Any, *, depth: int = 0, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
     """Encode ``obj`` in canonical msgpack form (raises :class:`CanonicalError`).
 
     ``depth``: how deep ``obj`` will sit inside a larger canonical value, so that the
     nesting limit is checked for the whole (the bytes are the same either way).
+    ``max_bytes``: the size limit, the p2p message limit unless the caller has its own
+    (:func:`decode` of an HTTP body re-encodes up to the request limit).
 
     The compiled encoder (``consensus/_speedups.c``), when built, writes the common plain
     shapes directly; it answers ``None`` for anything else, which then takes the pure path
@@ -187,21 +189,21 @@ def encode(obj: Any, *, depth: int = 0) -> bytes:
     if _fast_encode is not None:
         fast = _fast_encode(obj, depth)
         if fast is not None:
-            if len(fast) > MAX_MESSAGE_BYTES:
+            if len(fast) > max_bytes:
                 raise CanonicalError(
-                    f"encoded object is {len(fast)} bytes, limit {MAX_MESSAGE_BYTES}")
+                    f"encoded object is {len(fast)} bytes, limit {max_bytes}")
             return fast
-    return encode_pure(obj, depth=depth)
+    return encode_pure(obj, depth=depth, max_bytes=max_bytes)
 
 
-def encode_pure(obj: Any, *, depth: int = 0) -> bytes:
+def encode_pure(obj: Any, *, depth: int = 0, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
     """:func:`encode` in Python only: the reference the compiled encoder is tested against."""
     try:
         data: bytes = msgpack.packb(_normalise(obj, depth), use_bin_type=True)
     except UnicodeEncodeError:
         raise CanonicalError("strings must be valid Unicode (no lone surrogates)") from None
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise CanonicalError(f"encoded object is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
+    if len(data) > max_bytes:
+        raise CanonicalError(f"encoded object is {len(data)} bytes, limit {max_bytes}")
     return data
 
 
@@ -218,7 +220,7 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
         raise CanonicalError("expected bytes")
     if len(data) > max_bytes:
         raise CanonicalError(f"message is {len(data)} bytes, limit {max_bytes}")
-    if _fast_decode is not None and len(data) <= MAX_MESSAGE_BYTES:
+    if _fast_decode is not None:
         fast = _fast_decode(data, _NOT_HANDLED)
         if fast is not _NOT_HANDLED:
             return fast
@@ -228,7 +230,10 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
 def decode_reference(data: bytes | bytearray | memoryview) -> Any:
     """:func:`decode` without the compiled pass (and without the size limit, which
     :func:`decode` checks first): unpack, then re-encode and compare. It decides what is
-    canonical and names what is not; the compiled decoder is tested against it."""
+    canonical and names what is not; the compiled decoder is tested against it.
+
+    The re-encoding may be as large as ``data`` (an HTTP body is allowed more than a p2p
+    message): a larger one differs from ``data`` anyway."""
     try:
         obj = msgpack.unpackb(
             data,
@@ -240,7 +245,7 @@ def decode_reference(data: bytes | bytearray | memoryview) -> Any:
         raise CanonicalError(f"malformed msgpack: {exc}") from None
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise CanonicalError(f"malformed msgpack: {exc}") from None
-    if encode(obj) != bytes(data):
+    if encode(obj, max_bytes=max(len(data), MAX_MESSAGE_BYTES)) != bytes(data):
         raise CanonicalError("bytes are not in canonical form")
     return obj
 

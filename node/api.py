@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,28 @@ if TYPE_CHECKING:
 TAG_READ = "jangbu/read/v1"
 MAX_BATCH = 5000
 MSGPACK = "application/msgpack"
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+_SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,9})?")
+_HASH_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+
+
+def decimal_arg(text: str, what: str) -> int:
+    """A non-negative integer from a path, query or header value: ASCII digits only.
+
+    Why not ``int()``: it also takes ``1_0``, surrounding spaces, a sign and other scripts'
+    digits, so ``/v1/blocks/1_0`` answered block 10 (review); a value a client spelled
+    wrong gets a 400, not some other record.
+    """
+    if _DECIMAL.fullmatch(text) is None:
+        raise ApiError(400, "E_ARGS", f"{what} must be a decimal integer (digits 0-9)")
+    return int(text)
+
+
+def hex_arg(text: str) -> bytes | None:
+    """Bytes from plain hex (no spaces or separators, which ``bytes.fromhex`` skips), or
+    None."""
+    return bytes.fromhex(text) if _HEX.fullmatch(text) is not None else None
 SSE_BATCH = 500  # records per write of the event stream
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,7 +140,9 @@ class Api:
         r.add_get("/v1/status", self.get_status)
         r.add_get("/v1/state/{contract}/{key:.+}", self.get_state)
         r.add_get("/v1/query/{contract}/{name}", self.get_query)
-        r.add_get("/v1/events", self.get_events)
+        # No HEAD: the handler streams, and a HEAD answered with a stream's body
+        # desynchronised the connection (review); aiohttp answers it 405.
+        r.add_get("/v1/events", self.get_events, allow_head=False)
         r.add_get("/v1/openapi.json", self.get_openapi)
         r.add_get("/metrics", self.get_metrics)
         r.add_get("/healthz", self.get_health)
@@ -141,7 +166,9 @@ class Api:
         raw = await self._raw_body(request)
         if request.content_type == MSGPACK:
             try:
-                return ("msgpack", canonical.decode(raw))
+                # Up to the request limit, as JSON is: the canonical decoder's default
+                # is the 4 MiB p2p message limit (review: a 4.2 MB batch was "malformed").
+                return ("msgpack", canonical.decode(raw, self.node.config.max_request_bytes))
             except canonical.CanonicalError as exc:
                 raise ApiError(400, "E_MALFORMED", str(exc)) from None
         return ("json", parse_json(raw, "E_MALFORMED", "body is not valid JSON"))
@@ -239,10 +266,9 @@ class Api:
 
     def _timeout(self, request: web.Request) -> float:
         raw = request.query.get("timeout", str(self.node.config.wait_commit_timeout_s))
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ApiError(400, "E_ARGS", "timeout must be a number of seconds") from None
+        if _SECONDS.fullmatch(raw) is None:
+            raise ApiError(400, "E_ARGS", "timeout must be a number of seconds")
+        value = float(raw)
         if not 0 < value <= 300:
             raise ApiError(400, "E_ARGS", "timeout must be in (0, 300] seconds")
         return value
@@ -270,13 +296,10 @@ class Api:
         return web.json_response({"accepted": accepted, "results": results}, status=200)
 
     async def get_tx(self, request: web.Request) -> web.Response:
-        raw = request.match_info["hash"]
-        try:
-            tx_hash = bytes.fromhex(raw)
-            if len(tx_hash) != 32:
-                raise ValueError
-        except ValueError:
-            raise ApiError(400, "E_ARGS", "hash must be 64 hex characters") from None
+        if _HASH_HEX.fullmatch(request.match_info["hash"]) is None:
+            raise ApiError(400, "E_ARGS", "hash must be 64 hex characters")
+        tx_hash = bytes.fromhex(request.match_info["hash"])
+        raw = tx_hash.hex()
         location = self.node.store.tx_location(tx_hash)
         if location is not None:
             return web.json_response(self._committed_json(tx_hash, *location))
@@ -307,10 +330,7 @@ class Api:
         return web.json_response(self._block_json(height))
 
     async def get_block(self, request: web.Request) -> web.Response:
-        try:
-            height = int(request.match_info["height"])
-        except ValueError:
-            raise ApiError(400, "E_ARGS", "height must be an integer") from None
+        height = decimal_arg(request.match_info["height"], "height")
         if not 0 <= height < 2**63:
             raise ApiError(400, "E_ARGS", "height must be between 0 and 2^63-1")
         return web.json_response(self._block_json(height))
@@ -358,12 +378,10 @@ class Api:
             return None
         sig_hex = request.headers.get("X-Jangbu-Signature", "")
         time_raw = request.headers.get("X-Jangbu-Time", "")
-        try:
-            pubkey = bytes.fromhex(key_hex)
-            sig = bytes.fromhex(sig_hex)
-            time_ms = int(time_raw)
-        except ValueError:
-            raise ApiError(401, "E_AUTH", "X-Jangbu-Key/-Time/-Signature are malformed") from None
+        pubkey, sig = hex_arg(key_hex), hex_arg(sig_hex)
+        if pubkey is None or sig is None or _DECIMAL.fullmatch(time_raw) is None:
+            raise ApiError(401, "E_AUTH", "X-Jangbu-Key/-Time/-Signature are malformed")
+        time_ms = int(time_raw)
         window = self.node.config.read_auth_window_s * 1000
         if abs(int(time.time() * 1000) - time_ms) > window:
             raise ApiError(401, "E_AUTH_EXPIRED", "signed request is outside the time window")
@@ -398,10 +416,7 @@ class Api:
         flt = EventFilter(contract=q.get("contract"), type=q.get("type"), key=q.get("key"))
         from_height = None
         if "from_height" in q:
-            try:
-                from_height = int(q["from_height"])
-            except ValueError:
-                raise ApiError(400, "E_ARGS", "from_height must be an integer") from None
+            from_height = decimal_arg(q["from_height"], "from_height")
         sub = self.node.bus.subscribe(flt)
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",

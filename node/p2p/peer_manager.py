@@ -573,7 +573,10 @@ class PeerManager:
                 self._close_link(peer, link, reason)
 
     async def _on_frame(self, peer: _Peer, plaintext: bytes) -> None:
-        envelope = canonical.decode(plaintext, max_bytes=self.config.max_frame)
+        # No peer sends more than a canonical message (its encoder refuses to): a larger
+        # frame is refused here as it always was, now by name rather than by the re-encode.
+        envelope = canonical.decode(
+            plaintext, max_bytes=min(self.config.max_frame, canonical.MAX_MESSAGE_BYTES))
         kind = envelope.get("t") if isinstance(envelope, dict) else None
         if kind == "msg" and "b" in envelope:
             peer.stats.messages_in += 1

@@ -3,12 +3,17 @@ must get a 4xx with a machine-readable code, and never make committed data unrea
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import urllib.parse
 
 import pytest
+from nacl.signing import SigningKey
 from test_api_fuzz import check, request
 
+from consensus import canonical
+from node.client import TAG_READ
 from node.tx import Transaction
 
 pytestmark = pytest.mark.e2e
@@ -85,4 +90,122 @@ def test_an_over_long_url_is_a_400_logged_in_one_line(network):
     status, _ = request(network.api("customs") + "/v1/status?x=" + "a" * 9_000)
     assert status == 400
     assert wait_for_log(log, "Got more than 8190 bytes")
+    assert log.read_text(errors="replace").count("Traceback") == before
+
+
+def test_a_percent_sign_in_an_over_long_url_is_logged_in_one_line(network):
+    """Regression: the client's URL went into the log line's format string, so ``%d`` in
+    it made logging print a "Logging error" traceback instead of the line."""
+    log = network.home("customs") / "node.log"
+    before = log.read_text(errors="replace").count("Traceback")
+    status, _ = request(network.api("customs") + "/v1/status?q=%25d%25s" + "a" * 9_000)
+    assert status == 400
+    assert wait_for_log(log, "/v1/status?q=%25d%25s")
+    assert log.read_text(errors="replace").count("Traceback") == before
+
+
+def raw_http(api: str, data: bytes, *, half_close: bool = False, wait: float = 3) -> bytes:
+    """Send ``data`` on one connection; what came back until the server closed it or went
+    quiet for ``wait`` seconds."""
+    host, port = urllib.parse.urlsplit(api).hostname, urllib.parse.urlsplit(api).port
+    with socket.create_connection((host, port), timeout=wait) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        out = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                out += chunk
+    return out
+
+
+def test_a_client_that_leaves_after_expect_continue_is_no_traceback(network):
+    """Regression: aiohttp's ``100 Continue`` written to a closed connection was logged
+    as an error with a traceback, once per such request."""
+    api = network.api("customs")
+    log = network.home("customs") / "node.log"
+    before = log.read_text(errors="replace").count("Traceback")
+    for _ in range(3):
+        raw_http(api, b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                      b"\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                 half_close=True, wait=1)
+    assert request(api + "/healthz")[0] == 200
+    time.sleep(0.5)
+    assert log.read_text(errors="replace").count("Traceback") == before
+
+
+def test_head_on_the_event_stream_is_refused_and_the_connection_stays_in_step(network):
+    """Regression: HEAD /v1/events streamed the events' body after the headers, so the
+    next pipelined request on that connection was never answered."""
+    out = raw_http(network.api("customs"),
+                   b"HEAD /v1/events?from_height=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                   b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 405"), out[:200]
+    assert b"event:" not in out and b": live" not in out
+    assert out.count(b"HTTP/1.1 ") == 2 and b'"ok": true' in out, out[-300:]
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/blocks/1_0", "/v1/blocks/%D9%A1", "/v1/blocks/%201", "/v1/blocks/+1",
+    "/v1/txs/" + "00%20" * 32, "/v1/events?from_height=-5", "/v1/events?from_height=1_0",
+    "/v1/events?from_height=%201",
+])
+def test_numbers_and_hashes_spelled_loosely_are_a_400(network, path):
+    """Regression: ``int()`` and ``bytes.fromhex`` also take underscores, spaces, signs and
+    other scripts' digits, so ``/v1/blocks/1_0`` answered block 10."""
+    status, answer = request(network.api("customs") + path, timeout=5)
+    check(status, answer)
+    assert (status, answer["code"]) == (400, "E_ARGS"), answer
+
+
+@pytest.mark.parametrize("timeout", ["1_0", " 5", "inf", "nan", "1e1"])
+def test_a_loosely_spelled_wait_timeout_is_a_400(network, timeout):
+    tx = Transaction.create(network.member_key("seller"), CHAIN, "clearance", "arrive",
+                            {"order_id": "REVIEW-TIMEOUT"}, time.time_ns() // 1000)
+    status, answer = request(network.api("customs") + "/v1/txs?wait=commit&timeout="
+                             + urllib.parse.quote(timeout), "POST", tx.encoded,
+                             {"Content-Type": "application/msgpack"})
+    check(status, answer)
+    assert (status, answer["code"]) == (400, "E_ARGS"), answer
+
+
+def test_a_loosely_spelled_signed_read_time_is_refused(network):
+    """A correctly signed read whose ``X-Jangbu-Time`` is spelled with underscores: the
+    same read with the plain digits is answered, this one is refused as malformed."""
+    api = network.api("customs")
+    path = "/v1/query/clearance/work_queue"  # a query that needs a signed caller
+    now = time.time_ns() // 1_000_000
+    sig = canonical.sign(network.member_key("customs"), TAG_READ, CHAIN,
+                         {"method": "GET", "path": path, "time_ms": now})
+    headers = {"X-Jangbu-Key": network.member_key("customs").verify_key.encode().hex(),
+               "X-Jangbu-Signature": sig.hex()}
+    assert request(api + path, headers={**headers, "X-Jangbu-Time": str(now)})[0] == 200
+    for spelled in (f"{now:_}", f"+{now}", f"{now}.0"):  # (HTTP strips spaces around it)
+        status, answer = request(api + path, headers={**headers, "X-Jangbu-Time": spelled})
+        check(status, answer)
+        assert (status, answer["code"]) == (401, "E_AUTH"), (spelled, answer)
+
+
+def test_a_msgpack_batch_over_4_mib_is_taken_as_its_json_form_is(network):
+    """Regression: a msgpack batch body was decoded under the 4 MiB p2p message limit
+    instead of the request limit, so 70 valid 60 KB transactions were "malformed" as
+    msgpack and accepted as JSON; the node then could not gossip them in one message."""
+    api = network.api("courier")
+    key = network.member_key("courier")
+    txs = [Transaction.create(key, CHAIN, "membership", "add_member",
+                              {"pubkey": SigningKey.generate().verify_key.encode().hex(),
+                               "pad": "p" * 60_000}, time.time_ns() // 1000 + i)
+           for i in range(70)]
+    body = canonical.encode({"txs": [tx.encoded for tx in txs]}, max_bytes=8 << 20)
+    assert len(body) > canonical.MAX_MESSAGE_BYTES
+    log = network.home("courier") / "node.log"
+    before = log.read_text(errors="replace").count("Traceback")
+    status, answer = request(api + "/v1/txs/batch", "POST", body,
+                             {"Content-Type": "application/msgpack"}, timeout=30)
+    assert (status, answer["accepted"]) == (200, 70), answer
+    other = network.api("customs")
+    deadline = time.monotonic() + 30
+    while request(f"{other}/v1/txs/{txs[-1].hash.hex()}")[1].get("status") != "committed":
+        assert time.monotonic() < deadline, "the batch did not commit"
+        time.sleep(0.2)
     assert log.read_text(errors="replace").count("Traceback") == before
