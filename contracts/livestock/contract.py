@@ -90,6 +90,7 @@ E_REPLAY: Final = "E_REPLAY"
 PUBKEY_HEX = membership.PUBKEY_HEX
 SIG_HEX = re.compile(r"[0-9a-f]{128}")
 ANY_NUMBER = re.compile(r"[A-Za-z0-9-]{1,32}")
+_QUERY_COUNT = re.compile(r"[0-9]{1,6}")  # a count as a query string spells it
 
 READING_KEYS: Final = frozenset({"device", "animal", "site", "kind", "value", "seq", "sig"})
 
@@ -1045,6 +1046,9 @@ class LivestockContract(Contract):
             raise ContractError(E_ARGS, "give exactly one of animal, device or site")
         subject = given[0]
         ident = arg_str(args, subject, max_len=64, pattern=re.compile(r"[A-Za-z0-9_.-]{1,64}"))
+        raw_n = args.get("n")
+        if type(raw_n) is str and _QUERY_COUNT.fullmatch(raw_n):
+            args = {**args, "n": int(raw_n)}  # from a query string: ?n=3 (docs/protocol.md)
         n = arg_int(args, "n", minimum=1, maximum=rules.MAX_READINGS_QUERY, optional=True,
                     default=10)
         index = f"{subject}:{ident}"

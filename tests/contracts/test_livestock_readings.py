@@ -87,6 +87,20 @@ def test_readings_query_returns_the_last_n():
         ledger.query("livestock", "readings", {"animal": COW, "device": "ab"})
 
 
+def test_readings_query_takes_n_from_a_query_string():
+    """``GET /v1/query/livestock/readings?animal=...&n=3`` hands the contract ``"3"``; it
+    was refused ("must be an integer") though docs/protocol.md shows that very request."""
+    ledger = ready()
+    assert submit(ledger, "collar", *(reading(ledger, "collar", s, 380 + s)
+                                      for s in range(1, 8))).ok
+    last = ledger.query("livestock", "readings", {"animal": COW, "n": "3"})
+    assert [r["seq"] for r in last] == [5, 6, 7]
+    for bad in ("0", "x", "1_0", " 3", "-1", "3.0", "9" * 30):
+        with pytest.raises(ContractError) as refused:
+            ledger.query("livestock", "readings", {"animal": COW, "n": bad})
+        assert refused.value.code == "E_ARGS", bad
+
+
 def test_invalid_bad_signature_is_refused():
     ledger = ready()
     forged = reading(ledger, "collar", 1, signer="scale")  # scale signs collar's body
