@@ -43,10 +43,11 @@ def node_url(args: argparse.Namespace) -> str:
     url = raw if "://" in raw else "http://" + raw
     try:
         parsed = URL(url)
-        valid = parsed.scheme in ("http", "https") and bool(parsed.host) and bool(parsed.port)
+        valid = (parsed.scheme in ("http", "https") and bool(parsed.host)
+                 and bool(parsed.port) and not parsed.query_string and not parsed.fragment)
     except ValueError:
         valid = False
-    if not valid:
+    if not valid:  # (a query or fragment once made every path land on the web page)
         raise CliError(f"invalid node URL {raw!r}: expected http://HOST:PORT")
     return url
 
@@ -84,6 +85,8 @@ def parse_json_object(text: str | None, flag: str = "--args") -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{flag} is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:  # (regression: a traceback for thousands of nested brackets)
+        raise CliError(f"{flag} is nested too deeply") from None
     if not isinstance(value, dict):
         raise CliError(f"{flag} must be a JSON object, like '{{\"id\": \"X\"}}'")
     return value

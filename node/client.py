@@ -68,7 +68,9 @@ class Client:
     async def _request(self, method: str, path: str, *, body: Any = None,
                        params: Mapping[str, str] | None = None,
                        headers: Mapping[str, str] | None = None,
-                       ok: Sequence[int] = (200, 202)) -> Any:
+                       ok: Sequence[int] = (200, 202), expect: str) -> Any:
+        """The JSON object a request answers; ``expect`` names a field every answer of
+        that route has, so that another server's JSON object is not taken for one."""
         if isinstance(body, bytes):  # already encoded (msgpack)
             data: bytes | None = body
             hdrs = {"Content-Type": "application/msgpack", **(headers or {})}
@@ -80,22 +82,36 @@ class Client:
         url = URL(self.base_url + path, encoded=True)
         async with self.session.request(method, url, data=data,
                                         params=params, headers=hdrs) as resp:
-            text = await resp.text()
+            raw = await resp.read()
             try:
-                payload = json.loads(text) if text else None
-            except json.JSONDecodeError:
+                payload = json.loads(raw) if raw else None
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep
                 payload = None
             if resp.status not in ok:
-                if isinstance(payload, dict) and "code" in payload:
-                    raise ClientError(resp.status, payload["code"], payload.get("message", ""))
-                raise ClientError(resp.status, "E_HTTP", text[:200])
+                if isinstance(payload, dict) and type(payload.get("code")) is str:
+                    raise ClientError(resp.status, payload["code"],
+                                      str(payload.get("message", "")))
+                raise ClientError(resp.status, "E_HTTP", self._not_api(raw))
+            if not isinstance(payload, dict) or expect not in payload:
+                # Every answer of the API is a JSON object: anything else is another
+                # server (a wrong port, a proxy's page), and callers read fields of it
+                # (regression: tracebacks, or ``null`` printed with exit code 0).
+                raise ClientError(resp.status, "E_NOT_JANGBU",
+                                  f"{self.base_url} does not answer as a jangbu node API "
+                                  f"({self._not_api(raw)})")
             return payload
+
+    @staticmethod
+    def _not_api(raw: bytes) -> str:
+        """What another server answered, as one short line for an error message."""
+        text = " ".join(raw.decode("utf-8", "replace").split())
+        return (text[:120] + "...") if len(text) > 120 else (text or "empty body")
 
     # --- transactions -----------------------------------------------------------------------
 
     async def ensure_chain_id(self) -> str:
         if self.chain_id is None:
-            self.chain_id = (await self.status())["chain_id"]
+            self.chain_id = str((await self.status())["chain_id"])
         return self.chain_id
 
     async def make_tx(self, contract: str, action: str, args: Mapping[str, Any],
@@ -112,14 +128,15 @@ class Client:
         """Submit; with ``wait`` return the committed receipt (raises ClientError on errors)."""
         params = {"wait": "commit", "timeout": str(timeout_s)} if wait else None
         result: dict[str, Any] = await self._request("POST", "/v1/txs", body=tx.encoded,
-                                                     params=params)
+                                                     params=params, expect="hash")
         return result
 
     async def submit_batch(self, txs: Sequence[Transaction]) -> dict[str, Any]:
         # msgpack with each transaction as its canonical bytes: the node decodes them as
         # they are, where JSON would cost it a conversion and a re-encoding per transaction.
         body = canonical.encode({"txs": [tx.encoded for tx in txs]})
-        result: dict[str, Any] = await self._request("POST", "/v1/txs/batch", body=body)
+        result: dict[str, Any] = await self._request("POST", "/v1/txs/batch", body=body,
+                                                     expect="results")
         return result
 
     async def call(self, contract: str, action: str, args: Mapping[str, Any], *,
@@ -128,22 +145,24 @@ class Client:
         return await self.submit(await self.make_tx(contract, action, args, key=key), wait=wait)
 
     async def tx(self, tx_hash: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", f"/v1/txs/{tx_hash}")
+        result: dict[str, Any] = await self._request("GET", f"/v1/txs/{tx_hash}",
+                                                     expect="status")
         return result
 
     # --- reads ------------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", "/v1/status")
+        result: dict[str, Any] = await self._request("GET", "/v1/status", expect="chain_id")
         return result
 
     async def block(self, height: int | str = "latest") -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", f"/v1/blocks/{height}")
+        result: dict[str, Any] = await self._request("GET", f"/v1/blocks/{height}",
+                                                     expect="header")
         return result
 
     async def state(self, contract: str, key: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", f"/v1/state/{contract}/{key}",
-                                                     ok=(200, 404))
+                                                     ok=(200, 404), expect="proof")
         return result
 
     def read_headers(self, method: str, path_qs: str,
@@ -168,7 +187,7 @@ class Client:
         if signed:
             await self.ensure_chain_id()
             headers = self.read_headers("GET", path, key)
-        result = await self._request("GET", path, headers=headers)
+        result = await self._request("GET", path, headers=headers, expect="result")
         return result["result"]
 
     async def events(self, *, contract: str | None = None, type_: str | None = None,

@@ -41,7 +41,7 @@ def test_invalid_signed_query_with_another_target_is_refused(network):
             headers = c.read_headers("GET", "/v1/query/membership/orgs")
             with pytest.raises(ClientError) as err:
                 await c._request("GET", "/v1/query/membership/members?org=seller",
-                                 headers=headers)
+                                 headers=headers, expect="result")
             assert err.value.status == 401 and err.value.code == "E_AUTH"
     asyncio.run(go())
 
