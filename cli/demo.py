@@ -40,6 +40,7 @@ from contracts.clearance import scenario as clearance_scenario
 from contracts.livestock import identifiers
 from contracts.livestock import scenario as livestock_scenario
 from node.client import Client, ClientError
+from node.genesis import GenesisError, load_genesis
 from node.keys import KeyFileError, load_key_file, write_key_file
 
 TAG_DEVICE = "jangbu/device/v1"
@@ -68,17 +69,16 @@ class DemoNetwork:
     @classmethod
     def load(cls, directory: Path) -> DemoNetwork:
         path = directory / "genesis.json"
-        try:
-            genesis = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CliError(f"{path} not found: make a network with 'jangbu network init'") from None
-        except json.JSONDecodeError as exc:
-            raise CliError(f"{path} is not valid JSON: {exc}") from None
+        try:  # the node's own checks: a genesis of any other shape is one error line
+            genesis = load_genesis(path)  # (regression: tracebacks for [], {}, bytes)
+        except GenesisError as exc:
+            hint = "" if path.exists() else ": make a network with 'jangbu network init'"
+            raise CliError(f"{exc}{hint}") from None
         apis: dict[str, str] = {}
-        for validator in genesis.get("validators", []):
-            apis.setdefault(str(validator["org"]), str(validator["api"]))
-        return cls(directory, str(genesis["chain_id"]), apis,
-                   {str(org["id"]): org for org in genesis.get("orgs", [])})
+        for validator in genesis.validators:
+            apis.setdefault(validator.org, validator.api)
+        return cls(directory, genesis.chain_id, apis,
+                   {str(org["id"]): org for org in genesis.orgs})
 
     def org_with_role(self, role: str) -> str:
         for org_id, org in self.orgs.items():

@@ -108,6 +108,8 @@ def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any
         raise ConfigError(f"{section}.{key}: must be an integer")
     if kind is str and not isinstance(value, str):
         raise ConfigError(f"{section}.{key}: must be a string")
+    if kind is str and "\0" in value:  # (a path with one was a traceback at the open)
+        raise ConfigError(f"{section}.{key}: must not contain a NUL character")
     if kind is bool and not isinstance(value, bool):
         raise ConfigError(f"{section}.{key}: must be true or false")
     return value
@@ -131,26 +133,36 @@ def load_config(home: str | Path) -> NodeConfig:
             raise ConfigError(f"{path}: unknown section [{section}]")
         if not isinstance(content, dict):
             raise ConfigError(f"{path}: [{section}] must be a table of keys, not a value")
+    used: set[tuple[str, str]] = set()
+
+    def get(section: str, key: str, kind: type, default: Any) -> Any:
+        used.add((section, key))
+        return _get(table, section, key, kind, default)
+
     config = NodeConfig(
         home=home,
-        name=_get(table, "node", "name", str, home.name),
-        genesis_file=home / _get(table, "node", "genesis", str, "genesis.json"),
-        node_key_file=home / _get(table, "node", "node_key", str, "node.key"),
-        data_dir=home / _get(table, "node", "data_dir", str, "data"),
-        log_level=_get(table, "node", "log_level", str, "info"),
-        log_format=_get(table, "node", "log_format", str, "text"),
-        p2p_listen=_get(table, "p2p", "listen", str, None),
-        sync_diffs_bytes=_get(table, "p2p", "sync_diffs_bytes", int, DEFAULT_SYNC_DIFFS_BYTES),
-        block_announcements=_get(table, "p2p", "block_announcements", bool, True),
-        api_listen=_get(table, "api", "listen", str, None),
-        mempool_max_txs=_get(table, "mempool", "max_txs", int, 100_000),
-        mempool_max_bytes=_get(table, "mempool", "max_bytes", int, 128 * 1024 * 1024),
-        max_request_bytes=_get(table, "api", "max_request_bytes", int, 8 * 1024 * 1024),
-        wait_commit_timeout_s=_get(table, "api", "wait_commit_timeout_s", int, 30),
-        read_auth_window_s=_get(table, "api", "read_auth_window_s", int, 60),
-        tree_cache_entries=_get(table, "state", "tree_cache_entries", int,
-                                DEFAULT_CACHE_ENTRIES),
+        name=get("node", "name", str, home.name),
+        genesis_file=home / get("node", "genesis", str, "genesis.json"),
+        node_key_file=home / get("node", "node_key", str, "node.key"),
+        data_dir=home / get("node", "data_dir", str, "data"),
+        log_level=get("node", "log_level", str, "info"),
+        log_format=get("node", "log_format", str, "text"),
+        p2p_listen=get("p2p", "listen", str, None),
+        sync_diffs_bytes=get("p2p", "sync_diffs_bytes", int, DEFAULT_SYNC_DIFFS_BYTES),
+        block_announcements=get("p2p", "block_announcements", bool, True),
+        api_listen=get("api", "listen", str, None),
+        mempool_max_txs=get("mempool", "max_txs", int, 100_000),
+        mempool_max_bytes=get("mempool", "max_bytes", int, 128 * 1024 * 1024),
+        max_request_bytes=get("api", "max_request_bytes", int, 8 * 1024 * 1024),
+        wait_commit_timeout_s=get("api", "wait_commit_timeout_s", int, 30),
+        read_auth_window_s=get("api", "read_auth_window_s", int, 60),
+        tree_cache_entries=get("state", "tree_cache_entries", int, DEFAULT_CACHE_ENTRIES),
     )
+    unknown = sorted(f"[{section}] {key}" for section, content in table.items()
+                     for key in content if (section, key) not in used)
+    if unknown:  # a misspelt key silently kept its default (review)
+        raise ConfigError(f"{path}: unknown key {unknown[0]} (see docs/operations.md for "
+                          "the keys of each section)")
     config.validate()
     return config
 

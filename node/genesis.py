@@ -156,7 +156,9 @@ def parse_genesis(obj: Any) -> Genesis:
             _require(kind in membership.KINDS, f"{kpath}.kind",
                      f"must be one of {', '.join(membership.KINDS)}")
             key_roles = key.get("roles", roles)
-            _require(isinstance(key_roles, list), f"{kpath}.roles", "must be a list")
+            _require(isinstance(key_roles, list)
+                     and all(isinstance(role, str) for role in key_roles),
+                     f"{kpath}.roles", "must be a list of role names")
             extra = set(key_roles) - set(roles) - {membership.ADMIN, membership.DEVICE}
             _require(not extra, f"{kpath}.roles", f"roles {sorted(extra)} not held by {org_id}")
         orgs.append(org)
@@ -226,14 +228,23 @@ def parse_genesis(obj: Any) -> Genesis:
 def load_genesis(path: str | Path) -> Genesis:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise GenesisError(f"genesis file {path} does not exist") from None
+    except UnicodeDecodeError:  # (the error once named no file)
+        raise GenesisError(f"genesis file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise GenesisError(f"genesis file {path} cannot be read: {exc.strerror or exc}") \
+            from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GenesisError(f"genesis file {path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise GenesisError(f"genesis file {path} is nested too deeply") from None
     try:
         return parse_genesis(obj)
     except canonical.CanonicalError as exc:
-        raise GenesisError(f"genesis: {exc}") from None
+        raise GenesisError(f"genesis file {path}: {exc}") from None
+    except GenesisError as exc:  # which file, for an operator who edited one by hand
+        raise GenesisError(f"genesis file {path}: {exc}") from None

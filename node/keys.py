@@ -53,12 +53,22 @@ def load_key_file(path: str | Path) -> SigningKey:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} does not exist") from None
+    except (OSError, ValueError) as exc:  # a NUL in the path, a component not a directory
+        raise KeyFileError(f"key file {path} cannot be read: {exc}") from None
+    if not stat.S_ISREG(mode):  # (a directory was told to chmod 600)
+        raise KeyFileError(f"key file {path} is not a regular file")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"key file {path} is accessible by group/others (mode {stat.S_IMODE(mode):04o}); "
             f"run: chmod 600 {path}"
         )
-    text = path.read_text().strip()
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:  # (regression: a traceback for a binary file)
+        raise KeyFileError(f"key file {path} is not a valid jangbu key file (not text)") \
+            from None
+    except OSError as exc:
+        raise KeyFileError(f"key file {path} cannot be read: {exc.strerror or exc}") from None
     seed: bytes
     if text.startswith("{"):
         try:

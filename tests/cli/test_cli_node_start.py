@@ -113,3 +113,49 @@ def test_invalid_node_start_twice_on_one_data_directory(network: tuple[Path, int
     finally:
         stop_process(first)
     assert first.returncode == 0  # SIGTERM is a clean shutdown
+
+
+def test_invalid_node_start_config_key_misspelt(network: tuple[Path, int]) -> None:
+    """Regression: a misspelt key kept its default without a word (a misspelt section was
+    refused already)."""
+    error = refusal_with_config(
+        network, lambda text: text.replace(b"log_level =", b"log_levle ="))
+    assert "unknown key [node] log_levle" in error
+
+
+def test_invalid_node_start_config_path_with_nul(network: tuple[Path, int]) -> None:
+    """Regression: a NUL in data_dir was a traceback when the store was opened."""
+    error = refusal_with_config(
+        network, lambda text: text.replace(b'data_dir = "data"', b'data_dir = "da\\u0000ta"'))
+    assert "node.data_dir" in error and "NUL" in error
+
+
+def test_invalid_node_start_key_file_binary(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    key = directory / "solo" / "node.key"
+    key.write_bytes(bytes(range(256)))
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert f"key file {key} is not a valid jangbu key file" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_genesis_not_utf8(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    genesis = directory / "solo" / "genesis.json"
+    genesis.write_bytes(b"\xa9" + genesis.read_bytes())
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert f"genesis file {genesis} is not UTF-8" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_genesis_role_not_a_name(network: tuple[Path, int]) -> None:
+    """Regression: a hand-edited key role that is a list was a TypeError traceback (the
+    deploy guide has the coordinator edit genesis and check it by starting a node)."""
+    directory, _ = network
+    genesis = directory / "solo" / "genesis.json"
+    document = json.loads(genesis.read_text())
+    document["orgs"][0]["keys"][0]["roles"] = [["customs"]]
+    genesis.write_text(json.dumps(document))
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert "orgs[0].keys[0].roles" in one_line_error(result.stderr)
