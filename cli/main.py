@@ -208,6 +208,13 @@ def _begin_opening_the_store(words: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # (regression: a traceback for Ctrl-C during the imports)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     if words[:2] == ["node", "start"]:
         _begin_opening_the_store(words[2:])
@@ -225,15 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 0 if argv is None and len(sys.argv) == 1 else 2
     stdout = sys.stdout
-    sys.stdout = TerminalSafe(stdout)
+    sys.stdout = TerminalSafe(stdout)  # before argparse, which prints --help there too
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 0 if argv is None and len(sys.argv) == 1 else 2
         return int(func(args))
     except CliError as exc:
         print(printable(f"jangbu: error: {exc}"), file=sys.stderr)

@@ -8,10 +8,12 @@ for pipes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import itertools
 import json
+import os
 import re
 import sys
 import time
@@ -34,17 +36,38 @@ def printable(text: str) -> str:
 
 
 class TerminalSafe(io.TextIOBase):
-    """A text stream that writes through :func:`printable` (what ``main`` puts on stdout)."""
+    """A text stream that writes through :func:`printable` (what ``main`` puts on stdout).
+
+    A reader that went away (``jangbu keygen | true``) does not fail the command: what is
+    left to print goes nowhere and the command finishes its work (regression: keygen and
+    ``network init`` said "Broken pipe" and exited 1 after doing theirs, and ``devnet
+    down`` would have left nodes running after its first line).
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        self.stream.write(printable(text))
+        try:
+            self.stream.write(printable(text))
+        except BrokenPipeError:
+            self._reader_gone()
         return len(text)
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """Send the rest to /dev/null, the file descriptor too, so that the interpreter's
+        own flush at exit does not complain either."""
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        self.stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
     def fileno(self) -> int:
         return self.stream.fileno()

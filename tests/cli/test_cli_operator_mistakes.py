@@ -1,0 +1,144 @@
+"""Operator mistakes a black-box review of the CLI found answered with a traceback, a
+misleading success or a misleading failure. Each gets one ``jangbu: error:`` line and an
+exit code != 0, or, where the command did its work, no error at all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from cli_support import REPO, cli_env, free_ports, jangbu
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jangbu: error: "), result.stderr
+    assert needle in lines[0], lines[0]
+
+
+class _NotJangbu(BaseHTTPRequestHandler):
+    """Another web server on the port an operator gave: 200 with some other body."""
+
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(params=[b"hello", b"[1, 2]", b"\xa9\xff not utf-8", b'{"a": 1}', b""],
+                ids=["text", "json-list", "binary", "json-object", "empty"])
+def other_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    handler = type("Handler", (_NotJangbu,), {"body": request.param})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_invalid_client_commands_against_another_server(other_server: str,
+                                                        tmp_path: Path) -> None:
+    """Regression: tracebacks (AttributeError, TypeError, UnicodeDecodeError), and
+    ``status --json`` printed ``null`` with exit code 0."""
+    key = tmp_path / "m.key"
+    assert jangbu("keygen", "--out", key).returncode == 0
+    for args in (("status",), ("status", "--json"), ("block", "1"), ("block", "3", "--json"),
+                 ("query", "membership", "orgs"), ("tx", "get", "ab" * 32),
+                 ("tx", "submit", "--contract", "membership", "--action", "add_member",
+                  "--key", key)):
+        one_line_error(jangbu(*args, "--node", other_server),
+                       "does not answer as a jangbu node API")
+
+
+def test_invalid_node_url_with_a_query_or_fragment() -> None:
+    url = f"http://127.0.0.1:{free_ports(1)}"
+    for given in (url + "?x=1", url + "#a", url + "/?x=1"):
+        one_line_error(jangbu("status", "--node", given), "invalid node URL")
+
+
+def test_invalid_args_nested_too_deeply() -> None:
+    deep = '{"a": ' + "[" * 5000 + "]" * 5000 + "}"
+    url = f"http://127.0.0.1:{free_ports(1)}"
+    one_line_error(jangbu("query", "membership", "orgs", "--args", deep, "--node", url),
+                   "--args is nested too deeply")
+
+
+def test_invalid_key_file_that_is_binary_or_a_directory(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_ports(1)}"
+    binary = tmp_path / "g.key"
+    binary.write_bytes(bytes(range(256)))
+    binary.chmod(0o600)
+    one_line_error(jangbu("member", "revoke", "--pubkey", "ab" * 32, "--key", binary,
+                          "--node", url), "not a valid jangbu key file")
+    directory = tmp_path / "dir.key"
+    directory.mkdir()
+    one_line_error(jangbu("member", "revoke", "--pubkey", "ab" * 32, "--key", directory,
+                          "--node", url), "is not a regular file")
+
+
+@pytest.mark.parametrize("text", ["[]", "{}", "\xa9 bytes", '{"chain_id": "c"}'])
+def test_invalid_demo_genesis(tmp_path: Path, text: str) -> None:
+    """Regression: AttributeError / KeyError / UnicodeDecodeError tracebacks, and no JSON
+    summary under --json."""
+    (tmp_path / "genesis.json").write_bytes(text.encode("latin-1"))
+    one_line_error(jangbu("demo", "clearance", "--dir", tmp_path), "genesis")
+    result = jangbu("demo", "clearance", "--dir", tmp_path, "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is False and "genesis" in summary["reason"], summary
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+@pytest.mark.parametrize("value", ["nan", "-5", "0"])
+def test_invalid_devnet_timeout(tmp_path: Path, command: str, value: str) -> None:
+    """Regression: ``devnet down --timeout nan`` SIGKILLed every node at once, exit 0."""
+    result = jangbu("devnet", command, "--dir", tmp_path, "--timeout", value)
+    assert result.returncode == 2 and "--timeout" in result.stderr, result.stderr
+
+
+def piped_to_true(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``jangbu ARGS | true`` (the reader gone before jangbu writes), with pipefail."""
+    command = " ".join(f"'{a}'" for a in (sys.executable, "-m", "cli.main", *map(str, args)))
+    return subprocess.run(["bash", "-c", f"set -o pipefail; {command} | true"],
+                          capture_output=True, text=True, env=cli_env(), cwd=REPO,
+                          timeout=60)
+
+
+def test_a_closed_stdout_does_not_fail_a_command_that_did_its_work(tmp_path: Path) -> None:
+    """Regression: ``--help | true`` was a BrokenPipeError traceback; ``keygen | true``
+    and ``network init | true`` said "Broken pipe" and exited 1 after doing their work."""
+    for args in (("--help",), ("keygen", "--out", tmp_path / "k.key"),
+                 ("network", "init", "--dir", tmp_path / "n")):
+        result = piped_to_true(*args)
+        assert (result.returncode, result.stderr) == (0, ""), (args, result.stderr)
+    assert (tmp_path / "k.key").exists() and (tmp_path / "n" / "genesis.json").exists()
+
+
+def test_ctrl_c_during_the_imports_is_no_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: Ctrl-C in the first ~0.25 s (the commands' imports, outside the
+    handler around the command itself) printed a KeyboardInterrupt traceback."""
+    from cli import main as cli_main
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "_load_extra_commands", interrupted)
+    assert cli_main.main(["status"]) == 130
