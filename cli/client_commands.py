@@ -63,6 +63,18 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def grace_seconds(text: str) -> float:
+    """An argparse type: a number of seconds >= 0 (``devnet down --timeout 0``: SIGKILL at
+    once); nan, inf and negatives are refused (nan once SIGKILLed every node, exit 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError("must be at least 0 and at most 86400 seconds")
+    return value
+
+
 def load_key(args: argparse.Namespace, *, required: bool) -> SigningKey | None:
     from node.keys import KeyFileError, load_key_file
 
@@ -324,6 +336,8 @@ async def do_events(client: Client, args: argparse.Namespace) -> int:
                 else:
                     print(format_event(record))
                 sys.stdout.flush()
+                if getattr(sys.stdout, "reader_gone", False):
+                    return 0  # ``| head -n 5``: nobody reads the rest (review)
     raise CliError("the node closed the event stream")
 
 

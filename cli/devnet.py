@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.client_commands import positive_seconds
+from cli.client_commands import grace_seconds, positive_seconds
 from cli.errors import CliError
 from cli.network import DEFAULT_BASE_PORT, init_network, parse_params, preset_contracts
 from cli.output import Progress, age, command, print_json, print_table
@@ -381,7 +381,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("down", help="stop every node (SIGTERM, then SIGKILL after 10 s)")
     p.add_argument("--dir", required=True, help="network directory")
-    p.add_argument("--timeout", type=positive_seconds, default=STOP_GRACE_S,
+    p.add_argument("--timeout", type=grace_seconds, default=STOP_GRACE_S,
                    help=f"seconds between SIGTERM and SIGKILL (default {STOP_GRACE_S:g})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=command(cmd_devnet_down))

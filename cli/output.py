@@ -41,11 +41,14 @@ class TerminalSafe(io.TextIOBase):
     A reader that went away (``jangbu keygen | true``) does not fail the command: what is
     left to print goes nowhere and the command finishes its work (regression: keygen and
     ``network init`` said "Broken pipe" and exited 1 after doing theirs, and ``devnet
-    down`` would have left nodes running after its first line).
+    down`` would have left nodes running after its first line). A command that only
+    prints, and would print forever (``events --follow | head``), stops when
+    :attr:`reader_gone` is set.
     """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.reader_gone = False
 
     def write(self, text: str) -> int:
         try:
@@ -63,6 +66,9 @@ class TerminalSafe(io.TextIOBase):
     def _reader_gone(self) -> None:
         """Send the rest to /dev/null, the file descriptor too, so that the interpreter's
         own flush at exit does not complain either."""
+        if self.reader_gone:
+            return
+        self.reader_gone = True
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self.stream.fileno())

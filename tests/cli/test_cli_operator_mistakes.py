@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_invalid_key_file_that_is_binary_or_a_directory(tmp_path: Path) -> None:
     directory = tmp_path / "dir.key"
     directory.mkdir()
     one_line_error(jangbu("member", "revoke", "--pubkey", "ab" * 32, "--key", directory,
-                          "--node", url), "is not a regular file")
+                          "--node", url), "is a directory")
 
 
 @pytest.mark.parametrize("text", ["[]", "{}", "\xa9 bytes", '{"chain_id": "c"}'])
@@ -107,11 +108,20 @@ def test_invalid_demo_genesis(tmp_path: Path, text: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["up", "down"])
-@pytest.mark.parametrize("value", ["nan", "-5", "0"])
+@pytest.mark.parametrize("value", ["nan", "-5", "inf"])
 def test_invalid_devnet_timeout(tmp_path: Path, command: str, value: str) -> None:
     """Regression: ``devnet down --timeout nan`` SIGKILLed every node at once, exit 0."""
     result = jangbu("devnet", command, "--dir", tmp_path, "--timeout", value)
     assert result.returncode == 2 and "--timeout" in result.stderr, result.stderr
+
+
+def test_devnet_timeout_zero() -> None:
+    """``up`` waits for something, so 0 is refused; ``down --timeout 0`` kills at once."""
+    from cli.client_commands import grace_seconds, positive_seconds
+
+    assert grace_seconds("0") == 0.0
+    with pytest.raises(Exception, match="more than 0"):
+        positive_seconds("0")
 
 
 def piped_to_true(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -142,3 +152,47 @@ def test_ctrl_c_during_the_imports_is_no_traceback(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(cli_main, "_load_extra_commands", interrupted)
     assert cli_main.main(["status"]) == 130
+
+
+class _EndlessEvents(BaseHTTPRequestHandler):
+    """An event stream that never ends: one record every 20 ms."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        height = 0
+        try:
+            self.wfile.write(b": live\n\n")
+            while True:
+                height += 1
+                record = {"height": height, "tx": "ab" * 32, "contract": "c", "type": "t",
+                          "attrs": {}}
+                self.wfile.write(b"data: " + json.dumps(record).encode() + b"\n\n")
+                self.wfile.flush()
+                time.sleep(0.02)
+        except OSError:
+            return
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_events_follow_into_a_reader_that_leaves_stops() -> None:
+    """Review: with a closed stdout swallowed, ``events --follow | head -n 2`` would have
+    run forever, printing into /dev/null."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EndlessEvents)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        command = " ".join(f"'{a}'" for a in (sys.executable, "-m", "cli.main", "events",
+                                               "--follow", "--node", url))
+        result = subprocess.run(["bash", "-c", f"set -o pipefail; {command} | head -n 2"],
+                                capture_output=True, text=True, env=cli_env(), cwd=REPO,
+                                timeout=30)
+        assert result.returncode == 0 and result.stdout.count("\n") == 2, result
+        assert "Traceback" not in result.stderr, result.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
