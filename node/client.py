@@ -92,6 +92,9 @@ class Client:
                     raise ClientError(resp.status, payload["code"],
                                       str(payload.get("message", "")))
                 raise ClientError(resp.status, "E_HTTP", self._not_api(raw))
+            if isinstance(payload, dict) and expect not in payload \
+                    and type(payload.get("code")) is str:  # an API error among ``ok`` (404)
+                raise ClientError(resp.status, payload["code"], str(payload.get("message", "")))
             if not isinstance(payload, dict) or expect not in payload:
                 # Every answer of the API is a JSON object: anything else is another
                 # server (a wrong port, a proxy's page), and callers read fields of it
@@ -126,7 +129,8 @@ class Client:
     async def submit(self, tx: Transaction, *, wait: bool = False,
                      timeout_s: float = 30.0) -> dict[str, Any]:
         """Submit; with ``wait`` return the committed receipt (raises ClientError on errors)."""
-        params = {"wait": "commit", "timeout": str(timeout_s)} if wait else None
+        # Fixed-point, as the API reads it (``str`` gives 1e-05 for a small float).
+        params = {"wait": "commit", "timeout": f"{timeout_s:.3f}"} if wait else None
         result: dict[str, Any] = await self._request("POST", "/v1/txs", body=tx.encoded,
                                                      params=params, expect="hash")
         return result
