@@ -69,11 +69,12 @@ class DemoNetwork:
     @classmethod
     def load(cls, directory: Path) -> DemoNetwork:
         path = directory / "genesis.json"
+        if not path.exists() and (directory.is_dir() or not directory.exists()):
+            raise CliError(f"{path} not found: make a network with 'jangbu network init'")
         try:  # the node's own checks: a genesis of any other shape is one error line
             genesis = load_genesis(path)  # (regression: tracebacks for [], {}, bytes)
         except GenesisError as exc:
-            hint = "" if path.exists() else ": make a network with 'jangbu network init'"
-            raise CliError(f"{exc}{hint}") from None
+            raise CliError(str(exc)) from None
         apis: dict[str, str] = {}
         for validator in genesis.validators:
             apis.setdefault(validator.org, validator.api)

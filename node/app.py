@@ -348,19 +348,15 @@ def malformed_http_in_one_line(record: logging.LogRecord) -> bool:
         what, level = "the client closed the connection", logging.INFO
     else:
         return True
-    record.msg = f"{record.msg}: {what}: %s"
-    record.args = (*_log_args(record.args), str(exc)[:200])
+    try:
+        said = record.getMessage()
+    except (TypeError, ValueError):
+        said = str(record.msg)
+    record.msg, record.args = "%s: %s: %s", (said, what, str(exc)[:200])
     record.exc_info = None
     record.exc_text = None
     record.levelno, record.levelname = level, logging.getLevelName(level)
     return True
-
-
-def _log_args(args: Any) -> tuple[Any, ...]:
-    """A record's arguments as a tuple (logging allows one mapping in their place)."""
-    if args is None:
-        return ()
-    return args if isinstance(args, tuple) else (args,)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -84,6 +84,8 @@ class NodeConfig:
                      "wait_commit_timeout_s", "read_auth_window_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if self.wait_commit_timeout_s > 300:  # what ?timeout= allows (node/api.py)
+            raise ConfigError("api.wait_commit_timeout_s: must be at most 300")
         if self.tree_cache_entries < 0:
             raise ConfigError("state.tree_cache_entries: must be 0 (off) or positive")
         if self.sync_diffs_bytes < 0:

@@ -78,7 +78,7 @@ from node.recent_diffs import DEFAULT_MAX_BYTES as DEFAULT_SYNC_DIFFS_BYTES
 from node.recent_diffs import RecentDiffs, diff_from_wire
 from node.signer_state import SignerStateFile
 from node.store import LedgerStore
-from node.tx import Transaction, TxError
+from node.tx import MAX_TX_BYTES, Transaction, TxError
 from node.verified_signatures import VerifiedSignatures
 from node.wal_file import FILE_NAME as WAL_FILE_NAME
 from node.wal_file import WalFile
@@ -109,6 +109,7 @@ TX_GOSSIP_MAX_BYTES = 3 * 1024 * 1024
 2,000 transactions of up to 64 KiB each would not (a review's 70 padded transactions,
 4.2 MB, made the broadcast raise and the whole batch was never gossiped)."""
 TX_GOSSIP_ITEM_OVERHEAD = 5  # a bin32 header per transaction in the message
+assert MAX_TX_BYTES + TX_GOSSIP_ITEM_OVERHEAD <= TX_GOSSIP_MAX_BYTES < canonical.MAX_MESSAGE_BYTES
 PEER_TX_MUTE_S = 30.0
 SERVE_BLOCKS_RATE = 20  # get_blocks answers per second per peer (token bucket)
 SERVE_BLOCKS_BURST = 20
@@ -1232,6 +1233,8 @@ class ConsensusDriver:
         """Broadcast the oldest pending transactions in one message: up to
         ``TX_GOSSIP_BATCH`` of them and ``TX_GOSSIP_MAX_BYTES``, at least one."""
         pending = self._gossip_txs
+        if not pending:
+            return
         count, size = 0, 0
         for raw in pending[:TX_GOSSIP_BATCH]:
             size += len(raw) + TX_GOSSIP_ITEM_OVERHEAD

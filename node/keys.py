@@ -55,8 +55,8 @@ def load_key_file(path: str | Path) -> SigningKey:
         raise KeyFileError(f"key file {path} does not exist") from None
     except (OSError, ValueError) as exc:  # a NUL in the path, a component not a directory
         raise KeyFileError(f"key file {path} cannot be read: {exc}") from None
-    if not stat.S_ISREG(mode):  # (a directory was told to chmod 600)
-        raise KeyFileError(f"key file {path} is not a regular file")
+    if stat.S_ISDIR(mode):  # (a directory was told to chmod 600); a pipe is fine
+        raise KeyFileError(f"key file {path} is a directory")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"key file {path} is accessible by group/others (mode {stat.S_IMODE(mode):04o}); "

@@ -67,7 +67,8 @@ OPENAPI: dict[str, Any] = {
              "409": "duplicate or already committed", "413": "too large",
              "503": "mempool full (Retry-After)", "504": "not committed within the timeout"},
             params=[_query_param("wait", {"type": "string", "enum": ["commit"]}),
-                    _query_param("timeout", {"type": "number"})],
+                    _query_param("timeout", {"type": "string",
+                                              "pattern": r"^[0-9]{1,6}(\.[0-9]{1,9})?$"})],
             body={"$ref": "#/components/schemas/Transaction"})},
         "/v1/txs/batch": {"post": _op(
             "Submit many transactions; one result per transaction. JSON, or "

@@ -115,3 +115,15 @@ def test_block_announcements_are_on_by_default_and_reach_the_driver(tmp_path: Pa
             assert node.driver.speculate is (value == "true")
         finally:
             node.store.close()
+
+
+def test_invalid_wait_commit_timeout_beyond_what_the_api_allows(tmp_path: Path) -> None:
+    """Review: above 300 s every ``wait=commit`` without ``?timeout=`` got a 400 blamed on
+    the client (the API allows at most 300)."""
+    home = write_home(tmp_path)
+    text = (home / "config.toml").read_text()
+    assert "wait_commit_timeout_s = 30" in text
+    (home / "config.toml").write_text(text.replace("wait_commit_timeout_s = 30",
+                                                   "wait_commit_timeout_s = 301"))
+    with pytest.raises(ConfigError, match="at most 300"):
+        load_config(home)

@@ -7,7 +7,6 @@ import logging
 import sys
 
 import pytest
-from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestPayloadError
 
@@ -46,7 +45,7 @@ def test_a_percent_sign_in_the_request_stays_text() -> None:
 def test_a_client_that_left_is_one_info_line() -> None:
     """Regression: ``Expect: 100-continue`` then a closed socket logged an error with a
     traceback (aiohttp's 100 Continue written to a closing transport)."""
-    record = record_of(ClientConnectionResetError("Cannot write to closing transport"))
+    record = record_of(ConnectionResetError("Cannot write to closing transport"))
     assert malformed_http_in_one_line(record) is True
     assert (record.levelname, record.exc_info) == ("INFO", None)
     assert record.getMessage() == ("Error handling request from 127.0.0.1: the client closed"
