@@ -9,6 +9,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from cli_support import jangbu, start_jangbu, stop_process
 
 
@@ -115,19 +117,16 @@ def test_invalid_node_start_twice_on_one_data_directory(network: tuple[Path, int
     assert first.returncode == 0  # SIGTERM is a clean shutdown
 
 
-def test_invalid_node_start_config_key_misspelt(network: tuple[Path, int]) -> None:
-    """Regression: a misspelt key kept its default without a word (a misspelt section was
-    refused already)."""
-    error = refusal_with_config(
-        network, lambda text: text.replace(b"log_level =", b"log_levle ="))
-    assert "unknown key [node] log_levle" in error
-
-
-def test_invalid_node_start_config_path_with_nul(network: tuple[Path, int]) -> None:
-    """Regression: a NUL in data_dir was a traceback when the store was opened."""
-    error = refusal_with_config(
-        network, lambda text: text.replace(b'data_dir = "data"', b'data_dir = "da\\u0000ta"'))
-    assert "node.data_dir" in error and "NUL" in error
+@pytest.mark.parametrize(("old", "new", "needle"), [
+    # Regression: a misspelt key kept its default without a word (a misspelt section
+    # was refused already).
+    (b"log_level =", b"log_levle =", "unknown key [node] log_levle"),
+    # Regression: a NUL in data_dir was a traceback when the store was opened.
+    (b'data_dir = "data"', b'data_dir = "da\\u0000ta"', "node.data_dir: must not contain a NUL"),
+], ids=["misspelt-key", "nul-in-path"])
+def test_invalid_node_start_config_mistakes(network: tuple[Path, int], old: bytes, new: bytes,
+                                            needle: str) -> None:
+    assert needle in refusal_with_config(network, lambda text: text.replace(old, new))
 
 
 def test_invalid_node_start_key_file_binary(network: tuple[Path, int]) -> None:
