@@ -126,6 +126,8 @@ class Node:
         self.driver.connected_peers = self.p2p.connected_peers
         self.started_at = time.time()
         self._runner: web.AppRunner | None = None
+        self._api_server: asyncio.Server | None = None
+        self.api_connections = CappedConnections(None, config.max_connections)
         self._register_gauges()
 
     def _open_state(self) -> None:
@@ -165,6 +167,11 @@ class Node:
         m.gauge("jangbu_mempool_bytes", lambda: self.mempool.size_bytes, "pending bytes")
         m.gauge("jangbu_peers", lambda: len(self.p2p.connected_peers()), "connected peers")
         m.gauge("jangbu_event_subscribers", lambda: self.bus.subscribers, "SSE subscribers")
+        m.gauge("jangbu_api_connections", self.api_connections.open,
+                "open HTTP connections (event streams included)")
+        m.counter_from("jangbu_api_connections_refused_total",
+                       lambda: self.api_connections.refused,
+                       "HTTP connections answered 503 E_BUSY: [api] max_connections open")
         m.gauge("jangbu_syncing", lambda: int(self.driver.syncing), "1 while block-syncing")
         # Prometheus' standard name: CPU per transaction is the figure that compares runs
         # on a machine whose speed varies (jangbu bench reads it from every node).
@@ -241,12 +248,17 @@ class Node:
         app = Api(self).app()
         from node.webpage import add_web_routes  # the web page lives beside the API
         add_web_routes(app, self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout: aiohttp arms it when a connection opens and closes a
+        # connection still waiting for a complete request when it fires (a half-sent
+        # request, or an idle keep-alive one); its default is an hour.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=self.config.idle_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.api_host, self.config.api_port,
-                           reuse_address=True)
         try:
-            await site.start()
+            self.api_connections.server = self._runner.server
+            self._api_server = await asyncio.get_running_loop().create_server(
+                self.api_connections, self.config.api_host, self.config.api_port,
+                reuse_address=True)
         except OSError as exc:
             await self.stop()
             raise NodeStartError(f"cannot listen on {self.config.api_listen}: {exc.strerror}") \
@@ -257,9 +269,14 @@ class Node:
 
     async def stop(self) -> None:
         self.bus.close()  # end event streams first so the HTTP server can drain quickly
+        if self._api_server is not None:
+            self._api_server.close()  # no new connections; the runner ends the open ones
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._api_server is not None:
+            await self._api_server.wait_closed()
+            self._api_server = None
         await self.driver.stop()
         await self.p2p.stop()
         self.store.close()
@@ -305,6 +322,47 @@ def engine_root_mismatch(node: Node) -> bool:
     genesis state's root: a value damaged then was once left to the first block that read
     it (found by review)."""
     return expected_state_root(node.store, node.genesis) != node.engine.tree.root
+
+
+class CappedConnections:
+    """The API server's protocol factory: aiohttp's, up to ``limit`` open connections.
+
+    Why: every connection holds a file descriptor, and so do LevelDB's tables, the block
+    files and the peers' links; without a cap one client holding thousands of connections
+    (a review held 130 against a lowered limit) could leave the store unable to open a
+    table, which stops the node. One connection more is answered ``503 E_BUSY`` and
+    closed at once, so a client sees why (CometBFT's ``max_open_connections``).
+    """
+
+    def __init__(self, server: Any, limit: int) -> None:
+        self.server = server
+        self.limit = limit
+        self.refused = 0
+
+    def open(self) -> int:
+        return 0 if self.server is None else len(self.server.connections)
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if self.open() >= self.limit:
+            self.refused += 1
+            return _Busy()
+        protocol: asyncio.BaseProtocol = self.server()
+        return protocol
+
+
+_BUSY_BODY = (b'{"code": "E_BUSY", "message": "the node has as many HTTP connections open '
+              b'as it allows ([api] max_connections); retry later"}')
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+         + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+
+
+class _Busy(asyncio.Protocol):
+    """A connection over the cap: the 503 answer, then closed (nothing read)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(_BUSY)  # type: ignore[attr-defined]  # a stream transport
+        transport.close()
 
 
 class JsonFormatter(logging.Formatter):

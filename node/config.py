@@ -47,6 +47,8 @@ class NodeConfig:
     max_request_bytes: int = 8 * 1024 * 1024
     wait_commit_timeout_s: int = 30
     read_auth_window_s: int = 60
+    max_connections: int = 1000
+    idle_timeout_s: int = 60
     tree_cache_entries: int = DEFAULT_CACHE_ENTRIES
     sync_diffs_bytes: int = DEFAULT_SYNC_DIFFS_BYTES
     block_announcements: bool = True
@@ -81,7 +83,8 @@ class NodeConfig:
         if self.log_format not in ("text", "json"):
             raise ConfigError("node.log_format: must be 'text' or 'json'")
         for name in ("mempool_max_txs", "mempool_max_bytes", "max_request_bytes",
-                     "wait_commit_timeout_s", "read_auth_window_s"):
+                     "wait_commit_timeout_s", "read_auth_window_s", "max_connections",
+                     "idle_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
         if self.wait_commit_timeout_s > 300:  # what ?timeout= allows (node/api.py)
@@ -158,6 +161,8 @@ def load_config(home: str | Path) -> NodeConfig:
         max_request_bytes=get("api", "max_request_bytes", int, 8 * 1024 * 1024),
         wait_commit_timeout_s=get("api", "wait_commit_timeout_s", int, 30),
         read_auth_window_s=get("api", "read_auth_window_s", int, 60),
+        max_connections=get("api", "max_connections", int, 1000),
+        idle_timeout_s=get("api", "idle_timeout_s", int, 60),
         tree_cache_entries=get("state", "tree_cache_entries", int, DEFAULT_CACHE_ENTRIES),
     )
     unknown = sorted(f"[{section}] {key}" for section, content in table.items()
@@ -196,6 +201,12 @@ listen = "{api_listen}"
 max_request_bytes = 8388608
 wait_commit_timeout_s = 30
 read_auth_window_s = 60   # signed read requests must be this fresh (seconds)
+# Open HTTP connections (event streams included); one more is answered 503 E_BUSY and
+# closed, so that clients cannot take the file descriptors LevelDB and peers need.
+max_connections = 1000
+# A connection that sends no complete request for this long is closed (a half-sent
+# request included); so is a request body that takes longer than this to arrive.
+idle_timeout_s = 60
 
 [mempool]
 max_txs = 100000
