@@ -477,7 +477,10 @@
 
   function publicOrigin(o) {
     return { animal: o.animal, species: o.species, breed: o.breed, sex: o.sex,
-      birth_date: o.birth_date, farm: o.farm, farm_no: o.farm_no, trace_no: o.trace_no,
+      birth_date: o.birth_date, farm: o.farm, trace_no: o.trace_no,
+      // The animal's farm number is its current farm's (a transfer rewrites it): shown
+      // beside the birth farm only when the two are one (review: farm A showed B's number).
+      farm_no: !o.current_farm || o.current_farm === o.farm ? o.farm_no : null,
       head_count: o.head_count, carcass: o.carcass, slaughterhouse: o.slaughterhouse,
       slaughter_date: o.slaughter_date, grade: o.grade, inspection: o.inspection,
       recalled: Boolean(o.recalled) };
@@ -487,7 +490,7 @@
     return { action: h.action, time_ms: h.time_ms, org: h.org, source: h.source || null,
       destination: h.destination || null, drug: h.drug || null,
       withdrawal_days: h.withdrawal_days, reason: h.reason || null,
-      birth_date: h.birth_date || null };
+      birth_date: h.birth_date || null, date: h.date || null, kind: h.kind || null };
   }
 
   // The consumer view and the public parts of the upstream records (movements, recall).
@@ -522,7 +525,9 @@
   }
 
   function moveText(m) {
-    const name = word("mv", m.action);
+    // A treatment of kind "vaccination" reads as one (review: it read "Treated").
+    const name = word("mv", m.action === "treat" && m.kind === "vaccination" ? "vaccinate"
+      : m.action);
     if (m.action === "treat" && m.drug) {
       return `${name}: ${t("mv_drug", { drug: m.drug, days: m.withdrawal_days })}`;
     }
@@ -566,7 +571,8 @@
       el("section", { class: "card", id: "product" },
         el("h1", {}, t("trace_title", { number: tr.number })),
         dl([
-          [tr.kind === "lot" ? t("bundle_no") : t("cattle_no"), tr.number],
+          [tr.kind === "lot" ? t("bundle_no") : tr.kind === "carcass" ? t("carcass")
+            : t("cattle_no"), tr.number],
           [t("product"), tr.product ? word("product", tr.product) : null],
           [t("weight"), fmtKg(tr.weight_g)],
           [t("packer"), orgName(tr.packer)],
@@ -581,8 +587,11 @@
         tr.animals.map((a) => [
           el("h3", {}, `${t("cattle_no")} ${a.id}`),
           table([t("m_date"), t("m_event"), t("m_where")], a.moves.map((m) => el("tr", {},
+            // The day a birth or a treatment happened, as reported, not when it was
+            // recorded (review: a treatment showed the later day of its record, which
+            // read as a slaughter inside the withdrawal period).
             el("td", { class: "nowrap" }, m.action === "birth" && m.birth_date ? m.birth_date
-              : fmtTime(m.time_ms)),
+              : m.action === "treat" && m.date ? m.date : fmtTime(m.time_ms)),
             el("td", {}, moveText(m)),
             el("td", {}, moveWhere(m)))), "moves"),
         ]),
@@ -617,8 +626,9 @@
   const EVENT_TYPES = ["create_order", "screen", "cancel", "ship", "declare", "arrive",
     "select_inspection", "inspection_result", "resolve_hold", "release", "pay_duty",
     "out_for_delivery", "deliver", "confirm_receipt", "warn", "pre_alert", "buyer_notice",
-    "duty_assessed", "combined_taxation_late", "rates_set", "restricted_updated",
-    "register_birth", "birth", "transfer_out", "transfer_in", "death", "treat", "vaccinate",
+    "duty_assessed", "combined_taxation_late", "combined_taxation_undone", "rates_set",
+    "restricted_updated", "register_birth", "birth", "transfer_out", "transfer_in",
+    "transfer_refused", "death", "treat", "vaccinate", "update_rules",
     "record_readings", "alert", "violation", "arrival", "slaughter", "cut", "bundle",
     "receive", "sell", "recall", "recall_notice", "member_added", "member_revoked", "message"];
   const MAX_BLOCKS = 20;
@@ -798,8 +808,10 @@
     redraw = null;
     const path = location.pathname;
     let match;
-    if ((match = path.match(/^\/track\/(.+)$/))) viewTrack(decodeURIComponent(match[1]).trim());
-    else if ((match = path.match(/^\/trace\/(.+)$/))) viewTrace(decodeURIComponent(match[1]).trim());
+    // A malformed %-escape (/track/%ZZ) made decodeURIComponent throw: a blank page.
+    const id = (raw) => { try { return decodeURIComponent(raw).trim(); } catch { return raw; } };
+    if ((match = path.match(/^\/track\/(.+)$/))) viewTrack(id(match[1]));
+    else if ((match = path.match(/^\/trace\/(.+)$/))) viewTrace(id(match[1]));
     else if (path === "/explorer") viewExplorer();
     else viewSearch();
     window.scrollTo(0, 0);

@@ -103,6 +103,21 @@ def test_track_warned_parcel_explains_the_warning_and_the_language_toggle_sticks
         context.close()
 
 
+@pytest.mark.parametrize("path", ["/track/%ZZ", "/track/%E0%A4%A", "/trace/%FF"])
+def test_a_malformed_escape_in_the_address_is_not_a_blank_page(
+        browser: Any, customs_net: dict[str, Any], path: str) -> None:
+    """Review: ``decodeURIComponent`` threw on it, leaving an empty page and a console
+    error; the id is now looked up as written and reported not found."""
+    net = customs_net["net"]
+    context, page, errors = open_page(browser, f"{net.api('customs')}{path}")
+    try:
+        page.wait_for_selector("#error")
+        # (the API refuses such an id, 400, which the browser notes; no script error)
+        assert [e for e in unexpected(errors) if "status of 400" not in e] == []
+    finally:
+        context.close()
+
+
 def test_search_page_navigates_and_unknown_parcel_says_so(
         browser: Any, customs_net: dict[str, Any], screenshots: Any) -> None:
     net = customs_net["net"]
