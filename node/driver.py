@@ -780,7 +780,18 @@ class ConsensusDriver:
             self.metrics.inc("jangbu_speculations_skipped_total")
             return
         started = time.perf_counter()
-        if self.engine.speculate(event.height, event.time_ms, txs):
+        try:
+            ran = self.engine.speculate(event.height, event.time_ms, txs,
+                                        now_ms=self.clock_ms())
+        except Exception as exc:  # an unsigned peer input: never fatal
+            # Speculation is an optimisation on an unverified announcement: whatever it
+            # raises, the proposal is executed (or refused) by the usual path. Regression
+            # (review): an OverflowError from an absurd announced time stopped consensus.
+            self.metrics.inc("jangbu_speculations_failed_total")
+            log.warning("speculative execution of height %d failed, ignored: %s: %s",
+                        event.height, type(exc).__name__, exc)
+            return
+        if ran:
             self.metrics.inc("jangbu_speculations_total")
             self.metrics.histogram("jangbu_speculation_seconds").observe(
                 time.perf_counter() - started)

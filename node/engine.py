@@ -278,7 +278,8 @@ class Engine:
         )
         return ExecutionResult(tuple(receipts), dict(block_overlay.writes), delta, results_root)
 
-    def speculate(self, height: int, time_ms: int, txs: Sequence[Transaction]) -> bool:
+    def speculate(self, height: int, time_ms: int, txs: Sequence[Transaction], *,
+                  now_ms: int | None = None, max_future_ms: int = 30_000) -> bool:
         """Execute ``txs`` as the block of ``height`` at ``time_ms`` ahead of its proposal;
         :meth:`validate_block` takes the result instead of executing a block with exactly
         these inputs. False (and nothing run) unless ``height`` is the next one.
@@ -291,9 +292,15 @@ class Engine:
         (pinned by the tip's hash), the height, the time and the transactions' signed
         bodies (pinned by their hashes); the roots are compared with the header's as
         always, and anything else about the block is checked as always.
+
+        The time is bounded as a proposal's is (``now_ms + max_future_ms``): an
+        announcement is not signed, and a Byzantine proposer's ``time`` of 2**63 once made
+        a contract's date arithmetic overflow on every node holding its transactions.
         """
         tip_height, tip_hash, prev_time = self.tip()
         if height != tip_height + 1 or time_ms <= prev_time:
+            return False
+        if now_ms is not None and time_ms > now_ms + max_future_ms:
             return False
         key = (tip_hash, height, time_ms, tuple(tx.hash for tx in txs))
         self._speculated = (key, self.execute_txs(height, time_ms, txs))

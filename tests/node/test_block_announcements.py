@@ -250,3 +250,36 @@ async def test_a_build_whose_round_has_moved_on_is_dropped(tmp_path: Path) -> No
         assert node.driver.queue.empty()
     finally:
         node.close()
+
+
+def test_an_announcement_with_an_absurd_time_is_not_executed(validator: Node) -> None:
+    """Review: ``time`` 2**63 (an announcement is unsigned) reached a contract's date
+    arithmetic, whose OverflowError stopped consensus on every node holding the block's
+    transactions. Now it is bounded as a proposal's time is."""
+    held = txs(2)
+    for tx in held:
+        validator.mempool.add(tx)
+    validator.driver.on_peer_message(
+        PROPOSER_KEY, announce([tx.hash for tx in held], time_ms=2**63))
+    handle_queued(validator)
+    assert validator.count("jangbu_speculations_total") == 0
+    assert validator.engine._speculated is None
+    assert validator.driver.fatal is None
+
+
+def test_a_speculation_that_raises_is_dropped_not_fatal(
+        validator: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever an execution on an unverified announcement raises, the proposal is
+    executed (or refused) by the usual path later: the driver logs it and goes on."""
+    held = txs(2)
+    for tx in held:
+        validator.mempool.add(tx)
+
+    def overflow(*args: Any) -> Any:
+        raise OverflowError("signed integer is greater than maximum")
+
+    monkeypatch.setattr(validator.engine, "execute_txs", overflow)
+    validator.driver.on_peer_message(PROPOSER_KEY, announce([tx.hash for tx in held]))
+    handle_queued(validator)
+    assert validator.count("jangbu_speculations_failed_total") == 1
+    assert validator.driver.fatal is None

@@ -153,3 +153,18 @@ def test_only_the_next_height_is_speculated(pair: Any) -> None:
     assert not validator.speculate(2, T0 + 10, members(1, 2))  # not the next height
     assert not validator.speculate(1, 0, members(1, 2))  # not after the tip's time
     assert validator._speculated is None
+
+
+def test_an_announced_time_beyond_the_proposal_bound_is_not_executed(
+        pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: an announcement is unsigned, and ``time`` 2**63 made the livestock
+    contract's date arithmetic raise OverflowError on every node holding its
+    transactions; the time is now bounded as a proposal's is (now + 30 s)."""
+    _, validator = pair
+    runs = counting(validator, monkeypatch)
+    now = T0 + 1_000
+    assert not validator.speculate(1, 2**63, members(1, 2), now_ms=now)
+    assert not validator.speculate(1, now + 30_001, members(1, 2), now_ms=now)
+    assert runs == []
+    assert validator.speculate(1, now + 30_000, members(1, 2), now_ms=now)
+    assert runs == [2]
