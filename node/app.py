@@ -182,6 +182,12 @@ class Node:
         m.counter_from("jangbu_signature_checks_saved_total", lambda: self.vote_signatures.hits,
                        "consensus signatures not checked again: a block certificate's "
                        "precommits already checked as votes")
+        # The consensus core's refusals by reason (a replaced core after a sync starts
+        # again from 0): peers' junk shows here, not in the log (review: exported nowhere).
+        for code in REJECTION_CODES:
+            m.counter_from(f'jangbu_consensus_rejected_total{{code="{code}"}}',
+                           lambda c=code: self.driver.core.rejected[c],  # type: ignore[misc]
+                           "consensus messages the core refused, by reason")
         m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
                        "proposals whose execution was already done from their announcement")
         # Read on the event loop's thread (/metrics is served there): with the process's
@@ -322,6 +328,11 @@ def engine_root_mismatch(node: Node) -> bool:
     genesis state's root: a value damaged then was once left to the first block that read
     it (found by review)."""
     return expected_state_root(node.store, node.genesis) != node.engine.tree.root
+
+
+REJECTION_CODES = ("bad_signature", "non_validator", "old_height", "duplicate",
+                   "buffer_full", "round_too_far", "wrong_proposer", "too_many_proposals",
+                   "duplicate_proposal", "conflict_stash_full", "conflicting_vote")
 
 
 class CappedConnections:

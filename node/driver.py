@@ -696,6 +696,9 @@ class ConsensusDriver:
         if isinstance(event, TimeoutFired) and event.height <= self.store.height:
             # The core ignores a timeout of a committed height; it needs no WAL record.
             return
+        if isinstance(event, VoteReceived | ProposalReceived) \
+                and self.core.precheck(event) is not None:
+            return  # refused before the WAL: a peer's junk costs no disk (review)
         self._wal_append(event)
         for action in self.core.step(event):
             self._perform(action)

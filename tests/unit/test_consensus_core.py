@@ -560,3 +560,37 @@ def test_gossip_includes_last_commit_after_restart() -> None:
     feed(fresh, Start(Height(2)))
     gossiped = {m for m in fresh.gossip_messages() if isinstance(m, Vote) and m.height == 1}
     assert len(gossiped) == 3 and all(v.block_hash == HASH_A for v in gossiped)
+
+
+# --- precheck: what the node records in its WAL ------------------------------------------
+
+
+def test_precheck_answers_as_the_step_would_refuse() -> None:
+    """The node writes only prechecked messages to its WAL (review: 200 junk proposals for
+    a decided height grew it by 200 MB): precheck must refuse what step refuses and pass
+    what step takes, counting refusals the same way, and change nothing itself."""
+    core = make_core()
+    feed(core, Start(Height(2)))
+    good = VoteReceived(vote(1, VoteType.PREVOTE, 0, HASH_A, height=2))
+    forged = VoteReceived(replace(vote(2, VoteType.PREVOTE, 0, HASH_A, height=2),
+                                  signature=b"\0" * 64))
+    old = VoteReceived(vote(1, VoteType.PREVOTE, 0, HASH_A, height=1))
+    assert core.precheck(good) is None
+    assert core.precheck(forged) == "bad_signature"
+    assert core.precheck(old) == "old_height"
+    assert core.rejected["bad_signature"] == core.rejected["old_height"] == 1
+    assert core.votes.contains(good.vote) is False  # nothing taken by the precheck
+    feed(core, good)
+    assert core.votes.contains(good.vote)
+    assert core.precheck(good) == "duplicate"
+
+
+def test_precheck_refuses_early_messages_beyond_the_buffer() -> None:
+    core = started()
+    room = PARAMS.max_buffered_per_validator
+    for round_ in range(room):
+        early = VoteReceived(vote(1, VoteType.PREVOTE, round_, HASH_A, height=2))
+        assert core.precheck(early) is None
+        feed(core, early)
+    one_more = VoteReceived(vote(1, VoteType.PREVOTE, room, HASH_A, height=2))
+    assert core.precheck(one_more) == "buffer_full"
