@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
@@ -75,6 +76,13 @@ class P2PConfig:
     backoff_cap: float = 3.0
     stable_after: float = 5.0
     max_pending_handshakes: int = 32
+    max_pending_per_address: int = 8
+    """Inbound handshakes under way from one source address. With it, and with a
+    validator's own address exempt from the global cap above, a stranger holding idle
+    sockets cannot keep the validators from linking (a review held 40 against each node,
+    reopening each one as it was closed: two validators never linked in 40 s)."""
+    refusal_log_interval: float = 10.0
+    """At most one log line per refusal reason this often (the rest are counted)."""
 
     def validate(self) -> None:
         """Raise ValueError on a configuration that cannot work."""
@@ -95,8 +103,8 @@ class P2PConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.max_pending_handshakes < 1:
-            raise ValueError("max_pending_handshakes must be at least 1")
+        if self.max_pending_handshakes < 1 or self.max_pending_per_address < 1:
+            raise ValueError("max_pending_handshakes and _per_address must be at least 1")
 
 
 def compute_backoff(failures: int, base: float, cap: float, rng: random.Random) -> float:
@@ -221,6 +229,8 @@ class PeerManager:
         self._dial_tasks: list[asyncio.Task[None]] = []
         self._inbound_tasks: set[asyncio.Task[Any]] = set()
         self._pending_handshakes = 0
+        self._pending_by_address: Counter[str] = Counter()
+        self._refusals_logged: dict[str, tuple[float, int]] = {}  # reason -> (when, muted)
         self._running = False
 
     # ------------------------------------------------------------------ public API
@@ -409,6 +419,17 @@ class PeerManager:
         self.rejected[reason] += 1
         direction = "outbound" if outbound else "inbound"
         level = logging.DEBUG if reason == "closed" and outbound else logging.WARNING
+        if level == logging.WARNING:
+            # One line per reason per interval: a flood of refused sockets wrote ~1,100
+            # lines a second (review). The counters (``rejected``) keep every one.
+            now = time.monotonic()
+            last, muted = self._refusals_logged.get(reason, (-math.inf, 0))
+            if now - last < self.config.refusal_log_interval:
+                self._refusals_logged[reason] = (last, muted + 1)
+                return
+            self._refusals_logged[reason] = (now, 0)
+            if muted:
+                detail = f"{detail}; {muted} more refused for this since the last line"
         logger.log(level, "p2p refused %s connection %s: %s (%s)", direction, where, reason, detail)
 
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -420,11 +441,19 @@ class PeerManager:
             if not self._running:
                 writer.transport.abort()
                 return
-            if self._pending_handshakes >= self.config.max_pending_handshakes:
+            address = where[0] if isinstance(where, tuple) and where else str(where)
+            if self._pending_by_address[address] >= self.config.max_pending_per_address:
+                self._reject("too_many_from_address", where, "address slots full",
+                             outbound=False)
+                writer.transport.abort()
+                return
+            if (self._pending_handshakes >= self.config.max_pending_handshakes
+                    and all(peer.host != address for peer in self._peers.values())):
                 self._reject("too_many_handshakes", where, "slots full", outbound=False)
                 writer.transport.abort()
                 return
             self._pending_handshakes += 1
+            self._pending_by_address[address] += 1
             try:
                 result = await self._handshake(reader, writer, None)
             except HandshakeError as exc:
@@ -436,6 +465,9 @@ class PeerManager:
                 raise
             finally:
                 self._pending_handshakes -= 1
+                self._pending_by_address[address] -= 1
+                if not self._pending_by_address[address]:
+                    del self._pending_by_address[address]
             peer = self._peers[result.peer_pubkey]
             self._register(peer, _Link(peer.pubkey, peer.pubkey, reader, writer, result))
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import defaultdict
@@ -388,14 +389,72 @@ async def test_invalid_slowloris_handshake_times_out(cluster: Cluster) -> None:
     await assert_link_works(b, a, "after-slowloris")
 
 
+STRANGER = "127.0.0.2"  # loopback too on Linux, but no validator's address
+
+
+async def from_stranger(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(HOST, port, local_addr=(STRANGER, 0))
+
+
 async def test_invalid_too_many_pending_handshakes_are_refused(cluster: Cluster) -> None:
     config = P2PConfig(**{**FAST.__dict__, "max_pending_handshakes": 2})
     a, b = await start_mesh(cluster, [make_key(1), make_key(2)], config=config)
-    idle = [await asyncio.open_connection(HOST, a.mgr.port) for _ in range(3)]
+    idle = [await from_stranger(a.mgr.port) for _ in range(3)]
     await wait_until(lambda: a.mgr.rejected["too_many_handshakes"] >= 1)
     await assert_link_works(b, a, "slots")
     for reader, writer in idle:
         await assert_closed_by_peer(reader)
+        writer.close()
+
+
+async def test_a_stranger_holding_every_slot_does_not_keep_validators_apart(
+        cluster: Cluster) -> None:
+    """Regression (review): a stranger kept 40 idle sockets open to each of two nodes,
+    reopening each as it was closed; the global slots were always full, so the two never
+    linked (40 s). A validator's own address is now exempt from the global cap, and one
+    address holds at most ``max_pending_per_address`` slots."""
+    config = P2PConfig(**{**FAST.__dict__, "max_pending_handshakes": 4})
+    keys = [make_key(1), make_key(2)]
+    allowed = allowed_for(keys)
+    a = await cluster.add(Node(keys[0], allowed, config=config))
+    b = await cluster.add(Node(keys[1], allowed, config=config))
+
+    async def hold(port: int) -> None:
+        """Keep 8 sockets open to ``port``, reopening each one the node closes."""
+        async def one() -> None:
+            while True:
+                reader, writer = await from_stranger(port)
+                with contextlib.suppress(ConnectionError):
+                    await reader.read()  # until the node closes it
+                writer.close()
+        await asyncio.gather(*(one() for _ in range(8)))
+
+    stranger = [asyncio.create_task(hold(port)) for port in (a.mgr.port, b.mgr.port)]
+    try:
+        await wait_until(lambda: a.mgr.rejected["too_many_handshakes"] >= 1
+                         and b.mgr.rejected["too_many_handshakes"] >= 1)  # slots held
+        a.mgr.set_address(b.pubkey, HOST, b.mgr.port)
+        b.mgr.set_address(a.pubkey, HOST, 0)
+        await wait_until(lambda: a.mgr.connected_peers() == [b.pubkey], timeout=8)
+        await assert_link_works(a, b, "past-the-stranger")
+    finally:
+        for task in stranger:
+            task.cancel()
+        await asyncio.gather(*stranger, return_exceptions=True)
+
+
+async def test_refusals_are_logged_once_per_interval(
+        cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """Regression (review): every refused socket was a WARNING line (~1,100 a second
+    under a flood); the counters still count each one."""
+    config = P2PConfig(**{**FAST.__dict__, "max_pending_per_address": 1})
+    a, _ = await start_mesh(cluster, [make_key(1), make_key(2)], config=config)
+    caplog.set_level(logging.WARNING, logger="node.p2p.peer_manager")
+    held = [await from_stranger(a.mgr.port) for _ in range(12)]
+    await wait_until(lambda: a.mgr.rejected["too_many_from_address"] >= 11)
+    lines = [r for r in caplog.records if "too_many_from_address" in r.getMessage()]
+    assert len(lines) == 1
+    for _, writer in held:
         writer.close()
 
 
