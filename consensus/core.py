@@ -99,6 +99,10 @@ class ConsensusParams:
     max_proposals_per_round: int = 4
     max_buffered_per_validator: int = 64
     """Messages kept per validator for the next height, to replay after its Start."""
+    max_buffered_block_bytes_per_validator: int = 8 * 1024 * 1024
+    """The blocks of those messages (proposals), in bytes: two full blocks (3 MiB each at
+    most), a round-0 proposal and one re-proposal. The count alone let one validator park
+    64 signed 4 MB proposals, 256 MB, on every node (review)."""
 
     def timeout_ms(self, step: TimeoutStep, round_: Round) -> int:
         if step is TimeoutStep.PROPOSE:
@@ -330,7 +334,7 @@ class ConsensusCore:
         try:
             sender, current = self._check_message(message, verified=False)
             if not current and message.height <= self.work_height + 1:
-                self._check_buffer_room(sender)
+                self._check_buffer_room(sender, message)
         except InvalidMessage as exc:
             self.rejected[exc.code] += 1
             return exc.code
@@ -387,21 +391,22 @@ class ConsensusCore:
         if message.height <= self.work_height + 1:
             if message in self._buffered:
                 raise InvalidMessage("duplicate", "already buffered")
-            self._check_buffer_room(sender)
+            self._check_buffer_room(sender, message)
             self._buffer.append(message)
             self._buffered.add(message)
             self.stats["buffered"] += 1
         else:
             self.stats["far_future"] += 1
 
-    def _check_buffer_room(self, sender: bytes) -> None:
-        held = sum(
-            1
-            for m in self._buffer
-            if (m.validator if isinstance(m, Vote) else m.proposer) == sender
-        )
-        if held >= self.params.max_buffered_per_validator:
+    def _check_buffer_room(self, sender: bytes, message: Message) -> None:
+        held = [m for m in self._buffer
+                if (m.validator if isinstance(m, Vote) else m.proposer) == sender]
+        if len(held) >= self.params.max_buffered_per_validator:
             raise InvalidMessage("buffer_full", "too many early messages from validator")
+        if isinstance(message, Proposal) and len(message.block) + sum(
+                len(m.block) for m in held if isinstance(m, Proposal)
+        ) > self.params.max_buffered_block_bytes_per_validator:
+            raise InvalidMessage("buffer_full", "too many early block bytes from validator")
 
     def _maybe_request_block(self, out: list[Action]) -> None:
         ahead = sorted((h for h in self._ahead.values() if h > self.work_height), reverse=True)

@@ -594,3 +594,20 @@ def test_precheck_refuses_early_messages_beyond_the_buffer() -> None:
         feed(core, early)
     one_more = VoteReceived(vote(1, VoteType.PREVOTE, room, HASH_A, height=2))
     assert core.precheck(one_more) == "buffer_full"
+
+
+def test_early_proposals_are_buffered_up_to_a_byte_budget_per_validator() -> None:
+    """Review: the buffer for the next height was bounded by count only, so one validator
+    could park 64 signed 4 MB proposals (256 MB) on every node."""
+    core = started()
+    big = PARAMS.max_buffered_block_bytes_per_validator // 2 - 1
+    who = index_of_proposer(2, 0)
+    first = ProposalReceived(proposal(0, b"a" * big, height=2, who=who))
+    second = ProposalReceived(proposal(1, b"b" * big, height=2, who=who))
+    third = ProposalReceived(proposal(2, b"c" * 1024, height=2, who=who))
+    for event in (first, second):
+        assert core.precheck(event) is None
+        feed(core, event)
+    assert core.precheck(third) == "buffer_full"
+    feed(core, third)
+    assert core.rejected["buffer_full"] == 2  # the precheck's and the step's
