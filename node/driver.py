@@ -999,8 +999,13 @@ class ConsensusDriver:
     def _request_blocks(self) -> None:
         target = self._sync_target()
         if target is None:
+            # No f+1 status claims yet (the core saw a quorum commit a block it lacks):
+            # any linked peer, one that failed a request last. Regression (review): this
+            # always took the first, so a Byzantine validator that hid its proposals from
+            # one node and never answered its requests was asked every time, 5 s each.
             connected = self.connected_peers()
-            target = connected[0] if connected else None
+            fresh = [peer for peer in connected if peer not in self._sync_unanswered]
+            target = (fresh or connected or [None])[0]
         if target is not None:
             self._begin_sync(target)
 

@@ -549,3 +549,23 @@ async def test_a_request_beyond_the_budget_waits_for_a_token_instead_of_being_dr
         server.store.close()
         source.close()
 
+
+
+@pytest.mark.asyncio
+async def test_a_block_request_without_status_claims_skips_a_peer_that_failed(
+        tmp_path: Any) -> None:
+    """Review: with no f+1 status claims yet, a block request went to the first linked
+    peer every time, so a Byzantine validator that hid its proposal from one node and never
+    answered was asked again and again (5 s each); a peer that failed goes last."""
+    from driver_chain import Chain
+
+    chain = Chain(tmp_path)
+    first, second = b"\x01" * 32, b"\x02" * 32
+    chain.driver.connected_peers = lambda: [first, second]
+    asked: list[bytes] = []
+    chain.driver._begin_sync = asked.append  # type: ignore[method-assign]
+    chain.driver._request_blocks()
+    chain.driver._sync_unanswered.add(first)
+    chain.driver._request_blocks()
+    assert asked == [first, second]
+    await chain.driver.stop()
