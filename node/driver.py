@@ -1005,7 +1005,8 @@ class ConsensusDriver:
             # one node and never answered its requests was asked every time, 5 s each.
             connected = self.connected_peers()
             fresh = [peer for peer in connected if peer not in self._sync_unanswered]
-            target = (fresh or connected or [None])[0]
+            ordered = fresh or connected
+            target = ordered[0] if ordered else None
         if target is not None:
             self._begin_sync(target)
 
