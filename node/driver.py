@@ -122,6 +122,7 @@ LEGACY_SERVE_BUDGET = (10, 10)
 rate and burst all nodes used then, so that a new node never overruns an old one."""
 MAX_ADVERTISED_SERVE = 1000
 MIN_ANNOUNCED_TXS = 32
+SYNC_REJECT_LOG_S = 10.0
 """Smaller blocks are built without an announcement: executing them takes less than a
 message's round trip through the loops."""
 # Honest peers gossip only transactions they admitted, so these prove a Byzantine sender.
@@ -297,6 +298,7 @@ class ConsensusDriver:
         # never ask for more nor end the sync: one chain of requests at a time.
         self._sync_expect: tuple[bytes, int] | None = None
         self._sync_unanswered: set[bytes] = set()  # sync peers that failed a request
+        self._sync_reject_logged: dict[bytes, tuple[float, int]] = {}  # peer -> (when, muted)
         self._ask_budget: dict[bytes, tuple[float, float]] = {}  # peer -> (tokens, at)
         self._peer_serve: dict[bytes, tuple[int, int]] = {}  # advertised (rate, burst)
         self._ask_timer: asyncio.TimerHandle | None = None
@@ -1162,8 +1164,17 @@ class ConsensusDriver:
         self._consider_start()  # heights held back while we were syncing may start now
 
     def _count_rejected_sync(self, sender: bytes, exc: Exception) -> None:
+        """Count a refused sync item; log one line per peer per ``SYNC_REJECT_LOG_S``
+        (review: 20,000 junk ``blocks`` messages from one peer wrote 20,000 lines)."""
         self.metrics.inc("jangbu_sync_rejected_total")
-        log.warning("rejected synced block from %s: %s", sender.hex()[:12], exc)
+        now = time.monotonic()
+        last, muted = self._sync_reject_logged.get(sender, (-SYNC_REJECT_LOG_S, 0))
+        if now - last < SYNC_REJECT_LOG_S:
+            self._sync_reject_logged[sender] = (last, muted + 1)
+            return
+        self._sync_reject_logged[sender] = (now, 0)
+        more = f" ({muted} more since the last line)" if muted else ""
+        log.warning("rejected synced block from %s: %s%s", sender.hex()[:12], exc, more)
 
     def _decode_sync_items(self, event: _SyncBlocks) -> list[tuple[Block, Any, list[Any]]] | None:
         """The blocks of a sync answer, up to the first malformed item (counted, logged);

@@ -569,3 +569,21 @@ async def test_a_block_request_without_status_claims_skips_a_peer_that_failed(
     chain.driver._request_blocks()
     assert asked == [first, second]
     await chain.driver.stop()
+
+
+@pytest.mark.asyncio
+async def test_junk_sync_answers_are_counted_each_and_logged_once_per_interval(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Review: each junk ``blocks`` message from a peer was one warning line (20,000 junk
+    messages, 20,000 lines); the metric still counts every one."""
+    from driver_chain import Chain
+
+    chain = Chain(tmp_path)
+    peer = b"\x07" * 32
+    caplog.set_level("WARNING", logger="jangbu.consensus")
+    for _ in range(50):
+        chain.driver._count_rejected_sync(peer, ValueError("malformed sync item"))
+    lines = [r for r in caplog.records if "rejected synced block" in r.getMessage()]
+    assert len(lines) == 1
+    assert chain.driver.metrics.counters["jangbu_sync_rejected_total"] == 50
+    await chain.driver.stop()
