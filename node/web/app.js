@@ -196,10 +196,15 @@
     return name && name !== id ? `${name} (${id})` : String(id);
   }
 
-  function isMissing(error) { return error.status === 404 || error.status === 400; }
+  // A contract this ledger does not run is not "not found" (review: a trace on a customs
+  // node said no animal was on the ledger).
+  function isMissing(error) {
+    return (error.status === 404 || error.status === 400) && error.code !== "E_UNKNOWN_CONTRACT";
+  }
 
   function showError(error, notFoundText) {
     const text = error.code === "E_NETWORK" ? t("error_network")
+      : error.code === "E_UNKNOWN_CONTRACT" ? t("error_no_contract")
       : isMissing(error) && notFoundText ? notFoundText()
         : t("error_generic", { msg: `${error.code}: ${error.message}` });
     show(() => el("section", { class: "card error", role: "alert", id: "error" },
@@ -359,7 +364,8 @@
     if (d.type) parts.push(d.type === "list" ? t("declaration_list") : t("declaration_general"));
     if (d.port) parts.push(d.port);
     if (d.waybill) parts.push(`${t("waybill")} ${d.waybill}`);
-    if (d.reason) parts.push(d.reason);
+    // A reason code of the contract reads in the page's language; free text as written.
+    if (d.reason) parts.push(/^[A-Z_]+$/.test(d.reason) ? word("hreason", d.reason) : d.reason);
     if (d.text) parts.push(d.text);
     if (d.note) parts.push(d.note);
     if (Array.isArray(d.documents) && d.documents.length) parts.push(d.documents.join(", "));

@@ -118,6 +118,20 @@ def test_a_malformed_escape_in_the_address_is_not_a_blank_page(
         context.close()
 
 
+def test_a_trace_on_a_ledger_without_livestock_says_so(
+        browser: Any, customs_net: dict[str, Any]) -> None:
+    """Review: the customs network answered "no animal or package ... is on the ledger"
+    for a trace, though the node said its ledger does not run that contract."""
+    net = customs_net["net"]
+    context, page, errors = open_page(browser, f"{net.api('customs')}/trace/002100000016")
+    try:
+        page.wait_for_selector("#error")
+        assert "does not keep these records" in page.inner_text("#error")
+        assert [e for e in unexpected(errors) if "status of 400" not in e] == []
+    finally:
+        context.close()
+
+
 def test_search_page_navigates_and_unknown_parcel_says_so(
         browser: Any, customs_net: dict[str, Any], screenshots: Any) -> None:
     net = customs_net["net"]

@@ -39,3 +39,19 @@ def emitted_types() -> set[str]:
 def test_the_page_listens_for_every_event_type_a_contract_emits() -> None:
     missing = emitted_types() - page_event_types()
     assert not missing, f"add to EVENT_TYPES in node/web/app.js: {sorted(missing)}"
+
+
+def test_every_history_entry_of_a_parcel_reads_in_both_languages() -> None:
+    """Review: a reassessment showed as "reassess — … · COMBINED_TAXATION", raw in both
+    languages. Every action a parcel's history records has an ``act_`` text and every reason
+    code it records an ``hreason_`` text, in English and in Korean."""
+    texts = (ROOT / "node" / "web" / "i18n.js").read_text(encoding="utf-8")
+    source = (ROOT / "contracts" / "clearance" / "contract.py").read_text(encoding="utf-8")
+    actions = {edge.action for edge in clearance_states.EDGES} | set(
+        re.findall(r'self\.(?:record|transition)\([^)]*?"([a-z_]+)"', source))
+    reasons = set(re.findall(r'"reason": "([A-Z_]+)"', source))
+    assert "reassess" in actions and "COMBINED_TAXATION" in reasons
+    missing = [key for key in [f"act_{a}" for a in sorted(actions)]
+               + [f"hreason_{r}" for r in sorted(reasons)]
+               if len(re.findall(rf"^\s+{key}:", texts, re.M)) < 2]
+    assert not missing, f"add to node/web/i18n.js (en and ko): {missing}"
