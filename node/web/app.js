@@ -311,13 +311,25 @@
 
   const WAYBILL = /^[A-Z0-9]{8,20}$/; // a house waybill number (contracts/clearance/rules.py)
 
-  async function fetchParcel(id) {
-    try {
-      return await query("clearance", "parcel", { order_id: id });
-    } catch (error) {
-      if (!isMissing(error) || !WAYBILL.test(id.toUpperCase())) throw error;
-    }
-    return query("clearance", "parcel", { waybill: id.toUpperCase() });
+  // Every parcel the number names: its order id and, when it is shaped like one, its
+  // waybill. Both are looked up: an order id may be shaped like a waybill, so a seller
+  // could otherwise shadow another parcel's tracking address with an order named after
+  // its waybill (review). Two different parcels are both shown, with a notice.
+  async function fetchParcels(id) {
+    const missing = (error) => { if (isMissing(error)) return null; throw error; };
+    let firstError = null;
+    const byOrder = query("clearance", "parcel", { order_id: id }).catch((error) => {
+      firstError = error;
+      return missing(error);
+    });
+    const byWaybill = WAYBILL.test(id.toUpperCase())
+      ? query("clearance", "parcel", { waybill: id.toUpperCase() }).catch(missing)
+      : Promise.resolve(null);
+    const [a, b] = await Promise.all([byOrder, byWaybill]);
+    const found = [a, b].filter(Boolean);
+    if (!found.length) throw firstError;
+    if (found.length === 2 && a.order_id === b.order_id) return [a];
+    return found;
   }
 
   function milestones(parcel) {
@@ -456,23 +468,29 @@
     setTitle(t("track_title", { id }));
     const token = viewToken;
     showLoading();
-    let parcel;
+    let parcels;
     try {
       await loadOrgNames();
-      parcel = publicParcel(await fetchParcel(id));
+      parcels = (await fetchParcels(id)).map(publicParcel);
     } catch (error) {
       if (token === viewToken) showError(error, () => t("parcel_not_found", { id }));
       return;
     }
     if (token !== viewToken) return;
-    show(() => trackCard(parcel));
-    followKey(parcel.order_id, () => viewTrackRefresh(id, token));
+    show(() => trackCards(id, parcels));
+    for (const parcel of parcels) followKey(parcel.order_id, () => viewTrackRefresh(id, token));
+  }
+
+  function trackCards(id, parcels) {
+    if (parcels.length === 1) return trackCard(parcels[0]);
+    return [el("p", { class: "warn-note", id: "ambiguous" }, t("track_ambiguous", { id })),
+      ...parcels.map((parcel) => trackCard(parcel))];
   }
 
   async function viewTrackRefresh(id, token) {
     try {
-      const parcel = publicParcel(await fetchParcel(id));
-      if (token === viewToken) show(() => trackCard(parcel));
+      const parcels = (await fetchParcels(id)).map(publicParcel);
+      if (token === viewToken) show(() => trackCards(id, parcels));
     } catch (e) { /* keep what is shown */ }
   }
 

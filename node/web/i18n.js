@@ -29,6 +29,8 @@ window.JANGBU_I18N = {
 
     // --- parcel tracking ---
     track_title: "Parcel {id}",
+    track_ambiguous: "Two parcels answer to “{id}”: one by its order number, one by its " +
+      "waybill number. Both are shown; check the order number on your receipt.",
     parcel_not_found: "No parcel with the order or waybill number “{id}” is on the ledger. " +
       "Check the number on your order confirmation or shipping notice.",
     current_status: "Current status",
@@ -213,6 +215,8 @@ window.JANGBU_I18N = {
     empty_input: "번호를 먼저 입력하세요.",
 
     track_title: "화물 {id}",
+    track_ambiguous: "“{id}”에 해당하는 화물이 둘입니다(주문번호 하나, 운송장번호 하나). " +
+      "둘 다 표시합니다. 영수증의 주문번호를 확인하세요.",
     parcel_not_found: "주문번호 또는 운송장번호 “{id}”인 화물이 원장에 없습니다. " +
       "주문 확인서나 배송 안내의 번호를 확인하세요.",
     current_status: "현재 상태",

@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 
+from node.client import Client
+
+from web_support import run_async
+
 pytestmark = pytest.mark.e2e
 
 
@@ -128,6 +132,36 @@ def test_a_trace_on_a_ledger_without_livestock_says_so(
         page.wait_for_selector("#error")
         assert "does not keep these records" in page.inner_text("#error")
         assert [e for e in unexpected(errors) if "status of 400" not in e] == []
+    finally:
+        context.close()
+
+
+def test_an_order_named_after_another_parcels_waybill_does_not_shadow_it(
+        browser: Any, customs_net: dict[str, Any]) -> None:
+    """Review: the page looked a number up as an order id first, so a seller's order named
+    ``<another parcel's waybill>`` took over that parcel's tracking address. Both are now
+    shown, with a notice."""
+    net = customs_net["net"]
+    buyer = customs_net["buyers"][0]
+    shadow = "WEBHAWB0003"  # the demo parcel WEB-3's waybill
+
+    async def create_shadow() -> None:
+        async with Client(net.api("customs")) as client:
+            receipt = await client.call("clearance", "create_order", {
+                "order_id": shadow, "courier": "courier", "buyer_platform": "buyer",
+                "buyer_ref": buyer.buyer_ref, "buyer_sealed": buyer.buyer_sealed,
+                "currency": "USD", "ship_from": "US",
+                "items": [{"hs": "6109.10-0000", "description": "T-shirt", "kind": "general",
+                           "quantity": 1, "unit_price": 1500}]}, key=net.member_key("seller"))
+            assert receipt["code"] == "OK", receipt
+
+    run_async(create_shadow())
+    context, page, errors = open_page(browser, f"{net.api('buyer')}/track/{shadow}")
+    try:
+        page.wait_for_selector("#ambiguous")
+        text = page.inner_text("main")
+        assert f"{customs_net['prefix']}-3" in text and shadow in text
+        assert unexpected(errors) == []
     finally:
         context.close()
 
