@@ -72,6 +72,7 @@ from node.block import Block, BlockError
 from node.engine import Engine, ExecutionResult
 from node.events import EventBus
 from node.genesis import Genesis
+from node.log_throttle import LogThrottle
 from node.mempool import AdmissionError, Mempool
 from node.metrics import Metrics
 from node.recent_diffs import DEFAULT_MAX_BYTES as DEFAULT_SYNC_DIFFS_BYTES
@@ -298,7 +299,7 @@ class ConsensusDriver:
         # never ask for more nor end the sync: one chain of requests at a time.
         self._sync_expect: tuple[bytes, int] | None = None
         self._sync_unanswered: set[bytes] = set()  # sync peers that failed a request
-        self._sync_reject_logged: dict[bytes, tuple[float, int]] = {}  # peer -> (when, muted)
+        self._sync_reject_lines = LogThrottle(SYNC_REJECT_LOG_S)  # one line per peer
         self._ask_budget: dict[bytes, tuple[float, float]] = {}  # peer -> (tokens, at)
         self._peer_serve: dict[bytes, tuple[int, int]] = {}  # advertised (rate, burst)
         self._ask_timer: asyncio.TimerHandle | None = None
@@ -1167,12 +1168,9 @@ class ConsensusDriver:
         """Count a refused sync item; log one line per peer per ``SYNC_REJECT_LOG_S``
         (review: 20,000 junk ``blocks`` messages from one peer wrote 20,000 lines)."""
         self.metrics.inc("jangbu_sync_rejected_total")
-        now = time.monotonic()
-        last, muted = self._sync_reject_logged.get(sender, (-SYNC_REJECT_LOG_S, 0))
-        if now - last < SYNC_REJECT_LOG_S:
-            self._sync_reject_logged[sender] = (last, muted + 1)
+        muted = self._sync_reject_lines.allow(sender)
+        if muted is None:
             return
-        self._sync_reject_logged[sender] = (now, 0)
         more = f" ({muted} more since the last line)" if muted else ""
         log.warning("rejected synced block from %s: %s%s", sender.hex()[:12], exc, more)
 

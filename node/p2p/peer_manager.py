@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import math
 import random
 import time
 from collections import Counter, deque
@@ -45,6 +44,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from consensus import canonical
+from node.log_throttle import LogThrottle
 from node.p2p.frames import DEFAULT_MAX_FRAME, HEADER_SIZE, FrameError, FrameOpener, FrameSealer
 from node.p2p.handshake import HELLO_SIZE, Handshake, HandshakeError, HandshakeResult
 
@@ -230,7 +230,7 @@ class PeerManager:
         self._inbound_tasks: set[asyncio.Task[Any]] = set()
         self._pending_handshakes = 0
         self._pending_by_address: Counter[str] = Counter()
-        self._refusals_logged: dict[str, tuple[float, int]] = {}  # reason -> (when, muted)
+        self._refusal_lines = LogThrottle(self.config.refusal_log_interval)
         self._running = False
 
     # ------------------------------------------------------------------ public API
@@ -420,14 +420,10 @@ class PeerManager:
         direction = "outbound" if outbound else "inbound"
         level = logging.DEBUG if reason == "closed" and outbound else logging.WARNING
         if level == logging.WARNING:
-            # One line per reason per interval: a flood of refused sockets wrote ~1,100
-            # lines a second (review). The counters (``rejected``) keep every one.
-            now = time.monotonic()
-            last, muted = self._refusals_logged.get(reason, (-math.inf, 0))
-            if now - last < self.config.refusal_log_interval:
-                self._refusals_logged[reason] = (last, muted + 1)
+            # One line per reason per interval (the counters keep every one).
+            muted = self._refusal_lines.allow(reason)
+            if muted is None:
                 return
-            self._refusals_logged[reason] = (now, 0)
             if muted:
                 detail = f"{detail}; {muted} more refused for this since the last line"
         logger.log(level, "p2p refused %s connection %s: %s (%s)", direction, where, reason, detail)
