@@ -112,6 +112,11 @@ class ConsensusParams:
         return self.timeout_precommit_ms + round_ * self.timeout_precommit_delta_ms
 
 
+STEP_UNRECORDED = frozenset({"far_future", "buffer_full"})
+"""What :meth:`ConsensusCore.precheck` answers for a message the step only notes (a peer is
+ahead) and the node need not record: replaying it after a restart would change nothing."""
+
+
 class ConsensusCore:
     """One validator's (or observer's) view of consensus, driven by :meth:`step`.
 
@@ -158,13 +163,17 @@ class ConsensusCore:
 
     # --- public --------------------------------------------------------------------------
 
-    def step(self, event: Event) -> list[Action]:
-        """Apply one event; return the actions the node must perform, in order."""
+    def step(self, event: Event, *, prechecked: bool = False) -> list[Action]:
+        """Apply one event; return the actions the node must perform, in order.
+
+        ``prechecked``: a received message that :meth:`precheck` just passed, whose
+        signature needs no second look.
+        """
         out: list[Action] = []
         if isinstance(event, VoteReceived | ProposalReceived):
             message: Message = event.vote if isinstance(event, VoteReceived) else event.proposal
             try:
-                self._on_message(message, out, verified=False)
+                self._on_message(message, out, verified=prechecked)
             except InvalidMessage as exc:
                 self.rejected[exc.code] += 1
         elif isinstance(event, Start):
@@ -322,23 +331,34 @@ class ConsensusCore:
     # --- messages ------------------------------------------------------------------------
 
     def precheck(self, event: VoteReceived | ProposalReceived) -> str | None:
-        """Why :meth:`step` would refuse this received message before acting on it (its
-        rejection code, counted as :meth:`step` counts it), or None if it would not.
+        """What :meth:`step` would make of this received message, without changing
+        anything: None if it may act on it (record it, then step it with
+        ``prechecked=True``); one of :data:`STEP_UNRECORDED` if the step only notes it
+        (a far-future message, or one beyond the buffer, which still tells us a peer is
+        ahead); else the code of the step's refusal, which the caller counts with
+        :meth:`refused` instead of stepping.
 
         Why: the node writes every input to its WAL before the step, and a peer's junk
-        (proposals for a decided height with random signatures, say) once grew the WAL by
-        200 MB; the node records only what passes. Nothing changes state here, and a
-        signature checked here is one the node's verifier remembers for the step.
+        (proposals for a decided height with random signatures, signed proposals from
+        the wrong proposer) once grew the WAL by 200 MB; the node records only what the
+        core acts on. A signature checked here is remembered by the node's verifier.
         """
         message: Message = event.vote if isinstance(event, VoteReceived) else event.proposal
         try:
             sender, current = self._check_message(message, verified=False)
-            if not current and message.height <= self.work_height + 1:
+            if current:
+                self._check_current(message)
+            elif message.height > self.work_height + 1:
+                return "far_future"
+            else:
                 self._check_buffer_room(sender, message)
         except InvalidMessage as exc:
-            self.rejected[exc.code] += 1
             return exc.code
         return None
+
+    def refused(self, code: str) -> None:
+        """Count a refusal :meth:`precheck` found, for a message not stepped."""
+        self.rejected[code] += 1
 
     def _check_message(self, message: Message, *, verified: bool) -> tuple[bytes, bool]:
         """The checks of a received message before it may change anything: its sender and
@@ -364,14 +384,28 @@ class ConsensusCore:
             raise InvalidMessage("bad_signature", "bad signature")
         return sender, current
 
+    def _check_current(self, message: Message) -> None:
+        """The checks of a message for the height being decided, before it changes
+        anything (:meth:`precheck` runs them too)."""
+        # Verify the round is not absurdly far ahead (bounds memory).
+        if message.round > self.round + self.params.max_round_ahead:
+            raise InvalidMessage("round_too_far", "round too far ahead")
+        if isinstance(message, Proposal):
+            # Verify it comes from the round's proposer.
+            if message.proposer != self.validators.proposer(message.height, message.round):
+                raise InvalidMessage("wrong_proposer", "proposal from the wrong proposer")
+            in_round = self._proposals.get(message.round, {})
+            if message.block_hash in in_round:
+                raise InvalidMessage("duplicate_proposal", "proposal for this block already held")
+            if len(in_round) >= self.params.max_proposals_per_round:
+                raise InvalidMessage("too_many_proposals", "too many proposals in round")
+
     def _on_message(self, message: Message, out: list[Action], *, verified: bool) -> None:
         sender, current = self._check_message(message, verified=verified)
         if not current:
             self._on_future_message(message, sender, out)
             return
-        # Verify the round is not absurdly far ahead (bounds memory).
-        if message.round > self.round + self.params.max_round_ahead:
-            raise InvalidMessage("round_too_far", "round too far ahead")
+        self._check_current(message)
         if isinstance(message, Proposal):
             self._on_proposal(message, out)
         else:
@@ -418,14 +452,7 @@ class ConsensusCore:
             out.append(RequestBlock(self.work_height, Height(seen)))
 
     def _on_proposal(self, proposal: Proposal, out: list[Action]) -> None:
-        # Verify it comes from the round's proposer.
-        if proposal.proposer != self.validators.proposer(proposal.height, proposal.round):
-            raise InvalidMessage("wrong_proposer", "proposal from the wrong proposer")
-        in_round = self._proposals.setdefault(proposal.round, {})
-        if proposal.block_hash in in_round:
-            raise InvalidMessage("duplicate_proposal", "proposal for this block already held")
-        if len(in_round) >= self.params.max_proposals_per_round:
-            raise InvalidMessage("too_many_proposals", "too many proposals in round")
+        in_round = self._proposals.setdefault(proposal.round, {})  # (_check_current passed)
         if in_round:
             self.stats["equivocating_proposal"] += 1
         in_round[proposal.block_hash] = proposal

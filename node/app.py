@@ -332,7 +332,8 @@ def engine_root_mismatch(node: Node) -> bool:
 
 REJECTION_CODES = ("bad_signature", "non_validator", "old_height", "duplicate",
                    "buffer_full", "round_too_far", "wrong_proposer", "too_many_proposals",
-                   "duplicate_proposal", "conflict_stash_full", "conflicting_vote")
+                   "duplicate_proposal", "conflict_stash_full", "conflicting_vote",
+                   "stale_start", "unknown_event")
 
 
 class CappedConnections:

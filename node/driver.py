@@ -44,7 +44,7 @@ from consensus.actions import (
     ScheduleTimeout,
     ValidateBlock,
 )
-from consensus.core import ConsensusCore, Step
+from consensus.core import STEP_UNRECORDED, ConsensusCore, Step
 from consensus.core import ConsensusParams as CoreParams
 from consensus.events import (
     BlockValidated,
@@ -123,9 +123,9 @@ LEGACY_SERVE_BUDGET = (10, 10)
 rate and burst all nodes used then, so that a new node never overruns an old one."""
 MAX_ADVERTISED_SERVE = 1000
 MIN_ANNOUNCED_TXS = 32
-SYNC_REJECT_LOG_S = 10.0
 """Smaller blocks are built without an announcement: executing them takes less than a
 message's round trip through the loops."""
+SYNC_REJECT_LOG_S = 10.0  # refused sync items: one log line per peer this often
 # Honest peers gossip only transactions they admitted, so these prove a Byzantine sender.
 PROVABLY_BAD_TX = frozenset({"E_MALFORMED_TX", "E_TX_TOO_LARGE", "E_BAD_SIGNATURE",
                              "E_WRONG_CHAIN"})
@@ -699,11 +699,20 @@ class ConsensusDriver:
         if isinstance(event, TimeoutFired) and event.height <= self.store.height:
             # The core ignores a timeout of a committed height; it needs no WAL record.
             return
-        if isinstance(event, VoteReceived | ProposalReceived) \
-                and self.core.precheck(event) is not None:
-            return  # refused before the WAL: a peer's junk costs no disk (review)
+        prechecked = False
+        if isinstance(event, VoteReceived | ProposalReceived):
+            # Only what the core acts on is recorded: a peer's junk costs no disk (review).
+            verdict = self.core.precheck(event)
+            if verdict in STEP_UNRECORDED:
+                for action in self.core.step(event):  # a peer is ahead: noted, not kept
+                    self._perform(action)
+                return
+            if verdict is not None:
+                self.core.refused(verdict)
+                return
+            prechecked = True
         self._wal_append(event)
-        for action in self.core.step(event):
+        for action in self.core.step(event, prechecked=prechecked):
             self._perform(action)
 
     def _wal_append(self, event: Event) -> None:
@@ -1008,7 +1017,10 @@ class ConsensusDriver:
             # one node and never answered its requests was asked every time, 5 s each.
             connected = self.connected_peers()
             fresh = [peer for peer in connected if peer not in self._sync_unanswered]
-            ordered = fresh or connected
+            if not fresh:  # every one failed once (a hiccup): start the rotation again
+                self._sync_unanswered.difference_update(connected)
+                fresh = connected
+            ordered = fresh
             target = ordered[0] if ordered else None
         if target is not None:
             self._begin_sync(target)
