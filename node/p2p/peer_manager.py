@@ -421,7 +421,7 @@ class PeerManager:
         level = logging.DEBUG if reason == "closed" and outbound else logging.WARNING
         if level == logging.WARNING:
             # One line per reason per interval (the counters keep every one).
-            muted = self._refusal_lines.allow(reason)
+            muted = self._refusal_lines.allow((reason, direction))
             if muted is None:
                 return
             if muted:

@@ -316,19 +316,18 @@
   // could otherwise shadow another parcel's tracking address with an order named after
   // its waybill (review). Two different parcels are both shown, with a notice.
   async function fetchParcels(id) {
-    const missing = (error) => { if (isMissing(error)) return null; throw error; };
-    let firstError = null;
-    const byOrder = query("clearance", "parcel", { order_id: id }).catch((error) => {
-      firstError = error;
-      return missing(error);
-    });
-    const byWaybill = WAYBILL.test(id.toUpperCase())
-      ? query("clearance", "parcel", { waybill: id.toUpperCase() }).catch(missing)
-      : Promise.resolve(null);
-    const [a, b] = await Promise.all([byOrder, byWaybill]);
-    const found = [a, b].filter(Boolean);
-    if (!found.length) throw firstError;
-    if (found.length === 2 && a.order_id === b.order_id) return [a];
+    const lookups = [query("clearance", "parcel", { order_id: id })];
+    if (WAYBILL.test(id.toUpperCase())) {
+      lookups.push(query("clearance", "parcel", { waybill: id.toUpperCase() }));
+    }
+    // Whatever one lookup finds is shown even if the other failed (busy, network).
+    const settled = await Promise.allSettled(lookups);
+    const found = settled.filter((r) => r.status === "fulfilled").map((r) => r.value);
+    if (!found.length) {
+      const errors = settled.map((r) => r.reason);
+      throw errors.find((e) => !isMissing(e)) || errors[0];
+    }
+    if (found.length === 2 && found[0].order_id === found[1].order_id) return [found[0]];
     return found;
   }
 
