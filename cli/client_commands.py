@@ -52,12 +52,16 @@ def node_url(args: argparse.Namespace) -> str:
     return url
 
 
-def positive_seconds(text: str) -> float:
-    """An argparse type: a number of seconds > 0 (0 or less once meant no timeout)."""
+def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0 (0 or less once meant no timeout)."""
+    value = _seconds(text)
     if not 0 < value <= 86_400:
         raise argparse.ArgumentTypeError("must be more than 0 and at most 86400 seconds")
     return value
@@ -66,10 +70,7 @@ def positive_seconds(text: str) -> float:
 def grace_seconds(text: str) -> float:
     """An argparse type: a number of seconds >= 0 (``devnet down --timeout 0``: SIGKILL at
     once); nan, inf and negatives are refused (nan once SIGKILLed every node, exit 0)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    value = _seconds(text)
     if not 0 <= value <= 86_400:
         raise argparse.ArgumentTypeError("must be at least 0 and at most 86400 seconds")
     return value
@@ -120,11 +121,8 @@ def run(action: Action, *, needs_key: bool = False) -> Callable[[argparse.Namesp
             async with Client(url, key=key, timeout_s=args.timeout) as client:
                 return await action(client, args)
 
-        try:
+        try:  # (a closed stdout, ``| head``, is cli.output.TerminalSafe's to handle)
             return asyncio.run(main())
-        except BrokenPipeError:  # stdout closed early (``| head``): stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
         except ClientError as exc:
             raise CliError(f"{exc.code}: {exc.message}" if exc.message else exc.code) from None
         except aiohttp.ClientConnectorError:
