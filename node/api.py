@@ -45,7 +45,6 @@ MAX_BATCH = 5000
 MSGPACK = "application/msgpack"
 _DECIMAL = re.compile(r"[0-9]{1,19}")
 _SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,9})?")
-_HASH_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
@@ -301,9 +300,9 @@ class Api:
         return web.json_response({"accepted": accepted, "results": results}, status=200)
 
     async def get_tx(self, request: web.Request) -> web.Response:
-        if _HASH_HEX.fullmatch(request.match_info["hash"]) is None:
+        tx_hash = hex_arg(request.match_info["hash"])
+        if tx_hash is None or len(tx_hash) != 32:
             raise ApiError(400, "E_ARGS", "hash must be 64 hex characters")
-        tx_hash = bytes.fromhex(request.match_info["hash"])
         raw = tx_hash.hex()
         location = self.node.store.tx_location(tx_hash)
         if location is not None:

@@ -87,22 +87,19 @@ class Client:
                 payload = json.loads(raw) if raw else None
             except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep
                 payload = None
-            if resp.status not in ok:
-                if isinstance(payload, dict) and type(payload.get("code")) is str:
-                    raise ClientError(resp.status, payload["code"],
-                                      str(payload.get("message", "")))
-                raise ClientError(resp.status, "E_HTTP", self._not_api(raw))
-            if isinstance(payload, dict) and expect not in payload \
-                    and type(payload.get("code")) is str:  # an API error among ``ok`` (404)
+            if resp.status in ok and isinstance(payload, dict) and expect in payload:
+                return payload
+            if isinstance(payload, dict) and type(payload.get("code")) is str:
+                # The API's error (also one among ``ok``: a 404 without a proof).
                 raise ClientError(resp.status, payload["code"], str(payload.get("message", "")))
-            if not isinstance(payload, dict) or expect not in payload:
-                # Every answer of the API is a JSON object: anything else is another
-                # server (a wrong port, a proxy's page), and callers read fields of it
-                # (regression: tracebacks, or ``null`` printed with exit code 0).
-                raise ClientError(resp.status, "E_NOT_JANGBU",
-                                  f"{self.base_url} does not answer as a jangbu node API "
-                                  f"({self._not_api(raw)})")
-            return payload
+            if resp.status not in ok:
+                raise ClientError(resp.status, "E_HTTP", self._not_api(raw))
+            # Every answer of the API is a JSON object with ``expect``: anything else is
+            # another server (a wrong port, a proxy's page), and callers read fields of it
+            # (regression: tracebacks, or ``null`` printed with exit code 0).
+            raise ClientError(resp.status, "E_NOT_JANGBU",
+                              f"{self.base_url} does not answer as a jangbu node API "
+                              f"({self._not_api(raw)})")
 
     @staticmethod
     def _not_api(raw: bytes) -> str:
