@@ -120,6 +120,10 @@ class BlockFiles:
             return []
         return sorted(int(m.group(1)) for m in map(_SEGMENT_NAME.match, names) if m)
 
+    def holds_bytes(self) -> bool:
+        """Whether any segment on disk holds a byte (what a lost store must not delete)."""
+        return any(os.path.getsize(self._path(segment)) > 0 for segment in self.segments())
+
     # --- start-up ---------------------------------------------------------------------------
 
     def recover(self, last: Pointer | None) -> int:

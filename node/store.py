@@ -55,7 +55,13 @@ from node.block_files import (
 )
 from node.execution import Receipt
 from node.state_tree import DEFAULT_CACHE_ENTRIES, LEAF_PREFIX, StateDelta, StateTree
-from node.store_open import STATE_PREFIX, ScannedState, open_db, take_preopened
+from node.store_open import (
+    STATE_PREFIX,
+    OrphanedStoreError,
+    ScannedState,
+    open_db,
+    take_preopened,
+)
 
 _T = TypeVar("_T")
 
@@ -230,6 +236,25 @@ _RECOVER = ("restore it from a backup or remove it and let the node catch up fro
             "(docs/operations.md)")
 
 
+def open_error_message(path: str, exc: Exception) -> str:
+    """The operator's line for LevelDB's refusal to open ``path``.
+
+    Only a failed lock *call* (LevelDB's ``lock <file>: ...``) means another process holds
+    the store; the lock file failing to open (``<dir>/LOCK: Permission denied``, ``Read-only
+    file system``) is the directory's permissions or mount, and used to be reported as
+    "in use by another process" too, sending the operator after a process that did not exist.
+    """
+    reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+        exc.args[0], bytes) else str(exc)
+    if "IO error: lock " in reason:
+        return (f"data directory {path} is in use by another process (LevelDB lock held); "
+                "is this node already running?")
+    if "Permission denied" in reason or "Read-only file system" in reason:
+        return (f"cannot open data directory {path}: {reason}; the node needs to write to "
+                "it (check its owner, mode and mount)")
+    return f"cannot open data directory {path}: {reason}"
+
+
 class LedgerStore:
     """One node's copy of the ledger."""
 
@@ -258,7 +283,15 @@ class LedgerStore:
         """Cut what a crash left in the block files past the last committed block.
 
         Only after the last committed entry has been read back whole (its block's CRC): a
-        damaged pointer must stop the node, never have committed bytes cut or deleted."""
+        damaged pointer must stop the node, never have committed bytes cut or deleted.
+
+        Block files beside a store with no chain in it are refused, not emptied: genesis is
+        written before any block, so they can only be the files of a store that was lost or
+        removed, and they may be the last copy of its blocks."""
+        if not self.initialised and self.files.holds_bytes():
+            raise StoreError(f"data directory {self.path} holds block files but no ledger "
+                             f"(its LevelDB store is empty or was removed); nothing was "
+                             f"deleted; " + _RECOVER)
         last = None
         if (self._files_from is None and self._height > 0
                 and self.db.get(META_FORMAT, verify_checksums=True) != b"1"):
@@ -293,14 +326,12 @@ class LedgerStore:
             db = open_db(path) if pending is None else pending.result()
             scanned = None if pending is None else pending.state
         except plyvel.IOError as exc:
-            if "lock" in str(exc).lower():
-                raise StoreError(
-                    f"data directory {path} is in use by another process (LevelDB lock held); "
-                    "is this node already running?"
-                ) from None
-            raise StoreError(f"cannot open data directory {path}: {exc}") from None
+            raise StoreError(open_error_message(path, exc)) from None
         except plyvel.CorruptionError as exc:
             raise StoreError(f"data directory {path} is corrupt ({exc}); " + _RECOVER) from None
+        except OrphanedStoreError as exc:
+            raise StoreError(f"data directory {path} is damaged ({exc}); nothing was changed "
+                             "in it; " + _RECOVER) from None
         try:
             # Checksums verified: a flipped byte in a table must read as corruption, not as
             # "another chain" or "another genesis".

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -89,6 +90,37 @@ def log_bytes(path: str) -> int:
         return 0
 
 
+class OrphanedStoreError(Exception):
+    """The directory holds a LevelDB database's files but not its ``CURRENT`` pointer."""
+
+
+_TABLE_OR_LOG = re.compile(r"^\d+\.(ldb|sst|log)$")
+
+
+def check_not_orphaned(path: str) -> None:
+    """Refuse to create a database over the files of one whose ``CURRENT`` is gone.
+
+    Why: ``create_if_missing`` would take such a directory for an empty one, make a new
+    database in it and delete the old tables as unused: a node whose ``CURRENT`` was lost
+    (a bad restore, a stray ``rm``) used to start at height 0 having deleted its ledger,
+    block files included (docs/operations.md §1: a damaged store stops the node). A
+    directory with only a ``MANIFEST`` (a first creation cut short) holds nothing committed
+    and is opened as new; so is one with empty logs.
+    """
+    if os.path.isfile(os.path.join(path, "CURRENT")):
+        return
+    try:
+        with os.scandir(path) as entries:
+            found = sorted(entry.name for entry in entries
+                           if _TABLE_OR_LOG.match(entry.name) and entry.is_file()
+                           and (not entry.name.endswith(".log") or entry.stat().st_size > 0))
+    except FileNotFoundError:
+        return
+    if found:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise OrphanedStoreError(f"it holds LevelDB files ({shown}) but no CURRENT file")
+
+
 def open_db(path: str) -> Any:
     """LevelDB at ``path`` with :data:`LEVELDB_OPTIONS` and :data:`COMPRESSION`.
 
@@ -99,6 +131,7 @@ def open_db(path: str) -> Any:
     once; the open that follows finds an empty log, and the table is compressed later by
     LevelDB's background compaction, off a restart's critical path.
     """
+    check_not_orphaned(path)
     if COMPRESSION is not None and replays_uncompressed(path):
         options = {**LEVELDB_OPTIONS, "lru_cache_size": 8 << 20}
         with kept_info_log(path):

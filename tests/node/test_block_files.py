@@ -412,3 +412,46 @@ async def test_an_event_replay_over_damaged_history_ends_with_an_error_event(
     assert body.count("event: member_added") == 3  # block 1's events went out first
     error = body.split("event: error\ndata: ", 1)[1].split("\n", 1)[0]
     assert '"code": "E_STORE"' in error and "checksum" in error
+
+
+def test_a_store_without_its_current_file_is_refused_and_nothing_deleted(
+        tmp_path: Path) -> None:
+    """Losing LevelDB's CURRENT made the open create a new, empty database over the old
+    tables (deleting them) and the block files' recovery delete every segment: the node
+    started at height 0 with its ledger gone."""
+    path = str(tmp_path / "data")
+    commit_blocks(path, 3)
+    before = sorted(os.listdir(path)), os.path.getsize(segment_path(path))
+    os.unlink(os.path.join(path, "CURRENT"))
+    with pytest.raises(StoreError, match=r"damaged \(it holds LevelDB files .*but no CURRENT "
+                                         r"file\); nothing was changed"):
+        open_store(path)
+    assert (sorted(os.listdir(path)), os.path.getsize(segment_path(path))) == (
+        sorted(n for n in before[0] if n != "CURRENT"), before[1])
+
+
+def test_block_files_beside_an_empty_store_are_refused_not_deleted(tmp_path: Path) -> None:
+    """The LevelDB files removed and the block files left: a new store must not take the
+    blocks for a crash's leftovers and cut them all."""
+    path = str(tmp_path / "data")
+    commit_blocks(path, 3)
+    size = os.path.getsize(segment_path(path))
+    for name in os.listdir(path):
+        if name != BLOCK_FILES_DIR and name != "consensus.wal":
+            os.unlink(os.path.join(path, name))
+    with pytest.raises(StoreError, match="holds block files but no ledger"):
+        open_store(path)
+    assert os.path.getsize(segment_path(path)) == size
+
+
+def test_a_directory_with_only_a_manifest_or_empty_logs_opens_as_new(tmp_path: Path) -> None:
+    """What a first creation cut short leaves holds nothing committed: no refusal."""
+    path = tmp_path / "data"
+    path.mkdir()
+    (path / "MANIFEST-000001").write_bytes(b"x" * 10)
+    (path / "000003.log").write_bytes(b"")
+    store = open_store(str(path))
+    try:
+        assert not store.initialised
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import plyvel
 import pytest
 
 from node import store_open
@@ -104,3 +105,25 @@ def test_a_large_log_is_replayed_uncompressed_first_and_reads_the_same(
         assert reopened.initialised and reopened.state.get(b"k") is None
     finally:
         reopened.close()
+
+
+def test_only_a_held_lock_reads_as_another_process() -> None:
+    """LevelDB's own messages: a lock file that cannot be opened (permissions, a read-only
+    mount) was reported as "in use by another process" too."""
+    from node.store import open_error_message
+
+    def message(reason: bytes) -> str:
+        return open_error_message("/d", plyvel.IOError(reason))
+
+    assert "in use by another process" in message(
+        b"IO error: lock /d/LOCK: Resource temporarily unavailable")
+    assert "in use by another process" in message(b"IO error: lock /d/LOCK: already held by "
+                                                  b"process")
+    for reason in (b"IO error: /d/LOCK: Permission denied",
+                   b"IO error: /d/LOCK: Read-only file system"):
+        text = message(reason)
+        assert "another process" not in text
+        assert text.startswith(f"cannot open data directory /d: {reason.decode()}; the node "
+                               "needs to write to it")
+    assert message(b"IO error: /d/000005.ldb: No space left") == (
+        "cannot open data directory /d: IO error: /d/000005.ldb: No space left")
