@@ -77,7 +77,13 @@ def cmd_node_start(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(run_node(config))
-    except (NodeStartError, StoreError, ContractLoadError, ConfigError) as exc:
+    except (NodeStartError, StoreError, ContractLoadError, ConfigError, OSError) as exc:
+        if config.log_format == "json":
+            # Journald and log shippers read the node's stderr as JSON lines: its last
+            # line too (it was the one plain-text line of a JSON log).
+            import logging
+            logging.getLogger("jangbu.node").critical("%s", exc)
+            return 1
         raise CliError(str(exc)) from None
     return 0
 

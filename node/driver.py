@@ -131,6 +131,34 @@ PROVABLY_BAD_TX = frozenset({"E_MALFORMED_TX", "E_TX_TOO_LARGE", "E_BAD_SIGNATUR
                              "E_WRONG_CHAIN"})
 
 
+COUNTERS: dict[str, str] = {
+    "jangbu_blocks_committed_total": "blocks this node committed (by consensus or sync)",
+    "jangbu_txs_committed_total": "transactions in the blocks this node committed",
+    "jangbu_blocks_announced_total": "block announcements this node sent as proposer",
+    "jangbu_speculations_total": "announced blocks executed ahead of their proposal",
+    "jangbu_speculations_skipped_total": "announced blocks not executed ahead of their "
+                                         "proposal",
+    "jangbu_speculations_failed_total": "speculative executions that raised (dropped)",
+    "jangbu_invalid_proposals_total": "proposals whose block did not validate",
+    "jangbu_evidence_total": "conflicting votes (double signs) seen; against this node's own "
+                             "key: a second copy of it is running",
+    "jangbu_p2p_bad_messages_total": "peer messages that did not decode, of an unknown kind, "
+                                     "or with a transaction no honest node would send",
+    "jangbu_p2p_muted_txs_total": "transaction gossip dropped from peers muted after a bad "
+                                  "transaction",
+    "jangbu_p2p_throttled_total": "block requests from peers served late, beyond their budget",
+    "jangbu_p2p_unknown_serve_budget_total": "peers advertising no readable sync budget",
+    "jangbu_sync_blocks_total": "blocks taken by block sync",
+    "jangbu_sync_diffs_applied_total": "synced blocks applied from their certified diff",
+    "jangbu_sync_diffs_rejected_total": "synced diffs that did not check out",
+    "jangbu_sync_ignored_total": "sync answers starting past this node's next height",
+    "jangbu_sync_rejected_total": "synced items refused (they did not check out)",
+    "jangbu_sync_requests_ahead_total": "block batches asked for while one was being applied",
+}
+"""Every counter the driver increments, exported at 0 from the start (Metrics.declare);
+tests/node/test_metrics_declared.py checks that none is left out."""
+
+
 @dataclass(frozen=True)
 class _SyncBlocks:
     """Blocks with certificates received from a peer (handled by the driver, not the core)."""

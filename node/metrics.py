@@ -75,6 +75,15 @@ class Metrics:
     def inc(self, name: str, amount: float = 1.0) -> None:
         self.counters[name] = self.counters.get(name, 0.0) + amount
 
+    def declare(self, name: str, help_text: str) -> None:
+        """Export counter ``name`` at 0 before its first increment.
+
+        Why: a counter absent until it first moves defeats the alerts written on it
+        (``increase(jangbu_evidence_total[5m]) > 0`` has no series to start from, so the
+        first evidence ever seen does not fire it; operator review)."""
+        self.counters.setdefault(name, 0.0)
+        self.help[name] = help_text
+
     def counter_from(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
         """A counter whose value is read when scraped (e.g. the process's CPU seconds)."""
         self._reading(name, "counter", read, help_text)

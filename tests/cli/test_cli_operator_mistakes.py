@@ -196,3 +196,63 @@ def test_events_follow_into_a_reader_that_leaves_stops() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_node_with_a_damaged_store_stops_with_one_error_in_its_log_format(
+        tmp_path: Path, log_format: str) -> None:
+    """Regression (operator review): with --log-format json the node's last line, the one
+    saying why it stopped, was the only plain-text line of the log; and a store whose
+    CURRENT was lost was replaced by an empty one (the node started at height 0)."""
+    base = free_ports(2)
+    result = jangbu("network", "init", "--orgs", "solo:customs", "--contracts", "clearance",
+                    "--dir", tmp_path / "n", "--base-port", base)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "n" / "solo" / "data"
+    data.mkdir()
+    (data / "000005.ldb").write_bytes(b"a table of a store whose CURRENT was lost")
+    result = jangbu("node", "start", "--home", tmp_path / "n" / "solo",
+                    "--log-format", log_format)
+    assert result.returncode == 1, result.stderr
+    assert (data / "000005.ldb").exists() and not (data / "CURRENT").exists()
+    assert "Traceback" not in result.stderr, result.stderr
+    if log_format == "text":
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("jangbu: error: ") and "no CURRENT file" in last, last
+        return
+    lines = [json.loads(line) for line in result.stderr.strip().splitlines()]
+    assert lines[-1]["level"] == "critical" and "no CURRENT file" in lines[-1]["msg"], lines
+
+
+def test_json_log_lines_carry_the_traceback() -> None:
+    """Regression (operator review): the JSON formatter dropped exc_info, so a node that
+    stopped on an internal error logged no traceback under --log-format json."""
+    import logging
+
+    from node.app import JsonFormatter
+
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError:
+        record = logging.LogRecord("jangbu.driver", logging.CRITICAL, __file__, 1,
+                                   "consensus stopped at height %d", (7,), sys.exc_info())
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "consensus stopped at height 7"
+    assert line["exc"].startswith("Traceback") and "No space left on device" in line["exc"]
+
+
+@pytest.mark.parametrize("value", ["301", "400", "0", "nan"])
+def test_invalid_wait_timeout_is_refused_before_anything_is_sent(value: str) -> None:
+    """Regression (customs review): ``tx submit --wait-timeout 400`` passed the CLI (it
+    took up to 86,400) and failed at the node with E_ARGS, the transaction not submitted."""
+    result = jangbu("tx", "submit", "--node", "http://127.0.0.1:9", "--contract", "clearance",
+                    "--action", "cancel", "--args", "{}", "--wait-timeout", value)
+    assert result.returncode == 2 and "--wait-timeout" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_longest_wait_timeout_the_node_allows_is_taken() -> None:
+    from cli.client_commands import wait_seconds
+    from node.defaults import MAX_WAIT_COMMIT_S
+
+    assert wait_seconds(str(MAX_WAIT_COMMIT_S)) == MAX_WAIT_COMMIT_S
