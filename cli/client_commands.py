@@ -67,6 +67,18 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def wait_seconds(text: str) -> float:
+    """An argparse type: how long a submit waits for its commit, as the node allows it
+    (node/defaults.py MAX_WAIT_COMMIT_S)."""
+    from node.defaults import MAX_WAIT_COMMIT_S
+
+    value = _seconds(text)
+    if not 0 < value <= MAX_WAIT_COMMIT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_WAIT_COMMIT_S} seconds (what the node allows)")
+    return value
+
+
 def grace_seconds(text: str) -> float:
     """An argparse type: a number of seconds >= 0 (``devnet down --timeout 0``: SIGKILL at
     once); nan, inf and negatives are refused (nan once SIGKILLed every node, exit 0)."""
@@ -376,8 +388,8 @@ def submit_options() -> argparse.ArgumentParser:
     opts = argparse.ArgumentParser(add_help=False)
     opts.add_argument("--no-wait", action="store_true",
                       help="return once the node accepted it (do not wait for the commit)")
-    opts.add_argument("--wait-timeout", type=positive_seconds, default=30.0, metavar="S",
-                      help="seconds to wait for the commit (default 30)")
+    opts.add_argument("--wait-timeout", type=wait_seconds, default=30.0, metavar="S",
+                      help="seconds to wait for the commit (default 30, at most 300)")
     return opts
 
 

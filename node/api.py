@@ -26,6 +26,7 @@ from consensus import canonical
 from contracts.sdk import ContractError, Member
 from node import merkle
 from node.block import result_leaf_from_encoded
+from node.defaults import MAX_WAIT_COMMIT_S
 from node.event_frames import FrameMemo, sse_frame
 from node.events import EventFilter, event_records
 from node.execution import member_lookup, run_query
@@ -273,8 +274,8 @@ class Api:
         if _SECONDS.fullmatch(raw) is None:
             raise ApiError(400, "E_ARGS", "timeout must be a number of seconds")
         value = float(raw)
-        if not 0 < value <= 300:
-            raise ApiError(400, "E_ARGS", "timeout must be in (0, 300] seconds")
+        if not 0 < value <= MAX_WAIT_COMMIT_S:
+            raise ApiError(400, "E_ARGS", f"timeout must be in (0, {MAX_WAIT_COMMIT_S}] seconds")
         return value
 
     async def post_batch(self, request: web.Request) -> web.Response:

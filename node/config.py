@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from node.defaults import MAX_WAIT_COMMIT_S
 from node.defaults import SYNC_DIFFS_BYTES as DEFAULT_SYNC_DIFFS_BYTES
 from node.defaults import TREE_CACHE_ENTRIES as DEFAULT_CACHE_ENTRIES
 
@@ -87,8 +88,8 @@ class NodeConfig:
                      "idle_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
-        if self.wait_commit_timeout_s > 300:  # what ?timeout= allows (node/api.py)
-            raise ConfigError("api.wait_commit_timeout_s: must be at most 300")
+        if self.wait_commit_timeout_s > MAX_WAIT_COMMIT_S:  # what ?timeout= allows
+            raise ConfigError(f"api.wait_commit_timeout_s: must be at most {MAX_WAIT_COMMIT_S}")
         if self.tree_cache_entries < 0:
             raise ConfigError("state.tree_cache_entries: must be 0 (off) or positive")
         if self.sync_diffs_bytes < 0:
@@ -168,8 +169,8 @@ def load_config(home: str | Path) -> NodeConfig:
     unknown = sorted(f"[{section}] {key}" for section, content in table.items()
                      for key in content if (section, key) not in used)
     if unknown:  # a misspelt key silently kept its default (review)
-        raise ConfigError(f"{path}: unknown key {unknown[0]} (see docs/operations.md for "
-                          "the keys of each section)")
+        raise ConfigError(f"{path}: unknown key {unknown[0]} (docs/operations.md "
+                          "section 10 lists the keys of each section)")
     config.validate()
     return config
 

@@ -24,3 +24,8 @@ clearance orders' worth (~1.65 KB of writes and receipt each on the wire, ~1.2x 
 memory: the writes dict and the receipts' bytes): the last ~25 s of a fully loaded chain
 here. It was 32 MiB with the receipts held as objects (2x the wire size in memory), about
 the same memory for a third of the blocks. Config: ``[p2p] sync_diffs_bytes``."""
+
+MAX_WAIT_COMMIT_S = 300
+"""The longest a submit may wait for its commit (``?timeout=``, ``[api]
+wait_commit_timeout_s``, ``jangbu tx submit --wait-timeout``): one bound for the three, so
+the CLI refuses what the node would (review: it took up to 86,400, then failed at the node)."""
