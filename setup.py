@@ -67,6 +67,10 @@ def clearance_compiled() -> list[Extension]:
 
 
 setup(
+    # The README the systemd unit's Documentation= names (deploy/systemd): a venv at
+    # /opt/jangbu gets it as /opt/jangbu/share/doc/jangbu/README.md (operator review: the
+    # path named nothing).
+    data_files=[("share/doc/jangbu", ["README.md"])],
     ext_modules=[
         Extension("consensus._speedups", ["consensus/_speedups.c"], optional=True,
                   extra_compile_args=["-O2"]),
