@@ -90,7 +90,7 @@ E_REPLAY: Final = "E_REPLAY"
 PUBKEY_HEX = membership.PUBKEY_HEX
 SIG_HEX = re.compile(r"[0-9a-f]{128}")
 ANY_NUMBER = re.compile(r"[A-Za-z0-9-]{1,32}")
-_QUERY_COUNT = re.compile(r"[0-9]{1,6}")  # a count as a query string spells it
+_QUERY_COUNT = re.compile(r"-?[0-9]{1,9}")  # a count as a query string spells it
 
 READING_KEYS: Final = frozenset({"device", "animal", "site", "kind", "value", "seq", "sig"})
 
@@ -448,8 +448,16 @@ class LivestockContract(Contract):
     # or be taken in by a farm (E_RECALLED; version 1 let both through). Receipts, and so
     # the results root, of the same history differ from version 1's: genesis names the
     # version, and a chain begun under 1 keeps running by 1's rules.
-    version = "2"
-    runs_versions: tuple[str, ...] = ("1", "2")
+    # 3 (a review against the workflow): the check-digit rule in force applies to numbers
+    # not yet on the ledger (a regulator's rule change stranded registered animals); an
+    # animal that arrived at one slaughterhouse is slaughtered only there; a device writes
+    # readings only on animals its organisation owns, holds or is receiving; a
+    # ``record_readings`` event names its animals, sites and devices; a lot is not dated
+    # before its carcass's slaughter or its input lots; a treatment reported after its
+    # animal arrived or was slaughtered is recorded (the slaughter flagged when it fell in
+    # the withdrawal period), where it was refused and lost.
+    version = "3"
+    runs_versions: tuple[str, ...] = ("1", "2", "3")
 
     @classmethod
     def for_version(cls, version: str) -> LivestockContract | None:
@@ -464,6 +472,7 @@ class LivestockContract(Contract):
         self.check_digit_rule = check_digit_rule
         self.refusals_report = rules_version != "1"
         self.recall_stops_moves = rules_version != "1"
+        self.custody_checks = rules_version not in ("1", "2")  # the version 3 rules above
 
     def refusal(self, ctx: Context, code: str, message: str, violation_code: str,
                 attrs: Mapping[str, Any], *keys: str) -> ContractError:
@@ -486,9 +495,12 @@ class LivestockContract(Contract):
 
     # Verify an animal id against the check-digit rule in force (configurable, so in apply).
     def verify_cattle_id(self, ctx: Context, number: str) -> None:
-        if number:
-            identifiers.validate_cattle_id(number, get_check_digit_rule(ctx.state,
-                                                                        self.check_digit_rule))
+        if not number:
+            return
+        if self.custody_checks and ctx.state.get(f"animal/{number}") is not None:
+            return  # registered under the rule of its day, which stands (version 3)
+        identifiers.validate_cattle_id(number, get_check_digit_rule(ctx.state,
+                                                                    self.check_digit_rule))
 
     # --- farms ---------------------------------------------------------------------------------
 
@@ -619,6 +631,13 @@ class LivestockContract(Contract):
         if args["animal"]:
             number = args["animal"]
             animal = self.get_own_animal(ctx, number)
+            if self.custody_checks and animal["state"] in ("arrived", "slaughtered"):
+                self.record_late_treatment(ctx, animal, day, until, details)
+                if late:
+                    violation(ctx, "LATE_REPORT", {"animal": number,
+                                                   "treatment_date": details["date"],
+                                                   "days_late": today - day}, number)
+                return
             put_state(ctx, f"animal/{number}", animal, ANIMAL, "treat")
             # Verify the animal was born by the treatment date.
             if day < identifiers.parse_date(animal["birth_date"]):
@@ -646,6 +665,36 @@ class LivestockContract(Contract):
         if late:
             violation(ctx, "LATE_REPORT", {"herd": herd, "treatment_date": details["date"],
                                            "days_late": today - day}, herd)
+
+    def record_late_treatment(self, ctx: Context, animal: dict[str, Any], day: int, until: int,
+                              details: Mapping[str, Any]) -> None:
+        """A treatment its farm reports once the animal has left for slaughter (version 3).
+
+        It happened on the farm, before the animal left, so it is recorded as any other. An
+        animal still at the slaughterhouse gets the withdrawal period, which then blocks its
+        slaughter; a slaughtered one was slaughtered during it if even the end of its
+        slaughter day came before the period's end, and the regulator is told. Version 2
+        refused the report (``E_STATE``), so the fact was lost.
+        """
+        number = str(animal["id"])
+        if day < identifiers.parse_date(animal["birth_date"]):
+            raise ContractError(E_INVALID_DATE, "treatment date is before the birth date")
+        carcass = (ctx.state.get(f"carcass/{animal['carcass']}")
+                   if animal["state"] == "slaughtered" else None)
+        slaughter_day = None if carcass is None else identifiers.parse_date(carcass["date"])
+        if slaughter_day is not None and day > slaughter_day:
+            raise ContractError(E_INVALID_DATE, "treatment date is after the slaughter date")
+        animal["withdrawal_until_ms"] = max(int(animal["withdrawal_until_ms"]), until)
+        ctx.state.put(f"animal/{number}", animal)
+        append_log(ctx, trace.node(ANIMAL, number), "treat", **details)
+        report(ctx, "treat", {"animal": number, "after_leaving": animal["state"], **details},
+               number)
+        if carcass is not None and slaughter_day is not None and (
+                rules.compute_kst_day_start_ms(slaughter_day + 1) < until):
+            violation(ctx, "SLAUGHTER_DURING_WITHDRAWAL",
+                      {"carcass": carcass["number"], "animal": number,
+                       "withdrawal_until_ms": until, "reported_after_slaughter": True},
+                      str(carcass["number"]), number, str(carcass["slaughterhouse"]))
 
     # --- devices -------------------------------------------------------------------------------
 
@@ -678,7 +727,11 @@ class LivestockContract(Contract):
             guard["last_seq"] = reading["seq"]
             ctx.state.put(f"device/{device_hex}", guard)
             alerts += self.store_reading(ctx, reading)
-        report(ctx, "record_readings", {"count": len(args["readings"]), "alerts": alerts})
+        keys = ([str(r["ident"]) for r in args["readings"]] + [str(r["device"])
+                                                            for r in args["readings"]]
+                if self.custody_checks else [])
+        report(ctx, "record_readings", {"count": len(args["readings"]), "alerts": alerts},
+               *keys)
 
     def store_reading(self, ctx: Context, reading: dict[str, Any]) -> int:
         subject, ident, kind, value = (reading["subject"], reading["ident"], reading["kind"],
@@ -686,6 +739,13 @@ class LivestockContract(Contract):
         if subject == "animal":
             animal = require(ctx, f"animal/{ident}", f"animal {ident}")
             next_state(ANIMAL, "reading", animal["state"])
+            # Verify the device's organisation owns, holds or is receiving the animal
+            # (version 3; before, any organisation's device could raise alerts on, or set
+            # the live weight of, another farm's animal).
+            if self.custody_checks and ctx.signer.org not in (
+                    animal["owner"], animal["location"], animal.get("pending_to")):
+                raise ContractError(E_FORBIDDEN, f"animal {ident} is not with your "
+                                                 "organisation")
             if kind == "weight":
                 animal["last_weight_g"] = value
                 ctx.state.put(f"animal/{ident}", animal)
@@ -754,6 +814,10 @@ class LivestockContract(Contract):
             animal = dict(animal)
             if animal["species"] != "cattle":
                 raise ContractError(E_INVALID_SPECIES, "species does not match the animal")
+            if (self.custody_checks and animal["state"] == "arrived"
+                    and animal["location"] != ctx.signer.org):
+                raise ContractError(E_FORBIDDEN, f"animal {number} arrived at another "
+                                                 "slaughterhouse")
             animal["state"] = next_state(ANIMAL, "slaughter", animal["state"],
                                          recalled=animal["recalled"])
             born_after = identifiers.parse_date(animal["birth_date"]) > args["day"]
@@ -823,8 +887,12 @@ class LivestockContract(Contract):
     # --- packer --------------------------------------------------------------------------------
 
     def new_lot(self, ctx: Context, lot: identifiers.LotNumber, product: str, kind: str,
-                inputs: list[str], weight_g: int) -> dict[str, Any]:
-        """Checks shared by cut and bundle; returns the new lot record (not yet stored)."""
+                inputs: list[str], weight_g: int, *, not_before: int | None = None
+                ) -> dict[str, Any]:
+        """Checks shared by cut and bundle; returns the new lot record (not yet stored).
+
+        ``not_before``: the day of the lot's sources (its carcass's slaughter, its input
+        lots' dates), before which it cannot be dated (version 3)."""
         if ctx.state.get(f"lot/{lot.number}") is not None:
             raise ContractError(E_EXISTS, f"lot {lot.number} already exists")
         if lot.product != product:
@@ -833,6 +901,9 @@ class LivestockContract(Contract):
             raise ContractError(E_BUSINESS_ID, f"{lot.business_code} is not your business code")
         if lot.day > get_kst_today(ctx):
             raise ContractError(E_INVALID_LOT, f"lot {lot.number} is dated after the block date")
+        if self.custody_checks and not_before is not None and lot.day < not_before:
+            raise ContractError(E_INVALID_LOT, f"lot {lot.number} is dated before its sources "
+                                               f"({identifiers.format_day(not_before)})")
         return {"number": lot.number, "product": product, "kind": kind, "inputs": inputs,
                 "weight_g": weight_g, "packer": ctx.signer.org,
                 "state": next_state(LOT, "create", ""), "shop": None, "sold_g": 0,
@@ -848,12 +919,13 @@ class LivestockContract(Contract):
         put_state(ctx, f"carcass/{carcass_no}", carcass, CARCASS, "cut")
         source = trace.node(CARCASS, carcass_no)
         product = identifiers.SPECIES_PRODUCT[carcass["species"]]
+        slaughtered = identifiers.parse_date(carcass["date"])
         if self.refusals_report:
             # Every lot's own checks (new number, the signer's business code...) before a
             # weight report is published: a report names these lots to the regulator, so a
             # call refused anyway must not (review: another packer's lot numbers).
             for lot, weight in args["lots"]:
-                self.new_lot(ctx, lot, product, "cut", [source], weight)
+                self.new_lot(ctx, lot, product, "cut", [source], weight, not_before=slaughtered)
         # Verify the lots (with every earlier cut) do not weigh more than the carcass.
         total = int(carcass["cut_g"]) + sum(weight for _, weight in args["lots"])
         if total > int(carcass["weight_g"]):
@@ -866,7 +938,8 @@ class LivestockContract(Contract):
         carcass["cut_g"] = total
         ctx.state.put(f"carcass/{carcass_no}", carcass)
         for lot, weight in args["lots"]:
-            record = self.new_lot(ctx, lot, product, "cut", [source], weight)
+            record = self.new_lot(ctx, lot, product, "cut", [source], weight,
+                                  not_before=slaughtered)
             ctx.state.put(f"lot/{lot.number}", record)
             link(ctx, source, trace.node(LOT, lot.number), weight)
         lots = [{"lot": lot.number, "weight_g": weight} for lot, weight in args["lots"]]
@@ -888,8 +961,10 @@ class LivestockContract(Contract):
             raise ContractError(E_INVALID_LOT, "a bundle holds lots of one product")
         lot = args["lot"]
         inputs = [trace.node(LOT, number) for number in args["inputs"]]
+        newest = max(identifiers.parse_lot(number).day for number in args["inputs"])
         if self.refusals_report:  # the new lot's own checks before a report (see cut)
-            self.new_lot(ctx, lot, next(iter(products)), "bundle", inputs, args["weight_g"])
+            self.new_lot(ctx, lot, next(iter(products)), "bundle", inputs, args["weight_g"],
+                         not_before=newest)
         # Verify the bundle does not weigh more than its inputs.
         if args["weight_g"] > total:
             raise self.refusal(
@@ -898,7 +973,8 @@ class LivestockContract(Contract):
                 {"lot": lot.number, "weight_g": args["weight_g"], "inputs_weight_g": total,
                  "inputs": args["inputs"]},
                 lot.number, *args["inputs"])
-        record = self.new_lot(ctx, lot, products.pop(), "bundle", inputs, args["weight_g"])
+        record = self.new_lot(ctx, lot, products.pop(), "bundle", inputs, args["weight_g"],
+                              not_before=newest)
         ctx.state.put(f"lot/{lot.number}", record)
         target = trace.node(LOT, lot.number)
         for source in inputs:
@@ -1045,7 +1121,11 @@ class LivestockContract(Contract):
         if len(given) != 1:
             raise ContractError(E_ARGS, "give exactly one of animal, device or site")
         subject = given[0]
-        ident = arg_str(args, subject, max_len=64, pattern=re.compile(r"[A-Za-z0-9_.-]{1,64}"))
+        # Each subject's own format: a device is a public key (review: ``device=zz``
+        # answered an empty list instead of a bad argument).
+        ident = (parse_cattle_id(args, subject) if subject == "animal"
+                 else arg_str(args, subject, pattern=PUBKEY_HEX) if subject == "device"
+                 else arg_str(args, subject, max_len=64, pattern=identifiers.SITE_ID))
         raw_n = args.get("n")
         if type(raw_n) is str and _QUERY_COUNT.fullmatch(raw_n):
             args = {**args, "n": int(raw_n)}  # from a query string: ?n=3 (docs/protocol.md)

@@ -99,12 +99,17 @@ def get_history(state: StateReader, value: str) -> list[dict[str, Any]]:
 
 
 def get_herd_treatments(state: StateReader, carcass: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The herd treatments of a pig shipment batch's farm recorded up to its slaughter.
+    """The herd treatments of a pig shipment batch's farm given up to its slaughter.
 
     Why: pigs are treated by herd (``treat`` with ``herd``), not one by one, so their
     treatments live in the herd's log, not on any node of the trace; without them a pork
     lot's trace would show no treatment at all. Each entry gets ``farm_no`` and ``n``
     (its place in the herd's log) so it can be named (EPCIS ``eventID``).
+
+    A treatment belongs to the batch if it was given (its ``date``) on or before the
+    slaughter date, whenever it was reported: filtering on the report's time left out a
+    treatment reported late, after the slaughter (review). Entries without a date (none
+    are written so) fall back to the report's time.
     """
     farm_no = carcass.get("farm_no")
     if carcass.get("animals") or not farm_no:
@@ -112,9 +117,16 @@ def get_herd_treatments(state: StateReader, carcass: Mapping[str, Any]) -> list[
     log = carcass.get("history") or get_history(state, node(CARCASS, str(carcass["number"])))
     slaughtered = [int(entry["time_ms"]) for entry in log if entry["action"] == "slaughter"]
     until = slaughtered[0] if slaughtered else None
+    slaughter_date = carcass.get("date")
     treatments = []
     for n, (_, entry) in enumerate(state.scan(f"herdlog/{farm_no}/")):
-        if entry.get("action") == "treat" and (until is None or int(entry["time_ms"]) <= until):
+        if entry.get("action") != "treat":
+            continue
+        if isinstance(slaughter_date, str) and isinstance(entry.get("date"), str):
+            given = entry["date"] <= slaughter_date  # ISO dates order as strings
+        else:
+            given = until is None or int(entry["time_ms"]) <= until
+        if given:
             treatments.append({**entry, "farm_no": farm_no, "n": n})
     return treatments
 

@@ -177,3 +177,20 @@ def test_contract_is_usable_without_other_contracts():
     assert ledger.query("livestock", "rules")["check_digit_rule"] == "luhn"
     with pytest.raises(ValueError):
         LivestockContract("secret")
+
+
+def test_readings_query_names_what_is_wrong_with_its_arguments():
+    """Regression (livestock review): ``n=-1`` and ``n=1000000`` were refused as "not an
+    integer" rather than out of range, and ``device=zz`` answered an empty list."""
+    ledger = ready()
+    for bad, words in (("-1", "in [1, 200]"), ("1000000", "in [1, 200]"), ("0", "in [1, 200]")):
+        with pytest.raises(ContractError) as refused:
+            ledger.query("livestock", "readings", {"animal": COW, "n": bad})
+        assert refused.value.code == "E_ARGS" and words in refused.value.message, (
+            bad, refused.value.message)
+    assert len(ledger.query("livestock", "readings", {"animal": COW, "n": "007"})) == 0
+    for subject, ident in (("device", "zz"), ("device", "AB" * 32), ("animal", "12"),
+                           ("site", "-x")):
+        with pytest.raises(ContractError):
+            ledger.query("livestock", "readings", {subject: ident})
+    assert ledger.query("livestock", "readings", {"device": "ab" * 32}) == []

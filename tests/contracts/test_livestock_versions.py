@@ -46,10 +46,11 @@ def pig_slaughter(ledger: Any, carcass: str = "P1", trace_no: str = "16001234567
         "inspection": PASSED})
 
 
-def test_version_2_is_the_default_and_1_still_runs() -> None:
-    assert LivestockContract.version == "2"
+def test_version_3_is_the_default_and_1_and_2_still_run() -> None:
+    assert LivestockContract.version == "3"
     assert LivestockContract.for_version("1") is not None
-    assert LivestockContract.for_version("3") is None
+    assert LivestockContract.for_version("2") is not None
+    assert LivestockContract.for_version("4") is None
     with pytest.raises(ValueError, match="no rules version"):
         LivestockContract(rules_version="9")
 
@@ -194,6 +195,26 @@ def test_pig_trace_and_epcis_show_the_herd_treatments_before_slaughter() -> None
     assert first["quantityList"] == [{"epcClass": "urn:jangbu:herd:110001"}]
     assert first["eventID"] == "urn:jangbu:event:herd:110001:0"
     assert "later-drug" not in json.dumps(document)
+
+
+def test_a_herd_treatment_reported_after_the_slaughter_but_given_before_is_in_its_trace(
+) -> None:
+    """Regression (livestock review): the trace kept herd treatments by when they were
+    reported, so one reported late, after the batch's slaughter, was missing from the
+    batch's trace although it was given before (the contract docs promise every batch
+    slaughtered after it)."""
+    ledger = ledger_of("2")
+    assert pig_slaughter(ledger).ok
+    ledger.time_ms += DAY_MS
+    assert ledger.apply("farm-a", L, "treat", {"herd": "110001", "drug": "given-before",
+                                              "withdrawal_days": 0,
+                                              "date": day(ledger, -3)}).ok
+    assert ledger.apply("farm-a", L, "treat", {"herd": "110001", "drug": "given-after",
+                                              "withdrawal_days": 0}).ok
+    lot = lot_no(ledger, 1, product="1")
+    assert cut(ledger, "P1", [(lot, 100_000)]).ok
+    [carcass] = ledger.query(L, "trace", {"number": lot})["upstream"]["carcasses"]
+    assert [t["drug"] for t in carcass["herd_treatments"]] == ["given-before"]
 
 
 def test_cattle_carcass_has_no_herd_treatments() -> None:
