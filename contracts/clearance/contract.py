@@ -360,16 +360,18 @@ def get_origin(order: Mapping[str, Any]) -> str:
     return str(shipment["origin"]) if shipment else str(order["ship_from"])
 
 
-def get_kinds(order: Mapping[str, Any], any_declared: bool = False) -> list[str]:
-    return screening.get_kinds(order["items"], any_declared)
+def get_kinds(order: Mapping[str, Any], any_declared: bool = False,
+              fold: bool = False) -> list[str]:
+    return screening.get_kinds(order["items"], any_declared, fold)
 
 
-def get_route_kinds(order: Mapping[str, Any], any_declared: bool = False) -> list[str]:
+def get_route_kinds(order: Mapping[str, Any], any_declared: bool = False,
+                    fold: bool = False) -> list[str]:
     """The kinds that pick the route and threshold: under version 4 the declared kinds
     count beside those the words reveal. Why: red ginseng declared as ``food`` is screened
     as herbal medicine, and dropping ``food`` would have raised its threshold from the US
     to 200 USD, so the stricter rule taxed the misdeclared parcel less (review)."""
-    kinds = get_kinds(order, any_declared)
+    kinds = get_kinds(order, any_declared, fold)
     if any_declared:
         kinds += [str(item["kind"]) for item in order["items"]]
     return kinds
@@ -426,12 +428,12 @@ def require_org_role(ctx: Context, org_id: str, role: str) -> None:
 
 
 def make_declaration(ctx: Context, order: Mapping[str, Any],
-                     any_declared: bool = False) -> dict[str, Any]:
+                     any_declared: bool = False, fold: bool = False) -> dict[str, Any]:
     """The declaration, assembled from the order's ledger data (nothing is retyped)."""
     rate = get_rate(ctx, str(order["currency"]))
     others = get_group_others(ctx, order)
     route = screening.compute_route(
-        get_route_kinds(order, any_declared), get_origin(order),
+        get_route_kinds(order, any_declared, fold), get_origin(order),
         int(order["value_usd_cents"]), others
     )
     lines = [duty.Line(str(item["hs"]), int(item["amount"])) for item in order["items"]]
@@ -481,8 +483,11 @@ class ClearanceContract(Contract):
     # yet taxed, general declarations too (the flag now means "declared, not taxed"); and
     # a parcel cancelled, seized or returned leaves its group, its partners taxed only
     # because of it being re-assessed (or, once released, reported to customs).
-    version = "4"
-    runs_versions: ClassVar[tuple[str, ...]] = ("2", "3", "4")
+    # 5 (a review of the workflow as its parties use it): descriptions, restricted
+    # keywords and excluded-kind words are compared folded (screening.fold_text: full-width
+    # letters, decomposed Hangul and invisible characters no longer hide a keyword).
+    version = "5"
+    runs_versions: ClassVar[tuple[str, ...]] = ("2", "3", "4", "5")
 
     @classmethod
     def for_version(cls, version: str) -> ClearanceContract | None:
@@ -499,6 +504,7 @@ class ClearanceContract(Contract):
         self.reveals_any_kind = new_rules
         self.reassesses_general = new_rules
         self.exits_groups = new_rules
+        self.folds_text = rules_version not in ("2", "3", "4")
         self.parse_cache_size = parse_cache_size
         # A parameter (not only the rules constant) so a test can reach the limit with a
         # few orders: a compiled build (mypyc) inlines Final constants.
@@ -643,12 +649,14 @@ class ClearanceContract(Contract):
         # group is read once here and handed to put_group_member below (it is a copy).
         group = get_group(ctx, order)
         others = group_others(group, order)
-        kinds = get_kinds(order, self.reveals_any_kind)
-        route_kinds = (get_route_kinds(order, True) if self.reveals_any_kind else kinds)
+        kinds = get_kinds(order, self.reveals_any_kind, self.folds_text)
+        route_kinds = (get_route_kinds(order, True, self.folds_text) if self.reveals_any_kind
+                       else kinds)
         route = screening.compute_route(route_kinds, parsed.ship_from, value_usd_cents, others)
         restricted_hs, restricted_keywords = get_restricted(ctx)
         order["screening"] = screening.screen_order(
-            order["items"], route, restricted_hs, restricted_keywords, kinds=kinds
+            order["items"], route, restricted_hs, restricted_keywords, kinds=kinds,
+            fold=self.folds_text,
         )
         self.transition(ctx, order, "screen", SCREENED, org=NAME,
                         detail={"result": order["screening"]["result"]})
@@ -704,7 +712,7 @@ class ClearanceContract(Contract):
 
     def process_declare(self, ctx: Context, args: Mapping[str, Any]) -> None:
         order, target = self.begin(ctx, args, "declare")
-        order["declaration"] = make_declaration(ctx, order, self.reveals_any_kind)
+        order["declaration"] = make_declaration(ctx, order, self.reveals_any_kind, self.folds_text)
         if self.flags_listed and self.open_to_combination(order["declaration"]):
             self.flag_listed(ctx, order)
         self.transition(ctx, order, "declare", target,
@@ -837,7 +845,7 @@ class ClearanceContract(Contract):
         """Index ``order`` in its combined-taxation group (``kinds``, ``group``: if already
         read in this call; ``group`` is then changed and written)."""
         if kinds is None:
-            kinds = get_route_kinds(order, self.reveals_any_kind)
+            kinds = get_route_kinds(order, self.reveals_any_kind, self.folds_text)
         threshold = rules.get_threshold_usd_cents(get_origin(order), frozenset(kinds))
         if group is None:
             group = get_group(ctx, order)
@@ -899,7 +907,7 @@ class ClearanceContract(Contract):
             declaration = order.get("declaration")
             if not declaration or not self.open_to_combination(declaration):
                 continue
-            fresh = make_declaration(ctx, order, self.reveals_any_kind)
+            fresh = make_declaration(ctx, order, self.reveals_any_kind, self.folds_text)
             if self.open_to_combination(fresh):
                 continue
             if order["state"] not in REASSESSABLE:
@@ -944,7 +952,7 @@ class ClearanceContract(Contract):
             if (not declaration or not declaration["route"]["taxable"]
                     or "relief_reported" in declaration):
                 continue
-            fresh = make_declaration(ctx, partner, self.reveals_any_kind)
+            fresh = make_declaration(ctx, partner, self.reveals_any_kind, self.folds_text)
             if not self.open_to_combination(fresh):
                 continue
             if partner["state"] not in REASSESSABLE:

@@ -75,30 +75,75 @@ class GroupMember:
 _KIND_KEYWORDS_SORTED: tuple[tuple[str, str], ...] = tuple(sorted(KIND_KEYWORDS.items()))
 
 
+# Characters that render as nothing: a keyword split by one matched nothing (review).
+_INVISIBLE = frozenset([0x00AD, 0x034F, *range(0x200B, 0x2010), *range(0x202A, 0x202F),
+                        *range(0x2060, 0x2065), 0xFEFF])
+_HANGUL_S, _HANGUL_L, _HANGUL_V, _HANGUL_T = 0xAC00, 0x1100, 0x1161, 0x11A7
+_HANGUL_V_COUNT, _HANGUL_T_COUNT, _HANGUL_S_COUNT = 21, 28, 11172
+
+
+def fold_text(text: str) -> str:
+    """``text`` as screening compares it (rules version 5): case folded, full-width ASCII
+    as ASCII, decomposed Hangul (conjoining jamo) composed into syllables, and invisible
+    format characters dropped.
+
+    Why: "ｓｉｂｕｔｒａｍｉｎｅ" (full width) or "홍삼" typed as decomposed jamo passed the
+    restricted keywords and the excluded-kind words, which compare code points (review).
+    Not ``unicodedata.normalize``: its tables follow the interpreter's Unicode version, so
+    nodes on two Python versions could fold a character differently and disagree on a
+    block; these rules are fixed arithmetic on code points, the same everywhere.
+    """
+    if text.isascii():
+        return text.casefold()
+    out: list[int] = []
+    for char in text:
+        code = ord(char)
+        if code in _INVISIBLE:
+            continue
+        if 0xFF01 <= code <= 0xFF5E:
+            code -= 0xFEE0
+        elif code == 0x3000:
+            code = 0x20
+        last = out[-1] if out else -1
+        if _HANGUL_L <= last < _HANGUL_L + 19 and _HANGUL_V <= code < _HANGUL_V + _HANGUL_V_COUNT:
+            out[-1] = _HANGUL_S + ((last - _HANGUL_L) * _HANGUL_V_COUNT
+                                   + (code - _HANGUL_V)) * _HANGUL_T_COUNT
+            continue
+        if (_HANGUL_S <= last < _HANGUL_S + _HANGUL_S_COUNT
+                and (last - _HANGUL_S) % _HANGUL_T_COUNT == 0
+                and _HANGUL_T < code < _HANGUL_T + _HANGUL_T_COUNT):
+            out[-1] = last + code - _HANGUL_T
+            continue
+        out.append(code)
+    return "".join(map(chr, out)).casefold()
+
+
 def reason(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail}
 
 
-def get_kind(item: Mapping[str, Any], any_declared: bool = False) -> str:
+def get_kind(item: Mapping[str, Any], any_declared: bool = False, fold: bool = False) -> str:
     """The kind an item is screened as: the declared one, unless its words reveal another.
 
     ``any_declared`` (rules version 4 on): the words are read whatever kind was declared,
     unless that kind is itself excluded from list clearance. Before, only ``general``
     items were read, so red ginseng declared as ``food`` went through list clearance,
     though the workflow excludes herbal medicines whatever they are declared as.
+    ``fold`` (rules version 5 on): the words are compared as :func:`fold_text` folds them.
     """
     declared = str(item["kind"])
     if declared != GENERAL_KIND and not (any_declared and declared not in EXCLUDED_FROM_LIST):
         return declared
-    description = str(item["description"]).casefold()
+    description = (fold_text if fold else str.casefold)(str(item["description"]))
     for word, kind in _KIND_KEYWORDS_SORTED:
         if word in description:
             return kind
     return declared
 
 
-def get_kinds(items: Iterable[Mapping[str, Any]], any_declared: bool = False) -> list[str]:
-    return [get_kind(item, any_declared) for item in items]
+def get_kinds(items: Iterable[Mapping[str, Any]], any_declared: bool = False,
+              fold: bool = False) -> list[str]:
+    return [get_kind(item, any_declared, fold) for item in items]
 
 
 def compute_route(
@@ -132,14 +177,21 @@ def screen_order(
     restricted_keywords: Iterable[str],
     *,
     kinds: Sequence[str] | None = None,
+    fold: bool = False,
 ) -> dict[str, Any]:
     """The screening record of an order: result, warning reasons, notes and route.
 
-    ``kinds``, when the caller already has them, must be ``get_kinds(items)``.
+    ``kinds``, when the caller already has them, must be ``get_kinds(items)``. ``fold``
+    (rules version 5 on): descriptions and keywords are compared as :func:`fold_text`
+    folds them; a reason names the keyword as customs listed it.
     """
     reasons: list[dict[str, str]] = []
     hs_prefixes = sorted(restricted_hs)
-    keywords = sorted(restricted_keywords)
+    fold_one = fold_text if fold else str.casefold
+    # Stored keywords are case folded already (parse_restricted); before version 5 they
+    # are compared as stored.
+    keywords = sorted(((fold_text(keyword) if fold else keyword), keyword)
+                      for keyword in restricted_keywords)
     if kinds is None:
         kinds = get_kinds(items)
     units: dict[str, int] = {}
@@ -150,9 +202,9 @@ def screen_order(
         for prefix in hs_prefixes:
             if str(item["hs"]).startswith(prefix):
                 reasons.append(reason("RESTRICTED_HS", f"item {index}: HS {item['hs']} ({prefix})"))
-        description = str(item["description"]).casefold()
-        for keyword in keywords:
-            if keyword in description:
+        description = fold_one(str(item["description"]))
+        for folded, keyword in keywords:
+            if folded in description:
                 reasons.append(reason("RESTRICTED_KEYWORD", f"item {index}: {keyword!r}"))
         units[kind] = units.get(kind, 0) + int(item["quantity"])
     for kind, cap in sorted(QUANTITY_CAPS.items()):

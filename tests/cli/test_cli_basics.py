@@ -116,7 +116,7 @@ def test_network_init_names_the_installed_contract_versions(tmp_path: Path) -> N
     assert jangbu("network", "init", "--dir", tmp_path / "n").returncode == 0
     genesis = json.loads((tmp_path / "n" / "genesis.json").read_text())
     assert genesis["contracts"] == [{"name": "membership", "version": "2"},
-                                    {"name": "clearance", "version": "4"}]
+                                    {"name": "clearance", "version": "5"}]
 
 
 def test_invalid_network_init_existing_dir_needs_force(tmp_path: Path) -> None:

@@ -115,7 +115,9 @@ def test_genesis_version_picks_the_rules():
     assert load_contracts([("clearance", "2")])["clearance"].flags_listed is False
     assert load_contracts([("clearance", "3")])["clearance"].flags_listed is True
     assert load_contracts([("clearance", "4")])["clearance"].flags_listed is True
-    assert ClearanceContract.version == "4"
+    assert load_contracts([("clearance", "5")])["clearance"].folds_text is True
+    assert load_contracts([("clearance", "4")])["clearance"].folds_text is False
+    assert ClearanceContract.version == "5"
 
 
 def test_invalid_unknown_rules_version_is_refused():

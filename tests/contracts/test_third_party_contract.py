@@ -59,12 +59,13 @@ def test_invalid_contract_version_mismatch_is_a_clear_error(installed_notes):
 
 
 def test_each_builtin_contract_loads_alone():
-    for name, version in (("membership", "2"), ("clearance", "4"), ("livestock", "3")):
+    for name, version in (("membership", "2"), ("clearance", "5"), ("livestock", "3")):
         assert list(load_contracts([(name, version)])) == [name]
         assert installed_version(name) == version
     # Chains begun under clearance 2 or livestock 1 keep running their rules on this build.
     assert list(load_contracts([("clearance", "2")])) == ["clearance"]
     assert list(load_contracts([("clearance", "3")])) == ["clearance"]
+    assert list(load_contracts([("clearance", "4")])) == ["clearance"]
     assert list(load_contracts([("livestock", "1")])) == ["livestock"]
     assert list(load_contracts([("livestock", "2")])) == ["livestock"]
     assert membership.NAME == "membership"

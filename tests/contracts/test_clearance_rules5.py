@@ -1,0 +1,92 @@
+"""clearance rules version 5: screening compares folded text (a review found the
+restricted keywords and the excluded-kind words bypassed by look-alike spellings).
+
+Under version 4 (what a chain begun under it keeps) the same orders clear.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_clearance import C, create, item, setup_ledger
+
+from contracts.clearance.contract import ClearanceContract
+from contracts.clearance.screening import fold_text
+
+VERSIONS = pytest.mark.parametrize("version", ["4", "5"])
+FULL_WIDTH = str.maketrans({chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)})
+
+
+def ledger_of(version: str) -> Any:
+    ledger = setup_ledger()
+    ledger.contracts[C] = ClearanceContract(rules_version=version)
+    return ledger
+
+
+def screening_of(ledger: Any, order_id: str) -> dict[str, Any]:
+    return dict(ledger.query(C, "parcel", {"order_id": order_id})["screening"])
+
+
+def test_version_5_is_the_default_and_2_to_4_still_run() -> None:
+    assert ClearanceContract.version == "5"
+    assert all(ClearanceContract.for_version(v) for v in ("2", "3", "4"))
+
+
+@VERSIONS
+@pytest.mark.parametrize("description", [
+    unicodedata.normalize("NFD", "홍삼 extract"),  # Hangul as conjoining jamo
+    "red ginseng tea".translate(FULL_WIDTH),
+    "red gin\u200bseng tea",  # a zero-width space inside the word
+], ids=["nfd-hangul", "full-width", "zero-width"])
+def test_a_look_alike_spelling_does_not_hide_an_excluded_kind(version: str,
+                                                              description: str) -> None:
+    ledger = ledger_of(version)
+    create(ledger, items=[item("2106.90-1000", description=description)])
+    screening = screening_of(ledger, "O1")
+    if version == "4":
+        assert screening["result"] == "clear" and screening["route"] == "list"
+        return
+    assert screening["route"] == "general"
+    assert [r["code"] for r in screening["reasons"]] == ["KIND_INFERRED"]
+
+
+@VERSIONS
+@pytest.mark.parametrize("description", ["ｓｉｂｕｔｒａｍｉｎｅ diet pills",
+                                         "SIBU\u00adTRAMINE diet pills"],
+                         ids=["full-width", "soft-hyphen"])
+def test_a_look_alike_spelling_does_not_hide_a_restricted_keyword(version: str,
+                                                                  description: str) -> None:
+    ledger = ledger_of(version)
+    add = {"op": "add", "keywords": ["Sibutramine"]}
+    assert ledger.apply("customs", C, "set_restricted", add).ok
+    receipt = create(ledger, items=[item("3004.90-9000", description=description)])
+    screening = screening_of(ledger, "O1")
+    alerts = [e for e in receipt.events if e.type == "pre_alert"]
+    if version == "4":
+        assert screening["result"] == "clear" and not alerts
+        return
+    assert screening["result"] == "warn" and alerts
+    assert screening["reasons"] == [{"code": "RESTRICTED_KEYWORD",
+                                     "detail": "item 0: 'sibutramine'"}]
+
+
+def test_fold_text_examples() -> None:
+    assert fold_text("Cotton T-Shirt") == "cotton t-shirt"
+    assert fold_text(unicodedata.normalize("NFD", "홍삼 각")) == "홍삼 각"
+    assert fold_text("ＡＢＣ\u3000１２３") == "abc 123"
+    assert fold_text("a\u200db\ufeffc") == "abc"
+    assert fold_text("ᄒ") == "ᄒ"  # a lone leading jamo stays as it is
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_fold_text_agrees_with_nfc_on_hangul_and_is_idempotent(text: str) -> None:
+    """On Hangul alone (syllables and conjoining jamo) folding composes as NFC does; and
+    folding twice is folding once, so stored keywords can be folded again safely."""
+    folded = fold_text(text)
+    assert fold_text(folded) == folded
+    hangul = "".join(c for c in text if "\u1100" <= c <= "\u11ff" or "\uac00" <= c <= "\ud7a3")
+    assert fold_text(hangul) == unicodedata.normalize("NFC", hangul).casefold()
