@@ -485,7 +485,9 @@ class ClearanceContract(Contract):
     # because of it being re-assessed (or, once released, reported to customs).
     # 5 (a review of the workflow as its parties use it): descriptions, restricted
     # keywords and excluded-kind words are compared folded (screening.fold_text: full-width
-    # letters, decomposed Hangul and invisible characters no longer hide a keyword).
+    # letters, decomposed Hangul and invisible characters no longer hide a keyword); a
+    # released parcel whose group falls under its threshold before its duty is paid is
+    # re-declared without the group's duty (leave_group).
     version = "5"
     runs_versions: ClassVar[tuple[str, ...]] = ("2", "3", "4", "5")
 
@@ -938,7 +940,10 @@ class ClearanceContract(Contract):
         group, and (version 4 on) each partner taxed only because the group went over its
         threshold is assessed again without it. Before release it is re-declared; after,
         customs hears of it (``combined_taxation_late``, reason ``GROUP_MEMBER_LEFT``),
-        since duty may already be paid. Reads every member: this is rare."""
+        since duty may already be paid. From version 5 a released parcel whose duty is not
+        paid yet is re-declared too: under 4 it kept owing the group's duty with no action
+        left to undo it, and could not go out for delivery unless the buyer paid a tax no
+        longer due (review). Reads every member: this is rare."""
         self.remove_group_member(ctx, order)
         if not self.exits_groups:
             return
@@ -955,7 +960,9 @@ class ClearanceContract(Contract):
             fresh = make_declaration(ctx, partner, self.reveals_any_kind, self.folds_text)
             if not self.open_to_combination(fresh):
                 continue
-            if partner["state"] not in REASSESSABLE:
+            relievable = partner["state"] in REASSESSABLE or (
+                self.folds_text and partner["state"] == RELEASED)  # version 5, above
+            if not relievable:
                 ctx.emit("combined_taxation_late",
                          {"order_id": order_id, "state": partner["state"],
                           "group_usd_cents": fresh["route"]["assessed_usd_cents"],

@@ -90,3 +90,51 @@ def test_fold_text_agrees_with_nfc_on_hangul_and_is_idempotent(text: str) -> Non
     assert fold_text(folded) == folded
     hangul = "".join(c for c in text if "\u1100" <= c <= "\u11ff" or "\uac00" <= c <= "\ud7a3")
     assert fold_text(hangul) == unicodedata.normalize("NFC", hangul).casefold()
+
+
+# --- a released parcel relieved before its duty is paid -------------------------------------
+
+
+def shirts_released_a_then_b(ledger: Any) -> None:
+    """A released owing duty only because B joined its group (same buyer, seller, day)."""
+    from test_clearance_rules4 import advance, due, shirts_a_declared_then_b
+
+    shirts_a_declared_then_b(ledger)
+    advance(ledger, "A", ["arrive", "release"])
+    assert due(ledger, "A") > 0
+
+
+@VERSIONS
+def test_a_released_unpaid_parcel_is_relieved_when_its_group_falls_apart(version: str) -> None:
+    """Version 4: A kept owing the group's duty (only ``relief_reported``); out for
+    delivery was refused (E_DUTY_UNPAID) and no customs action could correct it."""
+    from test_clearance_rules4 import declaration, due
+
+    ledger = ledger_of(version)
+    shirts_released_a_then_b(ledger)
+    receipt = ledger.apply("seller", C, "cancel", {"order_id": "B"})
+    assert receipt.ok
+    out = ledger.apply("courier", C, "out_for_delivery", {"order_id": "A"})
+    if version == "4":
+        assert due(ledger, "A") > 0 and declaration(ledger, "A")["relief_reported"] == "B"
+        assert out.code == "E_DUTY_UNPAID"
+        return
+    assert due(ledger, "A") == 0 and "relief_reported" not in declaration(ledger, "A")
+    [undone] = [e for e in receipt.events if e.type == "combined_taxation_undone"]
+    assert undone.attrs["order_id"] == "A" and undone.attrs["total_krw"] == 0
+    assert out.ok, out
+
+
+def test_a_paid_parcel_is_still_only_reported_to_customs() -> None:
+    """Duty already paid: a refund is customs' decision, not the contract's."""
+    from test_clearance_rules4 import declaration, due
+
+    ledger = ledger_of("5")
+    shirts_released_a_then_b(ledger)
+    amount = due(ledger, "A")
+    assert ledger.apply("buyer", C, "pay_duty", {"order_id": "A", "amount_krw": amount,
+                                                "payment_ref": "PAY-1"}).ok
+    receipt = ledger.apply("seller", C, "cancel", {"order_id": "B"})
+    assert [e.type for e in receipt.events if e.type.startswith("combined")] == [
+        "combined_taxation_late"]
+    assert due(ledger, "A") == amount and declaration(ledger, "A")["relief_reported"] == "B"
