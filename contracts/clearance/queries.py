@@ -1,9 +1,12 @@
 """Read-only answers of the ``clearance`` contract, served from secondary indexes.
 
 Everything about a parcel is visible to every member by design (DESIGN.md section 7),
-except the sealed buyer blob, which only customs receives. A buyer's parcels are listed
-only to a signed caller of role ``buyer`` (its own platform's parcels) or ``customs``; the
-work queue and combined-taxation groups only to customs.
+except the sealed buyer blob, which only customs receives, and to any caller of the API
+(unsigned too: the tracking page), since the same data is in the blocks and events any
+caller reads (docs/contracts-clearance.md, Privacy). A buyer's parcels are listed only to
+a signed caller of role ``buyer`` (its own platform's parcels) or ``customs``; the work
+queue and combined-taxation groups only to customs: answers shaped for their users, not
+access control.
 """
 
 from __future__ import annotations
