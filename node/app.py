@@ -18,10 +18,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import plyvel
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from consensus import canonical
 from consensus.types import ValidatorSet
@@ -362,7 +364,37 @@ class CappedConnections:
             self.refused += 1
             return _Busy()
         protocol: asyncio.BaseProtocol = self.server()
+        if type(protocol) is RequestHandler:  # the class aiohttp's server makes
+            protocol.__class__ = JsonErrorsRequestHandler
         return protocol
+
+
+class JsonErrorsRequestHandler(RequestHandler):
+    """aiohttp's connection handler, whose own error answers are JSON like the API's.
+
+    Why: a request aiohttp refuses before routing (a request line over 8 KiB, a header too
+    long, a line that is not HTTP) was answered ``400 text/plain`` ("Got more than 8190
+    bytes..."), the one error without the API's ``{"code", "message"}`` (review). The
+    answer keeps aiohttp's status and closes the connection as aiohttp does; the logging
+    is aiohttp's (node/app.py ``malformed_http_in_one_line``). Set as the class of the
+    handler aiohttp's server makes (same slots, no state of its own), since the server
+    has no parameter for its handler class.
+    """
+
+    __slots__ = ()
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)
+        if status >= 500:
+            code, text = "E_INTERNAL", "the node failed to handle this request (see its log)"
+        else:
+            code = "E_MALFORMED_HTTP"
+            text = (message or (str(exc) if exc is not None else "")
+                    or HTTPStatus(status).phrase).splitlines()[0][:300]
+        answer = web.json_response({"code": code, "message": text}, status=plain.status)
+        answer.force_close()
+        return answer
 
 
 _BUSY_BODY = (b'{"code": "E_BUSY", "message": "the node has as many HTTP connections open '

@@ -4,6 +4,7 @@ must get a 4xx with a machine-readable code, and never make committed data unrea
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 import urllib.parse
@@ -89,12 +90,15 @@ def wait_for_log(log, needle: str) -> bool:
     ("q=%25d%25s" + "a" * 9_000, "/v1/status?q=%25d%25s"),
 ], ids=["long", "percent-signs"])
 def test_an_over_long_url_is_a_400_logged_in_one_line(network, query, logged):
-    """aiohttp answers it itself (plain text: it never reaches our handlers); the node logs
-    one warning line for it, not a traceback."""
+    """aiohttp answers it itself (it never reaches our handlers), in the API's JSON form
+    (regression, livestock review: it was ``text/plain``); the node logs one warning line
+    for it, not a traceback."""
     log = network.home("customs") / "node.log"
     before = log.read_text(errors="replace").count("Traceback")
-    status, _ = request(network.api("customs") + "/v1/status?" + query)
+    status, body = request(network.api("customs") + "/v1/status?" + query)
     assert status == 400
+    check(status, body)
+    assert body["code"] == "E_MALFORMED_HTTP" and "8190" in body["message"], body
     assert wait_for_log(log, logged)
     assert log.read_text(errors="replace").count("Traceback") == before
 
@@ -112,6 +116,20 @@ def raw_http(api: str, data: bytes, *, half_close: bool = False, wait: float = 3
             while chunk := sock.recv(65536):
                 out += chunk
     return out
+
+
+def test_what_is_not_http_is_answered_in_json_and_closed(network):
+    """Any request aiohttp refuses before routing gets the API's error form."""
+    api = network.api("customs")
+    answer = raw_http(api, b"GARBAGE\x01 / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0], answer[:300]
+    assert b"application/json" in head, answer[:300]
+    assert json.loads(body)["code"] == "E_MALFORMED_HTTP"
+    huge = raw_http(api, b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9_000
+                    + b"\r\n\r\n")
+    assert b"application/json" in huge.partition(b"\r\n\r\n")[0], huge[:300]
+    assert request(api + "/healthz")[0] == 200
 
 
 def test_a_client_that_leaves_after_expect_continue_is_no_traceback(network):
