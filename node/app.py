@@ -562,11 +562,10 @@ async def stop_and_log(node: Any, data_dir: Any) -> int:
     """Stop ``node`` and log the height it stopped at: the store's height *after* the stop,
     which finishes the commit in flight (read before it, the line said one less than the
     store held, and operators compare that line with their peers' heights)."""
-    height = node.store.height
     try:
         await node.stop()
     except StoreError as exc:  # the last synced block's write, found failed on the way out
-        log.critical("stopped at height %d: %s", height - 1, exc)
+        log.critical("stopped at height %d: %s", int(node.store.height) - 1, exc)
         raise NodeStartError(fatal_message(exc, data_dir)) from None
     height = int(node.store.height)
     log.info("stopped at height %d", height)

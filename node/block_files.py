@@ -40,6 +40,12 @@ POINTER_TAG = 0
 _POINTER = struct.Struct(">BIQIIII")
 _TABLE_ROW = struct.Struct(">II")
 SEGMENT_BYTES = 128 << 20
+
+MAX_CRASH_TAIL_BYTES = 3 * 8 << 20
+"""The most a crash can leave in the files past the last committed pointer: the entries of
+the blocks written but not yet indexed (one at a time, the next placed while the previous
+batch is written), each at most a 4 MiB block plus its receipts. Beyond it the start
+refuses rather than cut (:meth:`BlockFiles.recover`)."""
 """A new segment file is started once an entry would take the current one past this."""
 _SEGMENT_NAME = re.compile(r"^(\d{8})\.blk$")
 
@@ -126,13 +132,24 @@ class BlockFiles:
 
     # --- start-up ---------------------------------------------------------------------------
 
-    def recover(self, last: Pointer | None) -> int:
+    def recover(self, last: Pointer | None, *, max_tail: int = MAX_CRASH_TAIL_BYTES) -> int:
         """Cut the files back to the entry of the last committed pointer ``last`` (None: no
         block is in the files yet) and return how many bytes were cut: what a crash left
         between an entry's write and its pointer's. Raises BlockFileError if the files
-        hold less than ``last`` points to."""
-        cut = 0
+        hold less than ``last`` points to, or more past it than a crash can leave
+        (:data:`MAX_CRASH_TAIL_BYTES`): then the index is older than the files (a LevelDB
+        store restored from an older backup beside newer block files), and cutting would
+        delete committed blocks, perhaps their last copy (review). Nothing is cut then."""
         keep = -1 if last is None else last.segment
+        end = 0 if last is None else last.end
+        tail = sum(os.path.getsize(self._path(segment)) - (end if segment == keep else 0)
+                   for segment in self.segments() if segment >= keep)
+        if tail > max_tail:
+            raise BlockFileError(
+                f"the block files hold {tail} bytes past the last block the store indexes, "
+                f"more than a crash leaves ({max_tail}): the store is older than its block "
+                "files (restored alone from a backup?); nothing was cut")
+        cut = 0
         for segment in self.segments():
             if segment > keep:
                 cut += os.path.getsize(self._path(segment))

@@ -114,7 +114,7 @@ def check_not_orphaned(path: str) -> None:
             found = sorted(entry.name for entry in entries
                            if _TABLE_OR_LOG.match(entry.name) and entry.is_file()
                            and (not entry.name.endswith(".log") or entry.stat().st_size > 0))
-    except FileNotFoundError:
+    except OSError:  # missing, or unreadable: LevelDB's open reports it in its own words
         return
     if found:
         shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")

@@ -144,6 +144,26 @@ def test_recover_cuts_what_no_pointer_covers_and_refuses_missing_bytes(tmp_path:
     assert BlockFiles(directory).segments() == []
 
 
+def test_recover_refuses_to_cut_more_than_a_crash_leaves(tmp_path: Path) -> None:
+    """Regression (review): a LevelDB store restored from an older backup beside newer
+    block files pointed before most of them, and the start cut every block past it."""
+    directory = str(tmp_path / "blocks")
+    files = BlockFiles(directory, segment_bytes=100)
+    kept = files.place(b"k" * 40, [])
+    files.write(kept)
+    for i in range(4):
+        files.write(files.place(bytes([65 + i]) * 60, []))
+    files.close()
+    sizes = {s: os.path.getsize(segment_path(str(tmp_path), s)) for s in files.segments()}
+    for last in (kept.pointer, None):
+        with pytest.raises(BlockFileError, match="more than a crash leaves .*nothing was cut"):
+            BlockFiles(directory, segment_bytes=100).recover(last, max_tail=150)
+        assert {s: os.path.getsize(segment_path(str(tmp_path), s))
+                for s in BlockFiles(directory).segments()} == sizes
+    # Within the bound it is a crash's leftover, cut as before.
+    assert BlockFiles(directory, segment_bytes=100).recover(kept.pointer, max_tail=300) == 240
+
+
 # --- behind the store ----------------------------------------------------------------------
 
 
