@@ -679,6 +679,10 @@ class LivestockContract(Contract):
         number = str(animal["id"])
         if day < identifiers.parse_date(animal["birth_date"]):
             raise ContractError(E_INVALID_DATE, "treatment date is before the birth date")
+        arrived_ms = animal.get("arrived_ms")
+        if arrived_ms is not None and day > identifiers.compute_kst_day(int(arrived_ms)):
+            raise ContractError(E_INVALID_DATE, "treatment date is after the animal arrived "
+                                                "at the slaughterhouse")
         carcass = (ctx.state.get(f"carcass/{animal['carcass']}")
                    if animal["state"] == "slaughtered" else None)
         slaughter_day = None if carcass is None else identifiers.parse_date(carcass["date"])
@@ -774,8 +778,21 @@ class LivestockContract(Contract):
             report(ctx, "arrival", {"animal": number, "registered": False}, number)
             return
         animal = dict(animal)
-        animal["state"] = self.next_animal_move("arrival", animal)
+        previous = animal["location"]
+        if self.custody_checks and animal["state"] == "arrived" and previous != ctx.signer.org:
+            # Version 3: an animal recorded as arrived at another slaughterhouse arrives
+            # here instead, and the regulator hears of the conflict. Slaughter is bound to
+            # the last arrival, so without this a stray arrival (any slaughterhouse may
+            # record one) would have left the animal unslaughterable (review).
+            if animal["recalled"]:
+                raise ContractError(E_RECALLED, f"animal {number} has been recalled")
+            violation(ctx, "ARRIVAL_CONFLICT", {"animal": number, "previous": previous},
+                      number, str(previous), str(animal["owner"]))
+        else:
+            animal["state"] = self.next_animal_move("arrival", animal)
         animal["location"] = ctx.signer.org
+        if self.custody_checks:
+            animal["arrived_ms"] = ctx.time_ms  # bounds a late treatment's date
         ctx.state.put(f"animal/{number}", animal)
         append_log(ctx, trace.node(ANIMAL, number), "arrival", source=animal["owner"],
                    destination=ctx.signer.org)

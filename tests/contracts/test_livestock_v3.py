@@ -177,3 +177,34 @@ def test_a_treatment_reported_after_the_slaughter_is_recorded_and_flagged(
     later = ledger.apply("farm-a", L, "treat", {"animal": COW, "drug": "x",
                                                "withdrawal_days": 1, "date": day(ledger)})
     assert later.code == "E_INVALID_DATE"
+
+
+def test_a_stray_arrival_does_not_strand_the_animal_and_is_flagged() -> None:
+    """Review of version 3: any slaughterhouse may record an arrival, and slaughter is bound
+    to the last one, so a stray arrival left the real slaughterhouse unable to arrive or
+    slaughter. Its own arrival now supersedes the stray one, and the regulator is told."""
+    ledger = ledger_of("3")
+    assert birth(ledger).ok and arrive(ledger, plant="plant-2").ok
+    real = arrive(ledger)
+    assert real.ok and violations(real) == ["ARRIVAL_CONFLICT"]
+    conflict = events(real, "violation")[0]
+    assert conflict.attrs["previous"] == "plant-2"
+    assert {COW, "plant-2", "farm-a", "regulator"} <= set(conflict.keys)
+    assert ledger.query(L, "animal", {"id": COW})["location"] == "plant"
+    assert slaughter(ledger).ok
+    # Under version 2 the second arrival is a state error (and slaughter is not bound).
+    old = ledger_of("2")
+    assert birth(old).ok and arrive(old, plant="plant-2").ok
+    assert arrive(old).code == "E_STATE"
+
+
+def test_a_late_treatment_is_not_dated_after_the_arrival() -> None:
+    ledger = ledger_of("3")
+    assert birth(ledger, days_ago=30).ok and arrive(ledger).ok
+    ledger.time_ms += 3 * DAY_MS
+    after = ledger.apply("farm-a", L, "treat", {"animal": COW, "drug": "x",
+                                               "withdrawal_days": 28, "date": day(ledger, -1)})
+    assert after.code == "E_INVALID_DATE" and "arrived" in after.message
+    before = ledger.apply("farm-a", L, "treat", {"animal": COW, "drug": "x",
+                                                "withdrawal_days": 28, "date": day(ledger, -5)})
+    assert before.ok
