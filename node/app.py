@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -583,6 +584,8 @@ async def run_node(config: NodeConfig) -> None:
             raise NodeStartError(f"{stage_cpu.ENV}: {exc}; start without it") from None
         log.info("stage CPU accounting on (%s): /metrics has jangbu_stage_cpu_seconds_total",
                  stage_cpu.ENV)
+    log.info("python %s, unicode %s (every validator should run the same: docs/operations.md)",
+             ".".join(map(str, sys.version_info[:3])), unicodedata.unidata_version)
     log.info("canonical encoder: %s", "compiled" if compiled else "pure Python")
     log.info("state tree loops: %s", "compiled" if choose_tree_loops() else "pure Python")
     log.info("clearance contract: %s", clearance_build.BUILD)

@@ -590,6 +590,11 @@ class ClearanceContract(Contract):
     def process_set_restricted(self, ctx: Context, args: Mapping[str, Any]) -> None:
         ctx.require_role(CUSTOMS)
         op, hs_codes, keywords, note = parse_restricted(args)
+        if self.folds_text and op == "add":
+            for word in keywords:  # compared folded (version 5): it must still say something
+                if len(screening.fold_text(word)) < 2:
+                    raise ContractError(E_ARGS, f"keyword {screening.quote_keyword(word)} "
+                                                "folds to fewer than 2 characters")
         keys = [f"restricted/hs/{code}" for code in hs_codes]
         keys += [f"restricted/kw/{word}" for word in keywords]
         for key in keys:

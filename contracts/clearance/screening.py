@@ -91,7 +91,10 @@ def fold_text(text: str) -> str:
     restricted keywords and the excluded-kind words, which compare code points (review).
     Not ``unicodedata.normalize``: its tables follow the interpreter's Unicode version, so
     nodes on two Python versions could fold a character differently and disagree on a
-    block; these rules are fixed arithmetic on code points, the same everywhere.
+    block; these rules are fixed arithmetic on code points. Case is folded below U+0530
+    only (Latin, Greek, Cyrillic: assigned long ago, the same in every Python; checked
+    identical for every code point from 3.11 to 3.13), not in scripts a later Unicode may
+    still give new case pairs (a review of the round).
     """
     if text.isascii():
         return text.casefold()
@@ -114,8 +117,31 @@ def fold_text(text: str) -> str:
                 and _HANGUL_T < code < _HANGUL_T + _HANGUL_T_COUNT):
             out[-1] = last + code - _HANGUL_T
             continue
-        out.append(code)
-    return "".join(map(chr, out)).casefold()
+        if code < _CASED_BELOW:
+            out.extend(map(ord, chr(code).casefold()))
+        else:
+            out.append(code)
+    return "".join(map(chr, out))
+
+
+_CASED_BELOW = 0x0530
+
+
+def quote_keyword(keyword: str) -> str:
+    """``keyword`` in single quotes as a reason's detail names it (rules version 5): as
+    ``repr`` writes a printable one, with only backslash, the quote and the C0 and C1
+    controls escaped. ``repr`` decides what else to escape by the interpreter's Unicode
+    tables, so its text could differ between two nodes' Python versions (review)."""
+    out = []
+    for char in keyword:
+        code = ord(char)
+        if char in "\\'":
+            out.append("\\" + char)
+        elif code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(char)
+    return "'" + "".join(out) + "'"
 
 
 def reason(code: str, detail: str) -> dict[str, str]:
@@ -192,6 +218,8 @@ def screen_order(
     # are compared as stored.
     keywords = sorted(((fold_text(keyword) if fold else keyword), keyword)
                       for keyword in restricted_keywords)
+    if fold:  # a keyword folding to under 2 characters ("\u200b\u200b") matched every parcel
+        keywords = [pair for pair in keywords if len(pair[0]) >= 2]
     if kinds is None:
         kinds = get_kinds(items)
     units: dict[str, int] = {}
@@ -205,7 +233,8 @@ def screen_order(
         description = fold_one(str(item["description"]))
         for folded, keyword in keywords:
             if folded in description:
-                reasons.append(reason("RESTRICTED_KEYWORD", f"item {index}: {keyword!r}"))
+                named = quote_keyword(keyword) if fold else repr(keyword)
+                reasons.append(reason("RESTRICTED_KEYWORD", f"item {index}: {named}"))
         units[kind] = units.get(kind, 0) + int(item["quantity"])
     for kind, cap in sorted(QUANTITY_CAPS.items()):
         if units.get(kind, 0) > cap:

@@ -138,3 +138,38 @@ def test_a_paid_parcel_is_still_only_reported_to_customs() -> None:
     assert [e.type for e in receipt.events if e.type.startswith("combined")] == [
         "combined_taxation_late"]
     assert due(ledger, "A") == amount and declaration(ledger, "A")["relief_reported"] == "B"
+
+
+# --- what the review of the round found in version 5 ----------------------------------------
+
+
+def test_a_keyword_that_folds_to_almost_nothing_is_refused_and_never_matches_all() -> None:
+    """``"\\u200b\\u200b"`` passed the 2-character check and folded to ``""``, which is in
+    every description: every parcel got a warning and a pre-alert."""
+    from contracts.clearance.screening import compute_route, screen_order
+
+    ledger = ledger_of("5")
+    for word in ("\u200b\u200b", "ｓ\u200b"):
+        refused = ledger.apply("customs", C, "set_restricted", {"op": "add", "keywords": [word]})
+        assert refused.code == "E_ARGS" and "folds to fewer than 2" in refused.message
+    route = compute_route(["general"], "US", 1_000)
+    screening = screen_order([item()], route, [], ["\u200b\u200b"], fold=True)
+    assert screening["result"] == "clear"
+    assert ledger_of("4").apply("customs", C, "set_restricted",
+                                {"op": "add", "keywords": ["\u200b\u200b"]}).ok  # as before
+
+
+def test_the_keyword_detail_does_not_depend_on_the_unicode_tables() -> None:
+    """``repr`` escapes a character by the interpreter's Unicode tables (U+2FFC: literal on
+    3.13, ``\\u2ffc`` on 3.11), so two nodes could write different receipts."""
+    from contracts.clearance.screening import quote_keyword
+
+    assert quote_keyword("sibutramine") == repr("sibutramine")
+    assert quote_keyword("\u2ffcx") == "'\u2ffcx'"
+    assert quote_keyword("a'b\\c\x01\x9f홍삼") == "'a\\'b\\\\c\\x01\\x9f홍삼'"
+
+
+def test_fold_text_folds_case_only_where_every_python_agrees() -> None:
+    assert fold_text("ǄÉΣЖ straße") == "ǆéσж strasse"
+    for char in ("\u13a0", "\ua7cb", "\U0001e900"):  # Cherokee, Latin Ext-D, Adlam
+        assert fold_text(char + "é") == char + "é"

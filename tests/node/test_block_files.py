@@ -156,7 +156,7 @@ def test_recover_refuses_to_cut_more_than_a_crash_leaves(tmp_path: Path) -> None
     files.close()
     sizes = {s: os.path.getsize(segment_path(str(tmp_path), s)) for s in files.segments()}
     for last in (kept.pointer, None):
-        with pytest.raises(BlockFileError, match="more than a crash leaves .*nothing was cut"):
+        with pytest.raises(BlockFileError, match=r"more than a crash leaves .*nothing was cut"):
             BlockFiles(directory, segment_bytes=100).recover(last, max_tail=150)
         assert {s: os.path.getsize(segment_path(str(tmp_path), s))
                 for s in BlockFiles(directory).segments()} == sizes
