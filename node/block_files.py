@@ -40,13 +40,13 @@ POINTER_TAG = 0
 _POINTER = struct.Struct(">BIQIIII")
 _TABLE_ROW = struct.Struct(">II")
 SEGMENT_BYTES = 128 << 20
+"""A new segment file is started once an entry would take the current one past this."""
 
 MAX_CRASH_TAIL_BYTES = 3 * 8 << 20
 """The most a crash can leave in the files past the last committed pointer: the entries of
 the blocks written but not yet indexed (one at a time, the next placed while the previous
 batch is written), each at most a 4 MiB block plus its receipts. Beyond it the start
 refuses rather than cut (:meth:`BlockFiles.recover`)."""
-"""A new segment file is started once an entry would take the current one past this."""
 _SEGMENT_NAME = re.compile(r"^(\d{8})\.blk$")
 
 
