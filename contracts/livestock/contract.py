@@ -27,6 +27,8 @@ State layout (namespace ``livestock``):
 * ``device/<pubkey hex>`` -> ``{"last_seq", "org"}``: replay guard
 * ``reading/<subject>/<nnnnnnnnnn>``, ``rcount/<subject>``: readings by animal, site, device
 * ``unreg/<number>/<nnnnnn>``, ``unregn/<number>``: sightings of unregistered animals/lots
+* ``herdbatch/<farm no>/<date>/<trace no>`` -> carcass no: a herd's batches by slaughter
+  date (version 3), for a late herd treatment's check
 """
 
 from __future__ import annotations
@@ -665,6 +667,29 @@ class LivestockContract(Contract):
         if late:
             violation(ctx, "LATE_REPORT", {"herd": herd, "treatment_date": details["date"],
                                            "days_late": today - day}, herd)
+        if self.custody_checks:
+            self.flag_batches_slaughtered_during(ctx, herd, day, until)
+
+    def flag_batches_slaughtered_during(self, ctx: Context, herd: str, day: int,
+                                        until: int) -> None:
+        """Flag the herd's batches already slaughtered within a treatment's withdrawal
+        period (version 3): the treatment was reported after them, so their slaughter could
+        not be refused. A batch counts if even the end of its slaughter day came before the
+        period's end, as for a single animal (:meth:`record_late_treatment`). One scan per
+        day of the period up to today, of ``herdbatch/<farm_no>/<date>/`` (at most 731)."""
+        last_day = min(get_kst_today(ctx), identifiers.compute_kst_day(until))
+        for slaughter_day in range(day, last_day + 1):
+            if rules.compute_kst_day_start_ms(slaughter_day + 1) >= until:
+                break
+            date = identifiers.format_day(slaughter_day)
+            for trace_no, carcass_no in ctx.state.scan(f"herdbatch/{herd}/{date}/"):
+                carcass = ctx.state.get(f"carcass/{carcass_no}") or {}
+                violation(ctx, "SLAUGHTER_DURING_WITHDRAWAL",
+                          {"carcass": carcass_no, "farm_no": herd,
+                           "trace_no": trace_no.rsplit("/", 1)[-1],
+                           "withdrawal_until_ms": until, "reported_after_slaughter": True},
+                          str(carcass_no), trace_no.rsplit("/", 1)[-1], herd,
+                          str(carcass.get("slaughterhouse") or ""))
 
     def record_late_treatment(self, ctx: Context, animal: dict[str, Any], day: int, until: int,
                               details: Mapping[str, Any]) -> None:
@@ -877,6 +902,8 @@ class LivestockContract(Contract):
             record.update(farm=farm, farm_no=farm_no, trace_no=trace_no,
                           head_count=args["head_count"])
             ctx.state.put(f"pig/{trace_no}", carcass_no)
+            if self.custody_checks:  # version 3: a herd's batches by slaughter date
+                ctx.state.put(f"herdbatch/{farm_no}/{record['date']}/{trace_no}", carcass_no)
             keys += [trace_no, farm_no, farm]
         ctx.state.put(f"carcass/{carcass_no}", record)
         append_log(ctx, trace.node(CARCASS, carcass_no), "slaughter",

@@ -215,3 +215,32 @@ def test_a_late_treatment_is_not_dated_after_the_arrival() -> None:
     before = ledger.apply("farm-a", L, "treat", {"animal": COW, "drug": "x",
                                                 "withdrawal_days": 28, "date": day(ledger, -5)})
     assert before.ok
+
+
+@V3
+def test_a_herd_treatment_reported_after_a_batch_slaughter_flags_that_batch(
+        version: str) -> None:
+    """A pig herd treated before its batch was slaughtered, the treatment reported after:
+    version 2 recorded it and told nobody of the slaughter during its withdrawal period."""
+    ledger = ledger_of(version)
+    assert ledger.apply("plant", L, "slaughter", {
+        "species": "pig", "farm_no": "110001", "trace_no": "160012345678", "head_count": 5,
+        "carcass": "P1", "date": day(ledger), "weight_g": 400_000, "grade": "1",
+        "inspection": PASSED}).ok
+    ledger.time_ms += DAY_MS
+    treat = ledger.apply("farm-a", L, "treat", {"herd": "110001", "drug": "amoxicillin",
+                                               "withdrawal_days": 14, "date": day(ledger, -3)})
+    assert treat.ok
+    if version == "2":
+        assert violations(treat) == []
+        return
+    assert violations(treat) == ["SLAUGHTER_DURING_WITHDRAWAL"]
+    flagged = events(treat, "violation")[0]
+    assert flagged.attrs["trace_no"] == "160012345678" and flagged.attrs["carcass"] == "P1"
+    assert {"P1", "160012345678", "110001", "plant", "regulator"} <= set(flagged.keys)
+    # A vaccination (no withdrawal), or a treatment whose period ended before: no flag.
+    for days_before, withdrawal in ((3, 0), (20, 2)):
+        quiet = ledger.apply("farm-a", L, "treat", {
+            "herd": "110001", "drug": "x", "withdrawal_days": withdrawal,
+            "date": day(ledger, -days_before)})
+        assert quiet.ok and "SLAUGHTER_DURING_WITHDRAWAL" not in violations(quiet)
