@@ -223,7 +223,11 @@ def parse_rates(args: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     return rates
 
 
-def parse_restricted(args: Mapping[str, Any]) -> tuple[str, list[str], list[str], str]:
+def parse_restricted(args: Mapping[str, Any], fold: Callable[[str], str] = str.casefold
+                     ) -> tuple[str, list[str], list[str], str]:
+    """The restricted-list update; keywords stored folded by ``fold``: ``str.casefold``
+    before rules version 5, :func:`screening.fold_text` from it (as descriptions are
+    compared; review: "thuốc" listed did not match "THUỐC", nor a ligature itself)."""
     op = arg_str(args, "op", max_len=8)
     if op not in ("add", "remove"):
         raise ContractError(E_ARGS, "op must be 'add' or 'remove'")
@@ -244,7 +248,7 @@ def parse_restricted(args: Mapping[str, Any]) -> tuple[str, list[str], list[str]
     for word in kw_raw:
         if not isinstance(word, str) or not 2 <= len(word.strip()) <= 64 or "/" in word:
             raise ContractError(E_ARGS, f"invalid keyword {word!r} (2-64 characters, no '/')")
-        keywords.append(word.strip().casefold())
+        keywords.append(fold(word.strip()))
     note = arg_str(args, "note", max_len=rules.MAX_TEXT, optional=True)
     return op, sorted(set(hs_codes)), sorted(set(keywords)), note
 
@@ -589,10 +593,11 @@ class ClearanceContract(Contract):
 
     def process_set_restricted(self, ctx: Context, args: Mapping[str, Any]) -> None:
         ctx.require_role(CUSTOMS)
-        op, hs_codes, keywords, note = parse_restricted(args)
+        op, hs_codes, keywords, note = parse_restricted(
+            args, screening.fold_text if self.folds_text else str.casefold)
         if self.folds_text and op == "add":
-            for word in keywords:  # compared folded (version 5): it must still say something
-                if len(screening.fold_text(word)) < 2:
+            for word in keywords:  # stored folded (version 5): it must still say something
+                if len(word) < 2:
                     raise ContractError(E_ARGS, f"keyword {screening.quote_keyword(word)} "
                                                 "folds to fewer than 2 characters")
         keys = [f"restricted/hs/{code}" for code in hs_codes]

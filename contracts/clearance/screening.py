@@ -91,10 +91,10 @@ def fold_text(text: str) -> str:
     restricted keywords and the excluded-kind words, which compare code points (review).
     Not ``unicodedata.normalize``: its tables follow the interpreter's Unicode version, so
     nodes on two Python versions could fold a character differently and disagree on a
-    block; these rules are fixed arithmetic on code points. Case is folded below U+0530
-    only (Latin, Greek, Cyrillic: assigned long ago, the same in every Python; checked
-    identical for every code point from 3.11 to 3.13), not in scripts a later Unicode may
-    still give new case pairs (a review of the round).
+    block; these rules are fixed arithmetic on code points. Case is folded only where
+    every Python agrees (:func:`_is_stably_cased`), not in scripts a later Unicode may
+    still give new case pairs (a review of the round). Keywords are stored folded by this
+    same function (version 5), so a keyword and a description fold alike.
     """
     if text.isascii():
         return text.casefold()
@@ -117,14 +117,19 @@ def fold_text(text: str) -> str:
                 and _HANGUL_T < code < _HANGUL_T + _HANGUL_T_COUNT):
             out[-1] = last + code - _HANGUL_T
             continue
-        if code < _CASED_BELOW:
+        if _is_stably_cased(code):
             out.extend(map(ord, chr(code).casefold()))
         else:
             out.append(code)
     return "".join(map(chr, out))
 
 
-_CASED_BELOW = 0x0530
+def _is_stably_cased(code: int) -> bool:
+    """Latin, Greek, Cyrillic and Armenian (below U+0590), Latin Extended Additional
+    (Vietnamese, U+1E00-U+1EFF) and the Latin and Armenian ligatures (U+FB00-U+FB17):
+    scripts whose case folding every Python agrees on (identical from 3.11 to 3.13 for
+    every code point, checked), unlike scripts a later Unicode may still give case pairs."""
+    return code < 0x0590 or 0x1E00 <= code <= 0x1EFF or 0xFB00 <= code <= 0xFB17
 
 
 def quote_keyword(keyword: str) -> str:
@@ -214,8 +219,8 @@ def screen_order(
     reasons: list[dict[str, str]] = []
     hs_prefixes = sorted(restricted_hs)
     fold_one = fold_text if fold else str.casefold
-    # Stored keywords are case folded already (parse_restricted); before version 5 they
-    # are compared as stored.
+    # Stored keywords are folded already (parse_restricted: by fold_text from version 5,
+    # by str.casefold before); folding again changes nothing a version-5 chain stored.
     keywords = sorted(((fold_text(keyword) if fold else keyword), keyword)
                       for keyword in restricted_keywords)
     if fold:  # a keyword folding to under 2 characters ("\u200b\u200b") matched every parcel

@@ -678,18 +678,31 @@ class LivestockContract(Contract):
         period's end, as for a single animal (:meth:`record_late_treatment`). One scan per
         day of the period up to today, of ``herdbatch/<farm_no>/<date>/`` (at most 731)."""
         last_day = min(get_kst_today(ctx), identifiers.compute_kst_day(until))
+        found: list[tuple[str, str]] = []
         for slaughter_day in range(day, last_day + 1):
             if rules.compute_kst_day_start_ms(slaughter_day + 1) >= until:
                 break
             date = identifiers.format_day(slaughter_day)
-            for trace_no, carcass_no in ctx.state.scan(f"herdbatch/{herd}/{date}/"):
-                carcass = ctx.state.get(f"carcass/{carcass_no}") or {}
-                violation(ctx, "SLAUGHTER_DURING_WITHDRAWAL",
-                          {"carcass": carcass_no, "farm_no": herd,
-                           "trace_no": trace_no.rsplit("/", 1)[-1],
-                           "withdrawal_until_ms": until, "reported_after_slaughter": True},
-                          str(carcass_no), trace_no.rsplit("/", 1)[-1], herd,
-                          str(carcass.get("slaughterhouse") or ""))
+            for key, carcass_no in ctx.state.scan(f"herdbatch/{herd}/{date}/"):
+                found.append((key.rsplit("/", 1)[-1], str(carcass_no)))
+                if len(found) > rules.MAX_BATCH_FLAGS:
+                    break
+            if len(found) > rules.MAX_BATCH_FLAGS:
+                break
+        for trace_no, carcass_no in found[:rules.MAX_BATCH_FLAGS]:
+            carcass = ctx.state.get(f"carcass/{carcass_no}") or {}
+            violation(ctx, "SLAUGHTER_DURING_WITHDRAWAL",
+                      {"carcass": carcass_no, "farm_no": herd, "trace_no": trace_no,
+                       "withdrawal_until_ms": until, "reported_after_slaughter": True},
+                      carcass_no, trace_no, herd, str(carcass.get("slaughterhouse") or ""))
+        if len(found) > rules.MAX_BATCH_FLAGS:
+            # The rest in one line: a receipt must fit one message, and a treatment whose
+            # receipt could not be written would not be recorded at all (review: 15,000
+            # batches of one farm number made the treatment, and its withdrawal, vanish).
+            violation(ctx, "SLAUGHTER_DURING_WITHDRAWAL",
+                      {"farm_no": herd, "withdrawal_until_ms": until,
+                       "reported_after_slaughter": True, "more_batches": True,
+                       "from_date": identifiers.format_day(day)}, herd)
 
     def record_late_treatment(self, ctx: Context, animal: dict[str, Any], day: int, until: int,
                               details: Mapping[str, Any]) -> None:

@@ -16,6 +16,9 @@ LATE_REPORT_DAYS: Final = 5
 
 MAX_WITHDRAWAL_DAYS: Final = 730
 MAX_READINGS_PER_BATCH: Final = 256
+MAX_BATCH_FLAGS: Final = 64
+"""Pig batches a late herd treatment flags one by one; beyond, one violation says there
+are more (a receipt must fit one message)."""
 MAX_LOTS_PER_CUT: Final = 64
 MAX_BUNDLE_INPUTS: Final = 64
 MAX_READINGS_QUERY: Final = 200

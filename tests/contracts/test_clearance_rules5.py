@@ -173,3 +173,23 @@ def test_fold_text_folds_case_only_where_every_python_agrees() -> None:
     assert fold_text("ǄÉΣЖ straße") == "ǆéσж strasse"
     for char in ("\u13a0", "\ua7cb", "\U0001e900"):  # Cherokee, Latin Ext-D, Adlam
         assert fold_text(char + "é") == char + "é"
+
+
+@pytest.mark.parametrize(("keyword", "description"), [
+    ("thuốc giảm cân", "THUỐC GIẢM CÂN diet"),
+    ("ꭰꭱꭲ", "ꭰꭱꭲ"),
+    ("ﬁnasteride", "ﬁnasteride 1mg"),
+    ("groß", "GROẞ pack"),
+], ids=["vietnamese", "cherokee", "ligature", "sharp-s"])
+def test_a_keyword_matches_what_it_says_in_any_case(keyword: str, description: str) -> None:
+    """Review of the round: keywords were stored by ``str.casefold`` and descriptions folded
+    below U+0530 only, so a keyword could miss the very text it names."""
+    ledger = ledger_of("5")
+    assert ledger.apply("customs", C, "set_restricted",
+                        {"op": "add", "keywords": [keyword]}).ok
+    create(ledger, items=[item("3004.90-9000", description=description)])
+    assert [r["code"] for r in screening_of(ledger, "O1")["reasons"]] == ["RESTRICTED_KEYWORD"]
+    # Removed by any spelling that folds alike (Cherokee has no stable case: as listed).
+    spelling = keyword if keyword == "ꭰꭱꭲ" else keyword.upper()
+    assert ledger.apply("customs", C, "set_restricted",
+                        {"op": "remove", "keywords": [spelling]}).ok

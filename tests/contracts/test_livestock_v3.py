@@ -244,3 +244,39 @@ def test_a_herd_treatment_reported_after_a_batch_slaughter_flags_that_batch(
             "herd": "110001", "drug": "x", "withdrawal_days": withdrawal,
             "date": day(ledger, -days_before)})
         assert quiet.ok and "SLAUGHTER_DURING_WITHDRAWAL" not in violations(quiet)
+
+
+def test_a_late_herd_treatment_flags_at_most_64_batches_and_is_always_recorded() -> None:
+    """Review: one violation per batch had no bound; ~15,000 batches of one farm number
+    (any slaughterhouse may record them) made the receipt too large to record, so the
+    treatment, and with it the herd's withdrawal period, was lost."""
+    ledger = ledger_of("3")
+    for i in range(70):
+        assert ledger.apply("plant", L, "slaughter", {
+            "species": "pig", "farm_no": "110001", "trace_no": f"1600123{i:05d}",
+            "head_count": 1, "carcass": f"P{i}", "date": day(ledger), "weight_g": 90_000,
+            "grade": "1", "inspection": PASSED}).ok
+    ledger.time_ms += DAY_MS
+    treat = ledger.apply("farm-a", L, "treat", {"herd": "110001", "drug": "amoxicillin",
+                                               "withdrawal_days": 14, "date": day(ledger, -3)})
+    assert treat.ok
+    flagged = events(treat, "violation")
+    assert len(flagged) == 65 and flagged[-1].attrs["more_batches"] is True
+    assert all("carcass" in f.attrs for f in flagged[:64])
+    # The withdrawal period was recorded: the next batch is refused.
+    assert ledger.apply("plant", L, "slaughter", {
+        "species": "pig", "farm_no": "110001", "trace_no": "170012345678", "head_count": 1,
+        "carcass": "PX", "date": day(ledger), "weight_g": 90_000, "grade": "1",
+        "inspection": PASSED}).code == "E_WITHDRAWAL"
+
+
+def test_a_batch_slaughtered_before_the_treatment_day_is_not_flagged() -> None:
+    ledger = ledger_of("3")
+    assert ledger.apply("plant", L, "slaughter", {
+        "species": "pig", "farm_no": "110001", "trace_no": "160012345678", "head_count": 5,
+        "carcass": "P1", "date": day(ledger), "weight_g": 400_000, "grade": "1",
+        "inspection": PASSED}).ok
+    ledger.time_ms += 3 * DAY_MS
+    treat = ledger.apply("farm-a", L, "treat", {"herd": "110001", "drug": "amoxicillin",
+                                               "withdrawal_days": 14, "date": day(ledger, -2)})
+    assert treat.ok and "SLAUGHTER_DURING_WITHDRAWAL" not in violations(treat)
