@@ -36,17 +36,13 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgpack
+
 POINTER_TAG = 0
 _POINTER = struct.Struct(">BIQIIII")
 _TABLE_ROW = struct.Struct(">II")
 SEGMENT_BYTES = 128 << 20
 """A new segment file is started once an entry would take the current one past this."""
-
-MAX_CRASH_TAIL_BYTES = 3 * 8 << 20
-"""The most a crash can leave in the files past the last committed pointer: the entries of
-the blocks written but not yet indexed (one at a time, the next placed while the previous
-batch is written), each at most a 4 MiB block plus its receipts. Beyond it the start
-refuses rather than cut (:meth:`BlockFiles.recover`)."""
 _SEGMENT_NAME = re.compile(r"^(\d{8})\.blk$")
 
 
@@ -93,6 +89,28 @@ def encode_entry(block: bytes, receipts: Sequence[bytes]) -> bytes:
     return b"".join((block, table, *receipts))
 
 
+def is_entry_prefix(data: bytes) -> bool:
+    """Whether ``data`` is one entry (:func:`encode_entry`), whole or cut short, and nothing
+    more: what a crash can leave past the last committed pointer."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+                                max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    try:
+        block = unpacker.unpack()
+    except msgpack.OutOfData:
+        return True  # cut inside the block
+    except Exception:  # not a block at all
+        return False
+    txs = block.get("txs") if isinstance(block, dict) else None
+    if not isinstance(txs, list):
+        return False
+    table_end: int = unpacker.tell() + _TABLE_ROW.size * len(txs)
+    if len(data) <= table_end or not txs:
+        return len(data) <= table_end  # cut inside the table, or whole with no receipts
+    receipts_len: int = _TABLE_ROW.unpack_from(data, table_end - _TABLE_ROW.size)[0]
+    return len(data) <= table_end + receipts_len
+
+
 @dataclass(frozen=True, slots=True)
 class PendingEntry:
     """An entry placed in the files but not written yet (:meth:`BlockFiles.write`)."""
@@ -132,28 +150,21 @@ class BlockFiles:
 
     # --- start-up ---------------------------------------------------------------------------
 
-    def recover(self, last: Pointer | None, *, max_tail: int = MAX_CRASH_TAIL_BYTES) -> int:
+    def recover(self, last: Pointer | None) -> int:
         """Cut the files back to the entry of the last committed pointer ``last`` (None: no
         block is in the files yet) and return how many bytes were cut: what a crash left
-        between an entry's write and its pointer's. Raises BlockFileError if the files
-        hold less than ``last`` points to, or more past it than a crash can leave
-        (:data:`MAX_CRASH_TAIL_BYTES`): then the index is older than the files (a LevelDB
-        store restored from an older backup beside newer block files), and cutting would
-        delete committed blocks, perhaps their last copy (review). Nothing is cut then."""
+        between an entry's write and its pointer's.
+
+        Raises BlockFileError, cutting nothing, if the files hold less than ``last`` points
+        to, or more past it than the one entry a crash can leave (entries are written one
+        at a time, each whole in one segment, and the next is placed only once the
+        previous one's pointer is committed): then the index is older than the files (a
+        LevelDB store restored alone from an older backup), and cutting would delete
+        committed blocks, perhaps their last copy (review). What lies past ``last`` is
+        read as an entry: a block, its receipt table, its receipts, whole or cut short.
+        """
         keep = -1 if last is None else last.segment
         end = 0 if last is None else last.end
-        tail = sum(os.path.getsize(self._path(segment)) - (end if segment == keep else 0)
-                   for segment in self.segments() if segment >= keep)
-        if tail > max_tail:
-            raise BlockFileError(
-                f"the block files hold {tail} bytes past the last block the store indexes, "
-                f"more than a crash leaves ({max_tail}): the store is older than its block "
-                "files (restored alone from a backup?); nothing was cut")
-        cut = 0
-        for segment in self.segments():
-            if segment > keep:
-                cut += os.path.getsize(self._path(segment))
-                os.unlink(self._path(segment))
         if last is not None:
             path = self._path(last.segment)
             size = os.path.getsize(path) if os.path.exists(path) else -1
@@ -161,6 +172,23 @@ class BlockFiles:
                 raise BlockFileError(
                     f"block file {path} holds {max(size, 0)} bytes but the index points to "
                     f"{last.end}: the block files are damaged or incomplete")
+        pieces = [(segment, end if segment == keep else 0) for segment in self.segments()
+                  if segment >= keep]
+        pieces = [(segment, offset) for segment, offset in pieces
+                  if os.path.getsize(self._path(segment)) > offset]
+        if len(pieces) > 1 or (pieces and not is_entry_prefix(self._read_from(*pieces[0]))):
+            raise BlockFileError(
+                "the block files hold more past the last block the store indexes than the "
+                "one entry a crash leaves: the store is older than its block files (restored "
+                "alone from a backup?); nothing was cut")
+        cut = 0
+        for segment in self.segments():
+            if segment > keep:
+                cut += os.path.getsize(self._path(segment))
+                os.unlink(self._path(segment))
+        if last is not None:
+            path = self._path(last.segment)
+            size = os.path.getsize(path)
             if size > last.end:
                 cut += size - last.end
                 with open(path, "r+b") as handle:
@@ -170,6 +198,11 @@ class BlockFiles:
         if cut and os.path.isdir(self.directory):
             _fsync_dir(self.directory)
         return cut
+
+    def _read_from(self, segment: int, offset: int) -> bytes:
+        with open(self._path(segment), "rb") as handle:
+            handle.seek(offset)
+            return handle.read()
 
     # --- writing ------------------------------------------------------------------------------
 

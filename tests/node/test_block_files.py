@@ -9,9 +9,11 @@ receipts inside LevelDB) still reads, and grows in the files from then on.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import plyvel
 import pytest
 from hypothesis import given, settings
@@ -115,53 +117,109 @@ def test_a_new_segment_starts_when_the_current_one_would_overflow(tmp_path: Path
     assert files.segments() == [0, 1]
 
 
+def entry_block(tag: bytes, txs: int = 2) -> bytes:
+    """The bytes of a block as an entry holds them (a msgpack map with its ``txs``)."""
+    return msgpack.packb({"header": {"tag": tag}, "txs": [tag * 3] * txs, "last_commit": None})
+
+
 def test_recover_cuts_what_no_pointer_covers_and_refuses_missing_bytes(tmp_path: Path) -> None:
     directory = str(tmp_path / "blocks")
-    files = BlockFiles(directory, segment_bytes=100)
-    kept = files.place(b"k" * 40, [b"r1", b"r2"])
+    files = BlockFiles(directory, segment_bytes=200)
+    kept = files.place(entry_block(b"k"), [b"r1", b"r2"])
     files.write(kept)
-    orphan_same = files.place(b"o" * 20, [])
-    files.write(orphan_same)
-    orphan_next = files.place(b"n" * 90, [])
-    files.write(orphan_next)
+    orphan = files.place(entry_block(b"o"), [b"x" * 10, b"y" * 5])
+    files.write(orphan)  # written, its pointer never committed (the crash)
     files.close()
-    assert files.segments() == [0, 1]
+    assert files.segments() == [0]
 
-    again = BlockFiles(directory, segment_bytes=100)
-    assert again.recover(kept.pointer) == 20 + 90
-    assert again.segments() == [0]
+    again = BlockFiles(directory, segment_bytes=200)
+    assert again.recover(kept.pointer) == orphan.pointer.entry_len
     assert os.path.getsize(segment_path(str(tmp_path))) == kept.pointer.end
     assert again.read_receipts(kept.pointer) == [b"r1", b"r2"]
-    # The next entry goes where the orphan was.
+    # The next entry goes where the orphan was; one that opens a new segment is cut too.
     assert again.place(b"x", []).pointer.offset == kept.pointer.end
     again.close()
+    files = BlockFiles(directory, segment_bytes=kept.pointer.end + 10)
+    files.recover(kept.pointer)
+    next_segment = files.place(entry_block(b"n", txs=1), [b"z" * 30])
+    assert next_segment.pointer.segment == 1
+    files.write(next_segment)
+    files.close()
+    assert BlockFiles(directory).recover(kept.pointer) == next_segment.pointer.entry_len
+    assert BlockFiles(directory).segments() == [0]
 
     with open(segment_path(str(tmp_path)), "r+b") as handle:
         handle.truncate(10)
     with pytest.raises(BlockFileError, match="damaged or incomplete"):
         BlockFiles(directory).recover(kept.pointer)
-    assert BlockFiles(directory).recover(None) == 10  # no pointer yet: all of it is orphan
+    # No pointer yet: a first entry cut short is all orphan.
+    assert BlockFiles(directory).recover(None) == 10
     assert BlockFiles(directory).segments() == []
 
 
-def test_recover_refuses_to_cut_more_than_a_crash_leaves(tmp_path: Path) -> None:
+def test_recover_refuses_to_cut_more_than_the_one_entry_a_crash_leaves(
+        tmp_path: Path) -> None:
     """Regression (review): a LevelDB store restored from an older backup beside newer
-    block files pointed before most of them, and the start cut every block past it."""
+    block files pointed before most of them, and the start cut every block past it. A
+    size bound was not enough (one block's receipts may be large), so what lies past the
+    pointer is read as entries: one, whole or cut short, is a crash's; more is refused."""
     directory = str(tmp_path / "blocks")
-    files = BlockFiles(directory, segment_bytes=100)
-    kept = files.place(b"k" * 40, [])
+    files = BlockFiles(directory, segment_bytes=1 << 30)
+    kept = files.place(entry_block(b"k"), [b"r"] * 2)
     files.write(kept)
-    for i in range(4):
-        files.write(files.place(bytes([65 + i]) * 60, []))
+    for tag in (b"a", b"b"):
+        files.write(files.place(entry_block(tag), [b"r"] * 2))
     files.close()
-    sizes = {s: os.path.getsize(segment_path(str(tmp_path), s)) for s in files.segments()}
+    size = os.path.getsize(segment_path(str(tmp_path)))
     for last in (kept.pointer, None):
-        with pytest.raises(BlockFileError, match=r"more than a crash leaves .*nothing was cut"):
-            BlockFiles(directory, segment_bytes=100).recover(last, max_tail=150)
-        assert {s: os.path.getsize(segment_path(str(tmp_path), s))
-                for s in BlockFiles(directory).segments()} == sizes
-    # Within the bound it is a crash's leftover, cut as before.
-    assert BlockFiles(directory, segment_bytes=100).recover(kept.pointer, max_tail=300) == 240
+        with pytest.raises(BlockFileError, match=r"more past the last block .*nothing was cut"):
+            BlockFiles(directory).recover(last)
+        assert os.path.getsize(segment_path(str(tmp_path))) == size
+    # Bytes that are no entry at all are not a crash's either.
+    with open(segment_path(str(tmp_path)), "r+b") as handle:
+        handle.truncate(kept.pointer.end)
+        handle.seek(kept.pointer.end)
+        handle.write(b"\xc1 not msgpack")
+    with pytest.raises(BlockFileError, match="nothing was cut"):
+        BlockFiles(directory).recover(kept.pointer)
+
+
+def test_one_large_entry_past_the_pointer_is_a_crash_and_is_cut(tmp_path: Path) -> None:
+    """A block with large receipts (each may be up to 4 MiB) is still one entry: no size
+    bound refuses the restart after a crash during its commit (second review)."""
+    directory = str(tmp_path / "blocks")
+    files = BlockFiles(directory, segment_bytes=1 << 30)
+    kept = files.place(entry_block(b"k"), [b"r"] * 2)
+    files.write(kept)
+    big = files.place(entry_block(b"g", txs=8), [b"R" * (4 << 20)] * 8)
+    files.write(big)
+    files.close()
+    assert big.pointer.entry_len > 32 << 20
+    assert BlockFiles(directory).recover(kept.pointer) == big.pointer.entry_len
+    with open(segment_path(str(tmp_path)), "ab") as handle:  # and cut short, mid-receipts
+        handle.write(big.data[: big.pointer.entry_len // 2])
+    assert BlockFiles(directory).recover(kept.pointer) == big.pointer.entry_len // 2
+
+
+def test_a_leveldb_store_restored_alone_from_an_older_backup_is_refused(
+        tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    commit_blocks(str(path), 1)
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for name in os.listdir(path):
+        if name not in (BLOCK_FILES_DIR, "consensus.wal", "LOCK"):
+            shutil.copy2(path / name, backup / name)
+    commit_blocks(str(path), 3)
+    size = os.path.getsize(segment_path(str(path)))
+    for name in os.listdir(path):
+        if name not in (BLOCK_FILES_DIR, "consensus.wal"):
+            os.unlink(path / name)
+    for name in os.listdir(backup):
+        shutil.copy2(backup / name, path / name)
+    with pytest.raises(StoreError, match="more past the last block"):
+        open_store(str(path))
+    assert os.path.getsize(segment_path(str(path))) == size
 
 
 # --- behind the store ----------------------------------------------------------------------
