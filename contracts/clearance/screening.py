@@ -220,11 +220,10 @@ def screen_order(
     hs_prefixes = sorted(restricted_hs)
     fold_one = fold_text if fold else str.casefold
     # Stored keywords are folded already (parse_restricted: by fold_text from version 5,
-    # by str.casefold before); folding again changes nothing a version-5 chain stored.
-    keywords = sorted(((fold_text(keyword) if fold else keyword), keyword)
-                      for keyword in restricted_keywords)
+    # by str.casefold before), so they are compared as stored.
+    keywords = sorted(restricted_keywords)
     if fold:  # a keyword folding to under 2 characters ("\u200b\u200b") matched every parcel
-        keywords = [pair for pair in keywords if len(pair[0]) >= 2]
+        keywords = [keyword for keyword in keywords if len(keyword) >= 2]
     if kinds is None:
         kinds = get_kinds(items)
     units: dict[str, int] = {}
@@ -236,8 +235,8 @@ def screen_order(
             if str(item["hs"]).startswith(prefix):
                 reasons.append(reason("RESTRICTED_HS", f"item {index}: HS {item['hs']} ({prefix})"))
         description = fold_one(str(item["description"]))
-        for folded, keyword in keywords:
-            if folded in description:
+        for keyword in keywords:
+            if keyword in description:
                 named = quote_keyword(keyword) if fold else repr(keyword)
                 reasons.append(reason("RESTRICTED_KEYWORD", f"item {index}: {named}"))
         units[kind] = units.get(kind, 0) + int(item["quantity"])
