@@ -43,7 +43,7 @@ from node.genesis import Genesis, load_genesis
 from node.keys import load_key_file
 from node.mempool import Mempool, MempoolLimits
 from node.metrics import Metrics, python_info_name
-from node.p2p.peer_manager import PeerManager
+from node.p2p.peer_manager import REFUSAL_REASONS, P2PConfig, PeerManager
 from node.registry import load_contracts
 from node.signer_state import FILE_NAME as GUARD_FILE
 from node.signer_state import SignerStateError, SignerStateFile
@@ -123,7 +123,8 @@ class Node:
             allowed[info.pubkey] = (info.name, host, port)
         self.p2p = PeerManager(self.chain_id, self.key, allowed, host=config.p2p_host,
                                port=config.p2p_port, on_message=self.driver.on_peer_message,
-                               genesis_hash=self.genesis.hash)
+                               genesis_hash=self.genesis.hash,
+                               config=P2PConfig(runtime_check=config.runtime_check))
         self.driver.send = self._send
         self.p2p.on_connect = self.driver.on_peer_connected
         self.driver.broadcast = self.p2p.broadcast
@@ -170,6 +171,14 @@ class Node:
         m.gauge("jangbu_mempool_txs", lambda: len(self.mempool), "pending transactions")
         m.gauge("jangbu_mempool_bytes", lambda: self.mempool.size_bytes, "pending bytes")
         m.gauge("jangbu_peers", lambda: len(self.p2p.connected_peers()), "connected peers")
+        m.gauge("jangbu_peers_other_runtime", lambda: len(self.p2p.other_runtimes()),
+                "connected peers on another Python minor or Unicode version ([p2p] "
+                "runtime_check = \"warn\"): receipts can differ, see docs/operations.md")
+        for reason in REFUSAL_REASONS:
+            m.counter_from(f'jangbu_p2p_refused_total{{reason="{reason}"}}',
+                           lambda r=reason: self.p2p.rejected[r],  # type: ignore[misc]
+                           "peer connections refused, by reason (handshake checks, limits, "
+                           "duplicate links): docs/operations.md section 6")
         m.gauge("jangbu_event_subscribers", lambda: self.bus.subscribers, "SSE subscribers")
         m.gauge("jangbu_api_connections", self.api_connections.open,
                 "open HTTP connections (event streams included)")
@@ -222,6 +231,7 @@ class Node:
         height, block_hash, time_ms = self.engine.tip()
         me = self.genesis.validator_by_pubkey(self.pubkey)
         connected = set(self.p2p.connected_peers())
+        others = self.p2p.other_runtimes()
         return {
             "chain_id": self.chain_id,
             "genesis_hash": self.genesis.hash.hex(),
@@ -234,8 +244,10 @@ class Node:
             "round": self.driver.round,
             "step": self.driver.core.step_name.name.lower(),
             "started_height": self.driver.started_height,
+            "runtime": self.p2p.runtime,
             "peers": [
-                {"node_id": v.pubkey.hex(), "name": v.name, "org": v.org}
+                {"node_id": v.pubkey.hex(), "name": v.name, "org": v.org,
+                 **({"other_runtime": others[v.pubkey]} if v.pubkey in others else {})}
                 for v in self.genesis.validators if v.pubkey in connected
             ],
             "validators": [

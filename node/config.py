@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from node.defaults import MAX_WAIT_COMMIT_S
+from node.defaults import MAX_WAIT_COMMIT_S, RUNTIME_CHECKS
 from node.defaults import SYNC_DIFFS_BYTES as DEFAULT_SYNC_DIFFS_BYTES
 from node.defaults import TREE_CACHE_ENTRIES as DEFAULT_CACHE_ENTRIES
 
@@ -53,6 +53,7 @@ class NodeConfig:
     tree_cache_entries: int = DEFAULT_CACHE_ENTRIES
     sync_diffs_bytes: int = DEFAULT_SYNC_DIFFS_BYTES
     block_announcements: bool = True
+    runtime_check: str = "refuse"
 
     @property
     def p2p_host(self) -> str:
@@ -94,6 +95,8 @@ class NodeConfig:
             raise ConfigError("state.tree_cache_entries: must be 0 (off) or positive")
         if self.sync_diffs_bytes < 0:
             raise ConfigError("p2p.sync_diffs_bytes: must be 0 (off) or positive")
+        if self.runtime_check not in RUNTIME_CHECKS:
+            raise ConfigError(f"p2p.runtime_check: must be one of {', '.join(RUNTIME_CHECKS)}")
 
 
 def split_address(value: str, key: str) -> tuple[str, int]:
@@ -156,6 +159,7 @@ def load_config(home: str | Path) -> NodeConfig:
         p2p_listen=get("p2p", "listen", str, None),
         sync_diffs_bytes=get("p2p", "sync_diffs_bytes", int, DEFAULT_SYNC_DIFFS_BYTES),
         block_announcements=get("p2p", "block_announcements", bool, True),
+        runtime_check=get("p2p", "runtime_check", str, "refuse"),
         api_listen=get("api", "listen", str, None),
         mempool_max_txs=get("mempool", "max_txs", int, 100_000),
         mempool_max_bytes=get("mempool", "max_bytes", int, 128 * 1024 * 1024),
@@ -196,6 +200,10 @@ sync_diffs_bytes = {DEFAULT_SYNC_DIFFS_BYTES}
 # announce before their proposals arrive, alongside the proposer (docs/operations.md
 # section 0). Off: neither; the node still agrees with nodes that have it on.
 block_announcements = true
+# A validator naming another Python minor version or Unicode version when it connects:
+# "refuse" the link, or "warn" and connect (docs/operations.md, one Python on every
+# validator: receipts can differ between versions).
+runtime_check = "refuse"
 
 [api]
 listen = "{api_listen}"

@@ -29,3 +29,8 @@ MAX_WAIT_COMMIT_S = 300
 """The longest a submit may wait for its commit (``?timeout=``, ``[api]
 wait_commit_timeout_s``, ``jangbu tx submit --wait-timeout``): one bound for the three, so
 the CLI refuses what the node would (review: it took up to 86,400, then failed at the node)."""
+
+RUNTIME_CHECKS = ("refuse", "warn")
+"""What a link to a validator naming another Python minor version or Unicode version does
+(``[p2p] runtime_check``): ``refuse`` it, the default, or connect and ``warn`` in the log,
+on ``/v1/status`` and in ``/metrics``. node/p2p/handshake.py says why."""

@@ -11,18 +11,30 @@ In the spirit of CometBFT's SecretConnection, both ends run the same steps, in p
    peer that echoes our own ephemeral key is refused.
 3. **Auth** (first sealed frame each way, counter 0): the canonical map
    ``{"t": "auth", "chain_id", "version", "pubkey": static Ed25519 key, "sig"
-   [, "genesis": SHA-256 of the canonical genesis]}`` where
+   [, "genesis": SHA-256 of the canonical genesis] [, "runtime": {"python": "3.11",
+   "unicode": "14.0.0"}]}`` where
    ``sig = canonical.sign(node_key, "jangbu/p2p-handshake/v1", chain_id,
    {"eph_hi": hi, "eph_lo": lo, "version": version})``.
 4. **Checks** on the peer's auth, in order: shape, version, chain id, signature, not our
    own key, key in the allowed set (the genesis validators), genesis (when both ends name
-   one). Any failure raises :class:`HandshakeError` with a stable ``reason``.
+   one), runtime (when both ends name one and ours asks for the same). Any failure raises
+   :class:`HandshakeError` with a stable ``reason``.
 
 ``genesis`` is outside the signature: the sealed channel already guarantees the frame's
 integrity, and the field is optional so builds from before it (which ignore it and send
 none) still connect. Why compare it at all: two nodes of one chain id whose genesis files
 differ in any parameter used to connect and then halt at the first block the difference
 decided; now the link is refused at once, naming the file.
+
+``runtime`` is the interpreter's minor version and its Unicode tables, for the same reason:
+older rules versions and messages that quote input (``repr`` of a string decides what is
+printable from the interpreter's Unicode tables) put interpreter-dependent text into
+receipts, which every validator must compute byte for byte. A validator on another Python
+minor version can therefore compute another receipt for one crafted transaction and halt
+or split the network at that height. Refusing the link at connect time turns that into an
+operator's error message on the day of the upgrade (docs/operations.md, "One Python on
+every validator"); ``runtime_check = "warn"`` only logs it. Like ``genesis`` it is outside
+the signature and optional, so builds from before it still connect.
 
 Signing both ephemeral keys binds the static identity to *this* key exchange: a
 man-in-the-middle runs two exchanges with different ephemeral pairs, so neither end's
@@ -33,7 +45,9 @@ ephemeral secrets. Timeouts are the driver's job (:mod:`node.p2p.peer_manager`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+import sys
+import unicodedata
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +72,20 @@ HANDSHAKE_TAG = "jangbu/p2p-handshake/v1"
 KDF_PERSON = b"jangbu/p2p/kdf1"
 GENESIS_HASH_SIZE = 32
 AUTH_MAX_FRAME = 1024
-"""The auth frame is ~200 bytes; a peer announcing more during the handshake is refused."""
+"""The auth frame is ~250 bytes; a peer announcing more during the handshake is refused."""
+RUNTIME_FIELDS = ("python", "unicode")
+RUNTIME_VALUE_MAX = 16
+
+
+def local_runtime() -> dict[str, str]:
+    """What of this interpreter decides receipt bytes: its minor version, its Unicode data."""
+    return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+            "unicode": unicodedata.unidata_version}
+
+
+def describe_runtime(runtime: Mapping[str, str]) -> str:
+    """``python 3.11, unicode 14.0.0``: how logs and errors name a runtime."""
+    return f"python {runtime['python']}, unicode {runtime['unicode']}"
 
 
 class HandshakeError(Exception):
@@ -87,6 +114,8 @@ class HandshakeResult:
     peer_pubkey: bytes
     sealer: FrameSealer
     opener: FrameOpener
+    peer_runtime: dict[str, str] | None = None
+    """What the peer named in its auth (None: a build from before the field)."""
 
 
 def make_hello(ephemeral_pubkey: bytes, version: int = PROTOCOL_VERSION) -> bytes:
@@ -137,7 +166,8 @@ def get_transcript(keys: SessionKeys, version: int = PROTOCOL_VERSION) -> dict[s
 
 
 def make_auth(node_key: SigningKey, chain_id: str, keys: SessionKeys,
-              genesis: bytes | None = None) -> dict[str, Any]:
+              genesis: bytes | None = None,
+              runtime: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Our auth message: static key plus a signature over this link's transcript."""
     auth = {
         "t": "auth",
@@ -148,7 +178,20 @@ def make_auth(node_key: SigningKey, chain_id: str, keys: SessionKeys,
     }
     if genesis is not None:
         auth["genesis"] = genesis
+    if runtime is not None:
+        auth["runtime"] = dict(runtime)
     return auth
+
+
+def parse_runtime(value: Any) -> dict[str, str] | None:
+    """A peer's ``runtime`` field, checked for shape (None when it sent none)."""
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or set(value) != set(RUNTIME_FIELDS)
+            or not all(isinstance(v, str) and 0 < len(v) <= RUNTIME_VALUE_MAX
+                       and v.isascii() and v.isprintable() for v in value.values())):
+        raise HandshakeError("bad_auth", "malformed runtime")
+    return {field: value[field] for field in RUNTIME_FIELDS}
 
 
 def check_auth(
@@ -159,11 +202,13 @@ def check_auth(
     own_pubkey: bytes,
     allowed: Collection[bytes],
     genesis: bytes | None = None,
+    runtime: Mapping[str, str] | None = None,
 ) -> bytes:
     """Check a peer's auth message and return its static public key.
 
     ``genesis``: our genesis hash; a peer naming another is refused (one naming none, an
-    older build, is not)."""
+    older build, is not). ``runtime``: ours, when a peer on another one is to be refused
+    (None: only the field's shape is checked; the caller decides what a difference means)."""
     # Verify the shape.
     if not isinstance(msg, dict) or msg.get("t") != "auth":
         raise HandshakeError("bad_auth", "not an auth message")
@@ -183,6 +228,7 @@ def check_auth(
     if peer_genesis is not None and (not isinstance(peer_genesis, bytes)
                                      or len(peer_genesis) != GENESIS_HASH_SIZE):
         raise HandshakeError("bad_auth", "malformed genesis hash")
+    peer_runtime = parse_runtime(msg.get("runtime"))
     # Verify the peer holds the private key for this link's transcript.
     if not canonical.verify(pubkey, HANDSHAKE_TAG, chain_id, get_transcript(keys), sig):
         raise HandshakeError("bad_signature", f"bad transcript signature for {pubkey.hex()}")
@@ -197,6 +243,11 @@ def check_auth(
         raise HandshakeError(
             "genesis", f"peer's genesis is {peer_genesis.hex()[:16]}…, ours is "
             f"{genesis.hex()[:16]}…: the organisations' genesis.json files differ")
+    if runtime is not None and peer_runtime is not None and peer_runtime != dict(runtime):
+        raise HandshakeError(
+            "runtime", f"peer runs {describe_runtime(peer_runtime)}, we run "
+            f"{describe_runtime(runtime)}: receipts can differ between them, so every "
+            "validator must run one Python minor version (docs/operations.md)")
     return pubkey
 
 
@@ -217,9 +268,14 @@ class Handshake:
         max_frame: int = DEFAULT_MAX_FRAME,
         ephemeral: PrivateKey | None = None,
         genesis: bytes | None = None,
+        runtime: Mapping[str, str] | None = None,
+        refuse_other_runtime: bool = True,
     ) -> None:
         self.chain_id = chain_id
         self.genesis = genesis
+        self.runtime = dict(runtime) if runtime is not None else None
+        """Named in our auth (None: name none, as builds before the field did)."""
+        self.refuse_other_runtime = refuse_other_runtime
         self.node_key = node_key
         self.own_pubkey = bytes(node_key.verify_key)
         self.allowed = allowed
@@ -243,7 +299,7 @@ class Handshake:
         self._keys = keys
         self._sealer = FrameSealer(keys.send_key, self.max_frame)
         self._opener = FrameOpener(keys.recv_key, AUTH_MAX_FRAME)
-        auth = make_auth(self.node_key, self.chain_id, keys, self.genesis)
+        auth = make_auth(self.node_key, self.chain_id, keys, self.genesis, self.runtime)
         return self._sealer.seal(canonical.encode(auth))
 
     def auth_body_length(self, header: bytes) -> int:
@@ -275,12 +331,15 @@ class Handshake:
             own_pubkey=self.own_pubkey,
             allowed=self.allowed,
             genesis=self.genesis,
+            runtime=self.runtime if self.refuse_other_runtime else None,
         )
+        peer_runtime = parse_runtime(msg.get("runtime"))  # its shape passed check_auth
         self._done = True
         # The auth frame used counter 0 each way; the link carries on from counter 1.
         opener = FrameOpener(self._keys.recv_key, self.max_frame)
         opener.counter = self._opener.counter
-        return HandshakeResult(peer_pubkey=peer, sealer=self._sealer, opener=opener)
+        return HandshakeResult(peer_pubkey=peer, sealer=self._sealer, opener=opener,
+                               peer_runtime=peer_runtime)
 
 
 def split_frame(frame: bytes) -> tuple[bytes, bytes]:

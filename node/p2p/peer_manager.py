@@ -44,9 +44,17 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from consensus import canonical
+from node.defaults import RUNTIME_CHECKS
 from node.log_throttle import LogThrottle
 from node.p2p.frames import DEFAULT_MAX_FRAME, HEADER_SIZE, FrameError, FrameOpener, FrameSealer
-from node.p2p.handshake import HELLO_SIZE, Handshake, HandshakeError, HandshakeResult
+from node.p2p.handshake import (
+    HELLO_SIZE,
+    Handshake,
+    HandshakeError,
+    HandshakeResult,
+    describe_runtime,
+    local_runtime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,18 @@ PeerAddress = tuple[str, str, int]
 """``(name, host, port)``; port 0 means "do not dial, wait for it to dial us"."""
 
 _CONTROL_MAX = 16
+
+REFUSAL_REASONS = (
+    # the peer's handshake (node/p2p/handshake.py)
+    "bad_hello", "bad_auth", "version", "chain_id", "bad_signature", "self", "unknown_key",
+    "genesis", "runtime",
+    # the link (this module)
+    "timeout", "closed", "refused", "unexpected_peer", "too_many_from_address",
+    "too_many_handshakes", "duplicate",
+)
+"""Every reason a connection is refused for: ``/metrics`` declares a counter for each, so
+an alert on one (a genesis or runtime mismatch after an upgrade) has its series from the
+start (tests/node/test_p2p_refusal_reasons.py checks the list against the code)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,9 @@ class P2PConfig:
     reopening each one as it was closed: two validators never linked in 40 s)."""
     refusal_log_interval: float = 10.0
     """At most one log line per refusal reason this often (the rest are counted)."""
+    runtime_check: str = "refuse"
+    """A validator naming another Python minor version or Unicode version in its handshake:
+    ``refuse`` the link, or ``warn`` and connect (node/p2p/handshake.py says why)."""
 
     def validate(self) -> None:
         """Raise ValueError on a configuration that cannot work."""
@@ -105,6 +128,8 @@ class P2PConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_pending_handshakes < 1 or self.max_pending_per_address < 1:
             raise ValueError("max_pending_handshakes and _per_address must be at least 1")
+        if self.runtime_check not in RUNTIME_CHECKS:
+            raise ValueError(f"runtime_check must be one of {', '.join(RUNTIME_CHECKS)}")
 
 
 def compute_backoff(failures: int, base: float, cap: float, rng: random.Random) -> float:
@@ -146,6 +171,7 @@ class _Link:
         self.writer = writer
         self.sealer: FrameSealer = result.sealer
         self.opener: FrameOpener = result.opener
+        self.peer_runtime = result.peer_runtime
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
         self.opened_at = time.monotonic()
@@ -171,6 +197,8 @@ class _Peer:
     next_dial_at: float = 0.0
     dropping: bool = False
     stats: PeerStats = field(default_factory=PeerStats)
+    runtime: dict[str, str] | None = None
+    """What the peer named in its last handshake (None: never linked, or an older build)."""
 
 
 _PING = canonical.encode({"t": "ping"})
@@ -201,12 +229,15 @@ class PeerManager:
         config: P2PConfig | None = None,
         rng: random.Random | None = None,
         genesis_hash: bytes | None = None,
+        runtime: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config if config is not None else P2PConfig()
         self.config.validate()
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         """Named in our handshake and compared with the peer's (node/p2p/handshake.py)."""
+        self.runtime = dict(runtime) if runtime is not None else local_runtime()
+        """Ours, named in our handshake (a test passes another to play an upgraded peer)."""
         self.node_key = node_key
         self.pubkey = bytes(node_key.verify_key)
         self.host = host
@@ -302,6 +333,12 @@ class PeerManager:
         """The live counters of one peer."""
         return self._peers[bytes(pubkey)].stats
 
+    def other_runtimes(self) -> dict[bytes, dict[str, str]]:
+        """Linked peers that named a runtime other than ours (only under ``warn``)."""
+        return {peer.pubkey: peer.runtime for peer in self._peers.values()
+                if peer.link is not None and peer.runtime is not None
+                and peer.runtime != self.runtime}
+
     def link_info(self, pubkey: bytes) -> dict[str, Any] | None:
         """Details of the live link to ``pubkey`` (None when not connected)."""
         peer = self._peers[bytes(pubkey)]
@@ -325,6 +362,7 @@ class PeerManager:
                 "connected": peer.link is not None,
                 "queued": len(peer.queue),
                 "queued_bytes": peer.queue_bytes,
+                "runtime": peer.runtime,
                 **asdict(peer.stats),
             }
         return {"peers": peers, "rejected": dict(self.rejected), "closed": dict(self.closed)}
@@ -369,6 +407,8 @@ class PeerManager:
             allowed=self._allowed,
             max_frame=self.config.max_frame,
             genesis=self.genesis_hash,
+            runtime=self.runtime,
+            refuse_other_runtime=self.config.runtime_check == "refuse",
         )
         step = self.config.handshake_step_timeout
         try:
@@ -527,6 +567,7 @@ class PeerManager:
                 return
             self._close_link(peer, existing, "replaced")
         peer.link = link
+        peer.runtime = link.peer_runtime
         peer.stats.connects += 1
         peer.changed.set()
         link.tasks = [
@@ -541,6 +582,12 @@ class PeerManager:
             _short(peer.pubkey),
             "outbound" if link.dialer == self.pubkey else "inbound",
         )
+        if peer.runtime is not None and peer.runtime != self.runtime:
+            logger.warning(
+                "p2p peer %s runs %s, this node %s: receipts can differ between them and "
+                "halt the network; run one Python minor version on every validator "
+                "(docs/operations.md)", peer.name, describe_runtime(peer.runtime),
+                describe_runtime(self.runtime))
         if self.on_connect is not None:
             try:
                 self.on_connect(peer.pubkey)

@@ -72,10 +72,25 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
                  "jangbu_txs_committed_total", "jangbu_tx_commit_latency_seconds_count 1",
                  "jangbu_commit_seconds_bucket", "# TYPE process_cpu_seconds_total counter",
                  "# TYPE jangbu_signature_checks_saved_total counter",
-                 "# TYPE python_info gauge"):
+                 "# TYPE python_info gauge",
+                 # declared from the start (an alert on a runtime or genesis mismatch after
+                 # an upgrade has its series before the first refusal)
+                 'jangbu_p2p_refused_total{reason="runtime"} 0',
+                 'jangbu_p2p_refused_total{reason="genesis"} 0',
+                 "jangbu_peers_other_runtime 0"):
         assert name in text, name
     cpu = float(text.split("\nprocess_cpu_seconds_total ", 1)[1].split()[0])
     assert 0 < cpu < 3600  # this process's own CPU, in seconds
+
+
+def test_status_names_this_nodes_runtime_and_no_peer_on_another(network):
+    import sys
+    import unicodedata
+    status = network.status("seller")
+    assert status["runtime"] == {"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+                                 "unicode": unicodedata.unidata_version}
+    assert len(status["peers"]) == 3
+    assert all("other_runtime" not in peer for peer in status["peers"])
 
 
 def test_idle_network_makes_no_empty_blocks(network):

@@ -31,6 +31,7 @@ from node.p2p.handshake import (
     HandshakeResult,
     check_auth,
     compute_session_keys,
+    local_runtime,
     make_auth,
     make_hello,
     parse_hello,
@@ -447,3 +448,84 @@ def test_invalid_genesis_field_shape_is_refused() -> None:
         with pytest.raises(HandshakeError) as err:
             check(bad)
         assert err.value.reason == reason
+
+
+# --------------------------------------------------------------------------- runtime
+
+RUNTIME_1 = {"python": "3.11", "unicode": "14.0.0"}
+RUNTIME_2 = {"python": "3.12", "unicode": "15.0.0"}
+
+
+def test_local_runtime_names_the_minor_version_and_unicode() -> None:
+    import sys
+    import unicodedata
+    runtime = local_runtime()
+    assert runtime == {"python": f"{sys.version_info.major}.{sys.version_info.minor}",
+                       "unicode": unicodedata.unidata_version}
+
+
+def test_invalid_handshake_other_runtime_is_refused_on_both_ends() -> None:
+    """Another Python minor version can write other receipt bytes for one transaction
+    (repr and case folding follow its Unicode tables): refused when linking, both ends."""
+    left = Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, runtime=RUNTIME_1)
+    right = Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, runtime=RUNTIME_2)
+    auth_left = left.receive_hello(right.hello())
+    auth_right = right.receive_hello(left.hello())
+    for side, frame in ((left, auth_right), (right, auth_left)):
+        with pytest.raises(HandshakeError) as err:
+            side.receive_auth(*split_frame(frame))
+        assert err.value.reason == "runtime"
+        assert "python 3.11, unicode 14.0.0" in err.value.detail
+        assert "python 3.12, unicode 15.0.0" in err.value.detail
+
+
+def test_other_runtime_connects_when_not_refused_and_is_reported() -> None:
+    res_a, res_b = run_handshake(
+        Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, runtime=RUNTIME_1,
+                  refuse_other_runtime=False),
+        Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, runtime=RUNTIME_2,
+                  refuse_other_runtime=False))
+    assert res_a.peer_runtime == RUNTIME_2 and res_b.peer_runtime == RUNTIME_1
+
+
+def test_same_runtime_connects_and_a_peer_naming_none_still_connects() -> None:
+    res_a, res_b = run_handshake(
+        Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, runtime=RUNTIME_1),
+        Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, runtime=RUNTIME_1))
+    assert res_a.peer_runtime == RUNTIME_1
+    # Builds from before the field name none: linked, reported as unknown.
+    res_a, res_b = run_handshake(
+        Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, runtime=RUNTIME_1),
+        new_handshake(B))
+    assert res_a.peer_runtime is None and res_b.peer_runtime == RUNTIME_1
+
+
+def test_invalid_runtime_field_shape_is_refused() -> None:
+    keys = compute_session_keys(PrivateKey.generate(), bytes(PrivateKey.generate().public_key))
+    good = make_auth(B, CHAIN, keys, runtime=RUNTIME_1)
+    assert good["runtime"] == RUNTIME_1
+    assert len(canonical.encode(good)) + TAG_SIZE + HEADER_SIZE < AUTH_MAX_FRAME
+
+    def check(msg: object) -> bytes:
+        return check_auth(msg, chain_id=CHAIN, keys=keys, own_pubkey=pub(A), allowed=ALLOWED,
+                          runtime=RUNTIME_1)
+
+    assert check(good) == pub(B)
+    for bad in ({**good, "runtime": "3.11"},
+                {**good, "runtime": {"python": "3.11"}},
+                {**good, "runtime": {**RUNTIME_1, "extra": "x"}},
+                {**good, "runtime": {"python": 3, "unicode": "14.0.0"}},
+                {**good, "runtime": {"python": "", "unicode": "14.0.0"}},
+                {**good, "runtime": {"python": "3" * 17, "unicode": "14.0.0"}},
+                {**good, "runtime": {"python": "3.11\n", "unicode": "14.0.0"}},
+                {**good, "runtime": {"python": "３.11", "unicode": "14.0.0"}}):
+        with pytest.raises(HandshakeError) as err:
+            check(bad)
+        assert err.value.reason == "bad_auth"
+    with pytest.raises(HandshakeError) as err:
+        check({**good, "runtime": RUNTIME_2})
+    assert err.value.reason == "runtime"
+    # Only an authenticated, allowed peer is blamed on its runtime.
+    with pytest.raises(HandshakeError) as err:
+        check({**good, "runtime": RUNTIME_2, "sig": bytes(64)})
+    assert err.value.reason == "bad_signature"

@@ -8,13 +8,14 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
 
 from node.p2p.frames import HEADER_SIZE, TAG_SIZE
-from node.p2p.handshake import HELLO_SIZE, Handshake, HandshakeResult
+from node.p2p.handshake import HELLO_SIZE, Handshake, HandshakeResult, local_runtime
 from node.p2p.peer_manager import P2PConfig, PeerManager, encode_message
 
 CHAIN = "jangbu-test"
@@ -63,12 +64,13 @@ class Node:
         config: P2PConfig = FAST,
         chain_id: str = CHAIN,
         genesis_hash: bytes | None = None,
+        runtime: dict[str, str] | None = None,
     ) -> None:
         self.key = key
         self.pubkey = pub(key)
         self.inbox: dict[bytes, list[Any]] = defaultdict(list)
         self.mgr = PeerManager(chain_id, key, allowed, HOST, port, self.on_message, config=config,
-                               genesis_hash=genesis_hash)
+                               genesis_hash=genesis_hash, runtime=runtime)
 
     async def on_message(self, sender: bytes, msg: Any) -> None:
         self.inbox[sender].append(msg)
@@ -367,6 +369,51 @@ async def test_same_genesis_hash_connects(cluster: Cluster) -> None:
     allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
     b = await cluster.add(Node(keys[1], allowed, genesis_hash=bytes(32)))
     await wait_until(lambda: a.mgr.connected_peers() == [b.pubkey])
+
+
+OTHER_RUNTIME = {"python": "3.99", "unicode": "99.0.0"}
+
+
+async def test_invalid_other_runtime_is_refused_by_default(cluster: Cluster) -> None:
+    """A validator upgraded to another Python minor version (other Unicode tables, so
+    possibly other receipt bytes for one crafted transaction) is refused when it links,
+    on both ends, and counted; before, it linked and could halt the network later."""
+    keys = [make_key(1), make_key(2)]
+    a = await cluster.add(Node(keys[0], allowed_for(keys)))
+    allowed = allowed_for(keys)
+    allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
+    b = await cluster.add(Node(keys[1], allowed, runtime=OTHER_RUNTIME))
+    await wait_until(lambda: a.mgr.rejected["runtime"] >= 1)
+    await asyncio.sleep(0.3)  # b redials: still nothing links
+    assert a.mgr.connected_peers() == [] and b.mgr.connected_peers() == []
+    assert a.mgr.other_runtimes() == {}
+
+
+async def test_other_runtime_links_under_warn_and_is_reported(
+        cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    warn = replace(FAST, runtime_check="warn")
+    keys = [make_key(1), make_key(2)]
+    a = await cluster.add(Node(keys[0], allowed_for(keys), config=warn))
+    allowed = allowed_for(keys)
+    allowed[a.pubkey] = ("n0", HOST, a.mgr.port)
+    with caplog.at_level(logging.WARNING, logger="node.p2p.peer_manager"):
+        b = await cluster.add(Node(keys[1], allowed, config=warn, runtime=OTHER_RUNTIME))
+        await wait_until(lambda: a.mgr.connected_peers() == [b.pubkey]
+                         and b.mgr.connected_peers() == [a.pubkey])
+    assert a.mgr.other_runtimes() == {b.pubkey: OTHER_RUNTIME}
+    assert b.mgr.other_runtimes() == {a.pubkey: a.mgr.runtime}
+    assert a.mgr.stats()["peers"][b.pubkey.hex()]["runtime"] == OTHER_RUNTIME
+    assert "python 3.99, unicode 99.0.0" in caplog.text
+    assert a.mgr.rejected["runtime"] == 0
+    await assert_link_works(a, b, "mixed-runtime")
+
+
+async def test_same_runtime_links_and_names_it(cluster: Cluster) -> None:
+    keys = [make_key(1), make_key(2)]
+    a, b = await start_mesh(cluster, keys)
+    assert a.mgr.runtime == local_runtime()
+    assert a.mgr.stats()["peers"][b.pubkey.hex()]["runtime"] == local_runtime()
+    assert a.mgr.other_runtimes() == {}
 
 
 async def test_invalid_garbage_bytes_close_only_that_connection(cluster: Cluster) -> None:
