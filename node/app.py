@@ -30,7 +30,7 @@ from consensus import canonical
 from consensus.types import ValidatorSet
 from contracts.clearance import compiled as clearance_build
 from contracts.sdk import Contract
-from node import sigcheck, stage_cpu, state_tree
+from node import connection_watch, sigcheck, stage_cpu, state_tree
 from node.api import Api
 from node.block_files import BlockFileError
 from node.config import NodeConfig, split_address
@@ -395,6 +395,10 @@ class JsonErrorsRequestHandler(RequestHandler):
     """
 
     __slots__ = ()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        connection_watch.connection_lost(self)  # an event stream waiting for records ends
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from the last height it saw (``/v1/events?from_height=``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,13 @@ class Subscription:
 
     def close(self) -> None:
         self.bus.unsubscribe(self)
+
+    def end(self) -> None:
+        """Unsubscribe and wake the reader with the end marker (its client has gone)."""
+        self.bus.unsubscribe(self)
+        # A full queue: the reader has records to drain first, and its next write fails.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
 
 
 class EventBus:
