@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consensus.events import TimeoutStep
-from consensus.types import Commit, Height, Message, Round, Vote
+from consensus.types import Commit, Height, Message, Proposal, Round, Vote
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,11 @@ class RequestBlock:
 @dataclass(frozen=True)
 class ReportEvidence:
     """``vote_a`` and ``vote_b`` are both validly signed by one validator for the same
-    height/round/type and different blocks: proof of equivocation."""
+    height/round/type and different blocks: proof of equivocation. Two proposals are the
+    same for a proposer: one (height, round), two blocks."""
 
-    vote_a: Vote
-    vote_b: Vote
+    vote_a: Vote | Proposal
+    vote_b: Vote | Proposal
 
 
 Action = (

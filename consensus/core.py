@@ -102,7 +102,11 @@ class ConsensusParams:
     max_buffered_block_bytes_per_validator: int = 8 * 1024 * 1024
     """The blocks of those messages (proposals), in bytes: two full blocks (3 MiB each at
     most), a round-0 proposal and one re-proposal. The count alone let one validator park
-    64 signed 4 MB proposals, 256 MB, on every node (review)."""
+    64 signed 4 MB proposals, 256 MB, on every node (review). The same bound holds for the
+    proposals of rounds of the current height that we have not reached yet, per proposer:
+    ``max_round_ahead`` rounds of ``max_proposals_per_round`` each let one validator park
+    68 signed 4 MB proposals, 272 MB on every node and in every WAL, and the gossip of
+    them stalled the honest three (review)."""
 
     def timeout_ms(self, step: TimeoutStep, round_: Round) -> int:
         if step is TimeoutStep.PROPOSE:
@@ -203,7 +207,11 @@ class ConsensusCore:
         paper's gossip assumption: what one correct process received, all receive):
 
         * the precommits of the height we just decided (peers still on it need them);
-        * every proposal we hold for the current height;
+        * the proposals we hold for the previous and current round and for our lock and
+          valid rounds (not those of rounds ahead, which their proposer sends, nor of
+          rounds long past: re-sending every proposal of the height every half second let
+          one validator's 68 proposals of rounds ahead fill the honest validators' send
+          queues, dropping their votes, until the height stalled; review);
         * our own votes of every round of the height;
         * all votes we hold for the previous and current round and for our lock and valid
           rounds (the proof-of-lock others need to unlock).
@@ -213,9 +221,10 @@ class ConsensusCore:
             messages.extend(self._last_commit)
         if self.step_name not in _ACTIVE:
             return messages
-        for round_ in sorted(self._proposals):
-            messages.extend(self._proposals[round_].values())
         relay_rounds = {self.round - 1, self.round, self.valid_round, self.locked_round}
+        for round_ in sorted(self._proposals):
+            if round_ in relay_rounds:
+                messages.extend(self._proposals[round_].values())
         for round_ in self.votes.rounds():
             for vote_type in VoteType:
                 vote_set = self.votes.get(round_, vote_type)
@@ -247,7 +256,7 @@ class ConsensusCore:
         self.valid_round = Round(-1)
         self._once: set[tuple[Round, str]] = set()
         self._proposed_in: set[Round] = set()
-        self._evidence_sent: set[tuple[bytes, Round, VoteType]] = set()
+        self._evidence_sent: set[tuple[bytes, Round, VoteType | None]] = set()
         self._requested_seen = 0
         self._asked_missing_block = False
         self._known_blocks: set[bytes] = set()
@@ -399,6 +408,12 @@ class ConsensusCore:
                 raise InvalidMessage("duplicate_proposal", "proposal for this block already held")
             if len(in_round) >= self.params.max_proposals_per_round:
                 raise InvalidMessage("too_many_proposals", "too many proposals in round")
+            if message.round > self.round and len(message.block) + sum(
+                    len(held.block) for round_, by_hash in self._proposals.items()
+                    if round_ > self.round for held in by_hash.values()
+                    if held.proposer == message.proposer
+            ) > self.params.max_buffered_block_bytes_per_validator:
+                raise InvalidMessage("buffer_full", "too many block bytes for rounds ahead")
 
     def _on_message(self, message: Message, out: list[Action], *, verified: bool) -> None:
         sender, current = self._check_message(message, verified=verified)
@@ -455,6 +470,12 @@ class ConsensusCore:
         in_round = self._proposals.setdefault(proposal.round, {})  # (_check_current passed)
         if in_round:
             self.stats["equivocating_proposal"] += 1
+            # Two blocks signed for one (height, round) by its proposer: evidence, once per
+            # round, like conflicting votes (it was only counted, and never recorded).
+            key = (proposal.proposer, proposal.round, None)
+            if key not in self._evidence_sent:
+                self._evidence_sent.add(key)
+                out.append(ReportEvidence(next(iter(in_round.values())), proposal))
         in_round[proposal.block_hash] = proposal
         self._block_ids[(proposal.round, proposal.block_hash)] = (
             proposal.block_hash,

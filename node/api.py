@@ -27,6 +27,7 @@ from contracts.sdk import ContractError, Member
 from node import connection_watch, merkle
 from node.block import result_leaf_from_encoded
 from node.defaults import MAX_WAIT_COMMIT_S
+from node.driver import EVIDENCE_PREFIX
 from node.event_frames import FrameMemo, sse_frame
 from node.events import EventFilter, event_records
 from node.execution import member_lookup, run_query
@@ -59,6 +60,27 @@ def decimal_arg(text: str, what: str) -> int:
     if _DECIMAL.fullmatch(text) is None:
         raise ApiError(400, "E_ARGS", f"{what} must be a decimal integer (digits 0-9)")
     return int(text)
+
+
+MAX_EVIDENCE_PAGE = 1000
+_EVIDENCE_KINDS = {0: "proposal", 1: "prevote", 2: "precommit"}
+
+
+def evidence_entry(key: bytes, value: bytes) -> dict[str, Any]:
+    """One evidence record as JSON. Keys from before the kind and round were in them
+    (``e/`` + height + validator) read the same: both come from the messages too."""
+    height = int.from_bytes(key[2:10], "big")
+    validator = key[10:42]
+    try:
+        first, second = canonical.decode_trusted(value)
+        kind = "proposal" if "proposer" in first else _EVIDENCE_KINDS.get(first.get("type"),
+                                                                          "vote")
+        round_ = first.get("round")
+    except (ValueError, TypeError, AttributeError):  # written by this node; never crash
+        return {"height": height, "validator": validator.hex(), "kind": "unreadable",
+                "round": None, "messages": []}
+    return {"height": height, "validator": validator.hex(), "kind": kind, "round": round_,
+            "messages": [to_json(first), to_json(second)]}
 
 
 def hex_arg(text: str) -> bytes | None:
@@ -138,6 +160,7 @@ class Api:
         r.add_get("/v1/blocks/latest", self.get_latest_block)
         r.add_get("/v1/blocks/{height}", self.get_block)
         r.add_get("/v1/status", self.get_status)
+        r.add_get("/v1/evidence", self.get_evidence)
         r.add_get("/v1/state/{contract}/{key:.+}", self.get_state)
         r.add_get("/v1/query/{contract}/{name}", self.get_query)
         # No HEAD: the handler streams, and a HEAD answered with a stream's body
@@ -342,6 +365,27 @@ class Api:
 
     async def get_status(self, request: web.Request) -> web.Response:
         return web.json_response(self.node.status())
+
+    async def get_evidence(self, request: web.Request) -> web.Response:
+        """Conflicting messages validators signed, as this node saw them, oldest first
+        (``?from_height=``, ``?limit=`` up to 1,000): who equivocated, when, and the two
+        signed messages that prove it, checkable by anyone holding the validator keys."""
+        q = request.query
+        from_height = decimal_arg(q["from_height"], "from_height") if "from_height" in q else 0
+        limit = decimal_arg(q["limit"], "limit") if "limit" in q else 100
+        if not 1 <= limit <= MAX_EVIDENCE_PAGE:
+            raise ApiError(400, "E_ARGS", f"limit must be 1 to {MAX_EVIDENCE_PAGE}")
+        if from_height >= 1 << 63:
+            raise ApiError(400, "E_ARGS", "from_height must be below 2**63")
+        items: list[dict[str, Any]] = []
+        more = False
+        for key, value in self.node.store.scan_records_from(
+                EVIDENCE_PREFIX, EVIDENCE_PREFIX + from_height.to_bytes(8, "big")):
+            if len(items) == limit:
+                more = True
+                break
+            items.append(evidence_entry(key, value))
+        return web.json_response({"evidence": items, "more": more})
 
     async def get_health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "height": self.node.store.height})

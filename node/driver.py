@@ -89,6 +89,14 @@ log = logging.getLogger("jangbu.consensus")
 GUARD_KEY = b"v/guard"
 WAL_PREFIX = b"w/"  # where stores written before node/wal_file.py kept the WAL
 EVIDENCE_PREFIX = b"e/"
+
+
+def evidence_obj(message: Vote | Proposal) -> dict[str, Any]:
+    """What evidence keeps of a conflicting message: a vote whole, a proposal as its signed
+    body and signature (its block is not needed to check the signature)."""
+    if isinstance(message, Proposal):
+        return {**message.sign_body(), "signature": message.signature}
+    return message.to_obj()
 SYNC_BATCH_BLOCKS = 64
 SYNC_BATCH_BYTES = canonical.MAX_MESSAGE_BYTES - 64 * 1024
 """Block and certificate bytes per sync response: the whole response is one canonical
@@ -1268,12 +1276,26 @@ class ConsensusDriver:
 
     # --- evidence ---------------------------------------------------------------------------
 
-    def _record_evidence(self, a: Vote, b: Vote) -> None:
+    def _record_evidence(self, a: Vote | Proposal, b: Vote | Proposal) -> None:
+        """Keep two conflicting signed messages of one validator: ``e/`` + height (8 bytes)
+        + validator key + kind (0 proposal, 1 prevote, 2 precommit) + round (4 bytes).
+
+        Keyed by kind and round since a validator can equivocate in several rounds and
+        steps of one height: the key was height + validator, so a conflicting precommit
+        replaced the record of the prevotes before it (review). A proposal is kept as what
+        its proposer signed (``sign_body`` and signature), without its block: that is what
+        proves the conflict, and two blocks per round would be megabytes of a Byzantine
+        validator's choosing."""
         self.metrics.inc("jangbu_evidence_total")
-        key = EVIDENCE_PREFIX + a.height.to_bytes(8, "big") + a.validator
-        self.store.put_record(key, canonical.encode([a.to_obj(), b.to_obj()]), sync=False)
-        log.warning("evidence: validator %s signed conflicting votes at height %d round %d",
-                    a.validator.hex()[:16], a.height, a.round)
+        signer = a.proposer if isinstance(a, Proposal) else a.validator
+        kind = 0 if isinstance(a, Proposal) else int(a.vote_type)
+        key = (EVIDENCE_PREFIX + a.height.to_bytes(8, "big") + signer + bytes([kind])
+               + a.round.to_bytes(4, "big"))
+        self.store.put_record(key, canonical.encode([evidence_obj(a), evidence_obj(b)]),
+                              sync=False)
+        what = "proposals" if kind == 0 else "votes"
+        log.warning("evidence: validator %s signed conflicting %s at height %d round %d",
+                    signer.hex()[:16], what, a.height, a.round)
 
     # --- housekeeping -----------------------------------------------------------------------
 

@@ -89,6 +89,12 @@ OPENAPI: dict[str, Any] = {
             params=[_path_param("height", {"type": "integer", "minimum": 1})])},
         "/v1/status": {"get": _op("Chain id, genesis hash, height, peers, validators, sync state",
                                   {"200": "status"})},
+        "/v1/evidence": {"get": _op(
+            "Conflicting signed messages of validators (equivocation) this node has seen",
+            {"200": "evidence, oldest first, and whether more follow", "400": "bad argument"},
+            params=[_query_param("from_height", {"type": "integer", "minimum": 0}),
+                    _query_param("limit", {"type": "integer", "minimum": 1,
+                                           "maximum": 1000})])},
         "/v1/state/{contract}/{key}": {"get": _op(
             "One state value with its proof against state_root",
             {"200": "value and proof", "404": "absent (proof of absence) or unknown contract"},

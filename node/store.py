@@ -629,6 +629,11 @@ class LedgerStore:
     def scan_records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         yield from self.db.iterator(prefix=prefix)
 
+    def scan_records_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The records under ``prefix`` from key ``start`` on, in key order."""
+        end = prefix[:-1] + bytes([prefix[-1] + 1])  # the first key past the prefix
+        yield from self.db.iterator(start=start, stop=end)
+
     # --- commit -----------------------------------------------------------------------------
 
     def commit_block(

@@ -38,7 +38,7 @@ from nacl.signing import SigningKey
 
 from consensus import canonical
 from consensus.actions import Broadcast
-from consensus.types import VOTE_TAG, Proposal, Vote, VoteType, message_to_obj
+from consensus.types import PROPOSAL_TAG, VOTE_TAG, Proposal, Vote, VoteType, message_to_obj
 from node.app import Node, setup_logging
 from node.config import load_config
 
@@ -65,6 +65,17 @@ def patch_equivocate(node: Node) -> None:
             twin = _signed_vote(node.key, node.chain_id, Vote(
                 msg.vote_type, msg.height, msg.round, other, msg.validator))
             driver.broadcast({"t": "c", "m": message_to_obj(twin)})
+        if isinstance(action, Broadcast) and isinstance(msg, Proposal) \
+                and msg.proposer == node.pubkey:
+            # A second block for the same round (its hash does not match its bytes, so
+            # nobody takes it; what matters is that two signed proposals conflict).
+            body = Proposal(msg.height, msg.round, msg.pol_round, rng.randbytes(32),
+                            msg.block, msg.proposer)
+            sig = node.key.sign(canonical.sign_bytes(PROPOSAL_TAG, node.chain_id,
+                                                     body.sign_body())).signature
+            twin_proposal = Proposal(body.height, body.round, body.pol_round, body.block_hash,
+                                     body.block, body.proposer, bytes(sig))
+            driver.broadcast({"t": "c", "m": message_to_obj(twin_proposal)})
 
     driver._perform = perform  # type: ignore[method-assign]
 

@@ -222,3 +222,17 @@ def test_a_msgpack_batch_over_4_mib_is_taken_as_its_json_form_is(network):
         assert time.monotonic() < deadline, "the batch did not commit"
         time.sleep(0.2)
     assert log.read_text(errors="replace").count("Traceback") == before
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=x", "limit=-1",
+                                   "from_height=-1", "from_height=1_0",
+                                   f"from_height={1 << 63}"])
+def test_invalid_evidence_page_arguments_are_a_400(network, query):
+    status, answer = request(network.api("customs") + "/v1/evidence?" + query, timeout=5)
+    check(status, answer)
+    assert (status, answer["code"]) == (400, "E_ARGS"), answer
+
+
+def test_evidence_of_an_honest_network_is_an_empty_page(network):
+    status, answer = request(network.api("customs") + "/v1/evidence?from_height=1&limit=5")
+    assert (status, answer) == (200, {"evidence": [], "more": False})

@@ -383,20 +383,21 @@ class Simulation:
 
     def _check_evidence(self, proc: Process, action: ReportEvidence) -> None:
         a, b = action.vote_a, action.vote_b
-        same_slot = (a.validator, a.height, a.round, a.vote_type) == (
-            b.validator,
-            b.height,
-            b.round,
-            b.vote_type,
-        )
-        if not same_slot or a.block_hash == b.block_hash:
+
+        def slot(m: Vote | Proposal) -> tuple[object, ...]:
+            if isinstance(m, Proposal):
+                return ("proposal", m.proposer, m.height, m.round)
+            return ("vote", m.validator, m.height, m.round, m.vote_type)
+
+        if slot(a) != slot(b) or a.block_hash == b.block_hash:
             self.violations.append(f"process {proc.pid} reported bogus evidence")
             return
-        for vote in (a, b):
-            if not canonical.verify_raw(vote.validator, vote.sign_bytes(CHAIN_ID), vote.signature):
+        signer = a.proposer if isinstance(a, Proposal) else a.validator
+        for message in (a, b):
+            if not canonical.verify_raw(signer, message.sign_bytes(CHAIN_ID), message.signature):
                 self.violations.append(f"process {proc.pid} reported unsigned evidence")
-        culprit = self.validators.index_of(a.validator)
-        culprit_kinds = {p.kind for p in self.procs if p.key.verify_key.encode() == a.validator}
+        culprit = self.validators.index_of(signer)
+        culprit_kinds = {p.kind for p in self.procs if p.key.verify_key.encode() == signer}
         if culprit_kinds == {"honest"}:
             self.violations.append(f"evidence against honest validator {culprit}")
 

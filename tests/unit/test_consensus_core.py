@@ -667,3 +667,52 @@ def test_a_prechecked_message_is_not_verified_again() -> None:
     assert core.precheck(event) is None
     core.step(event, prechecked=True)
     assert core.votes.contains(event.vote) and len(calls) == 1
+
+
+# --- a Byzantine proposer's rounds ahead (review) ---------------------------------------
+
+
+def test_proposals_of_rounds_ahead_are_held_up_to_a_byte_budget_per_proposer() -> None:
+    """Review: ``max_round_ahead`` rounds of ``max_proposals_per_round`` 4 MB proposals each
+    (68 from one validator) were all held and written to every WAL: ~270 MB per node."""
+    core = started()  # height 1, round 0
+    who = index_of_proposer(1, 1)  # proposes rounds 1, 5, 9, ...
+    big = PARAMS.max_buffered_block_bytes_per_validator // 2 - 1
+    first = ProposalReceived(proposal(1, b"a" * big))
+    second = ProposalReceived(proposal(5, b"b" * big))
+    third = ProposalReceived(proposal(9, b"c" * 1024))
+    for event in (first, second):
+        assert core.precheck(event) is None
+        feed(core, event)
+    assert core.precheck(third) == "buffer_full"
+    feed(core, third)
+    assert core.rejected["buffer_full"] == 1
+    # The current round's proposal is not held back by a proposer's rounds ahead.
+    assert index_of_proposer(1, 0) != who
+    current = ProposalReceived(proposal(0, b"d" * big))
+    assert core.precheck(current) is None
+
+
+def test_gossip_resends_only_the_proposals_peers_can_use() -> None:
+    """Review: every proposal of the height was re-sent to every peer every gossip tick,
+    those of 64 rounds ahead included, and one validator's proposals filled the honest
+    validators' send queues until their votes were dropped."""
+    core = started()  # round 0
+    now = proposal(0, BLOCK_A)
+    ahead = [proposal(r, f"ahead-{r}".encode()) for r in (1, 2, 7, 30)]
+    receive_valid_proposal(core, now)
+    for prop in ahead:
+        feed(core, ProposalReceived(prop))
+    gossiped = [m for m in core.gossip_messages() if isinstance(m, Proposal)]
+    assert gossiped == [now]
+
+
+def test_conflicting_proposals_are_reported_as_evidence_once_per_round() -> None:
+    """Review: two blocks signed by a round's proposer were counted and never recorded."""
+    core = started()
+    first, second, third = (proposal(0, block) for block in (BLOCK_A, BLOCK_B, b"block-c"))
+    feed(core, ProposalReceived(first))
+    actions = feed(core, ProposalReceived(second))
+    evidence = [a for a in actions if isinstance(a, ReportEvidence)]
+    assert evidence == [ReportEvidence(first, second)]
+    assert not [a for a in feed(core, ProposalReceived(third)) if isinstance(a, ReportEvidence)]
