@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import statistics
@@ -254,6 +255,9 @@ class Bench:
         self.genesis = json.loads((directory / "genesis.json").read_text())
         self.chain_id = self.genesis["chain_id"]
         self.urls = [v["api"] for v in self.genesis["validators"]]
+        self.names = {v["api"]: v["name"] for v in self.genesis["validators"]}
+        self.skipped: list[str] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self.txs = txs
         self.rate = rate
         self.clients = clients
@@ -386,7 +390,9 @@ class Bench:
                 for c in clients:
                     await c.close()
 
-        await asyncio.gather(*(client_task(w) for w in range(self.clients)))
+        workers = [asyncio.create_task(client_task(w)) for w in range(self.clients)]
+        self._tasks.extend(workers)
+        await asyncio.gather(*workers)  # the first failure ends the run (run() ends the rest)
         return time.perf_counter() - started
 
     async def sample_windows(self, marks: list[tuple[float, list[dict[str, float]] | None]],
@@ -411,14 +417,65 @@ class Bench:
                 samples.append(parse_samples(text))
         return samples
 
-    async def run(self, quiet: bool) -> dict[str, Any]:
+    async def unreachable(self) -> list[str]:
+        """The validators' APIs that do not answer ``/v1/status`` within 5 s."""
+        async def down(url: str) -> bool:
+            try:
+                async with Client(url, chain_id=self.chain_id) as client:
+                    await asyncio.wait_for(client.status(), 5)
+                return False
+            except (OSError, TimeoutError, ClientError, aiohttp.ClientError):
+                return True
+
+        answers = await asyncio.gather(*(down(url) for url in self.urls))
+        return [url for url, is_down in zip(self.urls, answers, strict=True) if is_down]
+
+    async def run(self, quiet: bool, skip_unreachable: bool = False) -> dict[str, Any]:
+        """Check every node answers (or leave out those that do not, when asked), run, and
+        end every task the run started whatever happens: a node that went down mid-run
+        used to leave the event-stream tasks failing unseen, so the run reported 0
+        committed and exited 0, or printed their tracebacks at exit (review)."""
+        down = await self.unreachable()
+        if down:
+            names = ", ".join(f"{self.names[url]} ({url})" for url in down)
+            if not skip_unreachable:
+                raise CliError(f"cannot reach {names}: start it (jangbu devnet up --dir "
+                               f"{self.directory}), or pass --skip-unreachable to run "
+                               "against the others")
+            if len(down) == len(self.urls):
+                raise CliError(f"cannot reach any node: {names}")
+            self.skipped = [self.names[url] for url in down]
+            self.urls = [url for url in self.urls if url not in down]
+        try:
+            return await self._run(quiet)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _stream_failure(self, followers: list[asyncio.Task[None]]) -> CliError | None:
+        """Why a follower ended before the run did (None: none did)."""
+        for index, task in enumerate(followers):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if isinstance(exc, CliError):
+                    return exc
+                return CliError(f"lost the event stream of {self.names[self.urls[index]]} "
+                                f"({self.urls[index]}): {exc or type(exc).__name__}")
+        return None
+
+    async def _run(self, quiet: bool) -> dict[str, Any]:
         customs, courier, buyer, sellers = await self.setup()
         txs = self.presign(customs, courier, buyer, sellers)
         async with Client(self.urls[0]) as c:
             start_height = (await c.status())["height"]
         stop = asyncio.Event()
         followers = [asyncio.create_task(self.follow(i, stop)) for i in range(len(self.urls))]
+        self._tasks.extend(followers)
         await asyncio.sleep(0.3)  # let the event streams attach
+        failure = self._stream_failure(followers)
+        if failure is not None:
+            raise failure
         done = 0
 
         def progress(n: int) -> None:
@@ -436,6 +493,8 @@ class Bench:
         marks: list[tuple[float, list[dict[str, float]] | None]] = [(t0, metrics_before)]
         sampler = (asyncio.create_task(self.sample_windows(marks, stop))
                    if self.window > 0 else None)
+        if sampler is not None:
+            self._tasks.append(sampler)
         offer_s = await self.offer(txs, progress)
         expected = len(txs) - self.rejected
         deadline = time.perf_counter() + 60
@@ -456,12 +515,13 @@ class Bench:
             marks.append((time.perf_counter(), metrics_after))
         if not quiet:
             print(file=sys.stderr)
+        failure = self._stream_failure(followers)
+        if failure is not None:
+            raise failure
         stop.set()
         for task in followers:
             task.cancel()
-        for outcome in await asyncio.gather(*followers, return_exceptions=True):
-            if isinstance(outcome, CliError):
-                raise outcome
+        await asyncio.gather(*followers, return_exceptions=True)
         last_commit = max(self.committed_at.values(), default=t0)
         latencies = [(self.committed_at[h] - self.sent_at[h]) * 1000 for h in self.committed_at]
         async with Client(self.urls[0]) as c:
@@ -480,6 +540,7 @@ class Bench:
             stages = stage_cpu_per_tx(metrics_before, metrics_after, committed)
         return {
             "nodes": len(self.urls),
+            **({"nodes_skipped": self.skipped} if self.skipped else {}),
             "offered": len(txs),
             "buyers": self.buyers,
             "offered_rate": round(len(txs) / offer_s, 1) if self.rate == 0 else self.rate,
@@ -516,15 +577,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not (directory / "genesis.json").exists():
         raise CliError(f"{directory} has no genesis.json; start a devnet first "
                        "(jangbu devnet up --preset customs --dir DIR)")
-    if (args.txs < 1 or args.clients < 1 or args.rate < 0 or args.batch < 1
+    if (args.txs < 1 or args.clients < 1 or args.batch < 1
             or (args.buyers is not None and args.buyers < 1)):
-        raise CliError("--txs, --clients, --batch and --buyers must be positive, --rate >= 0")
-    if args.window < 0:
-        raise CliError("--window must be >= 0 seconds")
+        raise CliError("--txs, --clients, --batch and --buyers must be positive")
+    # Not `< 0` alone: nan passes it, and --json then printed NaN, which is not JSON (review).
+    if not (math.isfinite(args.rate) and args.rate >= 0):
+        raise CliError("--rate must be a finite number of tx/s, >= 0 (0 = as fast as possible)")
+    if not (math.isfinite(args.window) and args.window >= 0):
+        raise CliError("--window must be a finite number of seconds, >= 0")
     bench = Bench(directory, args.txs, args.rate, args.clients, args.batch, args.buyers,
                   args.window)
     try:
-        result = asyncio.run(bench.run(quiet=args.json))
+        result = asyncio.run(bench.run(quiet=args.json, skip_unreachable=args.skip_unreachable))
     except ClientError as exc:
         raise CliError(f"node refused: {exc}") from None
     except OSError as exc:
@@ -570,5 +634,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "latency, node CPU per transaction; 0 = off)")
     p.add_argument("--preset", choices=["customs"], default="customs",
                    help="workload (the clearance workflow)")
+    p.add_argument("--skip-unreachable", action="store_true",
+                   help="run against the nodes that answer, leaving out those that do not "
+                        "(without it, a node that does not answer is an error)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)

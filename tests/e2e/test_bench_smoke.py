@@ -94,3 +94,63 @@ def test_invalid_bench_without_a_network_fails_clearly(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.startswith("jangbu: error:") and "genesis.json" in out.stderr
+
+
+def bench_process(net, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir",
+                           str(net.directory), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)
+
+
+def test_bench_with_a_node_down_says_so_or_runs_without_it(tmp_path):
+    """Review: with one node stopped, the bench reported 0 committed and exited 0 (its
+    event-stream task failed unseen), or printed 47 lines of tracebacks."""
+    net = make_network(tmp_path / "net")
+    net.start_all()
+    net.wait_connected()
+    down = net.orgs[2]
+    try:
+        net.kill(down)
+        refused = bench_process(net, "--txs", "200", "--json")
+        result = run_bench(net, 200, 50, "--skip-unreachable")
+    finally:
+        net.stop_all()
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert f"cannot reach {down}" in refused.stderr and "--skip-unreachable" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert result["nodes"] == 3 and result["nodes_skipped"] == [down]
+
+
+@pytest.mark.parametrize("flag", [("--rate", "nan"), ("--rate", "inf"), ("--rate", "-1"),
+                                  ("--window", "nan"), ("--window", "inf")])
+def test_bench_refuses_a_rate_or_window_that_is_not_a_finite_number(tmp_path, flag):
+    """Review: ``--rate nan`` passed ``< 0`` and ``--json`` printed NaN, which is not JSON."""
+    (tmp_path / "genesis.json").write_text("{}")
+    out = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir", str(tmp_path),
+                          *flag, "--json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and out.stdout == ""
+    assert flag[0] in out.stderr and "finite" in out.stderr
+
+
+def test_bench_whose_node_dies_mid_run_ends_with_one_line(tmp_path):
+    """Review: a node lost during the run left the bench's tasks failing at exit: the
+    right error, then dozens of lines of "Task exception was never retrieved"."""
+    import time
+
+    net = make_network(tmp_path / "net")
+    net.start_all()
+    net.wait_connected()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "bench", "--dir",
+                                 str(net.directory), "--txs", "4000", "--rate", "400",
+                                 "--batch", "20", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        net.kill(net.orgs[3])
+        out, err = proc.communicate(timeout=120)
+    finally:
+        net.stop_all()
+    assert proc.returncode == 1 and out == "", (out, err)
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
