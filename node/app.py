@@ -487,7 +487,8 @@ def malformed_http_in_one_line(record: logging.LogRecord) -> bool:
         said = record.getMessage()
     except (TypeError, ValueError):
         said = str(record.msg)
-    record.msg, record.args = "%s: %s: %s", (said, what, str(exc)[:200])
+    # aiohttp's texts span lines ("400, message:\n  Can not decode..."): one line each.
+    record.msg, record.args = "%s: %s: %s", (said, what, " ".join(str(exc).split())[:200])
     record.exc_info = None
     record.exc_text = None
     record.levelno, record.levelname = level, logging.getLevelName(level)

@@ -7,21 +7,44 @@ from typing import Any
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
+COMMON_ERRORS = {
+    "400": "malformed request (E_MALFORMED_HTTP: not HTTP the server parses; E_ARGS: a query "
+           "parameter given twice)",
+    "405": "method not allowed (E_METHOD; Allow names the allowed ones)",
+    "503": "the node holds [api] max_connections open (E_BUSY, Retry-After)",
+}
+"""What any route can answer besides its own (review: none of these was declared)."""
+
+BODY_ERRORS = {
+    "408": "the body did not arrive within [api] idle_timeout_s (E_TIMEOUT)",
+    "413": "the body is over [api] max_request_bytes (E_TOO_LARGE)",
+}
+
+
 def _op(summary: str, responses: dict[str, str], *, params: list[dict[str, Any]] | None = None,
-        body: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] | None = None, msgpack: str = "") -> dict[str, Any]:
+    """One operation; ``msgpack`` describes the ``application/msgpack`` form of its body."""
+    every = {**COMMON_ERRORS, **(BODY_ERRORS if body else {})}
+    for code, text in responses.items():
+        every[code] = f"{text}; {every[code]}" if code in every else text
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {
             code: {"description": text,
                    "content": {"application/json": {"schema": _ERROR if code[0] in "45"
                                                     else {"type": "object"}}}}
-            for code, text in responses.items()
+            for code, text in sorted(every.items())
         },
     }
     if params:
         op["parameters"] = params
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        content: dict[str, Any] = {"application/json": {"schema": body}}
+        if msgpack:
+            content["application/msgpack"] = {
+                "schema": {"type": "string", "contentMediaType": "application/msgpack",
+                           "description": msgpack}}
+        op["requestBody"] = {"required": True, "content": content}
     return op
 
 
@@ -66,17 +89,20 @@ OPENAPI: dict[str, Any] = {
              "400": "malformed, bad signature, refused by the contract's check",
              "409": "duplicate or already committed", "413": "too large",
              "503": "mempool full (Retry-After)", "504": "not committed within the timeout"},
-            params=[_query_param("wait", {"type": "string", "enum": ["commit"]}),
+            params=[_query_param("wait", {"type": "string", "enum": ["commit", "none"]}),
                     _query_param("timeout", {"type": "string",
                                               "pattern": r"^[0-9]{1,6}(\.[0-9]{1,9})?$"})],
-            body={"$ref": "#/components/schemas/Transaction"})},
+            body={"$ref": "#/components/schemas/Transaction"},
+            msgpack="the transaction's canonical bytes")},
         "/v1/txs/batch": {"post": _op(
             "Submit many transactions; one result per transaction. JSON, or "
             "Content-Type application/msgpack: a canonical map {txs: [...]} whose items are "
             "each transaction's canonical bytes (bin; the fastest form) or its map",
             {"200": "per-transaction results", "400": "malformed body", "413": "too many"},
             body={"type": "object", "required": ["txs"], "properties": {
-                "txs": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}})},
+                "txs": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}},
+            msgpack="a canonical map {txs: [...]} whose items are each transaction's canonical "
+                    "bytes (bin) or its map")},
         "/v1/txs/{hash}": {"get": _op(
             "Transaction status: pending, committed (with receipt and Merkle proof) or unknown",
             {"200": "pending or committed", "400": "bad hash", "404": "unknown"},
@@ -86,7 +112,9 @@ OPENAPI: dict[str, Any] = {
         "/v1/blocks/{height}": {"get": _op(
             "A committed block with its certificate", {"200": "block", "400": "bad height",
                                                         "404": "no such block"},
-            params=[_path_param("height", {"type": "integer", "minimum": 1})])},
+            params=[_path_param("height", {"type": "integer", "minimum": 0,
+                                           "description": "0 and heights not yet committed "
+                                                          "are 404"})])},
         "/v1/status": {"get": _op("Chain id, genesis hash, height, peers, validators, sync state",
                                   {"200": "status"})},
         "/v1/evidence": {"get": _op(
@@ -124,3 +152,16 @@ OPENAPI: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", {"200": "ok"})},
     },
 }
+
+
+def _declare_common_errors() -> None:
+    """Operations written out by hand (the event stream) get the common answers too."""
+    for item in OPENAPI["paths"].values():
+        for op in item.values():
+            for code, text in COMMON_ERRORS.items():
+                op["responses"].setdefault(code, {
+                    "description": text,
+                    "content": {"application/json": {"schema": _ERROR}}})
+
+
+_declare_common_errors()

@@ -44,6 +44,12 @@ class TxError(ValueError):
         self.message = message
 
 
+class TxBytesError(TxError):
+    """The bytes are not canonical msgpack at all (as opposed to a canonical value that is
+    not a transaction): the API answers a body like this as ``E_MALFORMED``, as it does a
+    batch or a JSON body that does not parse."""
+
+
 @dataclass(frozen=True, init=False)
 class Transaction:
     chain_id: str
@@ -207,7 +213,7 @@ class Transaction:
         try:
             obj = canonical.decode(data, MAX_TX_BYTES)
         except canonical.CanonicalError as exc:
-            raise TxError(E_MALFORMED, str(exc)) from None
+            raise TxBytesError(E_MALFORMED, str(exc)) from None
         return cls.from_obj(obj, bytes(data))
 
     @classmethod

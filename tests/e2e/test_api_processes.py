@@ -129,7 +129,14 @@ def test_msgpack_bodies_carry_canonical_transaction_bytes(network):
     one = tx(1_000_001)
     status, body = _post(api + "/v1/txs", one.encoded, "application/msgpack")
     assert status == 202 and body["hash"] == one.hash.hex(), body
-    status, body = _post(api + "/v1/txs", one.encoded + b"\x00", "application/msgpack")
+    # Bytes that are not canonical msgpack: the body does not parse, as on the batch
+    # endpoint and for JSON (review: this one was E_MALFORMED_TX, the batch's E_MALFORMED).
+    for bad in (one.encoded + b"\x00", one.encoded[:-7], b""):
+        status, body = _post(api + "/v1/txs", bad, "application/msgpack")
+        assert status == 400 and body["code"] == "E_MALFORMED", body
+        assert body["message"].startswith("body is not canonical msgpack"), body
+    # Canonical msgpack that is not a transaction.
+    status, body = _post(api + "/v1/txs", canonical.encode({"a": 1}), "application/msgpack")
     assert status == 400 and body["code"] == "E_MALFORMED_TX", body
     good = [tx(1_000_002), tx(1_000_003)]
     batch = canonical.encode({"txs": [good[0].encoded, b"\x93\x01\x02\x03", good[1].encoded,

@@ -7,7 +7,9 @@ import contextlib
 import json
 import socket
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import pytest
 from nacl.signing import SigningKey
@@ -236,3 +238,78 @@ def test_invalid_evidence_page_arguments_are_a_400(network, query):
 def test_evidence_of_an_honest_network_is_an_empty_page(network):
     status, answer = request(network.api("customs") + "/v1/evidence?from_height=1&limit=5")
     assert (status, answer) == (200, {"evidence": [], "more": False})
+
+
+# --- the HTTP API review of the twenty-eighth round ---------------------------------------
+
+
+def test_a_405_says_which_methods_are_allowed(network):
+    status, answer = request(network.api("customs") + "/v1/txs", "DELETE")
+    assert (status, answer["code"]) == (405, "E_METHOD"), answer
+    req = urllib.request.Request(network.api("customs") + "/v1/status", method="DELETE")
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        raise AssertionError("DELETE /v1/status was answered")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 405 and "GET" in exc.headers.get("Allow", ""), dict(exc.headers)
+
+
+@pytest.mark.parametrize("expect", [True, False])
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(network, expect):
+    """Review: ``Content-Length: 99999999`` with ``Expect: 100-continue`` got ``100
+    Continue`` (an invitation to upload 99 MB); without Expect, the node waited for it."""
+    head = (b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 99999999999\r\n" + (b"Expect: 100-continue\r\n" if expect else b"")
+            + b"\r\n")
+    answer = raw_http(network.api("customs"), head, wait=5)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"100 Continue" not in answer and b'"E_TOO_LARGE"' in answer, answer[:400]
+
+
+def test_an_acceptable_body_with_expect_still_gets_100_continue(network):
+    head = (b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    answer = raw_http(network.api("customs"), head, wait=1)
+    assert answer.startswith(b"HTTP/1.1 100 Continue"), answer[:200]
+
+
+@pytest.mark.parametrize("query", ["order_id=D0-1&order_id=D0-2",
+                                   'order_id=D0-1&args={"order_id":"D0-2"}'])
+def test_a_query_argument_given_twice_is_a_400(network, query):
+    """Review: the last value silently won (``?order_id=A&order_id=B`` answered for B)."""
+    url = (network.api("customs") + "/v1/query/clearance/parcel?"
+           + urllib.parse.quote(query, safe="=&"))
+    status, answer = request(url, timeout=5)
+    check(status, answer)
+    assert (status, answer["code"]) == (400, "E_ARGS"), answer
+    assert "order_id" in answer["message"]
+
+
+def test_a_json_object_with_a_repeated_key_is_refused(network):
+    """Review: JSON bodies with a repeated key were taken, the last value winning; the
+    canonical msgpack form refuses it, so JSON does too."""
+    body = b'{"chain_id": "x", "chain_id": "y"}'
+    status, answer = request(network.api("customs") + "/v1/txs", "POST", body,
+                             {"Content-Type": "application/json"}, timeout=5)
+    check(status, answer)
+    assert (status, answer["code"]) == (400, "E_MALFORMED"), answer
+    assert "chain_id" in answer["message"] and "twice" in answer["message"]
+
+
+def test_a_body_that_does_not_decompress_is_one_line_in_answer_and_log(network):
+    """Review: aiohttp's text spans two lines ("400, message:\\n  Can not decode..."), and
+    both the client's message and the node's log line carried the break."""
+    head = (b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Encoding: gzip\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+            + b"not gzip!!")
+    answer = raw_http(network.api("seller"), head, wait=5)
+    body = answer.partition(b"\r\n\r\n")[2]
+    assert b" 400 " in answer.split(b"\r\n")[0], answer[:300]
+    message = json.loads(body)["message"]
+    assert "\n" not in message, message
+    time.sleep(0.3)
+    log = (network.home("seller") / "node.log").read_text(errors="replace")
+    lines = [line for line in log.splitlines() if "malformed HTTP request" in line
+             or "does not decode" in line]
+    assert lines and all("Can not decode" in line or "decode" in line for line in lines)
+    assert not any(line.startswith("  Can not decode") for line in log.splitlines())
