@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cli.errors import CliError
-from cli.output import age, command, print_json, records_table, short
+from cli.output import age, command, print_json, records_table, short, subcommand_help
 from consensus.canonical import CanonicalError
 
 if TYPE_CHECKING:  # aiohttp and the client load only when a command talks to a node
@@ -236,8 +236,20 @@ def _attr(value: Any) -> str:
 
 async def submit_and_report(client: Client, args: argparse.Namespace, contract: str,
                             action: str, tx_args: Mapping[str, Any]) -> int:
+    from node.client import ClientError
+
     tx = await client.make_tx(contract, action, tx_args)
-    receipt = await client.submit(tx, wait=not args.no_wait, timeout_s=args.wait_timeout)
+    try:
+        receipt = await client.submit(tx, wait=not args.no_wait, timeout_s=args.wait_timeout)
+    except ClientError as exc:
+        if exc.code != "E_TIMEOUT":
+            raise
+        # Still pending, and it may well commit: say which transaction to look for (review:
+        # the hash was nowhere, and --json printed nothing).
+        if args.json:
+            print_json({"hash": tx.hash.hex(), "status": "pending", "code": "E_TIMEOUT"})
+        raise CliError(f"transaction {tx.hash.hex()} not committed within the wait; it is "
+                       f"still pending: jangbu tx get {tx.hash.hex()}") from None
     if args.json:
         print_json(receipt)
     else:
@@ -316,12 +328,14 @@ async def do_events(client: Client, args: argparse.Namespace) -> int:
     async with client.session.get(client.base_url + "/v1/events", params=params,
                                   timeout=timeout) as resp:
         if resp.status != 200:
-            text = await resp.text()
+            raw = await resp.read()
             try:
-                body = json.loads(text)
+                body = json.loads(raw)
                 raise ClientError(resp.status, body["code"], body.get("message", ""))
-            except (ValueError, KeyError, TypeError):
-                raise ClientError(resp.status, "E_HTTP", text[:200]) from None
+            except (ValueError, KeyError, TypeError):  # another server: one line, as elsewhere
+                raise ClientError(resp.status, "E_NOT_JANGBU",
+                                  f"{client.base_url} does not answer as a jangbu node API "
+                                  f"({client._not_api(raw)})") from None
         data: list[str] = []
         event_name = ""
         last_height = None
@@ -416,7 +430,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = tx_sub.add_parser("get", parents=[unsigned], help="status and receipt of a transaction")
     p.add_argument("hash", metavar="HASH")
     p.set_defaults(func=run(do_tx_get))
-    tx.set_defaults(func=_help(tx))
+    tx.set_defaults(func=subcommand_help(tx))
 
     p = subparsers.add_parser("query", parents=[common], help="run a contract query")
     p.add_argument("contract", metavar="CONTRACT")
@@ -451,12 +465,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          help="revoke a key of your organisation (signed by an org admin)")
     p.add_argument("--pubkey", required=True, metavar="HEX")
     p.set_defaults(func=run(do_member_revoke, needs_key=True))
-    member.set_defaults(func=_help(member))
+    member.set_defaults(func=subcommand_help(member))
 
 
-def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    def func(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return func

@@ -34,6 +34,7 @@ from nacl.public import SealedBox
 from nacl.signing import SigningKey, VerifyKey
 
 from cli.errors import CliError
+from cli.output import subcommand_help
 from consensus import canonical
 from contracts.clearance import buyer_payload, buyer_ref
 from contracts.clearance import scenario as clearance_scenario
@@ -707,3 +708,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        help="network directory (jangbu network init / devnet up), running")
         p.add_argument("--json", action="store_true", help="print one JSON summary")
         p.set_defaults(func=func)
+    demo.set_defaults(func=subcommand_help(demo))

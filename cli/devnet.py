@@ -27,7 +27,7 @@ from typing import Any
 from cli.client_commands import grace_seconds, positive_seconds
 from cli.errors import CliError
 from cli.network import DEFAULT_BASE_PORT, init_network, parse_params, preset_contracts
-from cli.output import Progress, age, command, print_json, print_table
+from cli.output import Progress, age, command, print_json, print_table, subcommand_help
 from cli.presets import PRESETS
 
 PID_FILE = "node.pid"
@@ -82,6 +82,10 @@ def load_devnet(directory: Path) -> list[DevNode]:
                        f"`jangbu devnet up --dir {directory}`") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise CliError(f"{genesis_path} is not a valid genesis file: {exc}") from None
+    if (directory / "config.toml").exists() and not (directory / names[0]).exists():
+        # A node home, one level too deep (review: "node home …/a/a does not exist").
+        raise CliError(f"{directory} is a node's home, not a network directory: give "
+                       f"--dir {directory.parent}")
     nodes = []
     for name in names:
         try:
@@ -386,8 +390,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=command(cmd_devnet_down))
 
-    def no_subcommand(args: argparse.Namespace) -> int:
-        devnet.print_help()
-        return 2
-
-    devnet.set_defaults(func=no_subcommand)
+    devnet.set_defaults(func=subcommand_help(devnet))

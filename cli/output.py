@@ -206,3 +206,14 @@ def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
             return fail(str(exc))
 
     return wrapper
+
+
+def subcommand_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The ``func`` of a command group run without its subcommand: that group's own help
+    (not the top level's), exit code 2 as for any other usage error."""
+
+    def func(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return func

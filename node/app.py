@@ -64,11 +64,19 @@ class Node:
         self.config = config
         try:
             self.genesis: Genesis = load_genesis(config.genesis_file)
-            self.key = load_key_file(config.node_key_file)
+            self.key = load_key_file(config.node_key_file, kind="node")
         except ValueError as exc:
             raise NodeStartError(str(exc)) from None
         self.chain_id = self.genesis.chain_id
         self.pubkey = self.key.verify_key.encode()
+        if self.genesis.validator_by_pubkey(self.pubkey) is None:
+            # Only genesis validators link with each other, so such a node would sit alone
+            # (review: it started, and only a "connected to ourselves" warning hinted why).
+            names = ", ".join(v.name for v in self.genesis.validators)
+            raise NodeStartError(
+                f"the node key {config.node_key_file} ({self.pubkey.hex()[:16]}…) is not a "
+                f"validator in {config.genesis_file} ({names}): give [node] node_key the "
+                "key `jangbu network init` made for this node")
         self.contracts: dict[str, Contract] = load_contracts(self.genesis.contracts)
         self.store = LedgerStore.open(str(config.data_dir), chain_id=self.chain_id,
                                       genesis_hash=self.genesis.hash)

@@ -28,6 +28,19 @@ ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+POSITIVE_KEYS = {
+    "mempool_max_txs": "mempool.max_txs",
+    "mempool_max_bytes": "mempool.max_bytes",
+    "max_request_bytes": "api.max_request_bytes",
+    "wait_commit_timeout_s": "api.wait_commit_timeout_s",
+    "read_auth_window_s": "api.read_auth_window_s",
+    "max_connections": "api.max_connections",
+    "idle_timeout_s": "api.idle_timeout_s",
+}
+"""Fields that must be positive, and the ``config.toml`` key each comes from: errors name
+the key an operator can find in the file (review: they named the field)."""
+
+
 class ConfigError(ValueError):
     """config.toml (or a flag) is invalid; the message names the key."""
 
@@ -84,11 +97,9 @@ class NodeConfig:
             raise ConfigError(f"node.log_level: must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in ("text", "json"):
             raise ConfigError("node.log_format: must be 'text' or 'json'")
-        for name in ("mempool_max_txs", "mempool_max_bytes", "max_request_bytes",
-                     "wait_commit_timeout_s", "read_auth_window_s", "max_connections",
-                     "idle_timeout_s"):
+        for name, key in POSITIVE_KEYS.items():
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be positive")
+                raise ConfigError(f"{key}: must be positive")
         if self.wait_commit_timeout_s > MAX_WAIT_COMMIT_S:  # what ?timeout= allows
             raise ConfigError(f"api.wait_commit_timeout_s: must be at most {MAX_WAIT_COMMIT_S}")
         if self.tree_cache_entries < 0:

@@ -46,8 +46,13 @@ def write_key_file(path: str | Path, key: SigningKey, kind: str, *,
     os.chmod(path, 0o600)
 
 
-def load_key_file(path: str | Path) -> SigningKey:
-    """Load a signing key, refusing files that group or others may read or write."""
+def load_key_file(path: str | Path, kind: str | None = None) -> SigningKey:
+    """Load a signing key, refusing files that group or others may read or write.
+
+    ``kind``: what the caller needs (``node`` for a node's key); a file that says it is
+    another kind is refused (review: a member key copied over ``node.key`` started a node
+    that no validator would link with). A file of another ``type`` than Ed25519 is refused
+    whatever the caller needs (one saying ``rsa`` signed as Ed25519)."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -76,6 +81,14 @@ def load_key_file(path: str | Path) -> SigningKey:
             seed = bytes.fromhex(payload["seed"])
         except (ValueError, KeyError, TypeError):
             raise KeyFileError(f"key file {path} is not a valid jangbu key file") from None
+        key_type = payload.get("type", "ed25519")
+        if key_type != "ed25519":
+            raise KeyFileError(f"key file {path} holds a {str(key_type)[:20]!r} key; jangbu "
+                               "keys are Ed25519")
+        file_kind = payload.get("kind")
+        if kind is not None and file_kind is not None and file_kind != kind:
+            raise KeyFileError(f"key file {path} is a {str(file_kind)[:20]!r} key; a "
+                               f"{kind} key is needed here")
         key = _from_seed(seed, path)
         public = payload.get("public")
         if public is not None and public != key.verify_key.encode().hex():

@@ -319,6 +319,10 @@ class LedgerStore:
 
         Takes the database :func:`node.store_open.preopen` began opening for ``path``, if
         it did (its errors are raised here, as if it had been opened here)."""
+        if os.path.exists(path) and not os.path.isdir(path):  # (review: "[Errno 17] File
+            # exists" was all an operator got for a data_dir naming a file)
+            raise StoreError(f"data directory {path} is a file, not a directory; point "
+                             "[node] data_dir at a directory (it is created if missing)")
         os.makedirs(path, exist_ok=True)
         scanned: ScannedState | None = None
         try:

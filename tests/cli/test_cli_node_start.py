@@ -158,3 +158,49 @@ def test_invalid_node_start_genesis_role_not_a_name(network: tuple[Path, int]) -
     result = jangbu("node", "start", "--home", directory / "solo")
     assert result.returncode == 1
     assert "orgs[0].keys[0].roles" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_with_a_member_key_as_node_key(network: tuple[Path, int]) -> None:
+    """Review: a member key copied over node.key started a node that no validator links
+    with (only a "connected to ourselves" warning hinted at it)."""
+    directory, _ = network
+    home = directory / "solo"
+    key = home / "node.key"
+    key.write_bytes((home / "member.key").read_bytes())
+    result = jangbu("node", "start", "--home", home)
+    assert result.returncode == 1
+    assert "'member' key; a node key is needed" in one_line_error(result.stderr)
+    # The same seed in a file that names no kind: refused as no validator of genesis.
+    payload = json.loads(key.read_text())
+    key.write_text(payload["seed"])
+    result = jangbu("node", "start", "--home", home)
+    assert result.returncode == 1
+    assert "is not a validator in" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_key_of_another_type(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    key = directory / "solo" / "node.key"
+    payload = json.loads(key.read_text())
+    key.write_text(json.dumps({**payload, "type": "rsa"}))
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert "holds a 'rsa' key; jangbu keys are Ed25519" in one_line_error(result.stderr)
+
+
+def test_invalid_node_start_data_dir_that_is_a_file(network: tuple[Path, int]) -> None:
+    directory, _ = network
+    (directory / "solo" / "data").write_text("not a directory")
+    result = jangbu("node", "start", "--home", directory / "solo")
+    assert result.returncode == 1
+    assert "is a file, not a directory" in one_line_error(result.stderr)
+
+
+def test_invalid_devnet_dir_that_is_a_node_home(network: tuple[Path, int]) -> None:
+    """Review: ``devnet status --dir NET/solo`` said "node home NET/solo/solo does not exist
+    (create it with jangbu network init)"."""
+    directory, _ = network
+    result = jangbu("devnet", "status", "--dir", directory / "solo")
+    assert result.returncode == 1
+    assert f"is a node's home, not a network directory: give --dir {directory}" in (
+        one_line_error(result.stderr))

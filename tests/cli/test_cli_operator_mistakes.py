@@ -256,3 +256,108 @@ def test_the_longest_wait_timeout_the_node_allows_is_taken() -> None:
     from node.defaults import MAX_WAIT_COMMIT_S
 
     assert wait_seconds(str(MAX_WAIT_COMMIT_S)) == MAX_WAIT_COMMIT_S
+
+
+class _Answering(BaseHTTPRequestHandler):
+    """A server giving one fixed answer to every request."""
+
+    status = 404
+    body = b""
+    content_type = "text/html"
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(length)
+        self.do_GET()
+
+
+class _TimingOut(_Answering):
+    """A node whose status answers and whose submits all time out (504 E_TIMEOUT)."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"chain_id": "c", "height": 1}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = json.dumps({"code": "E_TIMEOUT",
+                           "message": "not committed within the timeout"}).encode()
+        self.send_response(504)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serving(status: int, body: bytes, content_type: str) -> ThreadingHTTPServer:
+    handler = type("Handler", (_Answering,), {"status": status, "body": body,
+                                             "content_type": content_type})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_invalid_events_from_another_server_is_one_line() -> None:
+    """Review: ``events`` printed the other server's HTML page, ten lines of it."""
+    page = b"<!DOCTYPE HTML>\n<html>\n<head>\n<title>Error</title>\n</head>\n</html>\n"
+    server = serving(404, page, "text/html")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        one_line_error(jangbu("events", "--node", url), "does not answer as a jangbu node API")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_submit_that_times_out_names_its_transaction(tmp_path: Path) -> None:
+    """Review: on E_TIMEOUT the transaction (which later committed) was named nowhere:
+    the message said ``{hash}`` literally and ``--json`` printed nothing."""
+    key = tmp_path / "m.key"
+    assert jangbu("keygen", "--out", key).returncode == 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TimingOut)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        args = ("tx", "submit", "--node", url, "--key", key, "--contract", "membership",
+                "--action", "add_member", "--args", "{}")
+        plain = jangbu(*args)
+        as_json = jangbu(*args, "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    one_line_error(plain, "still pending: jangbu tx get ")
+    tx_hash = plain.stderr.strip().rsplit(" ", 1)[1]
+    assert len(tx_hash) == 64 and f"transaction {tx_hash} not committed" in plain.stderr
+    assert as_json.returncode == 1
+    printed = json.loads(as_json.stdout)
+    assert printed["status"] == "pending" and printed["code"] == "E_TIMEOUT"
+    assert len(printed["hash"]) == 64
+
+
+def test_network_init_contracts_without_orgs_is_refused(tmp_path: Path) -> None:
+    """Review: ``--contracts livestock`` without ``--orgs`` was ignored silently (the
+    customs preset's contracts were written)."""
+    result = jangbu("network", "init", "--dir", tmp_path / "n", "--contracts", "livestock")
+    one_line_error(result, "--contracts needs --orgs")
+    assert not (tmp_path / "n" / "genesis.json").exists()
+
+
+@pytest.mark.parametrize("group", ["network", "node", "demo", "devnet", "tx", "member"])
+def test_a_command_group_without_its_subcommand_prints_its_own_help(group: str) -> None:
+    result = jangbu(group)
+    assert result.returncode == 2
+    assert result.stdout.startswith(f"usage: jangbu {group} "), result.stdout[:200]

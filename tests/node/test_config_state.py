@@ -127,3 +127,31 @@ def test_invalid_wait_commit_timeout_beyond_what_the_api_allows(tmp_path: Path) 
                                                    "wait_commit_timeout_s = 301"))
     with pytest.raises(ConfigError, match="at most 300"):
         load_config(home)
+
+
+@pytest.mark.parametrize("section,key", [("mempool", "max_txs"), ("mempool", "max_bytes"),
+                                         ("api", "max_request_bytes"),
+                                         ("api", "read_auth_window_s"),
+                                         ("api", "max_connections"), ("api", "idle_timeout_s"),
+                                         ("api", "wait_commit_timeout_s")])
+def test_invalid_zero_bound_names_the_key_in_the_file(tmp_path: Path, section: str,
+                                                      key: str) -> None:
+    """Review: ``max_txs = 0`` was reported as ``mempool_max_txs: must be positive``, a
+    name the file does not have."""
+    home = write_home(tmp_path)
+    lines = (home / "config.toml").read_text().splitlines()
+    out, current, placed = [], "", False
+    for line in lines:
+        if line.startswith("["):
+            current = line.strip("[]")
+        if current == section and line.split("=")[0].strip() == key:
+            continue  # the rendered value, replaced below
+        out.append(line)
+        if line == f"[{section}]" and not placed:
+            out.append(f"{key} = 0")
+            placed = True
+    if not placed:
+        out += [f"[{section}]", f"{key} = 0"]
+    (home / "config.toml").write_text("\n".join(out) + "\n")
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key}: must be positive$"):
+        load_config(home)
