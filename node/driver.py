@@ -366,6 +366,8 @@ class ConsensusDriver:
         # Execute announced blocks ahead of their proposals (Engine.speculate).
         self.speculate = speculate
         self._announcers: tuple[int, set[bytes]] = (0, set())  # who announced at a height
+        # Who sent messages of a height we have not started (``_peers_work_on``).
+        self._next_height_senders: tuple[int, set[bytes]] = (0, set())
 
     def _new_core(self) -> ConsensusCore:
         last = self.store.get_commit(self.store.height) if self.store.height else None
@@ -529,7 +531,7 @@ class ConsensusDriver:
         kind = msg.get("t")
         try:
             if kind == "c":
-                self._on_consensus_message(msg.get("m"))
+                self._on_consensus_message(sender, msg.get("m"))
             elif kind == "txs":
                 self._on_gossiped_txs(sender, msg.get("txs"))
             elif kind == "status":
@@ -548,14 +550,37 @@ class ConsensusDriver:
             self.metrics.inc("jangbu_p2p_bad_messages_total")
             log.debug("bad message from %s: %s", sender.hex()[:12], exc)
 
-    def _on_consensus_message(self, obj: Any) -> None:
+    def _on_consensus_message(self, sender: bytes, obj: Any) -> None:
         message = message_from_obj(obj)
-        if message.height == self.store.height + 1 and self.started_height <= self.store.height:
-            self._start_height(message.height)  # a peer is already working on it
+        if (message.height == self.store.height + 1 and self.started_height <= self.store.height
+                and self._peers_work_on(sender, message)):
+            self._start_height(message.height)  # peers are already working on it
         if isinstance(message, Vote):
             self.queue.put_nowait(VoteReceived(message))
         else:
             self.queue.put_nowait(ProposalReceived(message))
+
+    def _peers_work_on(self, sender: bytes, message: Proposal | Vote) -> bool:
+        """Whether a peer's message of the next height, which we have not started, shows
+        that the network works on it: the round-0 proposal, sent by its proposer itself,
+        or messages over f+1 distinct links (so from at least one honest validator).
+
+        Why not any message: one Byzantine validator sending a nil prevote for the next
+        height made an idle network start it and commit an empty block, again and again
+        (review: 13 empty blocks in 10 s). Now it can do so only as the next height's
+        round-0 proposer, one block, after which an honest validator proposes first. An
+        honest validator with work starts the height itself, and its transactions reach
+        the others by gossip, which starts it for them too.
+        """
+        if (isinstance(message, Proposal) and message.round == 0
+                and sender == message.proposer == self.vset.proposer(message.height, Round(0))):
+            return True
+        height, senders = self._next_height_senders
+        if height != message.height:
+            senders = set()
+            self._next_height_senders = (message.height, senders)
+        senders.add(sender)
+        return len(senders) >= self.vset.skip_threshold
 
     def _on_gossiped_txs(self, sender: bytes, items: Any) -> None:
         if not isinstance(items, list):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -12,7 +14,7 @@ from nacl.signing import SigningKey
 from node.client import Client
 from node.tx import Transaction
 
-from netutil import Network, http_json, make_network
+from netutil import ROOT, Network, http_json, make_network
 
 pytestmark = pytest.mark.e2e
 
@@ -103,17 +105,16 @@ def test_node_with_key_not_in_genesis_cannot_join(network, tmp_path):
     config = config.replace(f":{network.base_port + 6}\"", f":{free}\"").replace(
         f":{network.base_port + 7}\"", f":{free + 1}\"")
     (intruder / "config.toml").write_text(config)
-    network.orgs.append("intruder")
-    try:
-        network.start("intruder")
-        time.sleep(3)
-        status = http_json(f"http://127.0.0.1:{free + 1}/v1/status")
-        assert status["peers"] == []
-        for org in ["customs", "seller", "courier", "buyer"]:
-            assert all(p["name"] != "intruder" for p in network.status(org)["peers"])
-    finally:
-        network.kill("intruder")
-        network.orgs.remove("intruder")
+    # It does not even start: its key is no validator of genesis (the validators refuse
+    # such a key at the handshake, tests/node/test_p2p_manager.py; before this check the
+    # node ran alone, an operator's mistake shown only by a warning about its own link).
+    started = subprocess.run([sys.executable, "-m", "cli.main", "node", "start", "--home",
+                              str(intruder)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode == 1, started.stderr
+    assert "is not a validator in" in started.stderr and "Traceback" not in started.stderr
+    for org in ["customs", "seller", "courier", "buyer"]:
+        assert all(p["name"] != "intruder" for p in network.status(org)["peers"])
 
 
 def test_invalid_node_with_another_genesis_is_refused_at_the_handshake(tmp_path):

@@ -1,0 +1,112 @@
+"""What starts a height this validator has no work for: its peers' messages of it.
+
+Review (a Byzantine validator against three honest ones): one signed nil prevote for the
+next height made an idle network start it and commit an empty block, as often as it liked
+(13 empty blocks in 10 s). Now the round-0 proposal from its own proposer starts it, or
+messages over f+1 distinct peer links (at least one honest validator is at work there).
+A real driver over a real store; no network: messages are handed to it as the transport
+does, with the authenticated sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from consensus import canonical
+from consensus.types import (
+    PROPOSAL_TAG,
+    VOTE_TAG,
+    Height,
+    Proposal,
+    Round,
+    Vote,
+    VoteType,
+    message_to_obj,
+)
+from node.driver import ConsensusDriver
+from node.engine import SignatureCache
+from node.events import EventBus
+from node.execution import committed_member_lookup
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.signer_state import SignerStateFile
+
+from ledger_support import make_genesis, open_engine, seed_key
+
+NAMES = ["v0", "v1", "v2", "v3"]
+
+
+@pytest.fixture
+def driver(tmp_path: Any) -> Any:
+    genesis = make_genesis(NAMES)
+    store, engine = open_engine(str(tmp_path / "data"), genesis)
+    mempool = Mempool(chain_id=genesis.chain_id, contracts=engine.contracts,
+                      is_committed=store.has_tx,
+                      lookup_member=committed_member_lookup(store.state, lambda: store.height),
+                      sig_cache=SignatureCache())
+    built = ConsensusDriver(genesis=genesis, node_key=seed_key("v0"), store=store,
+                            engine=engine, mempool=mempool, bus=EventBus(), metrics=Metrics(),
+                            guard_file=SignerStateFile(tmp_path / "signer-state.bin"))
+    built.broadcast = lambda msg: None
+    yield built
+    store.close()
+
+
+def nil_prevote(name: str, height: int = 1, round_: int = 0) -> dict[str, Any]:
+    key = seed_key(name)
+    body = Vote(VoteType.PREVOTE, Height(height), Round(round_), None, bytes(key.verify_key))
+    vote = replace(body, signature=canonical.sign(key, VOTE_TAG, "jangbu-test",
+                                                  body.sign_body()))
+    return {"t": "c", "m": message_to_obj(vote)}
+
+
+def proposal_from(driver: ConsensusDriver, round_: int, height: int = 1) -> tuple[bytes, Any]:
+    proposer = driver.vset.proposer(Height(height), Round(round_))
+    name = next(n for n in NAMES if bytes(seed_key(n).verify_key) == proposer)
+    block = b"some block bytes"
+    body = Proposal(Height(height), Round(round_), Round(-1), canonical.digest(block), block,
+                    proposer)
+    signed = replace(body, signature=canonical.sign(seed_key(name), PROPOSAL_TAG,
+                                                    driver.chain_id, body.sign_body()))
+    return proposer, {"t": "c", "m": message_to_obj(signed)}
+
+
+def sender(name: str) -> bytes:
+    return bytes(seed_key(name).verify_key)
+
+
+async def test_one_peers_message_does_not_start_an_idle_height(driver: ConsensusDriver) -> None:
+    driver.on_peer_message(sender("v1"), nil_prevote("v1"))
+    driver.on_peer_message(sender("v1"), nil_prevote("v1", round_=3))  # the same link again
+    assert driver.started_height == 0
+
+
+async def test_messages_over_f_plus_one_links_start_it(driver: ConsensusDriver) -> None:
+    driver.on_peer_message(sender("v1"), nil_prevote("v1"))
+    driver.on_peer_message(sender("v2"), nil_prevote("v2"))  # f + 1 = 2 of 4
+    assert driver.started_height == 1
+
+
+async def test_the_round_zero_proposal_from_its_proposer_starts_it(
+        driver: ConsensusDriver) -> None:
+    proposer, message = proposal_from(driver, 0)
+    if proposer == driver.pubkey:
+        pytest.skip("this validator proposes round 0 of height 1")
+    driver.on_peer_message(proposer, message)
+    assert driver.started_height == 1
+
+
+async def test_a_relayed_or_later_round_proposal_counts_as_one_link(
+        driver: ConsensusDriver) -> None:
+    proposer, message = proposal_from(driver, 0)
+    relay = next(sender(n) for n in NAMES[1:] if sender(n) != proposer)
+    driver.on_peer_message(relay, message)  # not from its proposer's own link
+    assert driver.started_height == 0
+    later_proposer, later = proposal_from(driver, 1)
+    if later_proposer in (driver.pubkey, relay):
+        return
+    driver.on_peer_message(later_proposer, later)  # a second link: f + 1
+    assert driver.started_height == 1
