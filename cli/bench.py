@@ -347,6 +347,11 @@ class Bench:
                             self.committed_at[tx_hex] = now
                     if stop.is_set():
                         return
+                if not stop.is_set():
+                    # The node closed it (a node stopped cleanly does): review, the run
+                    # then reported what it had seen so far and exited 0.
+                    raise CliError(f"the event stream of {self.urls[index]} ended during "
+                                   "the run (the node stopped?); results would be partial")
 
     async def offer(self, txs: list[Transaction], progress: Any) -> float:
         batches = [txs[i:i + self.batch] for i in range(0, len(txs), self.batch)]
@@ -454,14 +459,16 @@ class Bench:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _stream_failure(self, followers: list[asyncio.Task[None]]) -> CliError | None:
-        """Why a follower ended before the run did (None: none did)."""
+        """Why a follower failed (None: none did; :meth:`follow` fails when its stream ends
+        before the run does)."""
         for index, task in enumerate(followers):
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
-                if isinstance(exc, CliError):
-                    return exc
-                return CliError(f"lost the event stream of {self.names[self.urls[index]]} "
-                                f"({self.urls[index]}): {exc or type(exc).__name__}")
+            if not task.done() or task.cancelled() or task.exception() is None:
+                continue
+            exc = task.exception()
+            if isinstance(exc, CliError):
+                return exc
+            return CliError(f"lost the event stream of {self.names[self.urls[index]]} "
+                            f"({self.urls[index]}): {exc or type(exc).__name__}")
         return None
 
     async def _run(self, quiet: bool) -> dict[str, Any]:
@@ -591,8 +598,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = asyncio.run(bench.run(quiet=args.json, skip_unreachable=args.skip_unreachable))
     except ClientError as exc:
         raise CliError(f"node refused: {exc}") from None
-    except OSError as exc:
-        raise CliError(f"cannot reach the devnet: {exc}") from None
+    except (OSError, aiohttp.ClientError) as exc:  # (ServerDisconnectedError is no OSError)
+        raise CliError(f"cannot reach the devnet: {exc or type(exc).__name__}") from None
     if args.json:
         print(json.dumps(result))
         return 0

@@ -77,9 +77,11 @@ def evidence_entry(key: bytes, value: bytes) -> dict[str, Any]:
                                                                           "vote")
         round_ = first.get("round")
     except (ValueError, TypeError, AttributeError):  # written by this node; never crash
-        return {"height": height, "validator": validator.hex(), "kind": "unreadable",
+        return {"id": key[len(EVIDENCE_PREFIX):].hex(), "height": height,
+                "validator": validator.hex(), "kind": "unreadable",
                 "round": None, "messages": []}
-    return {"height": height, "validator": validator.hex(), "kind": kind, "round": round_,
+    return {"id": key[len(EVIDENCE_PREFIX):].hex(), "height": height,
+            "validator": validator.hex(), "kind": kind, "round": round_,
             "messages": [to_json(first), to_json(second)]}
 
 
@@ -137,7 +139,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     client's ``{"a": 1, "a": 2}`` meant whatever the parser chose (review); the canonical
     msgpack form already refuses it."""
     obj = dict(pairs)
-    if len(obj) != len(pairs):
+    if len(obj) != len(pairs):  # (rare: only then look for the key)
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
@@ -439,9 +441,11 @@ class Api:
         return web.json_response(self.node.status())
 
     async def get_evidence(self, request: web.Request) -> web.Response:
-        """Conflicting messages validators signed, as this node saw them, oldest first
-        (``?from_height=``, ``?limit=`` up to 1,000): who equivocated, when, and the two
-        signed messages that prove it, checkable by anyone holding the validator keys."""
+        """Conflicting messages validators signed, as this node saw them, oldest first: who
+        equivocated, when, and the two signed messages that prove it, checkable by anyone
+        holding the validator keys. ``?from_height=`` starts at a height; ``?after=`` at
+        the record after the one with that ``id`` (each page's ``next``), since one height
+        can hold more records than a page; ``?limit=`` up to 1,000."""
         q = request.query
         from_height = decimal_arg(q["from_height"], "from_height") if "from_height" in q else 0
         limit = decimal_arg(q["limit"], "limit") if "limit" in q else 100
@@ -449,15 +453,26 @@ class Api:
             raise ApiError(400, "E_ARGS", f"limit must be 1 to {MAX_EVIDENCE_PAGE}")
         if from_height >= 1 << 63:
             raise ApiError(400, "E_ARGS", "from_height must be below 2**63")
+        start = EVIDENCE_PREFIX + from_height.to_bytes(8, "big")
+        if "after" in q:
+            after = hex_arg(q["after"])
+            if after is None or not 8 <= len(after) <= 64:
+                raise ApiError(400, "E_ARGS", "after must be the id of an evidence record "
+                               "(hex, as a page's next gives it)")
+            start = max(start, EVIDENCE_PREFIX + after + b"\x00")
         items: list[dict[str, Any]] = []
+        last = b""
         more = False
-        for key, value in self.node.store.scan_records_from(
-                EVIDENCE_PREFIX, EVIDENCE_PREFIX + from_height.to_bytes(8, "big")):
+        for key, value in self.node.store.scan_records_from(EVIDENCE_PREFIX, start):
             if len(items) == limit:
                 more = True
                 break
             items.append(evidence_entry(key, value))
-        return web.json_response({"evidence": items, "more": more})
+            last = key
+        answer: dict[str, Any] = {"evidence": items, "more": more}
+        if more:
+            answer["next"] = last[len(EVIDENCE_PREFIX):].hex()
+        return web.json_response(answer)
 
     async def get_health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "height": self.node.store.height})
@@ -551,7 +566,13 @@ class Api:
         # them took a node's commits from 316 to 45 tx/s (review).
         await response.prepare(request)
         sub = self.node.bus.subscribe(flt)
-        unwatch = connection_watch.watch(request, sub.end)
+        gone = asyncio.Event()
+
+        def client_gone() -> None:
+            gone.set()
+            sub.end()
+
+        unwatch = connection_watch.watch(request, client_gone)
         # from_height is a lower bound for live records too (one far ahead used to get the
         # next commit's records anyway).
         last_height = max(0, from_height - 1) if from_height is not None else 0
@@ -564,6 +585,8 @@ class Api:
                     # thread, and a replay matching nothing never reached an await (a review's
                     # 20 streams on a 256-block chain held commits back by 4.5 s).
                     await asyncio.sleep(0)
+                    if gone.is_set():  # nobody to replay to: stop reading (review)
+                        return response
                     block = store.get_block(height)
                     if block is None:
                         continue

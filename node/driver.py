@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from itertools import takewhile
@@ -89,6 +90,7 @@ log = logging.getLogger("jangbu.consensus")
 GUARD_KEY = b"v/guard"
 WAL_PREFIX = b"w/"  # where stores written before node/wal_file.py kept the WAL
 EVIDENCE_PREFIX = b"e/"
+EVIDENCE_PER_VALIDATOR_HEIGHT = 8
 
 
 def evidence_obj(message: Vote | Proposal) -> dict[str, Any]:
@@ -104,6 +106,15 @@ message, so it must stay under the message limit (a block alone always fits: blo
 capped below it by ``max_block_bytes``)."""
 STATUS_INTERVAL_S = 1.0
 REGOSSIP_AFTER_S = 0.5
+TX_REGOSSIP_AFTER_S = 2.0
+TX_REGOSSIP_COUNT = 200
+TX_REGOSSIP_BYTES = 1024 * 1024
+"""While a height this node started makes no progress for ``TX_REGOSSIP_AFTER_S``, it sends
+its oldest pending transactions again (at most this many, and bytes), that often. Why: a
+transaction's gossip goes out once, to the peers linked then, and is not relayed; a
+validator whose gossip was lost (a restart, a partition, a full send queue) started the
+height alone while its peers, with no work, waited for a proposal or for f+1 peers'
+messages, and the height stalled until some other transaction came (review)."""
 HOUSEKEEPING_TICK_S = 0.1
 """How often the housekeeping task looks at status, sync and re-gossip (all on 0.5-5 s
 scales). It once woke every 10 ms to flush transaction gossip too; a flush is now armed
@@ -366,6 +377,7 @@ class ConsensusDriver:
         # Execute announced blocks ahead of their proposals (Engine.speculate).
         self.speculate = speculate
         self._announcers: tuple[int, set[bytes]] = (0, set())  # who announced at a height
+        self._evidence_recorded: tuple[int, Counter[bytes]] = (0, Counter())
         # Who sent messages of a height we have not started (``_peers_work_on``).
         self._next_height_senders: tuple[int, set[bytes]] = (0, set())
 
@@ -1310,9 +1322,21 @@ class ConsensusDriver:
         replaced the record of the prevotes before it (review). A proposal is kept as what
         its proposer signed (``sign_body`` and signature), without its block: that is what
         proves the conflict, and two blocks per round would be megabytes of a Byzantine
-        validator's choosing."""
+        validator's choosing.
+
+        At most ``EVIDENCE_PER_VALIDATOR_HEIGHT`` records per validator and height: one
+        validator can sign conflicting pairs for every round up to ``max_round_ahead`` ahead,
+        in both steps (130 a height, kept for good; review), and a few pairs prove as much
+        as all of them. Every conflict is still counted."""
         self.metrics.inc("jangbu_evidence_total")
         signer = a.proposer if isinstance(a, Proposal) else a.validator
+        height, recorded = self._evidence_recorded
+        if height != a.height:
+            recorded = Counter()
+            self._evidence_recorded = (a.height, recorded)
+        recorded[signer] += 1
+        if recorded[signer] > EVIDENCE_PER_VALIDATOR_HEIGHT:
+            return
         kind = 0 if isinstance(a, Proposal) else int(a.vote_type)
         key = (EVIDENCE_PREFIX + a.height.to_bytes(8, "big") + signer + bytes([kind])
                + a.round.to_bytes(4, "big"))
@@ -1370,7 +1394,7 @@ class ConsensusDriver:
 
     async def _housekeeping(self) -> None:
         last_status = 0.0
-        last_regossip = 0.0
+        last_regossip = last_tx_regossip = 0.0
         while True:
             await asyncio.sleep(HOUSEKEEPING_TICK_S)
             if self._gossip_txs and self._gossip_flush is None:
@@ -1388,6 +1412,12 @@ class ConsensusDriver:
                 last_regossip = now
                 for message in self.core.gossip_messages():
                     self.broadcast({"t": "c", "m": message_to_obj(message)})
+            if (now - self._last_progress > TX_REGOSSIP_AFTER_S
+                    and now - last_tx_regossip >= TX_REGOSSIP_AFTER_S
+                    and self.started_height > self.store.height and len(self.mempool)):
+                last_tx_regossip = now
+                pending = self.mempool.reap(TX_REGOSSIP_COUNT, TX_REGOSSIP_BYTES)
+                self.broadcast({"t": "txs", "txs": [tx.encoded for tx in pending]})
 
     # --- waiting for commits ----------------------------------------------------------------
 

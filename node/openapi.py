@@ -121,6 +121,8 @@ OPENAPI: dict[str, Any] = {
             "Conflicting signed messages of validators (equivocation) this node has seen",
             {"200": "evidence, oldest first, and whether more follow", "400": "bad argument"},
             params=[_query_param("from_height", {"type": "integer", "minimum": 0}),
+                    _query_param("after", {"type": "string", "pattern": "^[0-9a-fA-F]+$",
+                                           "description": "a record's id (a page's next)"}),
                     _query_param("limit", {"type": "integer", "minimum": 1,
                                            "maximum": 1000})])},
         "/v1/state/{contract}/{key}": {"get": _op(

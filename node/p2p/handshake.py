@@ -184,14 +184,19 @@ def make_auth(node_key: SigningKey, chain_id: str, keys: SessionKeys,
 
 
 def parse_runtime(value: Any) -> dict[str, str] | None:
-    """A peer's ``runtime`` field, checked for shape (None when it sent none)."""
-    if value is None:
+    """A peer's ``runtime`` field: its ``python`` and ``unicode`` values, or None when it
+    names none that this build can read.
+
+    Lenient on purpose: other keys are ignored and an unreadable value counts as naming
+    none (linked as a build from before the field is), so a later build may add to the
+    field without being refused by this one in a rolling upgrade (review)."""
+    if not isinstance(value, dict):
         return None
-    if (not isinstance(value, dict) or set(value) != set(RUNTIME_FIELDS)
-            or not all(isinstance(v, str) and 0 < len(v) <= RUNTIME_VALUE_MAX
-                       and v.isascii() and v.isprintable() for v in value.values())):
-        raise HandshakeError("bad_auth", "malformed runtime")
-    return {field: value[field] for field in RUNTIME_FIELDS}
+    runtime = {name: value.get(name) for name in RUNTIME_FIELDS}
+    if not all(isinstance(v, str) and 0 < len(v) <= RUNTIME_VALUE_MAX and v.isascii()
+               and v.isprintable() for v in runtime.values()):
+        return None
+    return runtime  # type: ignore[return-value]  # every value checked to be a str
 
 
 def check_auth(
@@ -228,7 +233,7 @@ def check_auth(
     if peer_genesis is not None and (not isinstance(peer_genesis, bytes)
                                      or len(peer_genesis) != GENESIS_HASH_SIZE):
         raise HandshakeError("bad_auth", "malformed genesis hash")
-    peer_runtime = parse_runtime(msg.get("runtime"))
+    peer_runtime = parse_runtime(msg.get("runtime"))  # (None: named none we can read)
     # Verify the peer holds the private key for this link's transcript.
     if not canonical.verify(pubkey, HANDSHAKE_TAG, chain_id, get_transcript(keys), sig):
         raise HandshakeError("bad_signature", f"bad transcript signature for {pubkey.hex()}")
@@ -333,7 +338,7 @@ class Handshake:
             genesis=self.genesis,
             runtime=self.runtime if self.refuse_other_runtime else None,
         )
-        peer_runtime = parse_runtime(msg.get("runtime"))  # its shape passed check_auth
+        peer_runtime = parse_runtime(msg.get("runtime"))
         self._done = True
         # The auth frame used counter 0 each way; the link carries on from counter 1.
         opener = FrameOpener(self._keys.recv_key, self.max_frame)

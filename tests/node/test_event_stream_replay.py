@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -106,4 +107,50 @@ async def test_from_height_beyond_the_tip_bounds_live_records_too(tmp_path: Path
         assert ids and all(line.startswith("id: 100:") for line in ids), ids
     finally:
         await server.close()
+        store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_replay_stops_reading_once_its_client_has_gone(tmp_path: Path) -> None:
+    """Review: the stream ended on a lost connection only once live; a replay matching
+    nothing wrote nothing, so nothing failed, and it read every block to the tip for a
+    client long gone (and a closed connection no longer counts against the cap)."""
+    from node.app import CappedConnections
+
+    heights = 300
+    commit_blocks(str(tmp_path), heights, txs_per_block=1)
+    store, bus = open_store(tmp_path), EventBus()
+    read: list[int] = []
+    real_get_block = store.get_block
+
+    def counting_get_block(height: int) -> Any:
+        read.append(height)
+        return real_get_block(height)
+
+    store.get_block = counting_get_block  # type: ignore[method-assign]
+    api = Api(SimpleNamespace(store=store, bus=bus))  # type: ignore[arg-type]
+    app = web.Application()
+    app.router.add_get("/v1/events", api.get_events)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(CappedConnections(runner.server, 10), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /v1/events?from_height=1&type=nothing_has_this_type HTTP/1.1\r\n"
+                     b"Host: x\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        writer.transport.abort()  # gone, mid-replay
+        seen = -1
+        for _ in range(50):  # until the replay has stopped reading (at most 5 s)
+            await asyncio.sleep(0.1)
+            if len(read) == seen:
+                break
+            seen = len(read)
+        assert bus.subscribers == 0
+        assert len(read) < heights / 2, len(read)  # before: every height, to the tip
+    finally:
+        server.close()
+        await runner.cleanup()
         store.close()

@@ -10,6 +10,7 @@ does, with the authenticated sender.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -34,7 +35,7 @@ from node.mempool import Mempool
 from node.metrics import Metrics
 from node.signer_state import SignerStateFile
 
-from ledger_support import make_genesis, open_engine, seed_key
+from ledger_support import add_member_tx, make_genesis, open_engine, seed_key
 
 NAMES = ["v0", "v1", "v2", "v3"]
 
@@ -110,3 +111,57 @@ async def test_a_relayed_or_later_round_proposal_counts_as_one_link(
         return
     driver.on_peer_message(later_proposer, later)  # a second link: f + 1
     assert driver.started_height == 1
+
+
+async def test_work_whose_gossip_was_lost_still_commits(tmp_path: Any) -> None:
+    """Review of the start rule above: a validator cut off while a client submitted to it
+    started the height alone; its transaction's gossip (sent once, not relayed) reached
+    nobody, its peers had no work and one link's messages do not start a height, so the
+    height stalled. A height that makes no progress now sends its pending transactions
+    again, and the peers start. Four real drivers over real stores in one event loop; the
+    links are function calls that can be cut."""
+    genesis = make_genesis(NAMES)
+    drivers: dict[str, ConsensusDriver] = {}
+    stores = []
+    linked = dict.fromkeys(NAMES, True)
+    for name in NAMES:
+        store, engine = open_engine(str(tmp_path / name), genesis)
+        stores.append(store)
+        mempool = Mempool(chain_id=genesis.chain_id, contracts=engine.contracts,
+                          is_committed=store.has_tx,
+                          lookup_member=committed_member_lookup(
+                              store.state, lambda s=store: s.height),
+                          sig_cache=SignatureCache())
+        drivers[name] = ConsensusDriver(
+            genesis=genesis, node_key=seed_key(name), store=store, engine=engine,
+            mempool=mempool, bus=EventBus(), metrics=Metrics(),
+            guard_file=SignerStateFile(tmp_path / f"{name}.guard"))
+
+    def link(name: str) -> Any:
+        def broadcast(msg: Any) -> None:
+            for other, driver in drivers.items():
+                if other != name and linked[name] and linked[other]:
+                    asyncio.get_running_loop().call_soon(
+                        driver.on_peer_message, drivers[name].pubkey, msg)
+        return broadcast
+
+    for name, driver in drivers.items():
+        driver.broadcast = link(name)
+        await driver.start()
+    try:
+        round0 = drivers["v0"].vset.proposer(Height(1), Round(0))
+        busy = next(name for name in NAMES if drivers[name].pubkey != round0)
+        linked[busy] = False
+        drivers[busy].submit_local(add_member_tx(seed_key("admin"), "lost-gossip", 1))
+        await asyncio.sleep(0.3)  # its one gossip went nowhere
+        linked[busy] = True
+        for _ in range(150):
+            if all(driver.store.height >= 1 for driver in drivers.values()):
+                break
+            await asyncio.sleep(0.1)
+        assert {name: d.store.height for name, d in drivers.items()} == dict.fromkeys(NAMES, 1)
+    finally:
+        for driver in drivers.values():
+            await driver.stop()
+        for store in stores:
+            store.close()
