@@ -69,3 +69,19 @@ class Chain:
         with open(self.driver.wal.path, "rb") as file:
             payloads, _ = decode_records(file.read())
         return payloads
+
+
+def validator_driver(tmp_path: Any, genesis: Any, name: str) -> ConsensusDriver:
+    """A real driver for validator ``name`` of ``genesis`` over its own store in
+    ``tmp_path / name`` (its ``store`` attribute; close it after ``stop``), broadcasting
+    nowhere until the test links it."""
+    store, engine = open_engine(str(tmp_path / name), genesis)
+    mempool = Mempool(chain_id=genesis.chain_id, contracts=engine.contracts,
+                      is_committed=store.has_tx,
+                      lookup_member=committed_member_lookup(store.state, lambda: store.height),
+                      sig_cache=SignatureCache())
+    driver = ConsensusDriver(genesis=genesis, node_key=seed_key(name), store=store,
+                             engine=engine, mempool=mempool, bus=EventBus(), metrics=Metrics(),
+                             guard_file=SignerStateFile(tmp_path / f"{name}.guard"))
+    driver.broadcast = lambda msg: None
+    return driver

@@ -9,7 +9,6 @@ paged by height only, so a page ending inside one height's records could not be 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,31 +21,15 @@ from consensus import canonical
 from consensus.types import VOTE_TAG, Height, Round, Vote, VoteType
 from node.api import Api
 from node.driver import EVIDENCE_PER_VALIDATOR_HEIGHT, EVIDENCE_PREFIX, ConsensusDriver
-from node.engine import SignatureCache
-from node.events import EventBus
-from node.execution import committed_member_lookup
-from node.mempool import Mempool
-from node.metrics import Metrics
-from node.signer_state import SignerStateFile
 
-from ledger_support import make_genesis, open_engine, seed_key
+from ledger_support import seed_key
 
 NAMES = ["v0", "v1", "v2", "v3"]
 
 
 @pytest.fixture
-def driver(tmp_path: Path) -> Any:
-    genesis = make_genesis(NAMES)
-    store, engine = open_engine(str(tmp_path / "data"), genesis)
-    mempool = Mempool(chain_id=genesis.chain_id, contracts=engine.contracts,
-                      is_committed=store.has_tx,
-                      lookup_member=committed_member_lookup(store.state, lambda: store.height),
-                      sig_cache=SignatureCache())
-    built = ConsensusDriver(genesis=genesis, node_key=seed_key("v0"), store=store,
-                            engine=engine, mempool=mempool, bus=EventBus(), metrics=Metrics(),
-                            guard_file=SignerStateFile(tmp_path / "signer-state.bin"))
-    yield built
-    store.close()
+def driver(driver_of_four: ConsensusDriver) -> ConsensusDriver:
+    return driver_of_four
 
 
 def signed_vote(name: str, kind: VoteType, height: int, round_: int, block: bytes) -> Vote:

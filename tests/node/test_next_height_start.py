@@ -28,32 +28,16 @@ from consensus.types import (
     message_to_obj,
 )
 from node.driver import ConsensusDriver
-from node.engine import SignatureCache
-from node.events import EventBus
-from node.execution import committed_member_lookup
-from node.mempool import Mempool
-from node.metrics import Metrics
-from node.signer_state import SignerStateFile
 
-from ledger_support import add_member_tx, make_genesis, open_engine, seed_key
+from driver_chain import validator_driver
+from ledger_support import add_member_tx, make_genesis, seed_key
 
 NAMES = ["v0", "v1", "v2", "v3"]
 
 
 @pytest.fixture
-def driver(tmp_path: Any) -> Any:
-    genesis = make_genesis(NAMES)
-    store, engine = open_engine(str(tmp_path / "data"), genesis)
-    mempool = Mempool(chain_id=genesis.chain_id, contracts=engine.contracts,
-                      is_committed=store.has_tx,
-                      lookup_member=committed_member_lookup(store.state, lambda: store.height),
-                      sig_cache=SignatureCache())
-    built = ConsensusDriver(genesis=genesis, node_key=seed_key("v0"), store=store,
-                            engine=engine, mempool=mempool, bus=EventBus(), metrics=Metrics(),
-                            guard_file=SignerStateFile(tmp_path / "signer-state.bin"))
-    built.broadcast = lambda msg: None
-    yield built
-    store.close()
+def driver(driver_of_four: ConsensusDriver) -> ConsensusDriver:
+    return driver_of_four
 
 
 def nil_prevote(name: str, height: int = 1, round_: int = 0) -> dict[str, Any]:
@@ -121,21 +105,8 @@ async def test_work_whose_gossip_was_lost_still_commits(tmp_path: Any) -> None:
     again, and the peers start. Four real drivers over real stores in one event loop; the
     links are function calls that can be cut."""
     genesis = make_genesis(NAMES)
-    drivers: dict[str, ConsensusDriver] = {}
-    stores = []
+    drivers = {name: validator_driver(tmp_path, genesis, name) for name in NAMES}
     linked = dict.fromkeys(NAMES, True)
-    for name in NAMES:
-        store, engine = open_engine(str(tmp_path / name), genesis)
-        stores.append(store)
-        mempool = Mempool(chain_id=genesis.chain_id, contracts=engine.contracts,
-                          is_committed=store.has_tx,
-                          lookup_member=committed_member_lookup(
-                              store.state, lambda s=store: s.height),
-                          sig_cache=SignatureCache())
-        drivers[name] = ConsensusDriver(
-            genesis=genesis, node_key=seed_key(name), store=store, engine=engine,
-            mempool=mempool, bus=EventBus(), metrics=Metrics(),
-            guard_file=SignerStateFile(tmp_path / f"{name}.guard"))
 
     def link(name: str) -> Any:
         def broadcast(msg: Any) -> None:
@@ -163,5 +134,4 @@ async def test_work_whose_gossip_was_lost_still_commits(tmp_path: Any) -> None:
     finally:
         for driver in drivers.values():
             await driver.stop()
-        for store in stores:
-            store.close()
+            driver.store.close()

@@ -399,18 +399,26 @@ GENESIS_1 = bytes(range(32))
 GENESIS_2 = bytes(range(1, 33))
 
 
-def test_invalid_handshake_other_genesis_is_refused_on_both_ends() -> None:
-    """Two nodes of one chain id whose genesis files differ (a ``block_version``, a timeout)
-    used to connect and then halt at the first block the difference decided."""
-    left = Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, genesis=GENESIS_1)
-    right = Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, genesis=GENESIS_2)
+def refusals_on_both_ends(left: Handshake, right: Handshake) -> list[HandshakeError]:
+    """Run both ends' steps; each end must refuse the other's auth: what each raised."""
     auth_left = left.receive_hello(right.hello())
     auth_right = right.receive_hello(left.hello())
+    refused = []
     for side, frame in ((left, auth_right), (right, auth_left)):
         with pytest.raises(HandshakeError) as err:
             side.receive_auth(*split_frame(frame))
-        assert err.value.reason == "genesis"
-        assert "genesis.json" in err.value.detail
+        refused.append(err.value)
+    return refused
+
+
+def test_invalid_handshake_other_genesis_is_refused_on_both_ends() -> None:
+    """Two nodes of one chain id whose genesis files differ (a ``block_version``, a timeout)
+    used to connect and then halt at the first block the difference decided."""
+    for error in refusals_on_both_ends(
+            Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, genesis=GENESIS_1),
+            Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, genesis=GENESIS_2)):
+        assert error.reason == "genesis"
+        assert "genesis.json" in error.detail
 
 
 def test_same_genesis_connects() -> None:
@@ -468,16 +476,12 @@ def test_local_runtime_names_the_minor_version_and_unicode() -> None:
 def test_invalid_handshake_other_runtime_is_refused_on_both_ends() -> None:
     """Another Python minor version can write other receipt bytes for one transaction
     (repr and case folding follow its Unicode tables): refused when linking, both ends."""
-    left = Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, runtime=RUNTIME_1)
-    right = Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, runtime=RUNTIME_2)
-    auth_left = left.receive_hello(right.hello())
-    auth_right = right.receive_hello(left.hello())
-    for side, frame in ((left, auth_right), (right, auth_left)):
-        with pytest.raises(HandshakeError) as err:
-            side.receive_auth(*split_frame(frame))
-        assert err.value.reason == "runtime"
-        assert "python 3.11, unicode 14.0.0" in err.value.detail
-        assert "python 3.12, unicode 15.0.0" in err.value.detail
+    for error in refusals_on_both_ends(
+            Handshake(chain_id=CHAIN, node_key=A, allowed=ALLOWED, runtime=RUNTIME_1),
+            Handshake(chain_id=CHAIN, node_key=B, allowed=ALLOWED, runtime=RUNTIME_2)):
+        assert error.reason == "runtime"
+        assert "python 3.11, unicode 14.0.0" in error.detail
+        assert "python 3.12, unicode 15.0.0" in error.detail
 
 
 def test_other_runtime_connects_when_not_refused_and_is_reported() -> None:

@@ -637,11 +637,19 @@ def test_early_proposals_are_buffered_up_to_a_byte_budget_per_validator() -> Non
     """Review: the buffer for the next height was bounded by count only, so one validator
     could park 64 signed 4 MB proposals (256 MB) on every node."""
     core = started()
-    big = PARAMS.max_buffered_block_bytes_per_validator // 2 - 1
     who = index_of_proposer(2, 0)
-    first = ProposalReceived(proposal(0, b"a" * big, height=2, who=who))
-    second = ProposalReceived(proposal(1, b"b" * big, height=2, who=who))
-    third = ProposalReceived(proposal(2, b"c" * 1024, height=2, who=who))
+    assert_two_halves_then_full(core, [(0, 2, who), (1, 2, who), (2, 2, who)])
+
+
+def assert_two_halves_then_full(core: ConsensusCore,
+                                where: list[tuple[int, int, int | None]]) -> None:
+    """Two proposals of half the byte budget each are held, a third is ``buffer_full``:
+    ``where`` gives each one's (round, height, proposer or None for the round's own)."""
+    big = PARAMS.max_buffered_block_bytes_per_validator // 2 - 1
+    first, second, third = (
+        ProposalReceived(proposal(round_, fill * size, height=height, who=who))
+        for (round_, height, who), fill, size in zip(where, (b"a", b"b", b"c"),
+                                                     (big, big, 1024), strict=True))
     for event in (first, second):
         assert core.precheck(event) is None
         feed(core, event)
@@ -677,16 +685,8 @@ def test_proposals_of_rounds_ahead_are_held_up_to_a_byte_budget_per_proposer() -
     (68 from one validator) were all held and written to every WAL: ~270 MB per node."""
     core = started()  # height 1, round 0
     who = index_of_proposer(1, 1)  # proposes rounds 1, 5, 9, ...
+    assert_two_halves_then_full(core, [(1, 1, None), (5, 1, None), (9, 1, None)])
     big = PARAMS.max_buffered_block_bytes_per_validator // 2 - 1
-    first = ProposalReceived(proposal(1, b"a" * big))
-    second = ProposalReceived(proposal(5, b"b" * big))
-    third = ProposalReceived(proposal(9, b"c" * 1024))
-    for event in (first, second):
-        assert core.precheck(event) is None
-        feed(core, event)
-    assert core.precheck(third) == "buffer_full"
-    feed(core, third)
-    assert core.rejected["buffer_full"] == 1
     # The current round's proposal is not held back by a proposer's rounds ahead.
     assert index_of_proposer(1, 0) != who
     current = ProposalReceived(proposal(0, b"d" * big))
