@@ -92,13 +92,6 @@ WAL_PREFIX = b"w/"  # where stores written before node/wal_file.py kept the WAL
 EVIDENCE_PREFIX = b"e/"
 EVIDENCE_PER_VALIDATOR_HEIGHT = 8
 
-
-def evidence_obj(message: Vote | Proposal) -> dict[str, Any]:
-    """What evidence keeps of a conflicting message: a vote whole, a proposal as its signed
-    body and signature (its block is not needed to check the signature)."""
-    if isinstance(message, Proposal):
-        return {**message.sign_body(), "signature": message.signature}
-    return message.to_obj()
 SYNC_BATCH_BLOCKS = 64
 SYNC_BATCH_BYTES = canonical.MAX_MESSAGE_BYTES - 64 * 1024
 """Block and certificate bytes per sync response: the whole response is one canonical
@@ -148,6 +141,14 @@ SYNC_REJECT_LOG_S = 10.0  # refused sync items: one log line per peer this often
 # Honest peers gossip only transactions they admitted, so these prove a Byzantine sender.
 PROVABLY_BAD_TX = frozenset({"E_MALFORMED_TX", "E_TX_TOO_LARGE", "E_BAD_SIGNATURE",
                              "E_WRONG_CHAIN"})
+
+
+def evidence_obj(message: Vote | Proposal) -> dict[str, Any]:
+    """What evidence keeps of a conflicting message: a vote whole, a proposal as its signed
+    body and signature (its block is not needed to check the signature)."""
+    if isinstance(message, Proposal):
+        return {**message.sign_body(), "signature": message.signature}
+    return message.to_obj()
 
 
 COUNTERS: dict[str, str] = {

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from test_block_files import commit_blocks
 
+from node import connection_watch
 from node.api import Api
 from node.events import EventBus
 from node.store import LedgerStore
@@ -148,7 +149,7 @@ async def test_a_replay_stops_reading_once_its_client_has_gone(tmp_path: Path) -
             if len(read) == seen:
                 break
             seen = len(read)
-        assert bus.subscribers == 0
+        assert bus.subscribers == 0 and connection_watch.watched() == 0
         assert len(read) < heights / 2, len(read)  # before: every height, to the tip
     finally:
         server.close()
