@@ -124,6 +124,13 @@ TX_GOSSIP_MAX_BYTES = 3 * 1024 * 1024
 TX_GOSSIP_ITEM_OVERHEAD = 5  # a bin32 header per transaction in the message
 assert MAX_TX_BYTES + TX_GOSSIP_ITEM_OVERHEAD <= TX_GOSSIP_MAX_BYTES < canonical.MAX_MESSAGE_BYTES
 PEER_TX_MUTE_S = 30.0
+PEER_CONSENSUS_MUTE_S = 30.0
+"""How long a peer's consensus messages are ignored once it sent one with a bad signature
+over its authenticated link. Honest validators send only messages they signed or checked,
+so such a message proves the peer faulty; each cost a decode and a signature check, and a
+flood of them was ~12% of every honest node's CPU at one script's sending rate, without
+end (review). Its valid messages are ignored too meanwhile: one faulty validator less is
+within f."""
 SERVE_BLOCKS_RATE = 20  # get_blocks answers per second per peer (token bucket)
 SERVE_BLOCKS_BURST = 20
 """Advertised in every status message, so that a syncing peer paces itself to it. An
@@ -164,6 +171,8 @@ COUNTERS: dict[str, str] = {
                              "key: a second copy of it is running",
     "jangbu_p2p_bad_messages_total": "peer messages that did not decode, of an unknown kind, "
                                      "or with a transaction no honest node would send",
+    "jangbu_p2p_muted_consensus_total": "consensus messages dropped from peers muted after "
+                                        "a bad signature",
     "jangbu_p2p_muted_txs_total": "transaction gossip dropped from peers muted after a bad "
                                   "transaction",
     "jangbu_p2p_throttled_total": "block requests from peers served late, beyond their budget",
@@ -201,6 +210,15 @@ class _SyncAnswer:
 @dataclass(frozen=True)
 class _StartIfIdle:
     height: int
+
+
+@dataclass(frozen=True)
+class _FromPeer:
+    """A peer's consensus message with the link it came over: a bad signature mutes the
+    link (``PEER_CONSENSUS_MUTE_S``). Replayed and buffered messages have no link."""
+
+    sender: bytes
+    event: VoteReceived | ProposalReceived
 
 
 @dataclass(frozen=True)
@@ -369,6 +387,7 @@ class ConsensusDriver:
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] = lambda exc: None
         self._tx_muted_until: dict[bytes, float] = {}
+        self._consensus_muted_until: dict[bytes, float] = {}
         self._serve_budget: dict[bytes, tuple[float, float]] = {}
         # At most one request per peer waits for a serving token (see _serve_blocks).
         self._serve_deferred: dict[bytes, asyncio.TimerHandle] = {}
@@ -564,14 +583,17 @@ class ConsensusDriver:
             log.debug("bad message from %s: %s", sender.hex()[:12], exc)
 
     def _on_consensus_message(self, sender: bytes, obj: Any) -> None:
+        if self._consensus_muted_until.get(sender, 0.0) > time.monotonic():
+            self.metrics.inc("jangbu_p2p_muted_consensus_total")
+            return
         message = message_from_obj(obj)
         if (message.height == self.store.height + 1 and self.started_height <= self.store.height
                 and self._peers_work_on(sender, message)):
             self._start_height(message.height)  # peers are already working on it
         if isinstance(message, Vote):
-            self.queue.put_nowait(VoteReceived(message))
+            self.queue.put_nowait(_FromPeer(sender, VoteReceived(message)))
         else:
-            self.queue.put_nowait(ProposalReceived(message))
+            self.queue.put_nowait(_FromPeer(sender, ProposalReceived(message)))
 
     def _peers_work_on(self, sender: bytes, message: Proposal | Vote) -> bool:
         """Whether a peer's message of the next height, which we have not started, shows
@@ -644,6 +666,11 @@ class ConsensusDriver:
             return False
         current = self.core.round if self.core.height == height else 0
         return current <= round_ <= current + 1
+
+    def _mute_consensus(self, sender: bytes) -> None:
+        self._consensus_muted_until[sender] = time.monotonic() + PEER_CONSENSUS_MUTE_S
+        log.warning("peer %s sent a consensus message with a bad signature: ignoring its "
+                    "consensus messages for %.0fs", sender.hex()[:12], PEER_CONSENSUS_MUTE_S)
 
     def _mute_tx_gossip(self, sender: bytes, code: str) -> None:
         """Ignore a peer's transaction gossip for a while: it sent one no honest node would
@@ -748,6 +775,9 @@ class ConsensusDriver:
                 return
 
     def _handle(self, event: Any) -> None:
+        sender = None
+        if isinstance(event, _FromPeer):
+            sender, event = event.sender, event.event
         if isinstance(event, _SyncBlocks):
             self._apply_sync_blocks(event)
             return
@@ -783,6 +813,8 @@ class ConsensusDriver:
                 return
             if verdict is not None:
                 self.core.refused(verdict)
+                if verdict == "bad_signature" and sender is not None:
+                    self._mute_consensus(sender)
                 return
             prechecked = True
         self._wal_append(event)

@@ -22,7 +22,7 @@ from consensus.types import VOTE_TAG, Height, Round, Vote, VoteType
 from node.api import Api
 from node.driver import EVIDENCE_PER_VALIDATOR_HEIGHT, EVIDENCE_PREFIX, ConsensusDriver
 
-from ledger_support import seed_key
+from ledger_support import CHAIN_ID, seed_key
 
 NAMES = ["v0", "v1", "v2", "v3"]
 
@@ -35,7 +35,7 @@ def driver(driver_of_four: ConsensusDriver) -> ConsensusDriver:
 def signed_vote(name: str, kind: VoteType, height: int, round_: int, block: bytes) -> Vote:
     key = seed_key(name)
     body = Vote(kind, Height(height), Round(round_), block, bytes(key.verify_key))
-    return replace(body, signature=canonical.sign(key, VOTE_TAG, "jangbu-test",
+    return replace(body, signature=canonical.sign(key, VOTE_TAG, CHAIN_ID,
                                                   body.sign_body()))
 
 
