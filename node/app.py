@@ -205,11 +205,11 @@ class Node:
         m.counter_from("jangbu_signature_checks_saved_total", lambda: self.vote_signatures.hits,
                        "consensus signatures not checked again: a block certificate's "
                        "precommits already checked as votes")
-        # The consensus core's refusals by reason (a replaced core after a sync starts
-        # again from 0): peers' junk shows here, not in the log (review: exported nowhere).
+        # The consensus core's refusals by reason, carried over when a sync replaces the
+        # core: peers' junk shows here, not in the log (review: exported nowhere).
         for code in REJECTION_CODES:
             m.counter_from(f'jangbu_consensus_rejected_total{{code="{code}"}}',
-                           lambda c=code: self.driver.core.rejected[c],  # type: ignore[misc]
+                           lambda c=code: self.driver.consensus_rejected(c),  # type: ignore[misc]
                            "consensus messages the core refused, by reason")
         m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
                        "proposals whose execution was already done from their announcement")

@@ -351,6 +351,7 @@ class ConsensusDriver:
         self.core_params = CoreParams(**{
             f.name: getattr(p, f.name) for f in fields(CoreParams) if hasattr(p, f.name)})
         self.core = self._new_core()
+        self._rejected_before: Counter[str] = Counter()  # refusals of replaced cores
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.send: Callable[[bytes, Any], None] = lambda peer, msg: None
         self.broadcast: Callable[[Any], object] = lambda msg: None
@@ -400,6 +401,16 @@ class ConsensusDriver:
         self._evidence_recorded: tuple[int, Counter[bytes]] = (0, Counter())
         # Who sent messages of a height we have not started (``_peers_work_on``).
         self._next_height_senders: tuple[int, set[bytes]] = (0, set())
+
+    def _replace_core(self) -> None:
+        """A fresh core for the live height; the old one's refusal counts carry over, so
+        ``jangbu_consensus_rejected_total`` only ever grows."""
+        self._rejected_before.update(self.core.rejected)
+        self.core = self._new_core()
+
+    def consensus_rejected(self, code: str) -> int:
+        """Consensus messages refused for ``code`` since this node started."""
+        return self._rejected_before[code] + self.core.rejected[code]
 
     def _new_core(self) -> ConsensusCore:
         last = self.store.get_commit(self.store.height) if self.store.height else None
@@ -1257,6 +1268,14 @@ class ConsensusDriver:
             self._sync_unanswered.add(event.sender)
         elif answers and applied:
             self._sync_unanswered.discard(event.sender)
+        if not answers and not applied:
+            # Nothing asked for and nothing new (a late duplicate, or junk): no state to
+            # change. It used to fall through to the end of a sync and, between a commit
+            # and the next start, replace the core: one empty unasked ``blocks`` message
+            # zeroed the consensus refusal counters and dropped the buffered next-height
+            # messages (review).
+            self.metrics.inc("jangbu_sync_ignored_total")
+            return
         if not answers and self.syncing:
             return  # the request that is out (or the retry after 5 s) carries the sync on
         behind = self._sync_target() is not None
@@ -1278,7 +1297,7 @@ class ConsensusDriver:
             # Every synced block is on disk now (settled above), the old core's height
             # among them: its records go with it.
             self._reset_wal([])
-            self.core = self._new_core()
+            self._replace_core()
             self.started_height = self.store.height
         self._consider_start()  # heights held back while we were syncing may start now
 

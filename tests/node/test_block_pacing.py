@@ -210,3 +210,31 @@ def test_invalid_pace_longer_than_half_the_propose_timeout_is_refused():
     assert make_genesis(consensus={"min_block_interval_ms": 2000,
                                    "timeout_propose_ms": 4000}).params \
         .min_block_interval_ms == 2000
+
+
+async def test_an_unasked_empty_blocks_answer_changes_nothing(tmp_path: Any) -> None:
+    """Review: an empty ``blocks`` message nobody asked for, between a commit and the next
+    start, fell through to the end of a sync and replaced the consensus core: the refusal
+    counters on /metrics went back to 0 and the core's buffered messages were dropped."""
+    from node.driver import _SyncBlocks
+
+    chain = Chain(tmp_path)
+    try:
+        await chain.driver.start()
+        chain.submit()
+        await chain.until_height(1)
+        driver = chain.driver
+        core = driver.core
+        core.rejected["bad_signature"] += 3  # as if a peer's junk had been refused
+        for _ in range(5):
+            driver.queue.put_nowait(_SyncBlocks(b"\x01" * 32, []))
+        await asyncio.sleep(0.2)
+        assert driver.core is core
+        assert driver.consensus_rejected("bad_signature") == 3
+        assert "jangbu_sync_ignored_total 5" in driver.metrics.render()
+        # A replaced core (a real sync) carries the counts over.
+        driver._replace_core()
+        assert driver.core is not core and driver.consensus_rejected("bad_signature") == 3
+    finally:
+        await chain.driver.stop()
+        chain.store.close()
