@@ -102,7 +102,8 @@ class Node:
         self.mempool = Mempool(
             chain_id=self.chain_id, contracts=self.contracts, is_committed=self.store.has_tx,
             lookup_member=members, sig_cache=self.sig_cache,
-            limits=MempoolLimits(config.mempool_max_txs, config.mempool_max_bytes))
+            limits=MempoolLimits.for_orgs(config.mempool_max_txs, config.mempool_max_bytes,
+                                          len(self.genesis.orgs)))
         # What our mempool admitted already passed its contract check on this node.
         self.engine.is_prechecked = self.mempool.__contains__
         self.engine.committed_members = members

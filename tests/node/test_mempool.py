@@ -254,3 +254,71 @@ def test_a_transaction_cut_from_a_synced_block_is_shape_checked_at_admission(poo
     assert lazy_good is not None
     pool.add(lazy_good)
     assert lazy_good.__dict__["args"] == good.args and len(pool) == 1
+
+
+def two_org_parts(tmp_path):
+    """A chain of two organisations, each with one admin key (``admin``, ``other``)."""
+    from node.genesis import parse_genesis
+
+    base = make_genesis()
+    raw = {
+        "chain_id": base.chain_id, "genesis_time_ms": base.genesis_time_ms,
+        "validators": [{"name": "v0", "org": "operator",
+                        "pubkey": seed_key("v0").verify_key.encode().hex(),
+                        "p2p": "127.0.0.1:27000", "api": "http://127.0.0.1:28000"}],
+        "orgs": [{"id": org, "name": org.title(), "roles": ["operator"],
+                  "keys": [{"pubkey": seed_key(key).verify_key.encode().hex(),
+                            "roles": ["operator", "admin"]}]}
+                 for org, key in (("operator", "admin"), ("other", "other"))],
+        "contracts": [{"name": "membership", "version": "1"}],
+        "consensus": {"block_version": base.params.block_version},
+    }
+    return open_engine(str(tmp_path / "data"), parse_genesis(raw))
+
+
+def test_one_organisation_takes_at_most_its_share_of_the_pool(tmp_path):
+    """Review: a Byzantine validator's organisation filled every honest mempool with valid
+    transactions signed by its own key; honest clients got ``E_MEMPOOL_FULL`` (120 of 300).
+    With several organisations, one holds at most half of the count and of the bytes."""
+    store, engine = two_org_parts(tmp_path)
+    try:
+        limits = MempoolLimits.for_orgs(max_txs=10, max_bytes=10**9, orgs=2)
+        assert limits.org_share == 0.5
+        pool = Mempool(chain_id=CHAIN_ID, contracts=engine.contracts,
+                       is_committed=store.has_tx, lookup_member=member_lookup(store.state),
+                       sig_cache=engine.sig_cache, limits=limits)
+        flood = [add_member_tx(seed_key("admin"), f"f{i}", i) for i in range(6)]
+        for tx in flood[:5]:
+            pool.add(tx)
+        with pytest.raises(MempoolFull) as full:
+            pool.add(flood[5])
+        assert full.value.code == "E_MEMPOOL_FULL" and "'operator'" in full.value.message
+        honest = [add_member_tx(seed_key("other"), f"h{i}", 100 + i) for i in range(5)]
+        for tx in honest:
+            pool.add(tx)  # the other half is still theirs
+        pool.remove([flood[0].hash])
+        pool.add(flood[5])  # room again once one of its own committed
+        assert len(pool) == 10
+        # Bytes too: a share of the byte limit.
+        size = len(flood[0].encoded)
+        by_bytes = Mempool(chain_id=CHAIN_ID, contracts=engine.contracts,
+                           is_committed=store.has_tx, lookup_member=member_lookup(store.state),
+                           sig_cache=engine.sig_cache,
+                           limits=MempoolLimits.for_orgs(1000, 4 * size, 2))
+        for tx in flood[:2]:
+            by_bytes.add(tx)
+        with pytest.raises(MempoolFull):
+            by_bytes.add(flood[2])
+    finally:
+        store.close()
+
+
+def test_a_single_organisation_chain_has_the_whole_pool(pool_parts):
+    assert MempoolLimits.for_orgs(10, 10**9, orgs=1).org_share == 1.0
+    pool = Mempool(chain_id=CHAIN_ID, contracts=pool_parts[1].contracts,
+                   is_committed=pool_parts[0].has_tx,
+                   lookup_member=member_lookup(pool_parts[0].state),
+                   sig_cache=pool_parts[1].sig_cache, limits=MempoolLimits.for_orgs(10, 10**9, 1))
+    for i in range(10):
+        pool.add(add_member_tx(seed_key("admin"), f"s{i}", i))
+    assert len(pool) == 10
