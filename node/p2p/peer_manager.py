@@ -262,6 +262,10 @@ class PeerManager:
         self._pending_handshakes = 0
         self._pending_by_address: Counter[str] = Counter()
         self._refusal_lines = LogThrottle(self.config.refusal_log_interval)
+        # Links made and closed, one line per peer (and close reason) per interval: a
+        # validator's key can relink as often as it likes, and each link logged two lines
+        # (a review's storm: 1 MB of log in 10 s per node, ~8 GB a day).
+        self._link_lines = LogThrottle(self.config.refusal_log_interval)
         self._running = False
 
     # ------------------------------------------------------------------ public API
@@ -576,12 +580,15 @@ class PeerManager:
             asyncio.create_task(self._keepalive_loop(peer, link), name=f"p2p-ping-{peer.name}"),
         ]
         peer.wakeup.set()
-        logger.info(
-            "p2p connected to %s (%s, %s)",
-            peer.name,
-            _short(peer.pubkey),
-            "outbound" if link.dialer == self.pubkey else "inbound",
-        )
+        muted = self._link_lines.allow((peer.pubkey, "connected"))
+        if muted is not None:
+            logger.info(
+                "p2p connected to %s (%s, %s)%s",
+                peer.name,
+                _short(peer.pubkey),
+                "outbound" if link.dialer == self.pubkey else "inbound",
+                f"; {muted} more links since the last line" if muted else "",
+            )
         if peer.runtime is not None and peer.runtime != self.runtime:
             logger.warning(
                 "p2p peer %s runs %s, this node %s: receipts can differ between them and "
@@ -612,8 +619,12 @@ class PeerManager:
             peer.failures = 0 if lived >= self.config.stable_after else peer.failures + 1
             peer.next_dial_at = time.monotonic() + self._backoff(peer.failures)
             peer.changed.set()
+        muted = self._link_lines.allow((peer.pubkey, "closed", reason))
+        if muted is None:
+            return
         level = logging.INFO if reason in {"eof", "shutdown", "replaced"} else logging.WARNING
-        logger.log(level, "p2p link to %s closed: %s", peer.name, reason)
+        logger.log(level, "p2p link to %s closed: %s%s", peer.name, reason,
+                   f"; {muted} more since the last line" if muted else "")
 
     async def _read_loop(self, peer: _Peer, link: _Link) -> None:
         """Frames in, in order. A read that waits ``dead_timeout`` is ended by the watchdog

@@ -644,3 +644,23 @@ def test_a_message_queued_as_the_link_closes_is_kept_not_raised_under_uvloop() -
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(scenario()) == []
+
+
+async def test_a_peer_relinking_over_and_over_logs_one_line_an_interval(
+        cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """Review: a validator's key can relink as often as it likes, and each link wrote two
+    INFO lines (1 MB of log in 10 s per node in a storm); now one line per peer and kind
+    an interval, saying how many more there were."""
+    a, b = await start_mesh(cluster, [make_key(1), make_key(2)])
+    peer = a.mgr._peers[b.pubkey]
+    with caplog.at_level(logging.INFO, logger="node.p2p.peer_manager"):
+        for _ in range(8):
+            link = peer.link
+            assert link is not None
+            a.mgr._close_link(peer, link, "eof")
+            await wait_until(lambda old=link: peer.link is not None and peer.link is not old)
+    connected = [r for r in caplog.records if "p2p connected to" in r.getMessage()]
+    closed = [r for r in caplog.records if "closed: eof" in r.getMessage()]
+    # Both ends log (one line each at most); before: 8 relinks, 16 lines of each kind.
+    assert len(connected) <= 2 and len(closed) <= 2, (len(connected), len(closed))
+    assert a.mgr.stats()["peers"][b.pubkey.hex()]["connects"] >= 9  # every one counted
