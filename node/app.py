@@ -183,6 +183,17 @@ class Node:
         m.gauge("jangbu_peers_other_runtime", lambda: len(self.p2p.other_runtimes()),
                 "connected peers on another Python minor or Unicode version ([p2p] "
                 "runtime_check = \"warn\"): receipts can differ, see docs/operations.md")
+        for info in self.genesis.validators:
+            if info.pubkey == self.pubkey:
+                continue
+            label = f'{{peer="{info.name}"}}'
+            m.counter_from(f"jangbu_p2p_connects_total{label}",
+                           lambda k=info.pubkey: self.p2p.peer_stats(k).connects,  # type: ignore[misc]
+                           "links made with each peer (relinks included: the log says a "
+                           "relink storm only once every 10 s)")
+            m.counter_from(f"jangbu_p2p_disconnects_total{label}",
+                           lambda k=info.pubkey: self.p2p.peer_stats(k).disconnects,  # type: ignore[misc]
+                           "links with each peer closed")
         for reason in REFUSAL_REASONS:
             m.counter_from(f'jangbu_p2p_refused_total{{reason="{reason}"}}',
                            lambda r=reason: self.p2p.rejected[r],  # type: ignore[misc]

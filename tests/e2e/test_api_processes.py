@@ -77,7 +77,8 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
                  # an upgrade has its series before the first refusal)
                  'jangbu_p2p_refused_total{reason="runtime"} 0',
                  'jangbu_p2p_refused_total{reason="genesis"} 0',
-                 "jangbu_peers_other_runtime 0"):
+                 "jangbu_peers_other_runtime 0",
+                 'jangbu_p2p_connects_total{peer="customs"}'):
         assert name in text, name
     cpu = float(text.split("\nprocess_cpu_seconds_total ", 1)[1].split()[0])
     assert 0 < cpu < 3600  # this process's own CPU, in seconds
