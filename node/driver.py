@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -145,6 +146,11 @@ MIN_ANNOUNCED_TXS = 32
 """Smaller blocks are built without an announcement: executing them takes less than a
 message's round trip through the loops."""
 SYNC_REJECT_LOG_S = 10.0  # refused sync items: one log line per peer this often
+UNASKED_BLOCKS_INTERVAL_S = 1.0
+"""At most one ``blocks`` answer a second from a peer that the sync is not waiting on. Such
+answers (a late one to an earlier request) may still add certified blocks, but each is
+decoded whole before its heights are known, and a review's peer sent 3.6 MB of old fake
+blocks twenty times a second, ~34% of every honest node's CPU."""
 # Honest peers gossip only transactions they admitted, so these prove a Byzantine sender.
 PROVABLY_BAD_TX = frozenset({"E_MALFORMED_TX", "E_TX_TOO_LARGE", "E_BAD_SIGNATURE",
                              "E_WRONG_CHAIN"})
@@ -366,6 +372,7 @@ class ConsensusDriver:
         # never ask for more nor end the sync: one chain of requests at a time.
         self._sync_expect: tuple[bytes, int] | None = None
         self._sync_unanswered: set[bytes] = set()  # sync peers that failed a request
+        self._unasked_blocks_at: dict[bytes, float] = {}  # ``_take_blocks_answer``
         self._sync_reject_lines = LogThrottle(SYNC_REJECT_LOG_S)  # one line per peer
         self._ask_budget: dict[bytes, tuple[float, float]] = {}  # peer -> (tokens, at)
         self._peer_serve: dict[bytes, tuple[int, int]] = {}  # advertised (rate, burst)
@@ -583,7 +590,7 @@ class ConsensusDriver:
                 self._serve_blocks(sender, msg.get("from"), msg.get("diffs", False))
             elif kind == "blocks":
                 items = msg.get("items")
-                if isinstance(items, list):
+                if isinstance(items, list) and self._take_blocks_answer(sender):
                     self.queue.put_nowait(_SyncBlocks(sender, items))
             elif kind == "next":
                 self._on_announcement(sender, msg)
@@ -592,6 +599,19 @@ class ConsensusDriver:
         except (InvalidMessage, TypeError, ValueError, KeyError) as exc:
             self.metrics.inc("jangbu_p2p_bad_messages_total")
             log.debug("bad message from %s: %s", sender.hex()[:12], exc)
+
+    def _take_blocks_answer(self, sender: bytes) -> bool:
+        """Whether to take a ``blocks`` message from ``sender``: always the one the sync
+        waits on, others at most once per ``UNASKED_BLOCKS_INTERVAL_S`` per peer."""
+        expect = self._sync_expect
+        if expect is not None and expect[0] == sender:
+            return True
+        now = time.monotonic()
+        if now - self._unasked_blocks_at.get(sender, -math.inf) < UNASKED_BLOCKS_INTERVAL_S:
+            self.metrics.inc("jangbu_sync_ignored_total")
+            return False
+        self._unasked_blocks_at[sender] = now
+        return True
 
     def _on_consensus_message(self, sender: bytes, obj: Any) -> None:
         if self._consensus_muted_until.get(sender, 0.0) > time.monotonic():

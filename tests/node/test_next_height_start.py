@@ -171,3 +171,20 @@ async def test_a_bad_signature_mutes_that_links_consensus_messages(
     driver._consensus_muted_until[sender("v1")] -= PEER_CONSENSUS_MUTE_S
     driver.on_peer_message(sender("v1"), nil_prevote("v1", 1, 1))
     assert not driver.queue.empty()
+
+
+async def test_unasked_blocks_answers_are_taken_once_a_second_per_peer(
+        driver: ConsensusDriver) -> None:
+    """Review: a peer sent 3.6 MB of old fake blocks twenty times a second; each answer was
+    decoded whole before its heights were known (~34% of every honest node's CPU). An
+    answer the sync does not wait on is now taken at most once a second per peer."""
+    junk = {"t": "blocks", "items": [[b"not a block", {}]]}
+    for _ in range(20):
+        driver.on_peer_message(sender("v1"), junk)
+    driver.on_peer_message(sender("v2"), junk)  # another peer has its own allowance
+    assert driver.queue.qsize() == 2
+    assert "jangbu_sync_ignored_total 19" in driver.metrics.render()
+    # The answer the sync waits on is always taken.
+    driver._sync_expect = (sender("v1"), 1)
+    driver.on_peer_message(sender("v1"), junk)
+    assert driver.queue.qsize() == 3
