@@ -69,19 +69,17 @@ _EVIDENCE_KINDS = {0: "proposal", 1: "prevote", 2: "precommit"}
 def evidence_entry(key: bytes, value: bytes) -> dict[str, Any]:
     """One evidence record as JSON. Keys from before the kind and round were in them
     (``e/`` + height + validator) read the same: both come from the messages too."""
-    height = int.from_bytes(key[2:10], "big")
-    validator = key[10:42]
+    entry: dict[str, Any] = {"id": key[len(EVIDENCE_PREFIX):].hex(),
+                             "height": int.from_bytes(key[2:10], "big"),
+                             "validator": key[10:42].hex()}
     try:
         first, second = canonical.decode_trusted(value)
         kind = "proposal" if "proposer" in first else _EVIDENCE_KINDS.get(first.get("type"),
                                                                           "vote")
         round_ = first.get("round")
     except (ValueError, TypeError, AttributeError):  # written by this node; never crash
-        return {"id": key[len(EVIDENCE_PREFIX):].hex(), "height": height,
-                "validator": validator.hex(), "kind": "unreadable",
-                "round": None, "messages": []}
-    return {"id": key[len(EVIDENCE_PREFIX):].hex(), "height": height,
-            "validator": validator.hex(), "kind": kind, "round": round_,
+        return {**entry, "kind": "unreadable", "round": None, "messages": []}
+    return {**entry, "kind": kind, "round": round_,
             "messages": [to_json(first), to_json(second)]}
 
 

@@ -173,8 +173,8 @@ COUNTERS: dict[str, str] = {
                                          "proposal",
     "jangbu_speculations_failed_total": "speculative executions that raised (dropped)",
     "jangbu_invalid_proposals_total": "proposals whose block did not validate",
-    "jangbu_evidence_total": "conflicting votes (double signs) seen; against this node's own "
-                             "key: a second copy of it is running",
+    "jangbu_evidence_total": "conflicting votes or proposals (double signs) seen; against "
+                             "this node's own key: a second copy of it is running",
     "jangbu_p2p_bad_messages_total": "peer messages that did not decode, of an unknown kind, "
                                      "or with a transaction no honest node would send",
     "jangbu_p2p_muted_consensus_total": "consensus messages dropped from peers muted after "
@@ -186,7 +186,9 @@ COUNTERS: dict[str, str] = {
     "jangbu_sync_blocks_total": "blocks taken by block sync",
     "jangbu_sync_diffs_applied_total": "synced blocks applied from their certified diff",
     "jangbu_sync_diffs_rejected_total": "synced diffs that did not check out",
-    "jangbu_sync_ignored_total": "sync answers starting past this node's next height",
+    "jangbu_sync_ignored_total": "sync answers that could add nothing (starting past this "
+                                 "node's next height, or unasked with nothing new) or came "
+                                 "unasked more than once a second from a peer",
     "jangbu_sync_rejected_total": "synced items refused (they did not check out)",
     "jangbu_sync_requests_ahead_total": "block batches asked for while one was being applied",
 }
