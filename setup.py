@@ -77,7 +77,8 @@ setup(
         Extension("node._tree_speedups", ["node/_tree_speedups.c"], optional=True,
                   extra_compile_args=["-O2"], libraries=["crypto"]),
         # Needs nothing beyond the C compiler: it calls the libsodium PyNaCl loaded.
-        Extension("node._sigcheck", ["node/_sigcheck.c"], optional=True,
+        Extension("node._sigcheck", ["node/_sigcheck.c", "node/_ed25519_keyed.c"],
+                  depends=["node/_ed25519_keyed.h"], optional=True,
                   extra_compile_args=["-O2"], libraries=["dl"]),
         # Calls the LevelDB plyvel loaded; OpenSSL's SHA-256 as the tree module does.
         Extension("node._state_scan", ["node/_state_scan.c"], optional=True,

@@ -22,6 +22,8 @@
 #include <dlfcn.h>
 #include <stdatomic.h>
 
+#include "_ed25519_keyed.h"
+
 #define PUBKEY_SIZE 32
 #define SIGNATURE_SIZE 64
 
@@ -29,6 +31,21 @@ typedef int (*verify_detached_fn)(const unsigned char *sig, const unsigned char 
                                   unsigned long long mlen, const unsigned char *pk);
 
 static verify_detached_fn verify_detached = NULL;
+
+/* Keys seen before are checked from their tables (node/_ed25519_keyed.c), which only
+ * ever accept; whatever they do not accept goes to libsodium. Off until use_keyed(True). */
+static _Atomic int keyed_on = 0;
+static int keyed_ready = 0;
+
+/* 0 if (sig, m, pk) verifies: as libsodium's crypto_sign_ed25519_verify_detached. */
+static int check_signature(const unsigned char *sig, const unsigned char *m,
+                           unsigned long long mlen, const unsigned char *pk) {
+    if (atomic_load_explicit(&keyed_on, memory_order_relaxed) &&
+        keyed_accepts(sig, m, (size_t)mlen, pk)) {
+        return 0;
+    }
+    return verify_detached(sig, m, mlen, pk);
+}
 
 typedef struct {
     const unsigned char *pubkey;
@@ -56,7 +73,12 @@ static PyObject *bind(PyObject *self, PyObject *arg) {
         PyErr_Format(PyExc_OSError, "%s has no crypto_sign_ed25519_verify_detached", path);
         return NULL;
     }
+    void *sha512 = dlsym(handle, "crypto_hash_sha512");
+    void *reduce = dlsym(handle, "crypto_core_ed25519_scalar_reduce");
     verify_detached = (verify_detached_fn)symbol;
+    if (!keyed_ready && sha512 != NULL && reduce != NULL) {
+        keyed_ready = keyed_init((keyed_sha512_fn)sha512, (keyed_reduce_fn)reduce) == 0;
+    }
     Py_RETURN_NONE;
 }
 
@@ -129,7 +151,6 @@ static void batch_dealloc(Batch *self) {
 /* run(): check items until none is left unclaimed (GIL released); returns None. */
 static PyObject *batch_run(Batch *self, PyObject *unused) {
     (void)unused;
-    verify_detached_fn check = verify_detached;
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
         Py_ssize_t i = atomic_fetch_add(&self->next, 1);
@@ -138,7 +159,7 @@ static PyObject *batch_run(Batch *self, PyObject *unused) {
         }
         job *j = &self->jobs[i];
         self->verified[i] = j->pubkey != NULL &&
-                            check(j->signature, j->message,
+                            check_signature(j->signature, j->message,
                                   (unsigned long long)j->message_size, j->pubkey) == 0;
     }
     Py_END_ALLOW_THREADS
@@ -232,7 +253,66 @@ static PyObject *verify_many(PyObject *self, PyObject *items) {
     return verdicts;
 }
 
+/* use_keyed(on: bool) -> bool: check keys seen before from their tables; True if on
+ * (off when the tables could not be made: no 128-bit integers, or bind() not called). */
+static PyObject *use_keyed(PyObject *self, PyObject *arg) {
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    on = on && keyed_ready;
+    atomic_store(&keyed_on, on);
+    if (!on) {
+        keyed_reset();
+    }
+    return PyBool_FromLong(on);
+}
+
+/* keyed_stats() -> dict of the tables' counters (accepted, deferred, built, evicted,
+ * refused_keys): how many checks the tables took off libsodium. */
+static PyObject *keyed_stats_py(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    keyed_counts c;
+    keyed_stats(&c);
+    return Py_BuildValue("{sKsKsKsKsK}", "accepted", (unsigned long long)c.accepted,
+                         "deferred", (unsigned long long)c.deferred,
+                         "built", (unsigned long long)c.built,
+                         "evicted", (unsigned long long)c.evicted,
+                         "refused_keys", (unsigned long long)c.refused_keys);
+}
+
+/* keyed_combination(s, k, pk) -> bytes | None: the encoding of [s]B + [k](-A) as the
+ * tables compute it (tests compare it with an independent computation). */
+static PyObject *keyed_combination_py(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer s, k, pk;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &s, &k, &pk)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    unsigned char out[32];
+    if (s.len != 32 || k.len != 32 || pk.len != 32) {
+        PyErr_SetString(PyExc_ValueError, "three 32-byte values expected");
+    } else if (!keyed_ready ||
+               keyed_combination(out, s.buf, k.buf, pk.buf) != 0) {
+        result = Py_None;
+        Py_INCREF(result);
+    } else {
+        result = PyBytes_FromStringAndSize((const char *)out, 32);
+    }
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&k);
+    PyBuffer_Release(&pk);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"use_keyed", use_keyed, METH_O, "Check keys seen before from their tables (True if on)."},
+    {"keyed_stats", keyed_stats_py, METH_NOARGS, "The key tables' counters."},
+    {"keyed_combination", keyed_combination_py, METH_VARARGS,
+     "[s]B + [k](-A) as the key tables compute it (tests)."},
     {"bind", bind, METH_O, "Use crypto_sign_ed25519_verify_detached from this loaded library."},
     {"verify_many", verify_many, METH_O,
      "One byte per (pubkey, message, signature): 1 if it verifies (GIL released)."},
