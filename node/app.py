@@ -217,6 +217,12 @@ class Node:
         m.counter_from("jangbu_signature_checks_saved_total", lambda: self.vote_signatures.hits,
                        "consensus signatures not checked again: a block certificate's "
                        "precommits already checked as votes")
+        # The key tables (node/_ed25519_keyed.c): how many checks they took off libsodium.
+        m.gauge("jangbu_signature_key_tables_on", lambda: int(sigcheck.keyed_checks()),
+                "1 if keys seen before are checked from their tables (JANGBU_KEYED_SIGCHECK)")
+        for field, (name, help_text) in sigcheck.KEYED_METRICS.items():
+            m.counter_from(name, lambda f=field: sigcheck.keyed_stats().get(f, 0),  # type: ignore[misc]
+                           help_text)
         # The consensus core's refusals by reason, carried over when a sync replaces the
         # core: peers' junk shows here, not in the log (review: exported nowhere).
         for code in REJECTION_CODES:
@@ -628,6 +634,8 @@ async def run_node(config: NodeConfig) -> None:
     log.info("clearance contract: %s", clearance_build.BUILD)
     log.info("signature checks of a block: %s", "batched, worker thread + event loop thread"
              if sigcheck.background_checks() else "one by one on the event loop thread")
+    log.info("signature checks of keys seen before: %s", "from their tables, else libsodium"
+             if sigcheck.keyed_checks() else "libsodium (JANGBU_KEYED_SIGCHECK=0, or not built)")
     node = Node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -114,6 +114,20 @@ def keyed_checks() -> bool:
     return _keyed
 
 
+KEYED_METRICS = {
+    "accepted": ("jangbu_signature_checks_from_tables_total",
+                 "signatures accepted from their key's table (node/_ed25519_keyed.c)"),
+    "deferred": ("jangbu_signature_checks_by_libsodium_total",
+                 "signature checks left to libsodium: no table for the key yet, or not "
+                 "accepted from it (a bad signature)"),
+    "built": ("jangbu_signature_key_tables_built_total",
+              "key tables built (a key's third use makes one)"),
+    "evicted": ("jangbu_signature_key_tables_evicted_total",
+                "key tables dropped for another key's (64 are kept)"),
+}
+"""The key tables' counters on ``/metrics``, by their field in :func:`keyed_stats`."""
+
+
 def keyed_stats() -> dict[str, int]:
     """The key tables' counters since they were turned on: ``accepted`` (checks a table
     decided), ``deferred`` (left to libsodium), ``built``, ``evicted``, ``refused_keys``."""
@@ -201,5 +215,6 @@ def background_checks() -> bool:
     return _use_compiled
 
 
-__all__ = ["MIN_BACKGROUND", "Verdicts", "background_checks", "keyed_checks", "keyed_stats",
-           "start", "use_background_checks", "use_keyed_checks", "verify_now", "verify_one"]
+__all__ = ["KEYED_METRICS", "MIN_BACKGROUND", "Verdicts", "background_checks", "keyed_checks",
+           "keyed_stats", "start", "use_background_checks", "use_keyed_checks", "verify_now",
+           "verify_one"]

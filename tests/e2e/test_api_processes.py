@@ -72,6 +72,10 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
                  "jangbu_txs_committed_total", "jangbu_tx_commit_latency_seconds_count 1",
                  "jangbu_commit_seconds_bucket", "# TYPE process_cpu_seconds_total counter",
                  "# TYPE jangbu_signature_checks_saved_total counter",
+                 # the key tables are on in every node a test starts (the default)
+                 "jangbu_signature_key_tables_on 1",
+                 "# TYPE jangbu_signature_checks_from_tables_total counter",
+                 "# TYPE jangbu_signature_checks_by_libsodium_total counter",
                  "# TYPE python_info gauge",
                  # declared from the start (an alert on a runtime or genesis mismatch after
                  # an upgrade has its series before the first refusal)

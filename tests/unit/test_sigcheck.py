@@ -208,3 +208,22 @@ def test_the_switch_is_read_from_the_environment_at_start(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True, cwd=os.getcwd())
     assert out.stdout.strip() == str(compiled is not None)
+
+
+def test_the_key_tables_switch_is_read_from_the_environment_at_start() -> None:
+    import subprocess
+    import sys
+
+    code = "from node import sigcheck; print(sigcheck.keyed_checks())"
+    env = {**os.environ, "JANGBU_KEYED_SIGCHECK": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.getcwd())
+    assert out.stdout.strip() == "False"
+    env["JANGBU_KEYED_SIGCHECK"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.getcwd())
+    assert out.stdout.strip() == str(compiled is not None)
+    env["JANGBU_SERIAL_SIGCHECK"] = "1"  # PyNaCl alone: no compiled helper, no tables
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.getcwd())
+    assert out.stdout.strip() == "False"
