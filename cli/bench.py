@@ -11,7 +11,9 @@ Method (so the numbers mean something):
    transaction's latency is from the moment its batch was sent to the first commit event
    of it seen on the node it was sent to;
 5. the Ed25519 verification bound is measured in the same run on the same machine:
-   ``verifies/s per core x cores / nodes`` (every node checks every transaction once);
+   ``verifies/s per core x cores / nodes`` (every node checks every transaction once),
+   with libsodium's check; ``keyed_verify_per_s_per_core`` is the rate of the check a node
+   pays for a key seen before, from its table (node/_ed25519_keyed.c; None where off);
 6. ``node_cpu_us_per_tx``: the CPU the node processes used from the first offer to the
    last commit (``process_cpu_seconds_total`` of each node's ``/metrics``), per committed
    transaction and node. Unlike tx/s it hardly moves with the load on a shared machine,
@@ -195,6 +197,28 @@ def measure_verify_rate(seconds: float = 1.0) -> float:
     while time.perf_counter() - started < seconds:
         for _ in range(200):
             canonical.verify_raw(pub, message, sig)
+        count += 200
+    return count / (time.perf_counter() - started)
+
+
+def measure_keyed_verify_rate(seconds: float = 1.0) -> float | None:
+    """As :func:`measure_verify_rate`, through a key's table (node/_ed25519_keyed.c), the
+    check a node pays for a key seen before; None where the tables are off or not built."""
+    from node import sigcheck
+
+    if not sigcheck.keyed_checks():
+        return None
+    key = SigningKey(b"\x12" * 32)
+    message = b"x" * 200
+    sig = bytes(key.sign(message).signature)
+    pub = key.verify_key.encode()
+    for _ in range(4):  # the third use builds the key's table
+        sigcheck.verify_one(pub, message, sig)
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(200):
+            sigcheck.verify_one(pub, message, sig)
         count += 200
     return count / (time.perf_counter() - started)
 
@@ -535,6 +559,7 @@ class Bench:
             end_height = (await c.status())["height"]
         blocks = end_height - start_height
         verify_rate = measure_verify_rate()
+        keyed_rate = measure_keyed_verify_rate()
         cores = os.cpu_count() or 1
         bound = verify_rate * cores / len(self.urls)
         elapsed = max(1e-9, last_commit - t0)
@@ -565,6 +590,7 @@ class Bench:
             "verify_per_s_per_core": round(verify_rate),
             "verify_bound_tx_per_s": round(bound),
             "bound_fraction": round(tps / bound, 3) if bound else 0.0,
+            "keyed_verify_per_s_per_core": round(keyed_rate) if keyed_rate else None,
             "node_cpu_us_per_tx": node_cpu,
             "loop_thread_cpu_us_per_tx": loop_cpu,
             "client_cpu_us_per_tx": (round(client_cpu / len(self.committed_at) * 1e6, 1)

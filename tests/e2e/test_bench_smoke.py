@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from node import stage_cpu
+from node import sigcheck, stage_cpu
 from node.metrics import interpreter
 
 from netutil import ROOT, http_text, make_network, run_bench
@@ -48,6 +48,16 @@ def test_bench_smoke_run_reports_every_field(tmp_path):
     assert result["node_python"] == [interpreter()] and result["client_python"] == interpreter()
     for org, text in metrics.items():
         assert ("jangbu_stage_cpu_seconds_total{" in text) == (org in accounting), org
+    # The orders come from 8 seller keys, each signing ~37 of them: every node checks most
+    # of them from the keys' tables (node/_ed25519_keyed.c), the first uses by libsodium.
+    if sigcheck.keyed_checks():
+        assert result["keyed_verify_per_s_per_core"] > 0
+        for org, text in metrics.items():
+            from_tables = float(text.split("\njangbu_signature_checks_from_tables_total ",
+                                           1)[1].split()[0])
+            assert from_tables >= 300 - 8 * 3, org
+    else:
+        assert result["keyed_verify_per_s_per_core"] is None
     stages = result["stage_cpu_us_per_tx"]
     assert result["stage_cpu_nodes"] == len(accounting)
     assert set(stages) == {stage.name for stage in stage_cpu.STAGES}
