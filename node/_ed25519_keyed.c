@@ -6,9 +6,10 @@
  * node's CPU (docs/benchmarks.md). libsodium computes R' = [h](-A) + [S]B with ~253 point
  * doublings shared by both scalars, and decodes A (a field exponentiation) every time.
  * The keys that sign are few and sign thousands of times (an organisation's keys, its
- * devices), so for a key seen KEYED_BUILD_AFTER times this module keeps a table of
- * j * 256^i * (-A) (i < 32, 1 <= j <= 8), as for the base point B, and computes the same
- * R' with ~128 additions of table points and 4 doublings, and no decoding of A.
+ * devices), so for a key with KEYED_BUILD_AFTER signatures libsodium accepted, this module
+ * keeps a table of j * 256^i * (-A) (i < 32, 1 <= j <= 8), as for the base point B, and
+ * computes the same R' with ~128 additions of table points and 4 doublings, and no
+ * decoding of A.
  *
  * Why the verdicts cannot differ from libsodium's (node/_sigcheck.c): the check is the same
  * equation on the same inputs. libsodium (crypto_sign_ed25519_verify_detached, 1.0.18 and
@@ -19,8 +20,14 @@
  * mathematical facts about the inputs: any correct computation of the point gives the same
  * bytes. This module applies the same refusals first and then computes R' its own way.
  * And it only ever *accepts*: when anything here does not pass (a refusal, an R' that
- * differs, a key without a table), it returns 0 and the caller asks libsodium, so no valid
- * signature can be refused because of this code. tests/unit/test_keyed_sigcheck.py checks
+ * differs, a key without a table), the caller asks libsodium, so no valid signature can be
+ * refused because of this code.
+ *
+ * What it costs at worst: a table is built (~1.7 libsodium checks) only for a key with
+ * KEYED_BUILD_AFTER valid signatures, so a flood of fresh keys each signing that often
+ * costs ~1.6x libsodium alone for those signatures; a bad signature under a key with a
+ * table is computed here and then by libsodium (~1.4x). Honest keys lose their tables to
+ * such a flood (64 are kept), never a verdict. tests/unit/test_keyed_sigcheck.py checks
  * it against libsodium on valid, forged, non-canonical, small-order and mixed-order input.
  *
  * Field elements are 5 limbs of 51 bits (unsigned __int128 products); points are in
@@ -595,8 +602,10 @@ static table_slot slots[KEYED_TABLES];
 static seen_slot seen[SEEN_SLOTS];
 static uint64_t ticks;
 static keyed_counts counts;
-static keyed_sha512_fn sha512_fn = NULL;
-static keyed_reduce_fn reduce_fn = NULL;
+static keyed_sodium sodium;
+static int sodium_bound = 0;
+
+#define HASH_STATE_BYTES 512 /* libsodium's SHA-512 state is 208 bytes */
 
 static table_slot *find_slot(const unsigned char pk[32]) {
     for (int i = 0; i < KEYED_TABLES; i++) {
@@ -607,8 +616,9 @@ static table_slot *find_slot(const unsigned char pk[32]) {
     return NULL;
 }
 
-/* Under the lock: count one more use of a key without a table; 1 once it has earned one
- * (KEYED_BUILD_AFTER uses while it held its slot). Keys that sign once never cost a table. */
+/* Under the lock: count one more valid signature of a key without a table; 1 once it has
+ * earned one (KEYED_BUILD_AFTER of them while it held its slot). A key that signs once or
+ * twice never costs a table. */
 static int count_use(const unsigned char pk[32]) {
     seen_slot *s = &seen[load64(pk) % SEEN_SLOTS];
     if (memcmp(s->pk, pk, 32) != 0) {
@@ -659,31 +669,26 @@ static void keep_table(const unsigned char pk[32], point_table *table) {
 
 static int accepts_with(const unsigned char *sig, const unsigned char *m, size_t mlen,
                         const unsigned char *pk, point_table *table) {
-    unsigned char stack[1024];
-    size_t total = 64 + mlen;
-    unsigned char *buf = total <= sizeof stack ? stack : malloc(total);
-    if (buf == NULL) {
-        return 0;
-    }
-    memcpy(buf, sig, 32);
-    memcpy(buf + 32, pk, 32);
-    memcpy(buf + 64, m, mlen);
+    /* SHA-512(R || A || M), incrementally: no copy of the message. */
+    _Alignas(64) unsigned char state[HASH_STATE_BYTES];
     unsigned char hash[64], k[32], rcheck[32];
-    int hashed = sha512_fn(hash, buf, (unsigned long long)total) == 0;
-    if (buf != stack) {
-        free(buf);
-    }
-    if (!hashed) {
+    if (sodium.init(state) != 0 || sodium.update(state, sig, 32) != 0 ||
+        sodium.update(state, pk, 32) != 0 ||
+        sodium.update(state, m, (unsigned long long)mlen) != 0 ||
+        sodium.final(state, hash) != 0) {
         return 0;
     }
-    reduce_fn(k, hash);
+    sodium.reduce(k, hash);
     ge_p3 r;
     combination(&r, sig + 32, k, table);
     ge_tobytes(rcheck, &r);
     return memcmp(rcheck, sig, 32) == 0;
 }
 
-int keyed_init(keyed_sha512_fn sha512, keyed_reduce_fn reduce) {
+int keyed_init(const keyed_sodium *functions) {
+    if (functions->statebytes() > HASH_STATE_BYTES) {
+        return -1;
+    }
     fe_frombytes(fe_d, D_BYTES);
     fe_frombytes(fe_d2, D2_BYTES);
     fe_frombytes(fe_sqrtm1, SQRTM1_BYTES);
@@ -699,40 +704,32 @@ int keyed_init(keyed_sha512_fn sha512, keyed_reduce_fn reduce) {
         }
         base_table = table;
     }
-    sha512_fn = sha512;
-    reduce_fn = reduce;
+    sodium = *functions;
+    sodium_bound = 1;
     return 0;
 }
 
-int keyed_accepts(const unsigned char *sig, const unsigned char *m, size_t mlen,
-                  const unsigned char *pk) {
-    if (base_table == NULL || sha512_fn == NULL || !scalar_is_canonical(sig + 32) ||
-        has_small_order(sig)) {
-        return 0; /* libsodium refuses these; let it say so */
+int keyed_check(const unsigned char *sig, const unsigned char *m, size_t mlen,
+                const unsigned char *pk) {
+    if (!sodium_bound) {
+        return KEYED_NO_TABLE;
     }
     pthread_mutex_lock(&cache_lock);
     table_slot *slot = find_slot(pk);
-    int build = 0;
     if (slot != NULL) {
         slot->users++;
         slot->last_use = ++ticks;
     } else {
-        build = count_use(pk);
+        counts.deferred++;
     }
     pthread_mutex_unlock(&cache_lock);
     if (slot == NULL) {
-        point_table *table = build ? negated_key_table(pk) : NULL;
-        pthread_mutex_lock(&cache_lock);
-        if (table != NULL) {
-            keep_table(pk, table);
-        } else if (build) {
-            counts.refused_keys++;
-        }
-        counts.deferred++;
-        pthread_mutex_unlock(&cache_lock);
-        return 0;
+        return KEYED_NO_TABLE;
     }
-    int ok = accepts_with(sig, m, mlen, pk, slot->table);
+    /* libsodium refuses these before its equation; so does the table path (and then
+     * libsodium says so itself) */
+    int ok = scalar_is_canonical(sig + 32) && !has_small_order(sig) &&
+             accepts_with(sig, m, mlen, pk, slot->table);
     pthread_mutex_lock(&cache_lock);
     slot->users--;
     if (ok) {
@@ -741,7 +738,24 @@ int keyed_accepts(const unsigned char *sig, const unsigned char *m, size_t mlen,
         counts.deferred++;
     }
     pthread_mutex_unlock(&cache_lock);
-    return ok;
+    return ok ? KEYED_ACCEPTED : KEYED_NOT_ACCEPTED;
+}
+
+void keyed_note_valid(const unsigned char *pk) {
+    pthread_mutex_lock(&cache_lock);
+    int build = sodium_bound && find_slot(pk) == NULL && count_use(pk);
+    pthread_mutex_unlock(&cache_lock);
+    if (!build) {
+        return;
+    }
+    point_table *table = negated_key_table(pk);
+    pthread_mutex_lock(&cache_lock);
+    if (table != NULL) {
+        keep_table(pk, table);
+    } else {
+        counts.refused_keys++; /* (a key libsodium just accepted a signature of: none) */
+    }
+    pthread_mutex_unlock(&cache_lock);
 }
 
 void keyed_reset(void) {
@@ -753,7 +767,6 @@ void keyed_reset(void) {
         }
     }
     memset(seen, 0, sizeof seen);
-    memset(&counts, 0, sizeof counts);
     pthread_mutex_unlock(&cache_lock);
 }
 
@@ -765,8 +778,8 @@ void keyed_stats(keyed_counts *out) {
 
 int keyed_combination(unsigned char out[32], const unsigned char s[32],
                       const unsigned char k[32], const unsigned char pk[32]) {
-    if (base_table == NULL) {
-        return -1;
+    if (base_table == NULL || !scalar_is_canonical(s) || !scalar_is_canonical(k)) {
+        return -1; /* the digits of a scalar from 2^255 on would index past the tables */
     }
     point_table *table = negated_key_table(pk);
     if (table == NULL) {
@@ -781,17 +794,18 @@ int keyed_combination(unsigned char out[32], const unsigned char s[32],
 
 #else /* KEYED_UNAVAILABLE: no 128-bit integers or not little-endian; libsodium checks all */
 
-int keyed_init(keyed_sha512_fn sha512, keyed_reduce_fn reduce) {
-    (void)sha512;
-    (void)reduce;
+int keyed_init(const keyed_sodium *functions) {
+    (void)functions;
     return -1;
 }
 
-int keyed_accepts(const unsigned char *sig, const unsigned char *m, size_t mlen,
-                  const unsigned char *pk) {
+int keyed_check(const unsigned char *sig, const unsigned char *m, size_t mlen,
+                const unsigned char *pk) {
     (void)sig; (void)m; (void)mlen; (void)pk;
-    return 0;
+    return KEYED_NO_TABLE;
 }
+
+void keyed_note_valid(const unsigned char *pk) { (void)pk; }
 
 void keyed_reset(void) {}
 

@@ -8,21 +8,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef int (*keyed_sha512_fn)(unsigned char *out, const unsigned char *in,
-                               unsigned long long inlen);
-typedef void (*keyed_reduce_fn)(unsigned char *r, const unsigned char *s);
+/* libsodium's incremental SHA-512 and scalar reduction (its public API). */
+typedef struct {
+    size_t (*statebytes)(void);
+    int (*init)(void *state);
+    int (*update)(void *state, const unsigned char *in, unsigned long long inlen);
+    int (*final)(void *state, unsigned char *out);
+    void (*reduce)(unsigned char *r, const unsigned char *s);
+} keyed_sodium;
 
-/* Bind libsodium's SHA-512 and scalar reduction (its public API) and build the base
- * point's table. 0 on success, -1 if out of memory. */
-int keyed_init(keyed_sha512_fn sha512, keyed_reduce_fn reduce);
+/* Bind libsodium's functions and build the base point's table. 0 on success, -1 if out of
+ * memory or if libsodium's hash state does not fit the buffer kept for it. */
+int keyed_init(const keyed_sodium *sodium);
 
-/* 1 if (sig, m, pk) verifies under libsodium's rules, as computed from pk's table; 0 if
- * this module does not decide (no table for pk yet, or the signature did not pass here):
- * the caller then asks libsodium. This module never refuses a signature itself. */
-int keyed_accepts(const unsigned char *sig, const unsigned char *m, size_t mlen,
-                  const unsigned char *pk);
+#define KEYED_ACCEPTED 1
+#define KEYED_NOT_ACCEPTED 0 /* pk has a table, and this signature did not pass from it */
+#define KEYED_NO_TABLE (-1)  /* pk has no table (yet): count it with keyed_note_valid */
 
-/* Drop every key's table and count (tests, and use_keyed_checks(False)). */
+/* Whether (sig, m, pk) verifies under libsodium's rules, as computed from pk's table. Only
+ * KEYED_ACCEPTED decides anything: on the two others the caller asks libsodium. This
+ * module never refuses a signature itself. */
+int keyed_check(const unsigned char *sig, const unsigned char *m, size_t mlen,
+                const unsigned char *pk);
+
+/* Count a signature libsodium accepted for a pk that had no table; the pk's
+ * KEYED_BUILD_AFTER-th counted signature builds its table. Only valid signatures count, so
+ * a table costs its key that many real signatures. */
+void keyed_note_valid(const unsigned char *pk);
+
+/* Drop every key's table and use count; the counters below carry on (tests, and
+ * use_keyed(False)). */
 void keyed_reset(void);
 
 typedef struct {
@@ -35,8 +50,8 @@ typedef struct {
 
 void keyed_stats(keyed_counts *out);
 
-/* Test hooks: the encoding of [s]B + [k](-A) for A's encoding (canonical, decodable),
- * computed as the check computes it; 0 on success, -1 if A is refused. */
+/* Test hook: the encoding of [s]B + [k](-A) for A's encoding, computed as the check
+ * computes it; 0 on success, -1 if A is refused as a key or s or k is not below L. */
 int keyed_combination(unsigned char out[32], const unsigned char s[32],
                       const unsigned char k[32], const unsigned char pk[32]);
 

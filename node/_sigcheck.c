@@ -40,11 +40,18 @@ static int keyed_ready = 0;
 /* 0 if (sig, m, pk) verifies: as libsodium's crypto_sign_ed25519_verify_detached. */
 static int check_signature(const unsigned char *sig, const unsigned char *m,
                            unsigned long long mlen, const unsigned char *pk) {
-    if (atomic_load_explicit(&keyed_on, memory_order_relaxed) &&
-        keyed_accepts(sig, m, (size_t)mlen, pk)) {
+    if (!atomic_load_explicit(&keyed_on, memory_order_relaxed)) {
+        return verify_detached(sig, m, mlen, pk);
+    }
+    int keyed = keyed_check(sig, m, (size_t)mlen, pk);
+    if (keyed == KEYED_ACCEPTED) {
         return 0;
     }
-    return verify_detached(sig, m, mlen, pk);
+    int verdict = verify_detached(sig, m, mlen, pk);
+    if (verdict == 0 && keyed == KEYED_NO_TABLE) {
+        keyed_note_valid(pk); /* only valid signatures earn a key its table */
+    }
+    return verdict;
 }
 
 typedef struct {
@@ -73,11 +80,19 @@ static PyObject *bind(PyObject *self, PyObject *arg) {
         PyErr_Format(PyExc_OSError, "%s has no crypto_sign_ed25519_verify_detached", path);
         return NULL;
     }
-    void *sha512 = dlsym(handle, "crypto_hash_sha512");
-    void *reduce = dlsym(handle, "crypto_core_ed25519_scalar_reduce");
+    keyed_sodium functions = {
+        .statebytes = (size_t (*)(void))dlsym(handle, "crypto_hash_sha512_statebytes"),
+        .init = (int (*)(void *))dlsym(handle, "crypto_hash_sha512_init"),
+        .update = (int (*)(void *, const unsigned char *, unsigned long long))dlsym(
+            handle, "crypto_hash_sha512_update"),
+        .final = (int (*)(void *, unsigned char *))dlsym(handle, "crypto_hash_sha512_final"),
+        .reduce = (void (*)(unsigned char *, const unsigned char *))dlsym(
+            handle, "crypto_core_ed25519_scalar_reduce"),
+    };
     verify_detached = (verify_detached_fn)symbol;
-    if (!keyed_ready && sha512 != NULL && reduce != NULL) {
-        keyed_ready = keyed_init((keyed_sha512_fn)sha512, (keyed_reduce_fn)reduce) == 0;
+    if (!keyed_ready && functions.statebytes != NULL && functions.init != NULL &&
+        functions.update != NULL && functions.final != NULL && functions.reduce != NULL) {
+        keyed_ready = keyed_init(&functions) == 0;
     }
     Py_RETURN_NONE;
 }

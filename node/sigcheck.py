@@ -10,7 +10,8 @@ then collects the verdicts with :meth:`Verdicts.wait` before anything is stored 
 checks what is still unchecked by then alongside the worker.
 
 Keys that sign again and again (an organisation's keys, its devices) are checked from a
-table of their multiples, about twice as fast (``node/_ed25519_keyed.c``: the same
+table of their multiples once three of their signatures have passed libsodium, about
+twice as fast (``node/_ed25519_keyed.c``: the same
 equation and refusals as libsodium; it only ever accepts, and whatever it does not accept
 is libsodium's to decide). ``JANGBU_KEYED_SIGCHECK=0`` turns the tables off.
 
@@ -84,8 +85,9 @@ def use_background_checks(enabled: bool = True) -> bool:
 
 
 def _keyed_self_test() -> bool:
-    """With the tables on, a key's good signatures must pass from its table and a bad one
-    must not: else the tables go unused."""
+    """With the tables on, a key's good signatures must pass from its table (the first
+    three, checked by libsodium, build it) and a bad one must not: else the tables go
+    unused."""
     key = nacl.signing.SigningKey(b"\x0b" * 32)
     pubkey = bytes(key.verify_key)
     items = [(pubkey, bytes([i]) * 40, bytes(key.sign(bytes([i]) * 40).signature))
@@ -98,7 +100,10 @@ def _keyed_self_test() -> bool:
 
 def use_keyed_checks(enabled: bool = True) -> bool:
     """Check keys seen before from their tables (if the helper is bound and its self-test
-    passes), or stop (dropping every table); True if on."""
+    passes), or stop (dropping every table); True if on.
+
+    The switch is the helper's, for every thread: the node sets it once, at import, before
+    any check runs (the self-test then runs with it on, and turns it off if it fails)."""
     global _keyed
     _keyed = False
     if _compiled is None or not _bound or not hasattr(_compiled, "use_keyed"):
@@ -110,8 +115,9 @@ def use_keyed_checks(enabled: bool = True) -> bool:
 
 
 def keyed_checks() -> bool:
-    """True if keys seen before are checked from their tables."""
-    return _keyed
+    """True if keys seen before are checked from their tables (the compiled helper in use
+    and its tables on)."""
+    return _keyed and _use_compiled
 
 
 KEYED_METRICS = {

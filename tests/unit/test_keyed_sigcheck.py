@@ -115,16 +115,19 @@ def libsodium_accepts(pk: bytes, message: bytes, sig: bytes) -> bool:
     return True
 
 
-def warm(pk: bytes) -> None:
-    """Make sure ``pk`` has a table (or was refused one): uses count towards a table
-    whatever their verdict, once the signature passed the refusals (R = B, S = 0)."""
-    for i in range(4):
-        compiled.verify_many([(pk, b"warm %d" % i, encode(BASE) + bytes(32))])
+def warm(key: nacl.signing.SigningKey) -> None:
+    """Give ``key`` its table: three signatures libsodium accepts build it."""
+    pk = bytes(key.verify_key)
+    for i in range(3):
+        message = b"warm %d" % i
+        assert compiled.verify_many([(pk, message, bytes(key.sign(message).signature))])
 
 
 def table_verdicts(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    for pk in {pk for pk, _, _ in items}:
-        warm(pk)
+    """The verdicts of ``items`` once every key among them with a valid signature there
+    has its table (three passes count those signatures)."""
+    for _ in range(3):
+        compiled.verify_many(items)
     return [bool(v) for v in compiled.verify_many(items)]
 
 
@@ -232,7 +235,7 @@ def test_valid_signatures_are_taken_from_the_table() -> None:
     pk = bytes(key.verify_key)
     items = [(pk, b"order %d" % i, bytes(key.sign(b"order %d" % i).signature))
              for i in range(50)]
-    warm(pk)
+    warm(key)
     before = compiled.keyed_stats()["accepted"]
     assert compiled.verify_many(items) == b"\x01" * 50
     assert compiled.keyed_stats()["accepted"] - before == 50
@@ -263,15 +266,52 @@ def test_many_keys_evict_tables_and_two_threads_share_them_soundly() -> None:
     assert after["accepted"] > before["accepted"]
 
 
+def test_only_valid_signatures_earn_a_key_its_table() -> None:
+    """Anyone can make keys and send signatures that pass the refusals (R = B, S = 1);
+    counting those would let a flood of fresh keys make every check build a table
+    (review: ~1.5x libsodium's cost). Only signatures libsodium accepted count."""
+    key = nacl.signing.SigningKey(hashlib.sha256(b"earn").digest())
+    pk = bytes(key.verify_key)
+    junk = [(pk, b"junk %d" % i, encode(BASE) + (1).to_bytes(32, "little")) for i in range(20)]
+    before = compiled.keyed_stats()
+    assert compiled.verify_many(junk) == bytes(20)
+    assert compiled.keyed_stats()["built"] == before["built"]
+    for i in range(2):
+        message = b"real %d" % i
+        assert compiled.verify_many([(pk, message, bytes(key.sign(message).signature))])
+    assert compiled.keyed_stats()["built"] == before["built"]  # two are not enough
+    warm(key)
+    assert compiled.keyed_stats()["built"] == before["built"] + 1
+
+
+def test_the_test_hook_refuses_scalars_from_L_on() -> None:
+    """Digits of a scalar from 2^255 on would index past the tables (review: a read past
+    the base table from ``keyed_combination``); the check itself only sees S < L, h < L."""
+    pk = bytes(KEYS[0].verify_key)
+    for bad in (L, L + 1, 2**255 - 1, 2**256 - 1, int.from_bytes(bytes(31) + b"\x90", "little")):
+        assert compiled.keyed_combination(bad.to_bytes(32, "little"), bytes(32), pk) is None
+        assert compiled.keyed_combination(bytes(32), bad.to_bytes(32, "little"), pk) is None
+    assert compiled.keyed_combination((L - 1).to_bytes(32, "little"), bytes(32), pk) is not None
+
+
 def test_turning_the_tables_off_and_on() -> None:
     try:
+        built = compiled.keyed_stats()["built"]
         assert sigcheck.use_keyed_checks(False) is False
         assert not sigcheck.keyed_checks()
-        assert compiled.keyed_stats()["built"] == 0  # every table dropped
         key = KEYS[0]
         items = [(bytes(key.verify_key), b"%d" % i, bytes(key.sign(b"%d" % i).signature))
                  for i in range(10)]
+        accepted = compiled.keyed_stats()["accepted"]
         assert compiled.verify_many(items) == b"\x01" * 10
-        assert compiled.keyed_stats()["accepted"] == 0
+        stats = compiled.keyed_stats()
+        # nothing from a table, none built; the counters carry on (Prometheus counters)
+        assert stats["accepted"] == accepted and stats["built"] == built
     finally:
         assert sigcheck.use_keyed_checks(True) is True
+    assert sigcheck.keyed_checks()
+    sigcheck.use_background_checks(False)
+    try:
+        assert not sigcheck.keyed_checks()  # PyNaCl checks everything then
+    finally:
+        sigcheck.use_background_checks(True)
