@@ -284,7 +284,7 @@ def test_only_valid_signatures_earn_a_key_its_table() -> None:
     assert compiled.keyed_stats()["built"] == before["built"] + 1
 
 
-def test_the_test_hook_refuses_scalars_from_L_on() -> None:
+def test_the_test_hook_refuses_scalars_from_the_group_order_on() -> None:
     """Digits of a scalar from 2^255 on would index past the tables (review: a read past
     the base table from ``keyed_combination``); the check itself only sees S < L, h < L."""
     pk = bytes(KEYS[0].verify_key)
