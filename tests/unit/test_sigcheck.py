@@ -195,35 +195,26 @@ def test_serial_mode_can_be_forced() -> None:
         sigcheck.use_background_checks(was)
 
 
-def test_the_switch_is_read_from_the_environment_at_start(tmp_path) -> None:
+def printed_at_start(code: str, **env: str) -> str:
+    """What ``code`` prints in a new interpreter started with ``env`` added."""
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True, cwd=os.getcwd())
+    return out.stdout.strip()
+
+
+def test_the_switch_is_read_from_the_environment_at_start() -> None:
     code = "from node import sigcheck; print(sigcheck.background_checks())"
-    env = {**os.environ, "JANGBU_SERIAL_SIGCHECK": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=os.getcwd())
-    assert out.stdout.strip() == "False"
-    env["JANGBU_SERIAL_SIGCHECK"] = "0"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=os.getcwd())
-    assert out.stdout.strip() == str(compiled is not None)
+    assert printed_at_start(code, JANGBU_SERIAL_SIGCHECK="1") == "False"
+    assert printed_at_start(code, JANGBU_SERIAL_SIGCHECK="0") == str(compiled is not None)
 
 
 def test_the_key_tables_switch_is_read_from_the_environment_at_start() -> None:
-    import subprocess
-    import sys
-
     code = "from node import sigcheck; print(sigcheck.keyed_checks())"
-    env = {**os.environ, "JANGBU_KEYED_SIGCHECK": "0"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=os.getcwd())
-    assert out.stdout.strip() == "False"
-    env["JANGBU_KEYED_SIGCHECK"] = "1"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=os.getcwd())
-    assert out.stdout.strip() == str(compiled is not None)
-    env["JANGBU_SERIAL_SIGCHECK"] = "1"  # PyNaCl alone: no compiled helper, no tables
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=os.getcwd())
-    assert out.stdout.strip() == "False"
+    assert printed_at_start(code, JANGBU_KEYED_SIGCHECK="0") == "False"
+    assert printed_at_start(code, JANGBU_KEYED_SIGCHECK="1") == str(compiled is not None)
+    # PyNaCl alone: no compiled helper, so no tables
+    assert printed_at_start(code, JANGBU_KEYED_SIGCHECK="1",
+                            JANGBU_SERIAL_SIGCHECK="1") == "False"
