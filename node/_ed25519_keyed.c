@@ -24,10 +24,12 @@
  * refused because of this code.
  *
  * What it costs at worst: a table is built (~1.7 libsodium checks) only for a key with
- * KEYED_BUILD_AFTER valid signatures, so a flood of fresh keys each signing that often
- * costs ~1.6x libsodium alone for those signatures; a bad signature under a key with a
- * table is computed here and then by libsodium (~1.4x). Honest keys lose their tables to
- * such a flood (64 are kept), never a verdict. tests/unit/test_keyed_sigcheck.py checks
+ * KEYED_BUILD_AFTER valid signatures, and once the 64 tables are taken only for a key that
+ * signs more often than the least used of them (the cache below), so neither many honest
+ * devices signing in turn nor a flood of fresh keys has tables built and dropped for
+ * nothing; a bad signature under a key with a table is computed here and then by
+ * libsodium (~1.4x). The worst a flood can do is take tables from keys that sign less
+ * often than it does: never a verdict. tests/unit/test_keyed_sigcheck.py checks
  * it against libsodium on valid, forged, non-canonical, small-order and mixed-order input.
  *
  * Field elements are 5 limbs of 51 bits (unsigned __int128 products); points are in
@@ -583,10 +585,21 @@ static point_table *negated_key_table(const unsigned char pk[32]) {
 
 /* ---- the cache of key tables ----------------------------------------------------- */
 
+/* Which keys hold the 64 tables: the most frequent signers. Each key without a table has a
+ * count of its valid signatures (in one of SEEN_SLOTS slots, by its first bytes); each
+ * table a count of its uses, started from its key's count. A key gets a table once its
+ * count reaches KEYED_BUILD_AFTER and, when every table is taken, only if it exceeds the
+ * least used table's count, which it then replaces. Every count is halved each
+ * HALVE_EVERY events, so a key that stopped signing loses its table to a new hot one.
+ * Why not "least recently used": 200 devices signing in turn made each table be built and
+ * evicted before its next use, every check paying a third of a table build (1.25-1.5x
+ * libsodium alone); with counts, 64 of them keep their tables and the rest go to
+ * libsodium, and no table is built for nothing. */
+
 typedef struct {
     unsigned char pk[32];
     point_table *table;
-    uint64_t last_use;
+    uint32_t count; /* uses, aged: see above */
     int users;      /* checks computing from the table now: it is not freed under them */
 } table_slot;
 
@@ -596,11 +609,12 @@ typedef struct {
 } seen_slot;
 
 #define SEEN_SLOTS 1024
+#define HALVE_EVERY 16384
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static table_slot slots[KEYED_TABLES];
 static seen_slot seen[SEEN_SLOTS];
-static uint64_t ticks;
+static uint32_t events; /* counted uses since the last halving */
 static keyed_counts counts;
 static keyed_sodium sodium;
 static int sodium_bound = 0;
@@ -616,54 +630,74 @@ static table_slot *find_slot(const unsigned char pk[32]) {
     return NULL;
 }
 
-/* Under the lock: count one more valid signature of a key without a table; 1 once it has
- * earned one (KEYED_BUILD_AFTER of them while it held its slot). A key that signs once or
- * twice never costs a table. */
-static int count_use(const unsigned char pk[32]) {
-    seen_slot *s = &seen[load64(pk) % SEEN_SLOTS];
-    if (memcmp(s->pk, pk, 32) != 0) {
-        memcpy(s->pk, pk, 32);
-        s->count = 0;
-    }
-    s->count++;
-    if (s->count >= KEYED_BUILD_AFTER) {
-        s->count = 0; /* one builder; a failed or evicted build starts the count again */
-        return 1;
-    }
-    return 0;
-}
-
-/* Under the lock: keep ``table`` for ``pk`` in the least recently used free slot. */
-static void keep_table(const unsigned char pk[32], point_table *table) {
-    if (find_slot(pk) != NULL) {
-        free(table); /* another thread built it meanwhile */
+/* Under the lock: one more counted event; every count halved every HALVE_EVERY. */
+static void count_event(void) {
+    if (++events < HALVE_EVERY) {
         return;
     }
-    table_slot *victim = NULL; /* an empty slot, else the least recently used idle one */
+    events = 0;
+    for (int i = 0; i < KEYED_TABLES; i++) {
+        slots[i].count >>= 1;
+    }
+    for (int i = 0; i < SEEN_SLOTS; i++) {
+        seen[i].count >>= 1;
+    }
+}
+
+/* Under the lock: the slot a table with ``count`` would take: an empty idle one, else the
+ * idle one with the lowest count if ``count`` exceeds it; NULL if none. */
+static table_slot *slot_for(uint32_t count) {
+    table_slot *victim = NULL;
     for (int i = 0; i < KEYED_TABLES; i++) {
         table_slot *s = &slots[i];
         if (s->users != 0) {
             continue;
         }
         if (s->table == NULL) {
-            victim = s;
-            break;
+            return s;
         }
-        if (victim == NULL || s->last_use < victim->last_use) {
+        if (victim == NULL || s->count < victim->count) {
             victim = s;
         }
     }
-    if (victim == NULL) {
-        free(table);
+    return victim != NULL && count > victim->count ? victim : NULL;
+}
+
+/* Under the lock: count one more valid signature of a key without a table; its count if it
+ * has now earned a table (a slot is free, or it outcounts the least used table), else 0. */
+static uint32_t count_use(const unsigned char pk[32]) {
+    seen_slot *s = &seen[load64(pk) % SEEN_SLOTS];
+    if (memcmp(s->pk, pk, 32) != 0) {
+        memcpy(s->pk, pk, 32);
+        s->count = 0;
+    }
+    if (s->count < UINT32_MAX) {
+        s->count++;
+    }
+    count_event();
+    if (s->count >= KEYED_BUILD_AFTER && slot_for(s->count) != NULL) {
+        uint32_t earned = s->count;
+        s->count = 0; /* one builder; a failed build starts the count again */
+        return earned;
+    }
+    return 0;
+}
+
+/* Under the lock: keep ``table`` for ``pk`` (whose count is ``count``) in the slot it has
+ * earned, if it still has one; else drop it. */
+static void keep_table(const unsigned char pk[32], point_table *table, uint32_t count) {
+    table_slot *slot = find_slot(pk) == NULL ? slot_for(count) : NULL;
+    if (slot == NULL) {
+        free(table); /* another thread built it, or took the slot, meanwhile */
         return;
     }
-    if (victim->table != NULL) {
-        free(victim->table);
+    if (slot->table != NULL) {
+        free(slot->table);
         counts.evicted++;
     }
-    memcpy(victim->pk, pk, 32);
-    victim->table = table;
-    victim->last_use = ++ticks;
+    memcpy(slot->pk, pk, 32);
+    slot->table = table;
+    slot->count = count;
     counts.built++;
 }
 
@@ -718,7 +752,10 @@ int keyed_check(const unsigned char *sig, const unsigned char *m, size_t mlen,
     table_slot *slot = find_slot(pk);
     if (slot != NULL) {
         slot->users++;
-        slot->last_use = ++ticks;
+        if (slot->count < UINT32_MAX) {
+            slot->count++;
+        }
+        count_event();
     } else {
         counts.deferred++;
     }
@@ -743,15 +780,15 @@ int keyed_check(const unsigned char *sig, const unsigned char *m, size_t mlen,
 
 void keyed_note_valid(const unsigned char *pk) {
     pthread_mutex_lock(&cache_lock);
-    int build = sodium_bound && find_slot(pk) == NULL && count_use(pk);
+    uint32_t earned = sodium_bound && find_slot(pk) == NULL ? count_use(pk) : 0;
     pthread_mutex_unlock(&cache_lock);
-    if (!build) {
+    if (earned == 0) {
         return;
     }
     point_table *table = negated_key_table(pk);
     pthread_mutex_lock(&cache_lock);
     if (table != NULL) {
-        keep_table(pk, table);
+        keep_table(pk, table, earned);
     } else {
         counts.refused_keys++; /* (a key libsodium just accepted a signature of: none) */
     }

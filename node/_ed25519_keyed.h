@@ -31,9 +31,10 @@ int keyed_init(const keyed_sodium *sodium);
 int keyed_check(const unsigned char *sig, const unsigned char *m, size_t mlen,
                 const unsigned char *pk);
 
-/* Count a signature libsodium accepted for a pk that had no table; the pk's
- * KEYED_BUILD_AFTER-th counted signature builds its table. Only valid signatures count, so
- * a table costs its key that many real signatures. */
+/* Count a signature libsodium accepted for a pk that had no table; from its
+ * KEYED_BUILD_AFTER-th counted signature on, it builds the pk's table if a table is free or
+ * the pk has signed more often than the least used key with one. Only valid signatures
+ * count, so a table costs its key that many real signatures. */
 void keyed_note_valid(const unsigned char *pk);
 
 /* Drop every key's table and use count; the counters below carry on (tests, and

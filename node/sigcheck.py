@@ -129,7 +129,7 @@ KEYED_METRICS = {
     "built": ("jangbu_signature_key_tables_built_total",
               "key tables built (a key's third use makes one)"),
     "evicted": ("jangbu_signature_key_tables_evicted_total",
-                "key tables dropped for another key's (64 are kept)"),
+                "key tables given to a key that signs more often (64 are kept)"),
 }
 """The key tables' counters on ``/metrics``, by their field in :func:`keyed_stats`."""
 
