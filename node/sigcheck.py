@@ -11,9 +11,9 @@ checks what is still unchecked by then alongside the worker.
 
 Keys that sign again and again (an organisation's keys, its devices) are checked from a
 table of their multiples once three of their signatures have passed libsodium, about
-twice as fast (``node/_ed25519_keyed.c``: the same
-equation and refusals as libsodium; it only ever accepts, and whatever it does not accept
-is libsodium's to decide). ``JANGBU_KEYED_SIGCHECK=0`` turns the tables off.
+twice as fast (``node/_ed25519_keyed.c``: the same equation and refusals as libsodium; it
+only ever accepts, and whatever it does not accept is libsodium's to decide).
+``JANGBU_KEYED_SIGCHECK=0`` turns the tables off.
 
 Where the helper is not built, or ``JANGBU_SERIAL_SIGCHECK=1``, or for a handful of
 signatures (handing them over costs more than it saves), the checks run at once on the
@@ -127,7 +127,8 @@ KEYED_METRICS = {
                  "signature checks left to libsodium: no table for the key yet, or not "
                  "accepted from it (a bad signature)"),
     "built": ("jangbu_signature_key_tables_built_total",
-              "key tables built (a key's third use makes one)"),
+              "key tables built (from a key's third valid signature, for the keys that "
+              "sign most often)"),
     "evicted": ("jangbu_signature_key_tables_evicted_total",
                 "key tables given to a key that signs more often (64 are kept)"),
 }
@@ -135,8 +136,9 @@ KEYED_METRICS = {
 
 
 def keyed_stats() -> dict[str, int]:
-    """The key tables' counters since they were turned on: ``accepted`` (checks a table
-    decided), ``deferred`` (left to libsodium), ``built``, ``evicted``, ``refused_keys``."""
+    """The key tables' counters since the process started (turning the tables off keeps
+    them): ``accepted`` (checks a table decided), ``deferred`` (left to libsodium),
+    ``built``, ``evicted``, ``refused_keys``."""
     if _compiled is None or not hasattr(_compiled, "keyed_stats"):
         return {}
     return dict(_compiled.keyed_stats())
