@@ -1,7 +1,7 @@
 """Where one node's CPU goes under ``jangbu bench`` load, by library and by symbol (Linux perf).
 
-    .venv/bin/python benchmarks/profile_node.py [--txs 20000] [--node seller] [--freq 999]
-                                                [--top 25] [--keep]
+    .venv/bin/python benchmarks/profile_node.py [--txs 20000] [--warm 0] [--node seller]
+                                                [--freq 999] [--top 25] [--keep]
 
 Why perf and not py-spy: four nodes and the load generator share two cores, so a node's
 threads are often runnable but not running. py-spy samples wall time and counts such a
@@ -16,7 +16,10 @@ answers which Python code holds the interpreter.
 It creates a 4-node customs network in a temporary directory, profiles one node while
 ``jangbu bench --txs N`` runs against the network, and prints the node's CPU per committed
 transaction split by library (the share of samples times the node's measured CPU per
-transaction: user and system time of the process, all threads), then the top symbols.
+transaction: user and system time of the process, all threads), then by thread, then the
+top symbols. ``--warm N`` first commits N orders unprofiled, so the profile is of a node
+whose store has grown and whose LevelDB compacts (the sustained regime) rather than of a
+fresh one.
 Needs ``perf`` (linux-perf / linux-tools) and permission to attach to the node (root, or
 ``kernel.perf_event_paranoid`` ≤ 1).
 """
@@ -69,6 +72,16 @@ def perf_report(data: Path, sort: str) -> list[tuple[float, str]]:
     return parse_report(out.stdout)
 
 
+def run_bench(directory: Path, txs: int) -> subprocess.CompletedProcess[str]:
+    """``jangbu bench --txs txs`` against the network in ``directory``; exits on failure."""
+    bench = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir", str(directory),
+                            "--txs", str(txs), "--json"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if bench.returncode != 0:
+        sys.exit(f"profile_node: the bench failed:\n{bench.stderr}")
+    return bench
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--txs", type=int, default=20_000)
@@ -76,6 +89,8 @@ def main() -> None:
     parser.add_argument("--freq", type=int, default=999, help="samples per second")
     parser.add_argument("--top", type=int, default=25, help="symbols to print")
     parser.add_argument("--keep", action="store_true", help="keep the network and perf.data")
+    parser.add_argument("--warm", type=int, default=0,
+                        help="orders to commit unprofiled first (a grown store)")
     args = parser.parse_args()
     if shutil.which("perf") is None:
         sys.exit("profile_node: needs Linux perf on PATH (package linux-perf or linux-tools)")
@@ -85,6 +100,8 @@ def main() -> None:
     try:
         net.start_all()
         pid = net.procs[args.node].pid
+        if args.warm:
+            run_bench(net.directory, args.warm)
         perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(args.freq),
                                  "-p", str(pid), "-o", str(data)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -95,8 +112,6 @@ def main() -> None:
         user1, sys1 = cpu_seconds(pid)
         perf.send_signal(signal.SIGINT)
         _, perf_err = perf.communicate(timeout=60)
-        if bench.returncode != 0:
-            sys.exit(f"profile_node: the bench failed:\n{bench.stderr}")
         if not data.exists():
             sys.exit(f"profile_node: perf recorded nothing:\n{perf_err.decode()}")
         result = json.loads(bench.stdout.strip().splitlines()[-1])
@@ -111,6 +126,10 @@ def main() -> None:
         for percent, dso in perf_report(data, "dso"):
             if percent >= 0.1:
                 print(f"  {percent:5.1f}%  {percent / 100 * node_us:6.1f}  {dso}")
+        print("\nby thread: share of samples, µs per transaction")
+        for percent, thread in perf_report(data, "tid"):
+            if percent >= 0.1:
+                print(f"  {percent:5.1f}%  {percent / 100 * node_us:6.1f}  {thread}")
         print(f"\ntop {args.top} symbols")
         for percent, symbol in perf_report(data, "dso,sym")[:args.top]:
             print(f"  {percent:5.1f}%  {symbol}")

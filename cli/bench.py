@@ -30,7 +30,10 @@ Method (so the numbers mean something):
    well below it, by waiting (timeouts, the disk, the network);
 9. with ``--window S``, ``windows``: the run cut into S-second windows, each with the
    commits seen in it (as tx/s), their latency percentiles and the nodes' CPU per such
-   transaction, to see a long run change as the store grows.
+   transaction, to see a long run change as the store grows; and, averaged over the
+   nodes, the CPU seconds their threads other than the event loop used in it
+   (``background_cpu_s``: LevelDB's memtable writes and compactions, chiefly) and the
+   time LevelDB counted for those (``leveldb_compaction_s``, its own whole seconds).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[^"}]|"(?:[^"\\]|\\.)*")
 """One sample line of the Prometheus text format: name (with its labels) and value."""
 CPU_METRIC = "process_cpu_seconds_total"
 LOOP_CPU_METRIC = "jangbu_event_loop_thread_cpu_seconds_total"
+COMPACTION_METRIC = "jangbu_leveldb_compaction_seconds_total"
 STAGE_METRIC = re.compile(r'^jangbu_stage_cpu_seconds_total\{stage="([a-z0-9_]+)"\}$')
 
 
@@ -118,6 +122,25 @@ def cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]], na
     return round(sum(spent) / len(spent) / committed * 1e6, 1)
 
 
+def mean_delta(before: list[dict[str, float]], after: list[dict[str, float]],
+               name: str) -> float | None:
+    """How much counter ``name`` grew between two readings, averaged over the nodes that
+    report it at both; None if none does."""
+    grown = [a[name] - b[name] for b, a in zip(before, after, strict=True)
+             if name in b and name in a]
+    return sum(grown) / len(grown) if grown else None
+
+
+def background_cpu_s(before: list[dict[str, float]],
+                     after: list[dict[str, float]]) -> float | None:
+    """CPU seconds a node's threads other than its event loop used between two readings,
+    averaged over the nodes: LevelDB's memtable writes and compactions, chiefly (a block
+    write and a block's signature checks move off the loop only while a node catches up)."""
+    process = mean_delta(before, after, CPU_METRIC)
+    loop = mean_delta(before, after, LOOP_CPU_METRIC)
+    return None if process is None or loop is None else round(max(0.0, process - loop), 2)
+
+
 def stage_cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]],
                      committed: int) -> dict[str, float] | None:
     """:func:`cpu_per_tx` of every stage the nodes report (JANGBU_STAGE_CPU=1), by stage."""
@@ -159,7 +182,8 @@ def window_rows(t0: float, marks: list[tuple[float, list[dict[str, float]] | Non
                 committed_at: dict[str, float], sent_at: dict[str, float]) -> list[dict[str, Any]]:
     """The run cut into the windows between consecutive ``marks`` (time, the nodes'
     /metrics samples then): per window, the transactions whose commit was seen in it, as
-    a rate, their latency percentiles and the nodes' CPU per such transaction.
+    a rate, their latency percentiles, the nodes' CPU per such transaction, and what their
+    other threads and LevelDB's compactions took (:func:`background_cpu_s`).
 
     Why: a long run's totals hide how it changed as the chain and the store grew (LevelDB's
     compactions, a backlog that builds up): the rows show when, and by how much.
@@ -174,8 +198,11 @@ def window_rows(t0: float, marks: list[tuple[float, list[dict[str, float]] | Non
                 latencies.append(commits[index][1])
             index += 1
         span = max(1e-9, end - start)
-        cpu = (cpu_per_tx(before, after, CPU_METRIC, len(latencies))
-               if before is not None and after is not None else None)
+        cpu = background = compaction = None
+        if before is not None and after is not None:
+            cpu = cpu_per_tx(before, after, CPU_METRIC, len(latencies))
+            background = background_cpu_s(before, after)
+            compaction = mean_delta(before, after, COMPACTION_METRIC)
         rows.append({
             "t_s": round(start - t0, 1),
             "committed": len(latencies),
@@ -183,6 +210,8 @@ def window_rows(t0: float, marks: list[tuple[float, list[dict[str, float]] | Non
             "p50_ms": round(percentile(latencies, 50), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
             "node_cpu_us_per_tx": cpu,
+            "background_cpu_s": background,
+            "leveldb_compaction_s": None if compaction is None else round(compaction, 1),
         })
     return rows
 
@@ -642,11 +671,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if windows:
         print(f"\nby window of {args.window:g} s (commits seen in it):")
         print(f"  {'t_s':>7} {'committed':>9} {'tx/s':>8} {'p50 ms':>9} {'p99 ms':>9} "
-              f"{'node µs/tx':>10}")
+              f"{'node µs/tx':>10} {'bg cpu s':>8} {'compact s':>9}")
         for row in windows:
-            cpu = row["node_cpu_us_per_tx"]
+            shown = ["-" if row[key] is None else row[key] for key in
+                     ("node_cpu_us_per_tx", "background_cpu_s", "leveldb_compaction_s")]
             print(f"  {row['t_s']:>7} {row['committed']:>9} {row['tx_per_s']:>8} "
-                  f"{row['p50_ms']:>9} {row['p99_ms']:>9} {'-' if cpu is None else cpu:>10}")
+                  f"{row['p50_ms']:>9} {row['p99_ms']:>9} {shown[0]:>10} {shown[1]:>8} "
+                  f"{shown[2]:>9}")
     return 0
 
 

@@ -30,7 +30,7 @@ from consensus import canonical
 from consensus.types import ValidatorSet
 from contracts.clearance import compiled as clearance_build
 from contracts.sdk import Contract
-from node import connection_watch, sigcheck, stage_cpu, state_tree
+from node import connection_watch, leveldb_stats, sigcheck, stage_cpu, state_tree
 from node.api import Api
 from node.block_files import BlockFileError
 from node.config import NodeConfig, split_address
@@ -229,6 +229,7 @@ class Node:
             m.counter_from(f'jangbu_consensus_rejected_total{{code="{code}"}}',
                            lambda c=code: self.driver.consensus_rejected(c),  # type: ignore[misc]
                            "consensus messages the core refused, by reason")
+        leveldb_stats.export(m, leveldb_stats.LevelDBStats(self.store.leveldb_property))
         m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
                        "proposals whose execution was already done from their announcement")
         # Read on the event loop's thread (/metrics is served there): with the process's

@@ -128,8 +128,14 @@ class Metrics:
             kind, read = self.readings[name]
             header(name, kind)
             value = float(read())
-            # A counter keeps its microseconds (CPU seconds grow large); a gauge is short.
-            lines.append(f"{name} {value:.6f}" if kind == "counter" else f"{name} {value:g}")
+            # A counter keeps its microseconds (CPU seconds grow large); a gauge is short,
+            # but a whole number is written whole (``:g`` rounds bytes to 6 digits).
+            if kind == "counter":
+                lines.append(f"{name} {value:.6f}")
+            elif value.is_integer() and abs(value) < 2**53:
+                lines.append(f"{name} {int(value)}")
+            else:
+                lines.append(f"{name} {value:g}")
         for name in sorted(self.histograms):
             hist = self.histograms[name]
             header(name, "histogram")

@@ -402,6 +402,16 @@ class LedgerStore:
         """True while a block's batch is being written in the background."""
         return self._writing is not None
 
+    def leveldb_property(self, name: bytes) -> bytes | None:
+        """LevelDB's property ``name`` (``leveldb.stats``, ...), or None if it has none or
+        the store is closed. Read from the real handle: LevelDB answers under its own
+        lock, so a scrape of /metrics never waits for a block write under way."""
+        try:
+            value: bytes | None = self._db.get_property(name)
+        except RuntimeError:  # plyvel: the database is closed
+            return None
+        return value
+
     def settle(self) -> Any:
         """Wait for the block write under way in the background, if any, and return the
         real database handle. Raises StoreError, now and at every later use of the

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from cli.bench import (
+    COMPACTION_METRIC,
     CPU_METRIC,
+    LOOP_CPU_METRIC,
     busy_fraction,
     cpu_per_tx,
     machine_cpu_ticks,
@@ -125,9 +127,26 @@ def test_a_run_is_cut_into_windows_by_commit_time() -> None:
     # 0.5 CPU seconds over the first window's 2 commits; no samples, no figure
     assert rows[0]["node_cpu_us_per_tx"] == 250_000.0
     assert rows[1]["node_cpu_us_per_tx"] is None and rows[2]["node_cpu_us_per_tx"] is None
+    # these pages carry neither the loop thread's CPU nor LevelDB's figures
+    assert all(row["background_cpu_s"] is None and row["leveldb_compaction_s"] is None
+               for row in rows)
+
+
+def test_a_window_shows_what_other_threads_and_leveldbs_compactions_took() -> None:
+    def sample(process: float, loop: float, compaction: float) -> dict[str, float]:
+        return {CPU_METRIC: process, LOOP_CPU_METRIC: loop, COMPACTION_METRIC: compaction}
+
+    # two nodes: one compacted for 3 s (1.5 s of CPU off its loop), the other not at all
+    marks = [(0.0, [sample(10.0, 9.0, 4.0), sample(10.0, 9.5, 0.0)]),
+             (10.0, [sample(14.0, 11.5, 7.0), sample(12.0, 11.5, 0.0)])]
+    rows = window_rows(0.0, marks, {"a": 5.0}, {"a": 4.0})
+    assert rows[0]["background_cpu_s"] == 0.75  # (1.5 + 0.0) / 2
+    assert rows[0]["leveldb_compaction_s"] == 1.5  # (3 + 0) / 2
+    assert rows[0]["node_cpu_us_per_tx"] == 3_000_000.0
 
 
 def test_an_empty_window_is_reported_as_such() -> None:
     rows = window_rows(0.0, [(0.0, None), (5.0, None)], {}, {})
     assert rows == [{"t_s": 0.0, "committed": 0, "tx_per_s": 0.0, "p50_ms": 0.0,
-                     "p99_ms": 0.0, "node_cpu_us_per_tx": None}]
+                     "p99_ms": 0.0, "node_cpu_us_per_tx": None, "background_cpu_s": None,
+                     "leveldb_compaction_s": None}]

@@ -82,8 +82,13 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
                  'jangbu_p2p_refused_total{reason="runtime"} 0',
                  'jangbu_p2p_refused_total{reason="genesis"} 0',
                  "jangbu_peers_other_runtime 0",
-                 'jangbu_p2p_connects_total{peer="customs"}'):
+                 'jangbu_p2p_connects_total{peer="customs"}',
+                 # LevelDB's own figures (node/leveldb_stats.py)
+                 'jangbu_leveldb_files{level="0"}', 'jangbu_leveldb_bytes{level="6"} 0',
+                 "# TYPE jangbu_leveldb_compaction_seconds_total counter",
+                 "# TYPE jangbu_leveldb_compaction_written_bytes_total counter"):
         assert name in text, name
+    assert int(text.split("\njangbu_leveldb_memory_bytes ", 1)[1].split()[0]) > 0
     cpu = float(text.split("\nprocess_cpu_seconds_total ", 1)[1].split()[0])
     assert 0 < cpu < 3600  # this process's own CPU, in seconds
 
