@@ -127,7 +127,7 @@ def main() -> None:
             if percent >= 0.1:
                 print(f"  {percent:5.1f}%  {percent / 100 * node_us:6.1f}  {dso}")
         print("\nby thread: share of samples, µs per transaction")
-        for percent, thread in perf_report(data, "tid"):
+        for percent, thread in perf_report(data, "pid"):  # perf's "pid" is per thread
             if percent >= 0.1:
                 print(f"  {percent:5.1f}%  {percent / 100 * node_us:6.1f}  {thread}")
         print(f"\ntop {args.top} symbols")
