@@ -50,6 +50,7 @@ from node.signer_state import SignerStateError, SignerStateFile
 from node.state_check import expected_state_root
 from node.state_tree import LeafIndexError
 from node.store import LedgerStore, StoreError
+from node.store_open import LEVELDB_OPTIONS
 from node.verified_signatures import VerifiedSignatures
 
 log = logging.getLogger("jangbu.node")
@@ -229,7 +230,8 @@ class Node:
             m.counter_from(f'jangbu_consensus_rejected_total{{code="{code}"}}',
                            lambda c=code: self.driver.consensus_rejected(c),  # type: ignore[misc]
                            "consensus messages the core refused, by reason")
-        leveldb_stats.export(m, leveldb_stats.LevelDBStats(self.store.leveldb_property))
+        leveldb_stats.export(m, leveldb_stats.LevelDBStats(self.store.leveldb_property),
+                             LEVELDB_OPTIONS["write_buffer_size"])
         m.counter_from("jangbu_speculations_used_total", lambda: self.engine.speculations_used,
                        "proposals whose execution was already done from their announcement")
         # Read on the event loop's thread (/metrics is served there): with the process's

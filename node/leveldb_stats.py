@@ -134,8 +134,12 @@ class LevelDBStats:
         return Snapshot(levels, memory_bytes)
 
 
-def export(metrics: Metrics, stats: LevelDBStats) -> None:
-    """Put the store's LevelDB figures on ``metrics`` (read when scraped)."""
+def export(metrics: Metrics, stats: LevelDBStats, write_buffer_bytes: int) -> None:
+    """Put the store's LevelDB figures on ``metrics`` (read when scraped), with the write
+    buffer size this process drew (node/store_open.py ``WRITE_BUFFER_MIB``)."""
+    metrics.gauge("jangbu_leveldb_write_buffer_bytes", lambda: write_buffer_bytes,
+                  "the LevelDB write buffer (memtable) size this node process drew: nodes "
+                  "draw apart so that they do not all flush and compact at the same height")
     for level in range(LEVELS):
         label = f'{{level="{level}"}}'
         metrics.gauge(f"jangbu_leveldb_files{label}",

@@ -42,9 +42,34 @@ def _bind_state_scan() -> Any:
 
 _scan = _bind_state_scan()
 
+WRITE_BUFFER_MIB = (48, 80)
+"""The range, in MiB, from which each node process draws its LevelDB write buffer (the
+memtable, filled until it is written out as a table): 64 MiB on average.
+
+Why not one size for every node: validators write the same bytes in the same order, so
+with one size every node's memtable filled at the same block, and all of them wrote it
+out and compacted at once. On the machine the benchmarks share, that took a 10 s window
+to half its throughput (2,012 -> 1,056 tx/s, with 1.3 s of CPU per node off the event
+loops, LevelDB's compaction thread: ``jangbu bench --window``, thirtieth round); on
+machines of their own it slows every node at once, and a BFT network runs at the pace of
+its third-fastest node out of four. Sizes drawn apart put the nodes' flushes, and the
+compactions that follow them, at different heights. Drawn per process and never part of
+consensus: it only decides how one node lays out its own files. ``/metrics`` reports the
+size drawn (``jangbu_leveldb_write_buffer_bytes``)."""
+
+
+def draw_write_buffer_size(entropy: bytes | None = None) -> int:
+    """A write buffer size in :data:`WRITE_BUFFER_MIB`, whole MiB, from ``entropy`` (two
+    random bytes by default; ``os.urandom``, not the ``random`` module: this module is
+    imported before anything else a starting node loads)."""
+    low, high = WRITE_BUFFER_MIB
+    raw = os.urandom(2) if entropy is None else entropy
+    return (low + int.from_bytes(raw, "big") % (high - low + 1)) << 20
+
+
 LEVELDB_OPTIONS: dict[str, int] = {
     "bloom_filter_bits": 10,
-    "write_buffer_size": 64 << 20,
+    "write_buffer_size": draw_write_buffer_size(),
     "lru_cache_size": 64 << 20,
     "max_file_size": 8 << 20,
 }
@@ -53,9 +78,11 @@ LEVELDB_OPTIONS: dict[str, int] = {
 Why: with LevelDB's defaults (4 MB memtable, 2 MB tables, no filters) background
 compaction cost more CPU than execution itself. Committing 100 blocks of 1,000 clearance
 orders through the engine (proposer path, one process) measured 508 µs of CPU per
-transaction with the defaults and 334 µs with these settings; the bloom filters also make
-the "is this transaction already committed?" miss on every admission a filter probe.
-Memory: at most ~2 memtables (128 MB) plus the 64 MB block cache per node, allocated as used.
+transaction with the defaults and 334 µs with these settings (a 64 MiB write buffer; each
+process now draws its own, :data:`WRITE_BUFFER_MIB`); the bloom filters also make the "is
+this transaction already committed?" miss on every admission a filter probe. Memory: at
+most ~2 memtables (160 MB with the largest draw) plus the 64 MB block cache per node,
+allocated as used.
 """
 
 COMPRESSION: str | None = None

@@ -86,7 +86,8 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
                  # LevelDB's own figures (node/leveldb_stats.py)
                  'jangbu_leveldb_files{level="0"}', 'jangbu_leveldb_bytes{level="6"} 0',
                  "# TYPE jangbu_leveldb_compaction_seconds_total counter",
-                 "# TYPE jangbu_leveldb_compaction_written_bytes_total counter"):
+                 "# TYPE jangbu_leveldb_compaction_written_bytes_total counter",
+                 "# TYPE jangbu_leveldb_write_buffer_bytes gauge"):
         assert name in text, name
     assert int(text.split("\njangbu_leveldb_memory_bytes ", 1)[1].split()[0]) > 0
     cpu = float(text.split("\nprocess_cpu_seconds_total ", 1)[1].split()[0])

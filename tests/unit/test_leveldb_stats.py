@@ -8,6 +8,9 @@ whole path on a real LevelDB that has flushed and compacted.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import plyvel
 from hypothesis import given
@@ -25,6 +28,9 @@ from node.leveldb_stats import (
 )
 from node.metrics import Metrics
 from node.store import LedgerStore
+from node.store_open import LEVELDB_OPTIONS, WRITE_BUFFER_MIB, draw_write_buffer_size
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # What plyvel's LevelDB 1.22 printed for a store of 100,000 clearance orders.
 REAL = ("                               Compactions\n"
@@ -86,7 +92,7 @@ def test_one_scrape_reads_leveldb_once_and_a_later_one_again():
     reader = CountingReader({STATS_PROPERTY: REAL.encode(), MEMORY_PROPERTY: b"4104"})
     stats = LevelDBStats(reader, max_age_s=1.0, clock=lambda: now[0])
     metrics = Metrics()
-    export(metrics, stats)
+    export(metrics, stats, 50 << 20)
     text = metrics.render()
     assert reader.calls == 2  # two properties, once for some twenty figures
     assert 'jangbu_leveldb_files{level="2"} 15' in text
@@ -95,6 +101,7 @@ def test_one_scrape_reads_leveldb_once_and_a_later_one_again():
     assert "jangbu_leveldb_compaction_seconds_total 5.000000" in text
     assert f"jangbu_leveldb_compaction_written_bytes_total {151 * MB}.000000" in text
     assert "jangbu_leveldb_memory_bytes 4104" in text
+    assert f"jangbu_leveldb_write_buffer_bytes {50 << 20}" in text
     assert text.count("# TYPE jangbu_leveldb_files gauge") == 1
     metrics.render()
     assert reader.calls == 2
@@ -133,3 +140,25 @@ def test_the_store_reads_its_properties_and_none_once_closed(tmp_path):
     assert store.leveldb_property(b"leveldb.no-such-property") is None
     store.close()
     assert store.leveldb_property(STATS_PROPERTY) is None
+
+
+def test_each_process_draws_a_write_buffer_size_in_the_range_in_whole_mib():
+    low, high = WRITE_BUFFER_MIB
+    assert draw_write_buffer_size(b"\x00\x00") == low * MB
+    assert draw_write_buffer_size((high - low).to_bytes(2, "big")) == high * MB
+    assert draw_write_buffer_size((high - low + 1).to_bytes(2, "big")) == low * MB
+    sizes = {draw_write_buffer_size() for _ in range(200)}
+    assert len(sizes) > 10 and all(low * MB <= size <= high * MB for size in sizes)
+    assert all(size % MB == 0 for size in sizes)
+    assert low * MB <= LEVELDB_OPTIONS["write_buffer_size"] <= high * MB
+
+
+def test_two_node_processes_draw_their_sizes_apart():
+    """Regression for the cause: every node used 64 MiB, so all of them flushed and
+    compacted at the same block. (Two draws agree 1 time in 33; five processes all
+    agreeing, 1 in 33**4.)"""
+    drawn = {subprocess.run([sys.executable, "-c", "from node.store_open import "
+                             "LEVELDB_OPTIONS as o; print(o['write_buffer_size'])"],
+                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
+             for _ in range(5)}
+    assert len(drawn) > 1
