@@ -111,17 +111,6 @@ def stage_nodes(samples: list[dict[str, float]]) -> int:
     return sum(1 for sample in samples if any(STAGE_METRIC.match(name) for name in sample))
 
 
-def cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]], name: str,
-               committed: int) -> float | None:
-    """Microseconds of ``name`` (a CPU-seconds counter) per committed transaction and node,
-    over the nodes that report it at both readings; None if none does."""
-    spent = [a[name] - b[name] for b, a in zip(before, after, strict=True)
-             if name in b and name in a]
-    if not spent or committed == 0:
-        return None
-    return round(sum(spent) / len(spent) / committed * 1e6, 1)
-
-
 def mean_delta(before: list[dict[str, float]], after: list[dict[str, float]],
                name: str) -> float | None:
     """How much counter ``name`` grew between two readings, averaged over the nodes that
@@ -129,6 +118,16 @@ def mean_delta(before: list[dict[str, float]], after: list[dict[str, float]],
     grown = [a[name] - b[name] for b, a in zip(before, after, strict=True)
              if name in b and name in a]
     return sum(grown) / len(grown) if grown else None
+
+
+def cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]], name: str,
+               committed: int) -> float | None:
+    """Microseconds of ``name`` (a CPU-seconds counter) per committed transaction and node,
+    over the nodes that report it at both readings; None if none does."""
+    spent = mean_delta(before, after, name)
+    if spent is None or committed == 0:
+        return None
+    return round(spent / committed * 1e6, 1)
 
 
 def background_cpu_s(before: list[dict[str, float]],
