@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,17 @@ def perf_report(data: Path, sort: str) -> list[tuple[float, str]]:
     return parse_report(out.stdout)
 
 
+def leveldb_figures(api: str) -> tuple[float, float]:
+    """The node's LevelDB write buffer (bytes) and compaction seconds so far, from
+    ``/metrics``: whether the profiled window saw a flush or a compaction at all (a node
+    with an 80 MiB buffer first flushes ~25% later than one with 64)."""
+    text = urllib.request.urlopen(api + "/metrics", timeout=10).read().decode()
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                   if line and not line.startswith("#"))
+    return (float(samples.get("jangbu_leveldb_write_buffer_bytes", "nan")),
+            float(samples.get("jangbu_leveldb_compaction_seconds_total", "nan")))
+
+
 def run_bench(directory: Path, txs: int) -> subprocess.CompletedProcess[str]:
     """``jangbu bench --txs txs`` against the network in ``directory``; exits on failure."""
     bench = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir", str(directory),
@@ -106,10 +118,10 @@ def main() -> None:
                                  "-p", str(pid), "-o", str(data)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         user0, sys0 = cpu_seconds(pid)
-        bench = subprocess.run([sys.executable, "-m", "cli.main", "bench", "--dir",
-                                str(net.directory), "--txs", str(args.txs), "--json"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        leveldb0 = leveldb_figures(net.api(args.node))
+        bench = run_bench(net.directory, args.txs)
         user1, sys1 = cpu_seconds(pid)
+        leveldb1 = leveldb_figures(net.api(args.node))
         perf.send_signal(signal.SIGINT)
         _, perf_err = perf.communicate(timeout=60)
         if not data.exists():
@@ -122,6 +134,9 @@ def main() -> None:
         print(f"{committed} orders, {result['tx_per_s']:.0f} tx/s; node {args.node}: "
               f"{node_us:.0f} µs of CPU per transaction ({user_us:.0f} user, "
               f"{sys_us:.0f} system)")
+        print(f"LevelDB: write buffer {leveldb1[0] / 2**20:.0f} MiB, "
+              f"{leveldb1[1] - leveldb0[1]:.0f} s of compactions while profiled "
+              f"({leveldb1[1]:.0f} s since the node started)")
         print("\nby library: share of samples, µs per transaction")
         for percent, dso in perf_report(data, "dso"):
             if percent >= 0.1:

@@ -32,7 +32,7 @@ Method (so the numbers mean something):
    commits seen in it (as tx/s), their latency percentiles and the nodes' CPU per such
    transaction, to see a long run change as the store grows; and, averaged over the
    nodes, the CPU seconds their threads other than the event loop used in it
-   (``background_cpu_s``: LevelDB's memtable writes and compactions, chiefly) and the
+   (``background_cpu_s``: LevelDB's memtable flushes and compactions, chiefly) and the
    time LevelDB counted for those (``leveldb_compaction_s``, its own whole seconds).
 """
 
@@ -133,11 +133,14 @@ def cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]], na
 def background_cpu_s(before: list[dict[str, float]],
                      after: list[dict[str, float]]) -> float | None:
     """CPU seconds a node's threads other than its event loop used between two readings,
-    averaged over the nodes: LevelDB's memtable writes and compactions, chiefly (a block
-    write and a block's signature checks move off the loop only while a node catches up)."""
-    process = mean_delta(before, after, CPU_METRIC)
-    loop = mean_delta(before, after, LOOP_CPU_METRIC)
-    return None if process is None or loop is None else round(max(0.0, process - loop), 2)
+    averaged over the nodes that report both figures: LevelDB's memtable flushes and
+    compactions, chiefly (a block write and a block's signature checks move off the loop
+    only while a node catches up)."""
+    spent = [(a[CPU_METRIC] - b[CPU_METRIC]) - (a[LOOP_CPU_METRIC] - b[LOOP_CPU_METRIC])
+             for b, a in zip(before, after, strict=True)
+             if all(name in sample for name in (CPU_METRIC, LOOP_CPU_METRIC)
+                    for sample in (b, a))]
+    return round(max(0.0, sum(spent) / len(spent)), 2) if spent else None
 
 
 def stage_cpu_per_tx(before: list[dict[str, float]], after: list[dict[str, float]],

@@ -6,9 +6,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.errors import CliError
 from cli.output import TerminalSafe, printable, subcommand_help
+
+if TYPE_CHECKING:
+    from node.config import NodeConfig
 
 # The commands import what they need when they run: ``jangbu node start`` begins opening
 # its store before anything heavy is imported (``_begin_opening_the_store``), and a module
@@ -57,7 +61,7 @@ def cmd_network_init(args: argparse.Namespace) -> int:
 
 def cmd_node_start(args: argparse.Namespace) -> int:
     from node.config import ConfigError, load_config
-    from node.store_open import close_untaken, preopen
+    from node.store_open import close_untaken
     try:
         config = load_config(args.home).with_overrides(
             p2p_listen=args.p2p_listen, api_listen=args.api_listen, log_level=args.log_level,
@@ -67,7 +71,7 @@ def cmd_node_start(args: argparse.Namespace) -> int:
     # A restart's LevelDB log replay runs while the node's modules are imported (begun
     # already by main() unless this was called another way; one main() began for another
     # home than argparse's is closed).
-    preopen(str(config.data_dir))
+    _preopen(config)
     close_untaken(keep=str(config.data_dir))
     import asyncio
 
@@ -210,11 +214,18 @@ def _begin_opening_the_store(words: Sequence[str]) -> None:
     if home is None:
         return
     from node.config import load_config
-    from node.store_open import preopen
     try:
         config = load_config(home)
     except Exception:  # whatever it is, cmd_node_start reports it
         return
+    _preopen(config)
+
+
+def _preopen(config: NodeConfig) -> None:
+    """Begin opening ``config``'s store (node/store_open.py ``preopen``) with this node's
+    LevelDB write buffer (``use_node_write_buffer``: validators spread theirs apart)."""
+    from node.store_open import preopen, use_node_write_buffer
+    use_node_write_buffer(config.genesis_file, config.node_key_file)
     preopen(str(config.data_dir))
 
 

@@ -1,9 +1,10 @@
 """LevelDB's own account of its levels and compactions, exported on ``/metrics``.
 
 Why: under a sustained load a node's CPU per transaction rises in windows of several
-seconds in which LevelDB flushes a full memtable (~55 MB of a 64 MB write buffer) to a
-table and then merges tables into the next level; on a machine the validators share, they
-all do it at once, since they write the same bytes. Those windows were found from the
+seconds in which LevelDB writes a full memtable (its write buffer, 48-80 MiB) out as a
+table and then merges tables into the next level; with one buffer size for all, the
+validators did it at once, since they write the same bytes (node/store_open.py
+``WRITE_BUFFER_MIB``). Those windows were found from the
 timestamps in each store's ``LOG`` file (docs/benchmarks.md, twenty-fourth to twenty-ninth
 rounds). An operator of a production ledger watches the same thing on a dashboard: how
 many files level 0 holds (LevelDB slows every write down from 8 and stops them at 12), how
@@ -14,7 +15,9 @@ The source is LevelDB's ``leveldb.stats`` property: one row per level with its f
 size and its compaction totals (wall-clock seconds, megabytes read and written), each
 printed rounded to a whole number, and ``leveldb.approximate-memory-usage``. Parsing is
 kept apart from reading so it can be tested on any text; a text it does not recognise
-reads as no levels, never as an error: metrics must not fail a scrape.
+reads as no levels, never as an error: metrics must not fail a scrape. A store that
+stops answering (closed) keeps reporting its last figures, so the counters never appear
+to reset.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ _ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
 
 @dataclass(frozen=True)
 class LevelRow:
-    """One level as ``leveldb.stats`` prints it: the sizes in whole megabytes, the time
+    """One level as ``leveldb.stats`` prints it: the sizes in whole MiB, the time
     in whole seconds (LevelDB's own rounding), totals since the database was opened."""
 
     level: int
@@ -51,7 +54,8 @@ class LevelRow:
 
 
 def parse_stats(text: str) -> dict[int, LevelRow]:
-    """The level rows of a ``leveldb.stats`` text, by level.
+    """The level rows of a ``leveldb.stats`` text, by level (sizes in MiB: LevelDB
+    divides by 1,048,576 and calls it MB).
 
     LevelDB prints a level only when it holds files or has had a compaction, so a missing
     level is an empty one. Lines that are not a row (the title, the column names, the
@@ -106,9 +110,11 @@ class LevelDBStats:
     Why a cache: one scrape renders some twenty figures from these two properties, each
     through its own reader; reading them once per scrape rather than once per figure keeps
     a scrape at two calls into LevelDB (each takes LevelDB's lock and formats the table).
+    Short, so that scrapes a fraction of a second apart (``jangbu bench --window 0.3``)
+    still see fresh figures.
     """
 
-    def __init__(self, read_property: PropertyReader, max_age_s: float = 1.0,
+    def __init__(self, read_property: PropertyReader, max_age_s: float = 0.1,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._read = read_property
         self._max_age_s = max_age_s
@@ -125,8 +131,10 @@ class LevelDBStats:
 
     def _take(self) -> Snapshot:
         stats = self._read(STATS_PROPERTY)
+        if stats is None:  # closed: the last figures stand (a counter must not drop to 0)
+            return self._snapshot
         memory = self._read(MEMORY_PROPERTY)
-        levels = {} if stats is None else parse_stats(stats.decode("ascii", "replace"))
+        levels = parse_stats(stats.decode("ascii", "replace"))
         try:
             memory_bytes = int(memory) if memory is not None else 0
         except ValueError:
@@ -136,10 +144,10 @@ class LevelDBStats:
 
 def export(metrics: Metrics, stats: LevelDBStats, write_buffer_bytes: int) -> None:
     """Put the store's LevelDB figures on ``metrics`` (read when scraped), with the write
-    buffer size this process drew (node/store_open.py ``WRITE_BUFFER_MIB``)."""
+    buffer size the node opened it with (node/store_open.py ``use_node_write_buffer``)."""
     metrics.gauge("jangbu_leveldb_write_buffer_bytes", lambda: write_buffer_bytes,
-                  "the LevelDB write buffer (memtable) size this node process drew: nodes "
-                  "draw apart so that they do not all flush and compact at the same height")
+                  "this node's LevelDB write buffer (memtable) size: the validators spread "
+                  "theirs apart so that they do not all flush and compact at the same height")
     for level in range(LEVELS):
         label = f'{{level="{level}"}}'
         metrics.gauge(f"jangbu_leveldb_files{label}",
@@ -148,19 +156,19 @@ def export(metrics: Metrics, stats: LevelDBStats, write_buffer_bytes: int) -> No
                       "files and stop at 12 until a compaction catches up)")
         metrics.gauge(f"jangbu_leveldb_bytes{label}",
                       lambda n=level: stats.snapshot().size_bytes(n),  # type: ignore[misc]
-                      "size of each LevelDB level, bytes (LevelDB reports whole megabytes)")
+                      "size of each LevelDB level, bytes (LevelDB reports whole MiB)")
     metrics.counter_from("jangbu_leveldb_compaction_seconds_total",
                          lambda: stats.snapshot().compaction_seconds(),
-                         "wall-clock time LevelDB spent writing memtables to tables and "
-                         "compacting them since the node started (whole seconds per level, "
-                         "LevelDB's own count)")
+                         "wall-clock time LevelDB spent writing memtables out as tables and "
+                         "compacting them since the store was opened at start (whole "
+                         "seconds per level, LevelDB's own count)")
     metrics.counter_from("jangbu_leveldb_compaction_read_bytes_total",
                          lambda: stats.snapshot().read_bytes(),
-                         "bytes LevelDB's compactions read since the node started "
-                         "(whole megabytes per level)")
+                         "bytes LevelDB's compactions read since the store was opened "
+                         "(whole MiB per level)")
     metrics.counter_from("jangbu_leveldb_compaction_written_bytes_total",
                          lambda: stats.snapshot().written_bytes(),
-                         "bytes LevelDB's memtable writes and compactions wrote since the "
-                         "node started (whole megabytes per level)")
+                         "bytes LevelDB's memtable flushes and compactions wrote since the "
+                         "store was opened (whole MiB per level)")
     metrics.gauge("jangbu_leveldb_memory_bytes", lambda: stats.snapshot().memory_bytes,
                   "LevelDB's estimate of the memory it uses (memtables and block cache)")

@@ -7,6 +7,7 @@ units). Rendering is cheap and happens only when ``/metrics`` is scraped.
 from __future__ import annotations
 
 import bisect
+import math
 import sys
 from collections.abc import Callable
 
@@ -49,6 +50,24 @@ def python_info_name() -> str:
               "patchlevel": str(info.micro), "version": version, "build": interpreter()}
     return "python_info{" + ",".join(f'{name}="{label_value(value)}"'
                                       for name, value in labels.items()) + "}"
+
+
+def sample_text(value: float) -> str:
+    """A sample's value as the Prometheus text format takes it, without losing digits.
+
+    Why: ``:g`` kept 6 significant digits, so ``jangbu_txs_committed_total`` past a million
+    read ``1.23457e+06`` and a ``rate()`` over it moved in steps of thousands; byte gauges
+    of LevelDB's levels were rounded the same way (review, thirtieth round). A whole number
+    is written whole, any other exactly (``repr``), and the special values as Prometheus
+    spells them.
+    """
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
 
 
 class Histogram:
@@ -123,19 +142,15 @@ class Metrics:
 
         for name in sorted(self.counters):
             header(name, "counter")
-            lines.append(f"{name} {self.counters[name]:g}")
+            lines.append(f"{name} {sample_text(self.counters[name])}")
         for name in sorted(self.readings):
             kind, read = self.readings[name]
             header(name, kind)
             value = float(read())
-            # A counter keeps its microseconds (CPU seconds grow large); a gauge is short,
-            # but a whole number is written whole (``:g`` rounds bytes to 6 digits).
-            if kind == "counter":
-                lines.append(f"{name} {value:.6f}")
-            elif value.is_integer() and abs(value) < 2**53:
-                lines.append(f"{name} {int(value)}")
-            else:
-                lines.append(f"{name} {value:g}")
+            # A counter read when scraped keeps its microseconds (CPU seconds grow large).
+            text = f"{value:.6f}" if kind == "counter" and math.isfinite(value) else (
+                sample_text(value))
+            lines.append(f"{name} {text}")
         for name in sorted(self.histograms):
             hist = self.histograms[name]
             header(name, "histogram")
@@ -144,6 +159,6 @@ class Metrics:
                 cumulative += count
                 lines.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative}')
             lines.append(f'{name}_bucket{{le="+Inf"}} {hist.count}')
-            lines.append(f"{name}_sum {hist.sum:g}")
+            lines.append(f"{name}_sum {sample_text(hist.sum)}")
             lines.append(f"{name}_count {hist.count}")
         return "\n".join(lines) + "\n"

@@ -16,10 +16,11 @@ log showed the imports, not the replay, holding the pass back).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import plyvel
@@ -43,8 +44,8 @@ def _bind_state_scan() -> Any:
 _scan = _bind_state_scan()
 
 WRITE_BUFFER_MIB = (48, 80)
-"""The range, in MiB, from which each node process draws its LevelDB write buffer (the
-memtable, filled until it is written out as a table): 64 MiB on average.
+"""The range, in MiB, over which the validators of a network spread their LevelDB write
+buffers (the memtable, filled until LevelDB writes it out as a level-0 table).
 
 Why not one size for every node: validators write the same bytes in the same order, so
 with one size every node's memtable filled at the same block, and all of them wrote it
@@ -52,24 +53,59 @@ out and compacted at once. On the machine the benchmarks share, that took a 10 s
 to half its throughput (2,012 -> 1,056 tx/s, with 1.3 s of CPU per node off the event
 loops, LevelDB's compaction thread: ``jangbu bench --window``, thirtieth round); on
 machines of their own it slows every node at once, and a BFT network runs at the pace of
-its third-fastest node out of four. Sizes drawn apart put the nodes' flushes, and the
-compactions that follow them, at different heights. Drawn per process and never part of
-consensus: it only decides how one node lays out its own files. ``/metrics`` reports the
-size drawn (``jangbu_leveldb_write_buffer_bytes``)."""
+its third-fastest node out of four. Sizes spread apart put the nodes' first flushes, and
+the compactions after them, at different heights (later ones drift, and may meet again).
+Never part of consensus: it only decides how one node lays out its own files.
+``/metrics`` reports each node's size (``jangbu_leveldb_write_buffer_bytes``)."""
+
+DEFAULT_WRITE_BUFFER = 64 << 20
+"""The write buffer of a store opened without a node's identity (tools, benchmarks that
+open a store themselves, a node that is not a validator of its genesis: see
+:func:`spread_write_buffer`)."""
 
 
-def draw_write_buffer_size(entropy: bytes | None = None) -> int:
-    """A write buffer size in :data:`WRITE_BUFFER_MIB`, whole MiB, from ``entropy`` (two
-    random bytes by default; ``os.urandom``, not the ``random`` module: this module is
-    imported before anything else a starting node loads)."""
+def spread_write_buffer(node_public: str, validators: Sequence[str]) -> int:
+    """The write buffer size, in bytes (whole MiB), for the node whose public key (hex) is
+    ``node_public`` among ``validators`` (their public keys, hex): evenly spread over
+    :data:`WRITE_BUFFER_MIB` by the key's rank, so no two validators of a network share a
+    size (4 validators: 48, 59, 69 and 80 MiB). A node that is not among them gets
+    :data:`DEFAULT_WRITE_BUFFER`."""
+    keys = sorted(set(validators))
+    if node_public not in keys:
+        return DEFAULT_WRITE_BUFFER
+    if len(keys) == 1:
+        return DEFAULT_WRITE_BUFFER
     low, high = WRITE_BUFFER_MIB
-    raw = os.urandom(2) if entropy is None else entropy
-    return (low + int.from_bytes(raw, "big") % (high - low + 1)) << 20
+    return (low + round((high - low) * keys.index(node_public) / (len(keys) - 1))) << 20
+
+
+def use_node_write_buffer(genesis_file: str | os.PathLike[str],
+                          node_key_file: str | os.PathLike[str]) -> int:
+    """Set :data:`LEVELDB_OPTIONS`' write buffer for the node with these genesis and node
+    key files (:func:`spread_write_buffer`), before its store is opened; returns it.
+
+    Read here, before anything of the node is imported (the public key is in the key
+    file beside its seed; genesis lists the validators' keys). Best effort: a file that
+    cannot be read or parsed leaves :data:`DEFAULT_WRITE_BUFFER`, and the node's own
+    checks of those files then report what is wrong with them.
+    """
+    size = DEFAULT_WRITE_BUFFER
+    try:
+        with open(node_key_file, encoding="utf-8") as key_file:
+            public = json.load(key_file)["public"]
+        with open(genesis_file, encoding="utf-8") as genesis:
+            validators = [entry["pubkey"] for entry in json.load(genesis)["validators"]]
+        if isinstance(public, str) and all(isinstance(key, str) for key in validators):
+            size = spread_write_buffer(public.lower(), [key.lower() for key in validators])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    LEVELDB_OPTIONS["write_buffer_size"] = size
+    return size
 
 
 LEVELDB_OPTIONS: dict[str, int] = {
     "bloom_filter_bits": 10,
-    "write_buffer_size": draw_write_buffer_size(),
+    "write_buffer_size": DEFAULT_WRITE_BUFFER,
     "lru_cache_size": 64 << 20,
     "max_file_size": 8 << 20,
 }
@@ -78,8 +114,8 @@ LEVELDB_OPTIONS: dict[str, int] = {
 Why: with LevelDB's defaults (4 MB memtable, 2 MB tables, no filters) background
 compaction cost more CPU than execution itself. Committing 100 blocks of 1,000 clearance
 orders through the engine (proposer path, one process) measured 508 µs of CPU per
-transaction with the defaults and 334 µs with these settings (a 64 MiB write buffer; each
-process now draws its own, :data:`WRITE_BUFFER_MIB`); the bloom filters also make the "is
+transaction with the defaults and 334 µs with these settings (a 64 MiB write buffer; a
+node's own is spread around it, :func:`use_node_write_buffer`); the bloom filters also make the "is
 this transaction already committed?" miss on every admission a filter probe. Memory: at
 most ~2 memtables (160 MB with the largest draw) plus the 64 MB block cache per node,
 allocated as used.

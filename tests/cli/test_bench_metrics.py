@@ -150,3 +150,13 @@ def test_an_empty_window_is_reported_as_such() -> None:
     assert rows == [{"t_s": 0.0, "committed": 0, "tx_per_s": 0.0, "p50_ms": 0.0,
                      "p99_ms": 0.0, "node_cpu_us_per_tx": None, "background_cpu_s": None,
                      "leveldb_compaction_s": None}]
+
+
+def test_background_cpu_counts_only_nodes_reporting_both_figures() -> None:
+    """A node without the loop thread's figure (another build) must not be subtracted
+    from another node's process CPU (review)."""
+    full = ({CPU_METRIC: 10.0, LOOP_CPU_METRIC: 9.0}, {CPU_METRIC: 13.0, LOOP_CPU_METRIC: 11.0})
+    partial = ({CPU_METRIC: 10.0}, {CPU_METRIC: 20.0})
+    rows = window_rows(0.0, [(0.0, [full[0], partial[0]]), (5.0, [full[1], partial[1]])],
+                       {}, {})
+    assert rows[0]["background_cpu_s"] == 1.0

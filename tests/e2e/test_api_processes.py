@@ -94,6 +94,16 @@ def test_metrics_report_height_mempool_peers_and_commit_latency(network):
     assert 0 < cpu < 3600  # this process's own CPU, in seconds
 
 
+def test_the_validators_write_buffers_are_spread_apart(network):
+    """Regression: every node used a 64 MiB LevelDB write buffer, so all of them flushed
+    and compacted at the same height (node/store_open.py WRITE_BUFFER_MIB)."""
+    sizes = set()
+    for org in ("customs", "seller", "courier", "buyer"):
+        text = urllib.request.urlopen(network.api(org) + "/metrics", timeout=10).read().decode()
+        sizes.add(int(text.split("\njangbu_leveldb_write_buffer_bytes ", 1)[1].split()[0]))
+    assert sizes == {48 << 20, 59 << 20, 69 << 20, 80 << 20}
+
+
 def test_status_names_this_nodes_runtime_and_no_peer_on_another(network):
     import sys
     import unicodedata

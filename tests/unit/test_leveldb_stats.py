@@ -7,12 +7,12 @@ whole path on a real LevelDB that has flushed and compacted.
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import plyvel
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,9 +28,13 @@ from node.leveldb_stats import (
 )
 from node.metrics import Metrics
 from node.store import LedgerStore
-from node.store_open import LEVELDB_OPTIONS, WRITE_BUFFER_MIB, draw_write_buffer_size
-
-ROOT = Path(__file__).resolve().parents[2]
+from node.store_open import (
+    DEFAULT_WRITE_BUFFER,
+    LEVELDB_OPTIONS,
+    WRITE_BUFFER_MIB,
+    spread_write_buffer,
+    use_node_write_buffer,
+)
 
 # What plyvel's LevelDB 1.22 printed for a store of 100,000 clearance orders.
 REAL = ("                               Compactions\n"
@@ -117,6 +121,19 @@ def test_a_store_without_the_properties_reports_zeros_not_errors():
     assert snapshot.compaction_seconds() == 0.0 and snapshot.files(0) == 0
 
 
+def test_a_store_that_stops_answering_keeps_its_last_figures():
+    """A counter that dropped to 0 at shutdown would read as a reset, then as a jump of
+    the whole total (review)."""
+    now = [0.0]
+    reader = CountingReader({STATS_PROPERTY: REAL.encode(), MEMORY_PROPERTY: b"4104"})
+    stats = LevelDBStats(reader, clock=lambda: now[0])
+    assert stats.snapshot().compaction_seconds() == 5.0
+    reader.answers = {}
+    now[0] += 10.0
+    assert stats.snapshot().compaction_seconds() == 5.0
+    assert stats.snapshot().memory_bytes == 4104
+
+
 def test_a_real_leveldb_that_flushed_and_compacted_shows_it(tmp_path):
     db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True, write_buffer_size=1 << 20,
                     compression=None)
@@ -142,23 +159,51 @@ def test_the_store_reads_its_properties_and_none_once_closed(tmp_path):
     assert store.leveldb_property(STATS_PROPERTY) is None
 
 
-def test_each_process_draws_a_write_buffer_size_in_the_range_in_whole_mib():
+def test_validators_spread_their_write_buffers_evenly_by_key_rank():
+    keys = [f"{i:02x}" * 32 for i in (7, 3, 9, 1)]  # ranks 2, 1, 3, 0
+    sizes = [spread_write_buffer(key, keys) for key in keys]
+    assert sizes == [69 * MB, 59 * MB, 80 * MB, 48 * MB]
     low, high = WRITE_BUFFER_MIB
-    assert draw_write_buffer_size(b"\x00\x00") == low * MB
-    assert draw_write_buffer_size((high - low).to_bytes(2, "big")) == high * MB
-    assert draw_write_buffer_size((high - low + 1).to_bytes(2, "big")) == low * MB
-    sizes = {draw_write_buffer_size() for _ in range(200)}
-    assert len(sizes) > 10 and all(low * MB <= size <= high * MB for size in sizes)
-    assert all(size % MB == 0 for size in sizes)
-    assert low * MB <= LEVELDB_OPTIONS["write_buffer_size"] <= high * MB
+    seven = [f"{i:02x}" * 32 for i in range(7)]
+    spread = sorted(spread_write_buffer(key, seven) for key in seven)
+    assert spread[0] == low * MB and spread[-1] == high * MB and len(set(spread)) == 7
 
 
-def test_two_node_processes_draw_their_sizes_apart():
-    """Regression for the cause: every node used 64 MiB, so all of them flushed and
-    compacted at the same block. (Two draws agree 1 time in 33; five processes all
-    agreeing, 1 in 33**4.)"""
-    drawn = {subprocess.run([sys.executable, "-c", "from node.store_open import "
-                             "LEVELDB_OPTIONS as o; print(o['write_buffer_size'])"],
-                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
-             for _ in range(5)}
-    assert len(drawn) > 1
+def test_a_node_outside_the_validators_or_alone_gets_the_default():
+    assert spread_write_buffer("aa" * 32, ["bb" * 32, "cc" * 32]) == DEFAULT_WRITE_BUFFER
+    assert spread_write_buffer("aa" * 32, ["aa" * 32]) == DEFAULT_WRITE_BUFFER
+
+
+def write_node_files(tmp_path: Path, public: str, validators: list[str]) -> tuple[Path, Path]:
+    key = tmp_path / "node.key"
+    key.write_text(json.dumps({"type": "ed25519", "kind": "node", "seed": "00" * 32,
+                               "public": public}))
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps({"chain_id": "c", "validators": [
+        {"name": f"v{i}", "pubkey": pubkey} for i, pubkey in enumerate(validators)]}))
+    return genesis, key
+
+
+def test_a_node_sets_its_write_buffer_from_its_key_and_genesis_files(tmp_path, monkeypatch):
+    monkeypatch.setitem(LEVELDB_OPTIONS, "write_buffer_size", DEFAULT_WRITE_BUFFER)
+    keys = ["11" * 32, "22" * 32, "33" * 32, "44" * 32]
+    genesis, key = write_node_files(tmp_path, keys[3].upper(), keys)
+    assert use_node_write_buffer(genesis, key) == 80 * MB
+    assert LEVELDB_OPTIONS["write_buffer_size"] == 80 * MB
+
+
+@pytest.mark.parametrize("damage", ["no key file", "not json", "no validators", "not a str"])
+def test_unreadable_node_files_leave_the_default_for_the_node_to_report(tmp_path, monkeypatch,
+                                                                        damage):
+    monkeypatch.setitem(LEVELDB_OPTIONS, "write_buffer_size", 77 * MB)
+    genesis, key = write_node_files(tmp_path, "11" * 32, ["11" * 32, "22" * 32])
+    if damage == "no key file":
+        key.unlink()
+    elif damage == "not json":
+        genesis.write_text("{")
+    elif damage == "no validators":
+        genesis.write_text("{}")
+    else:
+        key.write_text(json.dumps({"public": 5}))
+    assert use_node_write_buffer(genesis, key) == DEFAULT_WRITE_BUFFER
+    assert LEVELDB_OPTIONS["write_buffer_size"] == DEFAULT_WRITE_BUFFER

@@ -85,3 +85,22 @@ def test_a_build_line_with_quotes_braces_and_backslashes_survives_the_round_trip
     samples = parse_samples(m.render())
     assert node_pythons([samples]) == [interpreter()] == [" ".join(odd.split())]
     assert samples["process_cpu_seconds_total"] == 2.5
+
+
+def test_large_and_fractional_values_keep_every_digit() -> None:
+    """Regression: values were written with ``:g`` (6 significant digits), so a counter of
+    123,456,789 committed transactions read 1.23457e+08."""
+    m = Metrics()
+    m.inc("jangbu_txs_committed_total", 123_456_789)
+    m.gauge("jangbu_leveldb_bytes", lambda: 55_574_528)
+    m.gauge("jangbu_started_at_seconds", lambda: 1_712_345_678.25)
+    m.gauge("jangbu_nothing", lambda: float("nan"))
+    m.gauge("jangbu_unbounded", lambda: float("inf"))
+    m.counter_from("process_cpu_seconds_total", lambda: 98_765.4321)
+    m.histogram("jangbu_commit_seconds").observe(1_234_567.5)
+    text = m.render()
+    for line in ("jangbu_txs_committed_total 123456789", "jangbu_leveldb_bytes 55574528",
+                 "jangbu_started_at_seconds 1712345678.25", "jangbu_nothing NaN",
+                 "jangbu_unbounded +Inf", "process_cpu_seconds_total 98765.432100",
+                 "jangbu_commit_seconds_sum 1234567.5"):
+        assert f"\n{line}\n" in f"\n{text}", line
