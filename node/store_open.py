@@ -71,9 +71,7 @@ def spread_write_buffer(node_public: str, validators: Sequence[str]) -> int:
     size (4 validators: 48, 59, 69 and 80 MiB). A node that is not among them gets
     :data:`DEFAULT_WRITE_BUFFER`."""
     keys = sorted(set(validators))
-    if node_public not in keys:
-        return DEFAULT_WRITE_BUFFER
-    if len(keys) == 1:
+    if node_public not in keys or len(keys) == 1:
         return DEFAULT_WRITE_BUFFER
     low, high = WRITE_BUFFER_MIB
     return (low + round((high - low) * keys.index(node_public) / (len(keys) - 1))) << 20
