@@ -1,7 +1,7 @@
 """LevelDB's own account of its levels and compactions, exported on ``/metrics``.
 
 Why: under a sustained load a node's CPU per transaction rises in windows of several
-seconds in which LevelDB writes a full memtable (its write buffer, 48-80 MiB) out as a
+seconds in which LevelDB writes a full memtable (its write buffer, 64-96 MiB) out as a
 table and then merges tables into the next level; with one buffer size for all, the
 validators did it at once, since they write the same bytes (node/store_open.py
 ``WRITE_BUFFER_MIB``). Those windows were found from the

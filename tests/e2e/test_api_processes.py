@@ -101,7 +101,7 @@ def test_the_validators_write_buffers_are_spread_apart(network):
     for org in ("customs", "seller", "courier", "buyer"):
         text = urllib.request.urlopen(network.api(org) + "/metrics", timeout=10).read().decode()
         sizes.add(int(text.split("\njangbu_leveldb_write_buffer_bytes ", 1)[1].split()[0]))
-    assert sizes == {48 << 20, 59 << 20, 69 << 20, 80 << 20}
+    assert sizes == {64 << 20, 75 << 20, 85 << 20, 96 << 20}
 
 
 def test_status_names_this_nodes_runtime_and_no_peer_on_another(network):

@@ -162,7 +162,7 @@ def test_the_store_reads_its_properties_and_none_once_closed(tmp_path):
 def test_validators_spread_their_write_buffers_evenly_by_key_rank():
     keys = [f"{i:02x}" * 32 for i in (7, 3, 9, 1)]  # ranks 2, 1, 3, 0
     sizes = [spread_write_buffer(key, keys) for key in keys]
-    assert sizes == [69 * MB, 59 * MB, 80 * MB, 48 * MB]
+    assert sizes == [85 * MB, 75 * MB, 96 * MB, 64 * MB]
     low, high = WRITE_BUFFER_MIB
     seven = [f"{i:02x}" * 32 for i in range(7)]
     spread = sorted(spread_write_buffer(key, seven) for key in seven)
@@ -188,8 +188,8 @@ def test_a_node_sets_its_write_buffer_from_its_key_and_genesis_files(tmp_path, m
     monkeypatch.setitem(LEVELDB_OPTIONS, "write_buffer_size", DEFAULT_WRITE_BUFFER)
     keys = ["11" * 32, "22" * 32, "33" * 32, "44" * 32]
     genesis, key = write_node_files(tmp_path, keys[3].upper(), keys)
-    assert use_node_write_buffer(genesis, key) == 80 * MB
-    assert LEVELDB_OPTIONS["write_buffer_size"] == 80 * MB
+    assert use_node_write_buffer(genesis, key) == 96 * MB
+    assert LEVELDB_OPTIONS["write_buffer_size"] == 96 * MB
 
 
 @pytest.mark.parametrize("damage", ["no key file", "not json", "no validators", "not a str"])
